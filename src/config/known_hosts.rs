@@ -1,0 +1,1 @@
+//! known_hosts matching (to be written).

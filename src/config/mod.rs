@@ -1,0 +1,15 @@
+//! OpenSSH client configuration: `ssh_config` resolution and `known_hosts` matching.
+//!
+//! [`ssh_config`] turns config files into a resolved [`HostConfig`] per host, with OpenSSH's
+//! semantics (first value wins, `%` tokens, `ProxyJump` parsing) and the file and line that
+//! set each value. [`known_hosts`] decides whether a server's host key is known, changed,
+//! revoked or unknown. Both are pure: they take text and return values; reading files is a
+//! thin wrapper.
+
+pub mod known_hosts;
+pub mod ssh_config;
+
+pub use ssh_config::{
+    ConfigError, HostConfig, HostQuery, LocalEnv, Origin, ProxyJump, SshConfig,
+    StrictHostKeyChecking,
+};

@@ -1,0 +1,432 @@
+//! What the user asked for, validated: the target, the jump hops and the listen address.
+//!
+//! These parsers take the strings exactly as typed on the command line and do no I/O, so
+//! every rule lives in one place and is unit-tested here. Names are never resolved locally:
+//! the target's host is sent as written to the last hop (like `ssh -W`).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use thiserror::Error;
+
+/// The PostgreSQL port, used when TARGET has none.
+pub const DEFAULT_TARGET_PORT: u16 = 5432;
+
+/// A malformed TARGET, HOP or listen address.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SpecError {
+    /// The string is empty.
+    #[error("{what} is empty")]
+    Empty {
+        /// Which argument ("TARGET", "hop", "--listen").
+        what: &'static str,
+    },
+    /// A port that is not a number in 1..=65535.
+    #[error("{what} `{input}`: port `{port}` is not a number from 1 to 65535")]
+    BadPort {
+        /// Which argument.
+        what: &'static str,
+        /// The whole argument as typed.
+        input: String,
+        /// The port part as typed.
+        port: String,
+    },
+    /// Anything else that does not fit the grammar.
+    #[error("{what} `{input}`: {reason}")]
+    Malformed {
+        /// Which argument.
+        what: &'static str,
+        /// The whole argument as typed.
+        input: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// `host[:port]`: the service as seen from the last hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host name or address, without IPv6 brackets.
+    pub host: String,
+    /// Port, defaulting to 5432.
+    pub port: u16,
+    /// Whether the port was written (an alias's HostName only applies to the host).
+    pub port_given: bool,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", HostPort(&self.host, self.port))
+    }
+}
+
+/// Formats `host:port`, bracketing IPv6 literals.
+#[derive(Debug, Clone, Copy)]
+pub struct HostPort<'a>(pub &'a str, pub u16);
+
+impl fmt::Display for HostPort<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.contains(':') {
+            write!(f, "[{}]:{}", self.0, self.1)
+        } else {
+            write!(f, "{}:{}", self.0, self.1)
+        }
+    }
+}
+
+/// One `-J` element: an ssh_config alias, `[user@]host[:port]` or `ssh://[user@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopSpec {
+    /// `user@` as written; overrides the config's `User`.
+    pub user: Option<String>,
+    /// The host or alias, looked up in ssh_config.
+    pub host: String,
+    /// `:port` as written; overrides the config's `Port`.
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for HopSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        match self.port {
+            Some(port) => write!(f, "{}", HostPort(&self.host, port)),
+            None => write!(f, "{}", self.host),
+        }
+    }
+}
+
+/// Parses TARGET: `host[:port]`, `[v6addr][:port]`; the port defaults to 5432.
+///
+/// ```
+/// let t = pgtunnel::spec::parse_target("db.foo.com").unwrap();
+/// assert_eq!((t.host.as_str(), t.port), ("db.foo.com", 5432));
+/// let t = pgtunnel::spec::parse_target("[fd00::5]:6432").unwrap();
+/// assert_eq!((t.host.as_str(), t.port), ("fd00::5", 6432));
+/// ```
+pub fn parse_target(input: &str) -> Result<Target, SpecError> {
+    const WHAT: &str = "TARGET";
+    let (host, port) = split_host_port(WHAT, input)?;
+    if host.contains('@') {
+        return Err(malformed(
+            WHAT,
+            input,
+            "a target has no user; put `user@` on the hop (--via)",
+        ));
+    }
+    check_host(WHAT, input, &host)?;
+    Ok(Target {
+        host,
+        port: port.unwrap_or(DEFAULT_TARGET_PORT),
+        port_given: port.is_some(),
+    })
+}
+
+/// Parses one hop of `-J/--via` (the list is split on commas by [`parse_hops`]).
+pub fn parse_hop(input: &str) -> Result<HopSpec, SpecError> {
+    const WHAT: &str = "hop";
+    let rest = match input.strip_prefix("ssh://") {
+        Some(rest) => {
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            if rest.contains('/') {
+                return Err(malformed(WHAT, input, "an ssh:// hop has no path"));
+            }
+            rest
+        }
+        None => input,
+    };
+    let (user, hostport) = match rest.rsplit_once('@') {
+        Some((user, hostport)) => {
+            if user.is_empty() {
+                return Err(malformed(WHAT, input, "empty user before `@`"));
+            }
+            (Some(user.to_string()), hostport)
+        }
+        None => (None, rest),
+    };
+    let (host, port) = split_host_port(WHAT, hostport).map_err(|e| match e {
+        SpecError::BadPort { port, .. } => SpecError::BadPort {
+            what: WHAT,
+            input: input.to_string(),
+            port,
+        },
+        SpecError::Malformed { reason, .. } => malformed(WHAT, input, reason),
+        other => other,
+    })?;
+    check_host(WHAT, input, &host)?;
+    Ok(HopSpec { user, host, port })
+}
+
+/// Parses a `-J` value: comma-separated hops, in connection order.
+pub fn parse_hops(input: &str) -> Result<Vec<HopSpec>, SpecError> {
+    if input.trim().is_empty() {
+        return Err(SpecError::Empty { what: "--via" });
+    }
+    input.split(',').map(|h| parse_hop(h.trim())).collect()
+}
+
+/// Default listen address: loopback, port chosen by the OS.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// Parses `-L/--listen [ADDR:]PORT`. The address must be a literal IP (we never resolve names
+/// to decide where to listen); it defaults to 127.0.0.1. Port 0 asks the OS for a free port.
+pub fn parse_listen(input: &str) -> Result<SocketAddr, SpecError> {
+    const WHAT: &str = "--listen";
+    if input.is_empty() {
+        return Err(SpecError::Empty { what: WHAT });
+    }
+    let (addr, port) = if input.bytes().all(|b| b.is_ascii_digit()) {
+        (None, input)
+    } else if let Some(rest) = input.strip_prefix('[') {
+        let (addr, after) = rest
+            .split_once(']')
+            .ok_or_else(|| malformed(WHAT, input, "missing `]`"))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| malformed(WHAT, input, "expected `[ADDR]:PORT`"))?;
+        (Some(addr), port)
+    } else {
+        let (addr, port) = input
+            .rsplit_once(':')
+            .ok_or_else(|| malformed(WHAT, input, "expected `[ADDR:]PORT`"))?;
+        if addr.contains(':') {
+            return Err(malformed(
+                WHAT,
+                input,
+                "write an IPv6 address in brackets: `[::1]:PORT`",
+            ));
+        }
+        (Some(addr), port)
+    };
+    let port: u16 = port.parse().map_err(|_| SpecError::BadPort {
+        what: WHAT,
+        input: input.to_string(),
+        port: port.to_string(),
+    })?;
+    let ip = match addr {
+        None => DEFAULT_LISTEN.ip(),
+        Some(a) => a.parse::<IpAddr>().map_err(|_| {
+            malformed(
+                WHAT,
+                input,
+                "the address must be an IP address such as 127.0.0.1 or [::1]",
+            )
+        })?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn malformed(what: &'static str, input: &str, reason: &'static str) -> SpecError {
+    SpecError::Malformed {
+        what,
+        input: input.to_string(),
+        reason,
+    }
+}
+
+/// Splits `host[:port]` / `[v6][:port]`; a bare IPv6 literal without brackets is refused
+/// because `fd00::5432` is ambiguous.
+fn split_host_port(what: &'static str, input: &str) -> Result<(String, Option<u16>), SpecError> {
+    if input.is_empty() {
+        return Err(SpecError::Empty { what });
+    }
+    let (host, port) = if let Some(rest) = input.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| malformed(what, input, "missing `]` after the IPv6 address"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(malformed(
+                what,
+                input,
+                "brackets must hold an IPv6 address, e.g. [fd00::5]:5432",
+            ));
+        }
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(malformed(what, input, "expected `:PORT` after `]`")),
+            },
+        }
+    } else {
+        match input.matches(':').count() {
+            0 => (input, None),
+            1 => {
+                let (h, p) = input.split_once(':').unwrap_or((input, ""));
+                (h, Some(p))
+            }
+            _ => {
+                return Err(malformed(
+                    what,
+                    input,
+                    "write an IPv6 address in brackets, e.g. [fd00::5]:5432",
+                ));
+            }
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n != 0 && !p.starts_with('+') => Some(n),
+            _ => {
+                return Err(SpecError::BadPort {
+                    what,
+                    input: input.to_string(),
+                    port: p.to_string(),
+                });
+            }
+        },
+    };
+    Ok((host.to_string(), port))
+}
+
+fn check_host(what: &'static str, input: &str, host: &str) -> Result<(), SpecError> {
+    if host.is_empty() {
+        return Err(malformed(what, input, "no host name"));
+    }
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | ',' | '\'' | '"'))
+    {
+        return Err(malformed(
+            what,
+            input,
+            "the host name holds a character no host name has",
+        ));
+    }
+    if host.starts_with('-') {
+        return Err(malformed(what, input, "a host name cannot start with `-`"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_defaults_to_postgres_port() {
+        let t = parse_target("db.foo.com").unwrap();
+        assert_eq!(t.host, "db.foo.com");
+        assert_eq!(t.port, 5432);
+        assert!(!t.port_given);
+        assert_eq!(t.to_string(), "db.foo.com:5432");
+    }
+
+    #[test]
+    fn target_with_port_and_ipv6() {
+        let t = parse_target("localhost:6432").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.port_given),
+            ("localhost", 6432, true)
+        );
+        let t = parse_target("[fd00::5]:5432").unwrap();
+        assert_eq!(t.host, "fd00::5");
+        assert_eq!(t.to_string(), "[fd00::5]:5432");
+        let t = parse_target("[::1]").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 5432));
+    }
+
+    #[test]
+    fn target_rejects_bad_ports() {
+        for bad in [
+            "db:0", "db:65536", "db:-1", "db:", "db:abc", "db:+5", "[::1]:0",
+        ] {
+            let err = parse_target(bad).unwrap_err();
+            assert!(matches!(err, SpecError::BadPort { .. }), "{bad}: {err:?}");
+            assert!(err.to_string().contains("1 to 65535"), "{err}");
+        }
+    }
+
+    #[test]
+    fn target_rejects_malformed() {
+        for bad in [
+            "", "fd00::5", "[fd00::5", "[db]:5", "[::1]x", "a b", "joe@db", ":5432", "-oProxy",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn hop_forms() {
+        assert_eq!(
+            parse_hop("shell.foo.com").unwrap(),
+            HopSpec {
+                user: None,
+                host: "shell.foo.com".into(),
+                port: None
+            }
+        );
+        assert_eq!(
+            parse_hop("joe@shell.foo.com:2222").unwrap(),
+            HopSpec {
+                user: Some("joe".into()),
+                host: "shell.foo.com".into(),
+                port: Some(2222)
+            }
+        );
+        assert_eq!(
+            parse_hop("ssh://joe@[fd00::1]:22/").unwrap(),
+            HopSpec {
+                user: Some("joe".into()),
+                host: "fd00::1".into(),
+                port: Some(22)
+            }
+        );
+        assert_eq!(parse_hop("ssh://bastion").unwrap().host, "bastion");
+        // A user name may hold '@' (OpenSSH splits at the last one).
+        assert_eq!(
+            parse_hop("joe@corp@gw").unwrap().user.as_deref(),
+            Some("joe@corp")
+        );
+        assert_eq!(
+            parse_hop("joe@shell.foo.com:2222").unwrap().to_string(),
+            "joe@shell.foo.com:2222"
+        );
+    }
+
+    #[test]
+    fn hop_errors_name_the_input() {
+        let err = parse_hop("joe@gw:99999").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hop `joe@gw:99999`: port `99999` is not a number from 1 to 65535"
+        );
+        for bad in ["", "@gw", "joe@", "ssh://gw/db", "gw:0", "a,b"] {
+            assert!(parse_hop(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn hop_list() {
+        let hops = parse_hops("a, joe@b:2200,c").unwrap();
+        assert_eq!(hops.len(), 3);
+        assert_eq!(hops[1].port, Some(2200));
+        assert!(parse_hops("a,,b").is_err());
+        assert!(parse_hops("").is_err());
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            parse_listen("63333").unwrap(),
+            "127.0.0.1:63333".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0:5000").unwrap(),
+            "0.0.0.0:5000".parse().unwrap()
+        );
+        assert_eq!(parse_listen("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
+        for bad in [
+            "",
+            "localhost:5",
+            "::1:5",
+            "127.0.0.1:70000",
+            "127.0.0.1",
+            "x",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
