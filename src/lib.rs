@@ -19,6 +19,7 @@
 //! - [`path`]: the segment report: which links are encrypted and what to do (pure).
 //! - [`session`]: one hop's SSH session over any stream: host key check, authentication.
 //! - [`forward`]: the listener, one `direct-tcpip` channel per connection, half-close, shutdown.
+//! - [`tunnel`]: the steps from a request to a running tunnel.
 //! - [`bastion`]: an in-process SSH server (demo and tests), built on russh.
 //! - [`error`]: typed errors that name the hop, file or line at fault.
 //!
@@ -32,5 +33,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod bastion;
+pub mod chain;
 pub mod config;
+pub mod error;
+pub mod event;
+pub mod forward;
+pub mod path;
+pub mod session;
 pub mod spec;
+pub mod tunnel;
+
+pub use error::{Error, ErrorKind};

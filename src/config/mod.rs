@@ -10,6 +10,6 @@ pub mod known_hosts;
 pub mod ssh_config;
 
 pub use ssh_config::{
-    ConfigError, HostConfig, HostQuery, LocalEnv, Origin, ProxyJump, SshConfig,
+    ConfigError, HostConfig, HostQuery, IdentityFile, LocalEnv, Origin, ProxyJump, SshConfig,
     StrictHostKeyChecking,
 };

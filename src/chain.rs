@@ -1,0 +1,420 @@
+//! The hop chain: which SSH servers to go through, in order, with each one's configuration.
+//!
+//! Pure: it takes the parsed command line and a resolver (ssh_config lookup) and does no I/O.
+//!
+//! `ProxyJump` is expanded the way OpenSSH does it. For `ssh -J A,B,C X`, ssh runs
+//! `ssh -J A,B -W X C` as its ProxyCommand; that process runs `ssh -J A -W C B`, which runs
+//! `ssh -W B A`. A `-J` on the command line takes precedence over a host's own config, so only
+//! the *first* host of a jump list has its own `ProxyJump` (or `ProxyCommand`) applied; the
+//! others are reached from the host before them. Recursively:
+//!
+//! ```text
+//! chain([h1, h2, .., hn]) = expand(h1) ++ [h2, .., hn]
+//! expand(h)               = chain(ProxyJump of h) ++ [h]   if h has one (and not `none`)
+//!                         = [h]                              otherwise
+//! ```
+//!
+//! A loop (A's ProxyJump leads back to A) is an error naming the loop; OpenSSH would fork
+//! until it runs out of processes.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::config::{ConfigError, HostConfig, HostQuery, ProxyJump};
+use crate::spec::{HopSpec, Target};
+
+/// At most this many hops; a longer chain is surely a mistake.
+pub const MAX_HOPS: usize = 32;
+
+/// The chain cannot be built.
+#[derive(Debug, Error)]
+pub enum ChainError {
+    /// ProxyJump leads back to a host already on the way.
+    #[error("ProxyJump loop: {}", cycle.join(" -> "))]
+    Loop {
+        /// The hosts in the loop, first repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// Neither `--via` nor a ProxyJump for TARGET.
+    #[error(
+        "no SSH hop for {target}: give one with --via HOP (e.g. `--via joe@shell.foo.com`), \
+         or make {host} an ssh_config alias with a ProxyJump"
+    )]
+    NoHops {
+        /// TARGET as typed.
+        target: String,
+        /// TARGET's host.
+        host: String,
+    },
+    /// More than [`MAX_HOPS`].
+    #[error("the chain has more than {MAX_HOPS} hops: {}", hops.join(" -> "))]
+    TooLong {
+        /// The hops so far.
+        hops: Vec<String>,
+    },
+    /// A hop uses `ProxyCommand`, which pgtunnel does not run yet.
+    #[error("{host}: ProxyCommand is not supported yet (`{command}`); use ProxyJump, or --via")]
+    ProxyCommand {
+        /// The hop.
+        host: String,
+        /// The command.
+        command: String,
+    },
+    /// A config lookup failed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Why a hop is in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HopSource {
+    /// Written in `--via`.
+    CommandLine,
+    /// From this host's `ProxyJump`.
+    ProxyJumpOf(String),
+}
+
+/// One SSH server in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// 1-based position.
+    pub index: usize,
+    /// As written (in `--via` or in a ProxyJump).
+    pub spec: HopSpec,
+    /// Its resolved configuration.
+    pub config: HostConfig,
+    /// Why it is here.
+    pub source: HopSource,
+}
+
+impl Hop {
+    /// `HostName:Port`.
+    pub fn addr(&self) -> String {
+        crate::spec::HostPort(&self.config.host_name, self.config.port).to_string()
+    }
+
+    /// The hop as the user knows it, for messages.
+    pub fn label(&self) -> crate::error::HopLabel {
+        crate::error::HopLabel {
+            index: self.index,
+            name: self.spec.host.clone(),
+            addr: self.addr(),
+        }
+    }
+}
+
+/// The resolved chain and the final target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The hops, in connection order (never empty).
+    pub hops: Vec<Hop>,
+    /// Where the last hop connects to (an alias's HostName already applied).
+    pub target: Target,
+    /// TARGET as typed, when an alias's HostName replaced its host.
+    pub target_alias: Option<String>,
+}
+
+impl fmt::Display for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for hop in &self.hops {
+            write!(f, "{} -> ", hop.spec.host)?;
+        }
+        write!(f, "{}", self.target)
+    }
+}
+
+/// Builds the chain for `--via` (if given) and TARGET.
+///
+/// `resolve` looks a host up in ssh_config (with the command line's `user@`/`:port`).
+/// Without `--via`, TARGET's host is looked up: if it has a ProxyJump, that chain is used and
+/// its HostName becomes the target address, so existing aliases just work.
+pub fn resolve_chain<F>(
+    via: Option<&[HopSpec]>,
+    target: &Target,
+    resolve: F,
+) -> Result<Chain, ChainError>
+where
+    F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
+{
+    let mut out = Vec::new();
+    let mut target = target.clone();
+    let mut target_alias = None;
+    match via {
+        Some(list) if !list.is_empty() => expand_list(
+            list,
+            &HopSource::CommandLine,
+            &mut Vec::new(),
+            &resolve,
+            &mut out,
+        )?,
+        _ => {
+            let config = resolve(&HostQuery {
+                host: target.host.clone(),
+                user: None,
+                port: None,
+            })?;
+            match &config.proxy_jump {
+                Some(ProxyJump::Hops(list)) if !list.is_empty() => {
+                    let source = HopSource::ProxyJumpOf(target.host.clone());
+                    let mut stack = vec![target.host.to_ascii_lowercase()];
+                    expand_list(list, &source, &mut stack, &resolve, &mut out)?;
+                    if config.host_name != target.host {
+                        target_alias = Some(target.host.clone());
+                        target.host = config.host_name.clone();
+                    }
+                }
+                _ => {
+                    return Err(ChainError::NoHops {
+                        target: target.to_string(),
+                        host: target.host.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let hops = out
+        .into_iter()
+        .enumerate()
+        .map(|(i, (spec, config, source))| Hop {
+            index: i + 1,
+            spec,
+            config,
+            source,
+        })
+        .collect();
+    Ok(Chain {
+        hops,
+        target,
+        target_alias,
+    })
+}
+
+type Expanded = Vec<(HopSpec, HostConfig, HopSource)>;
+
+fn expand_list<F>(
+    list: &[HopSpec],
+    source: &HopSource,
+    stack: &mut Vec<String>,
+    resolve: &F,
+    out: &mut Expanded,
+) -> Result<(), ChainError>
+where
+    F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
+{
+    let Some((first, rest)) = list.split_first() else {
+        return Ok(());
+    };
+    expand_hop(first, source, stack, resolve, out)?;
+    for spec in rest {
+        // Reached from the hop before it: its own ProxyJump/ProxyCommand do not apply.
+        let config = resolve(&query(spec))?;
+        push(out, spec.clone(), config, source.clone())?;
+    }
+    Ok(())
+}
+
+fn expand_hop<F>(
+    spec: &HopSpec,
+    source: &HopSource,
+    stack: &mut Vec<String>,
+    resolve: &F,
+    out: &mut Expanded,
+) -> Result<(), ChainError>
+where
+    F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
+{
+    let key = spec.host.to_ascii_lowercase();
+    if let Some(pos) = stack.iter().position(|h| *h == key) {
+        let mut cycle = stack[pos..].to_vec();
+        cycle.push(key);
+        return Err(ChainError::Loop { cycle });
+    }
+    if stack.len() > MAX_HOPS {
+        return Err(ChainError::TooLong {
+            hops: stack.clone(),
+        });
+    }
+    let config = resolve(&query(spec))?;
+    match &config.proxy_jump {
+        Some(ProxyJump::Hops(list)) if !list.is_empty() => {
+            stack.push(key);
+            let inner = HopSource::ProxyJumpOf(spec.host.clone());
+            expand_list(list, &inner, stack, resolve, out)?;
+            stack.pop();
+        }
+        Some(ProxyJump::Hops(_)) | Some(ProxyJump::None) => {}
+        None => {
+            if let Some(command) = &config.proxy_command {
+                return Err(ChainError::ProxyCommand {
+                    host: spec.host.clone(),
+                    command: command.clone(),
+                });
+            }
+        }
+    }
+    push(out, spec.clone(), config, source.clone())
+}
+
+fn push(
+    out: &mut Expanded,
+    spec: HopSpec,
+    config: HostConfig,
+    source: HopSource,
+) -> Result<(), ChainError> {
+    if out.len() >= MAX_HOPS {
+        let mut hops: Vec<String> = out.iter().map(|(s, _, _)| s.host.clone()).collect();
+        hops.push(spec.host);
+        return Err(ChainError::TooLong { hops });
+    }
+    out.push((spec, config, source));
+    Ok(())
+}
+
+fn query(spec: &HopSpec) -> HostQuery {
+    HostQuery {
+        host: spec.host.clone(),
+        user: spec.user.clone(),
+        port: spec.port,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::{LocalEnv, SshConfig};
+    use crate::spec::{parse_hops, parse_target};
+
+    /// A fake resolver: alias -> (HostName, ProxyJump string or "none").
+    fn resolver(
+        table: &[(&str, &str, Option<&str>)],
+    ) -> impl Fn(&HostQuery) -> Result<HostConfig, ConfigError> {
+        let table: HashMap<String, (String, Option<String>)> = table
+            .iter()
+            .map(|(a, h, j)| (a.to_string(), (h.to_string(), j.map(str::to_string))))
+            .collect();
+        move |q: &HostQuery| {
+            let env = LocalEnv {
+                local_user: "me".into(),
+                home: "/home/me".into(),
+                local_hostname: "laptop".into(),
+            };
+            let mut c = SshConfig::empty().resolve(q, &env)?;
+            if let Some((h, j)) = table.get(&q.host) {
+                c.host_name = h.clone();
+                c.proxy_jump = j.as_ref().map(|j| match j.as_str() {
+                    "none" => ProxyJump::None,
+                    list => ProxyJump::Hops(parse_hops(list).unwrap()),
+                });
+            }
+            Ok(c)
+        }
+    }
+
+    fn names(chain: &Chain) -> Vec<String> {
+        chain.hops.iter().map(|h| h.spec.host.clone()).collect()
+    }
+
+    #[test]
+    fn via_list_in_order_with_overrides() {
+        let r = resolver(&[]);
+        let via = parse_hops("joe@shell.foo.com:2222,db.foo.com").unwrap();
+        let chain = resolve_chain(Some(&via), &parse_target("localhost").unwrap(), r).unwrap();
+        assert_eq!(names(&chain), ["shell.foo.com", "db.foo.com"]);
+        assert_eq!(chain.hops[0].config.user, "joe");
+        assert_eq!(chain.hops[0].config.port, 2222);
+        assert_eq!(chain.hops[1].config.user, "me");
+        assert_eq!(chain.hops[0].index, 1);
+        assert_eq!(chain.target.to_string(), "localhost:5432");
+    }
+
+    #[test]
+    fn first_hop_proxyjump_is_expanded_recursively() {
+        let r = resolver(&[
+            ("db", "db.foo.com", Some("shell")),
+            ("shell", "shell.foo.com", Some("gw")),
+            ("gw", "gw.foo.com", None),
+        ]);
+        let via = parse_hops("db").unwrap();
+        let chain = resolve_chain(Some(&via), &parse_target("localhost").unwrap(), r).unwrap();
+        assert_eq!(names(&chain), ["gw", "shell", "db"]);
+        assert_eq!(
+            chain.hops[0].source,
+            HopSource::ProxyJumpOf("shell".to_string())
+        );
+        assert_eq!(chain.hops[2].source, HopSource::CommandLine);
+    }
+
+    #[test]
+    fn later_hops_ignore_their_own_proxyjump() {
+        // ssh -J a,b: b is reached from a, b's own ProxyJump does not apply.
+        let r = resolver(&[("b", "b.example", Some("elsewhere"))]);
+        let via = parse_hops("a,b").unwrap();
+        let chain = resolve_chain(Some(&via), &parse_target("t").unwrap(), r).unwrap();
+        assert_eq!(names(&chain), ["a", "b"]);
+    }
+
+    #[test]
+    fn proxyjump_list_inside_config() {
+        let r = resolver(&[("db", "10.0.0.5", Some("a,b"))]);
+        let chain = resolve_chain(None, &parse_target("db:5433").unwrap(), r).unwrap();
+        assert_eq!(names(&chain), ["a", "b"]);
+        assert_eq!(chain.target.to_string(), "10.0.0.5:5433");
+        assert_eq!(chain.target_alias.as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn proxyjump_none_stops_expansion() {
+        let r = resolver(&[("shell", "shell.foo.com", Some("none"))]);
+        let via = parse_hops("shell").unwrap();
+        let chain = resolve_chain(Some(&via), &parse_target("db").unwrap(), r).unwrap();
+        assert_eq!(names(&chain), ["shell"]);
+    }
+
+    #[test]
+    fn loops_are_named() {
+        let r = resolver(&[("a", "a", Some("b")), ("b", "b", Some("a"))]);
+        let via = parse_hops("a").unwrap();
+        let err = resolve_chain(Some(&via), &parse_target("db").unwrap(), r).unwrap_err();
+        assert_eq!(err.to_string(), "ProxyJump loop: a -> b -> a");
+        let r = resolver(&[("a", "a", Some("a"))]);
+        let err = resolve_chain(Some(&via), &parse_target("db").unwrap(), r).unwrap_err();
+        assert_eq!(err.to_string(), "ProxyJump loop: a -> a");
+        // Through the target alias itself.
+        let r = resolver(&[("db", "db", Some("a")), ("a", "a", Some("db"))]);
+        let err = resolve_chain(None, &parse_target("db").unwrap(), r).unwrap_err();
+        assert_eq!(err.to_string(), "ProxyJump loop: db -> a -> db");
+    }
+
+    #[test]
+    fn no_hops_is_an_error_with_a_hint() {
+        let r = resolver(&[]);
+        let err = resolve_chain(None, &parse_target("db.foo.com").unwrap(), r).unwrap_err();
+        assert!(err.to_string().contains("--via"), "{err}");
+        let r = resolver(&[("db", "db", Some("none"))]);
+        assert!(resolve_chain(None, &parse_target("db").unwrap(), r).is_err());
+    }
+
+    #[test]
+    fn a_very_long_chain_is_refused() {
+        let table: Vec<(String, String, Option<String>)> = (0..40)
+            .map(|i| {
+                (
+                    format!("h{i}"),
+                    format!("h{i}"),
+                    Some(format!("h{}", i + 1)),
+                )
+            })
+            .collect();
+        let table: Vec<(&str, &str, Option<&str>)> = table
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_deref()))
+            .collect();
+        let r = resolver(&table);
+        let via = parse_hops("h0").unwrap();
+        let err = resolve_chain(Some(&via), &parse_target("db").unwrap(), r).unwrap_err();
+        assert!(matches!(err, ChainError::TooLong { .. }), "{err}");
+    }
+}

@@ -1,0 +1,68 @@
+//! Progress events. The library reports what it is doing; the binary decides how to show it
+//! (spinners on a terminal, log lines otherwise).
+
+use std::sync::Arc;
+
+use crate::error::HopLabel;
+
+/// Something worth telling the user while the chain comes up or runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Connecting to a hop (TCP for hop 1, a channel through the previous hop otherwise).
+    Connecting {
+        /// Which hop.
+        hop: HopLabel,
+        /// How it is reached ("TCP" or "through hop N").
+        how: String,
+    },
+    /// The hop's host key matched known_hosts (or was accepted by policy).
+    HostKeyVerified {
+        /// Which hop.
+        hop: HopLabel,
+        /// SHA256 fingerprint.
+        fingerprint: String,
+        /// How it was verified ("known_hosts line 3", "accepted (new)", ...).
+        how: String,
+    },
+    /// Authenticated on the hop.
+    Authenticated {
+        /// Which hop.
+        hop: HopLabel,
+        /// User and method, e.g. "joe (publickey, agent)".
+        how: String,
+    },
+    /// A hop failed (the error follows as the function's result).
+    HopFailed {
+        /// Which hop.
+        hop: HopLabel,
+    },
+    /// A non-fatal problem worth showing (unreadable key, malformed known_hosts line).
+    Warning(String),
+}
+
+/// Receives events. Cheap to clone.
+#[derive(Clone)]
+pub struct Observer(Arc<dyn Fn(Event) + Send + Sync>);
+
+impl Observer {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(Event) + Send + Sync + 'static) -> Self {
+        Observer(Arc::new(f))
+    }
+
+    /// Drops every event.
+    pub fn none() -> Self {
+        Observer::new(|_| {})
+    }
+
+    /// Reports an event.
+    pub fn emit(&self, event: Event) {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}

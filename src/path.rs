@@ -1,0 +1,347 @@
+//! The path report: every segment from the user's client to the target, whether it is
+//! encrypted, and what to do about the ones that are not.
+//!
+//! This is the point of the PostgreSQL manual's page on SSH tunnels: with
+//! `ssh -L 63333:db.foo.com:5432 joe@shell.foo.com`, the hop from shell.foo.com to db.foo.com
+//! is plain TCP. Pure: it takes the listen address, the hops and the target.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::chain::Chain;
+use crate::spec::HostPort;
+
+/// How one segment is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// Client to our listener over loopback: never leaves this machine.
+    Loopback,
+    /// Our listener is reachable from the network, in plain TCP.
+    ExposedListener,
+    /// Carried by SSH (encrypted).
+    Ssh,
+    /// From the last hop to a service on its own loopback: stays on that machine.
+    SameHostLoopback,
+    /// From the last hop to its own external name: stays on that machine.
+    SameHostExternal,
+    /// Plain TCP between two machines: NOT encrypted.
+    Plain,
+}
+
+impl Protection {
+    /// Does traffic leave a machine unencrypted here?
+    pub fn leaves_machine_unencrypted(self) -> bool {
+        matches!(self, Protection::ExposedListener | Protection::Plain)
+    }
+
+    fn describe(self, last_hop: &str) -> String {
+        match self {
+            Protection::Loopback => "local, loopback only".into(),
+            Protection::ExposedListener => "plain TCP, NOT encrypted, open to the network".into(),
+            Protection::Ssh => "SSH (encrypted)".into(),
+            Protection::SameHostLoopback => format!("stays on {last_hop} (loopback)"),
+            Protection::SameHostExternal => {
+                format!("stays on {last_hop} (its own address, not loopback)")
+            }
+            Protection::Plain => "plain TCP, NOT encrypted".into(),
+        }
+    }
+}
+
+/// One segment of the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Where the segment starts.
+    pub from: String,
+    /// Where it goes (`host:port`).
+    pub to: String,
+    /// How it is protected.
+    pub protection: Protection,
+    /// The human description.
+    pub detail: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathReport {
+    /// Segments in order.
+    pub segments: Vec<Segment>,
+    /// Advice and caveats, each a paragraph.
+    pub notes: Vec<String>,
+}
+
+impl PathReport {
+    /// Segments that leave a machine unencrypted, formatted as in the report.
+    pub fn unencrypted(&self) -> Vec<String> {
+        self.segments
+            .iter()
+            .filter(|s| s.protection.leaves_machine_unencrypted())
+            .map(|s| format!("{} -> {} is {}", s.from, s.to, s.detail))
+            .collect()
+    }
+
+    /// True when nothing leaves a machine in plain TCP.
+    pub fn fully_encrypted(&self) -> bool {
+        self.unencrypted().is_empty()
+    }
+}
+
+impl fmt::Display for PathReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let left: Vec<String> = self
+            .segments
+            .iter()
+            .map(|s| format!("{} -> {}", s.from, s.to))
+            .collect();
+        let width = left.iter().map(String::len).max().unwrap_or(0);
+        for (l, s) in left.iter().zip(&self.segments) {
+            writeln!(f, "  {l:<width$}   {}", s.detail)?;
+        }
+        for note in &self.notes {
+            writeln!(f)?;
+            writeln!(f, "{note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Is this target host the last hop's own loopback?
+pub fn is_loopback_name(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") || h == "ip6-localhost" {
+        return true;
+    }
+    h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Builds the report for a tunnel listening on `listen` through `chain`.
+pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
+    let mut segments = Vec::new();
+    let mut notes = Vec::new();
+    let listen_str = listen.to_string();
+    let port_str = if listen.port() == 0 {
+        // Not bound yet: the OS picks the port.
+        HostPort(&listen.ip().to_string(), 0)
+            .to_string()
+            .trim_end_matches(":0")
+            .to_string()
+            + ":PORT"
+    } else {
+        listen_str
+    };
+    let local = listen.ip().is_loopback();
+    segments.push(Segment {
+        from: if local { "you".into() } else { "anyone".into() },
+        to: port_str.clone(),
+        protection: if local {
+            Protection::Loopback
+        } else {
+            Protection::ExposedListener
+        },
+        detail: String::new(),
+    });
+    if !local {
+        notes.push(format!(
+            "Warning: the tunnel listens on {port_str}, which is not a loopback address. \
+             Anyone who can reach it uses your tunnel, with your SSH credentials, and their \
+             traffic to this machine is plain TCP. Listen on 127.0.0.1 unless you mean it."
+        ));
+    }
+
+    let mut from = if local {
+        listen.ip().to_string()
+    } else {
+        "this machine".to_string()
+    };
+    for hop in &chain.hops {
+        let to = hop.addr();
+        segments.push(Segment {
+            from: from.clone(),
+            to,
+            protection: Protection::Ssh,
+            detail: String::new(),
+        });
+        from = hop.config.host_name.clone();
+    }
+
+    let last = chain.hops.last();
+    let last_name = last.map(|h| h.config.host_name.clone()).unwrap_or_default();
+    let target = &chain.target;
+    let target_host = target.host.to_ascii_lowercase();
+    let protection = if is_loopback_name(&target.host) {
+        Protection::SameHostLoopback
+    } else if last.is_some_and(|h| {
+        target_host == h.config.host_name.to_ascii_lowercase()
+            || target_host == h.spec.host.to_ascii_lowercase()
+    }) {
+        Protection::SameHostExternal
+    } else {
+        Protection::Plain
+    };
+    segments.push(Segment {
+        from: from.clone(),
+        to: target.to_string(),
+        protection,
+        detail: String::new(),
+    });
+    for s in &mut segments {
+        s.detail = s.protection.describe(&last_name);
+    }
+
+    let pg_sees = format!(
+        "PostgreSQL sees these connections as coming from {last_name} (the last hop), not from \
+         you, and not as SSL unless the client itself asks for TLS: pg_hba.conf rules must \
+         allow that address (\"host\" lines, or \"hostssl\" with sslmode=require)."
+    );
+    match protection {
+        Protection::Plain => {
+            let hops: Vec<String> = chain.hops.iter().map(|h| h.spec.to_string()).collect();
+            notes.push(format!(
+                "The last segment, {last_name} -> {target}, is plain TCP: anyone on that network \
+                 can read it. To encrypt it, either\n  \
+                 - make {th} a hop too and target its loopback, if you can log in there:\n      \
+                 pgtunnel --via {via},{th} localhost:{port}\n  \
+                 - or have PostgreSQL encrypt it: connect with sslmode=require (sslmode=verify-full \
+                 also checks the server's certificate; use host=<its name> with hostaddr=127.0.0.1).",
+                th = target.host,
+                via = hops.join(","),
+                port = target.port,
+            ));
+            notes.push(pg_sees);
+        }
+        Protection::SameHostExternal => {
+            notes.push(format!(
+                "The target is {last_name}'s own external name, so the traffic stays on that \
+                 machine, but the server sees the connection arrive on that address, which \
+                 PostgreSQL's default listen_addresses = 'localhost' does not open. Target \
+                 localhost:{} instead unless the server listens there.",
+                target.port
+            ));
+            notes.push(pg_sees);
+        }
+        Protection::SameHostLoopback => notes.push(pg_sees),
+        _ => {}
+    }
+
+    PathReport { segments, notes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::resolve_chain;
+    use crate::config::{LocalEnv, SshConfig};
+    use crate::spec::{parse_hops, parse_target};
+
+    fn chain(via: &str, target: &str) -> Chain {
+        let env = LocalEnv {
+            local_user: "me".into(),
+            home: "/home/me".into(),
+            local_hostname: "laptop".into(),
+        };
+        let cfg = SshConfig::empty();
+        resolve_chain(
+            Some(&parse_hops(via).unwrap()),
+            &parse_target(target).unwrap(),
+            |q| cfg.resolve(q, &env),
+        )
+        .unwrap()
+    }
+
+    fn listen(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn manual_hop_example_has_a_plaintext_last_segment() {
+        let r = analyze(
+            listen("127.0.0.1:49731"),
+            &chain("joe@shell.foo.com", "db.foo.com:5432"),
+        );
+        let text = r.to_string();
+        assert!(text.contains("you -> 127.0.0.1:49731"), "{text}");
+        assert!(text.contains("local, loopback only"), "{text}");
+        assert!(text.contains("127.0.0.1 -> shell.foo.com:22"), "{text}");
+        assert!(text.contains("SSH (encrypted)"), "{text}");
+        assert!(
+            text.contains("shell.foo.com -> db.foo.com:5432") && text.contains("NOT encrypted"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgtunnel --via joe@shell.foo.com,db.foo.com localhost:5432"),
+            "{text}"
+        );
+        assert!(text.contains("sslmode=require"), "{text}");
+        assert!(text.contains("verify-full"), "{text}");
+        assert!(text.contains("pg_hba"), "{text}");
+        assert!(!r.fully_encrypted());
+        assert_eq!(
+            r.unencrypted(),
+            ["shell.foo.com -> db.foo.com:5432 is plain TCP, NOT encrypted"]
+        );
+        assert_eq!(r.segments[2].protection, Protection::Plain);
+    }
+
+    #[test]
+    fn loopback_target_on_last_hop_is_fully_encrypted() {
+        for target in ["localhost", "127.0.0.1:5432", "[::1]:5432", "LOCALHOST."] {
+            let r = analyze(
+                listen("127.0.0.1:5000"),
+                &chain("shell.foo.com,db.foo.com", target),
+            );
+            assert!(r.fully_encrypted(), "{target}: {r}");
+            assert_eq!(r.segments.len(), 4);
+            assert_eq!(r.segments[3].protection, Protection::SameHostLoopback);
+            assert!(r.segments[3].detail.contains("stays on db.foo.com"));
+            assert_eq!(r.segments[2].from, "shell.foo.com");
+            assert!(r.to_string().contains("not as SSL"));
+        }
+    }
+
+    #[test]
+    fn last_hops_own_name_warns_about_listen_addresses() {
+        let r = analyze(listen("127.0.0.1:5000"), &chain("joe@foo.com", "foo.com"));
+        assert!(r.fully_encrypted());
+        assert_eq!(r.segments[2].protection, Protection::SameHostExternal);
+        assert!(
+            r.to_string().contains("listen_addresses = 'localhost'"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn exposed_listener_is_a_warning_and_unencrypted() {
+        let r = analyze(listen("0.0.0.0:5000"), &chain("gw", "localhost"));
+        assert!(!r.fully_encrypted());
+        assert_eq!(r.segments[0].from, "anyone");
+        assert_eq!(r.segments[1].from, "this machine");
+        assert!(
+            r.to_string()
+                .contains("Warning: the tunnel listens on 0.0.0.0:5000")
+        );
+        let r = analyze(listen("[::1]:5000"), &chain("gw", "localhost"));
+        assert!(r.fully_encrypted());
+    }
+
+    #[test]
+    fn unbound_port_is_shown_as_placeholder() {
+        let r = analyze(listen("127.0.0.1:0"), &chain("gw", "localhost"));
+        assert_eq!(r.segments[0].to, "127.0.0.1:PORT");
+    }
+
+    #[test]
+    fn loopback_names() {
+        for yes in [
+            "localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "foo.localhost",
+        ] {
+            assert!(is_loopback_name(yes), "{yes}");
+        }
+        for no in ["db.foo.com", "10.0.0.1", "localhost.foo.com", "::2"] {
+            assert!(!is_loopback_name(no), "{no}");
+        }
+    }
+}

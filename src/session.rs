@@ -1,0 +1,742 @@
+//! One hop's SSH session, over any byte stream: host key check, authentication, channels.
+//!
+//! Hop 1 runs over a TCP connection; hop N+1 runs over a `direct-tcpip` channel of hop N
+//! (`russh::client::connect_stream` over `channel.into_stream()`), so the whole chain lives in
+//! this process and hop N only ever sees hop N+1's encrypted bytes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, AuthResult, Handle, Msg};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelId, ChannelOpenFailure, ChannelStream, MethodKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::chain::{Chain, Hop};
+use crate::config::StrictHostKeyChecking;
+use crate::config::known_hosts::{self, KnownHostsFile, Verdict};
+use crate::error::{Error, HopError, HopLabel};
+use crate::event::{Event, Observer};
+
+/// Connect + SSH handshake limit when the config sets no ConnectTimeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limit for authentication on one hop (no prompts are involved).
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Keepalive interval when the config sets no ServerAliveInterval.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Where to find ssh-agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentSource {
+    /// `SSH_AUTH_SOCK` from the environment (unless IdentityAgent says otherwise).
+    Environment,
+    /// This socket.
+    Path(PathBuf),
+    /// No agent.
+    Disabled,
+}
+
+/// How to bring sessions up.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Progress reports.
+    pub observer: Observer,
+    /// ssh-agent to use.
+    pub agent: AgentSource,
+    /// Connect + handshake limit when ConnectTimeout is unset.
+    pub default_connect_timeout: Duration,
+    /// Keepalive interval when ServerAliveInterval is unset.
+    pub default_keepalive: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            observer: Observer::none(),
+            agent: AgentSource::Environment,
+            default_connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            default_keepalive: DEFAULT_KEEPALIVE,
+        }
+    }
+}
+
+/// The byte stream one hop's session runs over: a TCP socket or a channel of the previous hop.
+pub type HopStream = ChannelStream<Msg>;
+
+/// An established, authenticated session on one hop.
+pub struct HopSession {
+    label: HopLabel,
+    handle: Handle<HopHandler>,
+    open_failures: Arc<Mutex<Option<(u32, String)>>>,
+}
+
+impl std::fmt::Debug for HopSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HopSession")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HopSession {
+    /// The hop.
+    pub fn label(&self) -> &HopLabel {
+        &self.label
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// Opens a `direct-tcpip` channel from this hop to `host:port`; the host name is resolved
+    /// by the hop. On refusal, returns the SSH server's reason.
+    pub async fn open_direct_tcpip(
+        &self,
+        host: &str,
+        port: u16,
+        originator: SocketAddr,
+    ) -> Result<HopStream, String> {
+        match self
+            .handle
+            .channel_open_direct_tcpip(
+                host,
+                u32::from(port),
+                originator.ip().to_string(),
+                u32::from(originator.port()),
+            )
+            .await
+        {
+            Ok(channel) => Ok(channel.into_stream()),
+            Err(russh::Error::ChannelOpenFailure(failure)) => {
+                // The handler records the server's text just after the failure is delivered.
+                tokio::task::yield_now().await;
+                let text = self
+                    .open_failures
+                    .lock()
+                    .ok()
+                    .and_then(|mut slot| slot.take())
+                    .filter(|(code, _)| *code == failure.code())
+                    .map(|(_, text)| text)
+                    .filter(|t| !t.is_empty());
+                let reason = open_failure_reason(&failure);
+                Err(match text {
+                    Some(text) if !text.eq_ignore_ascii_case(&reason) => {
+                        format!("{reason} ({text})")
+                    }
+                    _ => reason,
+                })
+            }
+            Err(e) if self.handle.is_closed() => {
+                Err(format!("the SSH session to {} has ended ({e})", self.label))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Ends the session politely.
+    pub async fn disconnect(&self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "pgtunnel closing", "en")
+            .await;
+    }
+}
+
+fn open_failure_reason(f: &ChannelOpenFailure) -> String {
+    match f {
+        ChannelOpenFailure::AdministrativelyProhibited => "administratively prohibited".into(),
+        ChannelOpenFailure::ConnectFailed => "connect failed".into(),
+        ChannelOpenFailure::UnknownChannelType => "unknown channel type".into(),
+        ChannelOpenFailure::ResourceShortage => "resource shortage".into(),
+        ChannelOpenFailure::Other { code, reason } => format!("error {code}: {reason}"),
+    }
+}
+
+/// All sessions of a chain, outermost first.
+#[derive(Debug)]
+pub struct Sessions {
+    hops: Vec<HopSession>,
+}
+
+impl Sessions {
+    /// The sessions, outermost first.
+    pub fn hops(&self) -> &[HopSession] {
+        &self.hops
+    }
+
+    /// The innermost session: channels to the target are opened on it.
+    pub fn last(&self) -> Option<&HopSession> {
+        self.hops.last()
+    }
+
+    /// Disconnects every session, innermost first.
+    pub async fn disconnect(&self) {
+        for hop in self.hops.iter().rev() {
+            hop.disconnect().await;
+        }
+    }
+}
+
+/// Brings the whole chain up, hop by hop. Nothing is forwarded over a hop whose host key was
+/// not verified: a refusal stops here with the hop named.
+pub async fn connect_chain(chain: &Chain, opts: &ConnectOptions) -> Result<Sessions, Error> {
+    let mut sessions: Vec<HopSession> = Vec::new();
+    for hop in &chain.hops {
+        let result = match sessions.last() {
+            None => connect_first(hop, opts).await,
+            Some(prev) => connect_through(prev, hop, opts).await,
+        };
+        match result {
+            Ok(session) => sessions.push(session),
+            Err(source) => {
+                opts.observer.emit(Event::HopFailed { hop: hop.label() });
+                let done = Sessions { hops: sessions };
+                done.disconnect().await;
+                return Err(Error::Hop {
+                    hop: hop.label(),
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Ok(Sessions { hops: sessions })
+}
+
+async fn connect_first(hop: &Hop, opts: &ConnectOptions) -> Result<HopSession, HopError> {
+    opts.observer.emit(Event::Connecting {
+        hop: hop.label(),
+        how: "TCP".into(),
+    });
+    let limit = hop
+        .config
+        .connect_timeout
+        .unwrap_or(opts.default_connect_timeout);
+    let addr = (hop.config.host_name.clone(), hop.config.port);
+    let setup = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| HopError::Connect { source })?;
+        tcp.set_nodelay(true)
+            .map_err(|source| HopError::Connect { source })?;
+        handshake(hop, tcp, opts).await
+    };
+    let session = tokio::time::timeout(limit, setup)
+        .await
+        .map_err(|_| HopError::Timeout { after: limit })??;
+    authenticate(session, hop, opts).await
+}
+
+async fn connect_through(
+    prev: &HopSession,
+    hop: &Hop,
+    opts: &ConnectOptions,
+) -> Result<HopSession, HopError> {
+    opts.observer.emit(Event::Connecting {
+        hop: hop.label(),
+        how: format!("through hop {}", prev.label.index),
+    });
+    let limit = hop
+        .config
+        .connect_timeout
+        .unwrap_or(opts.default_connect_timeout);
+    let setup = async {
+        let origin = SocketAddr::from(([127, 0, 0, 1], 0));
+        let stream = prev
+            .open_direct_tcpip(&hop.config.host_name, hop.config.port, origin)
+            .await
+            .map_err(|reason| HopError::Unreachable {
+                reason: format!("{} said: {reason}", prev.label),
+            })?;
+        handshake(hop, stream, opts).await
+    };
+    let session = tokio::time::timeout(limit, setup)
+        .await
+        .map_err(|_| HopError::Timeout { after: limit })??;
+    authenticate(session, hop, opts).await
+}
+
+/// Result of the handshake: a session not yet authenticated.
+struct Unauthenticated {
+    handle: Handle<HopHandler>,
+    label: HopLabel,
+    open_failures: Arc<Mutex<Option<(u32, String)>>>,
+}
+
+async fn handshake<S>(
+    hop: &Hop,
+    stream: S,
+    opts: &ConnectOptions,
+) -> Result<Unauthenticated, HopError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let label = hop.label();
+    let files = load_known_hosts(hop, &opts.observer)?;
+    let open_failures = Arc::new(Mutex::new(None));
+    let handler = HopHandler {
+        label: label.clone(),
+        known_hosts_name: hop.config.known_hosts_name(),
+        files,
+        policy: hop.config.strict_host_key_checking,
+        write_file: hop.config.user_known_hosts_files.first().cloned(),
+        observer: opts.observer.clone(),
+        open_failures: open_failures.clone(),
+    };
+    let keepalive = hop
+        .config
+        .server_alive_interval
+        .unwrap_or(opts.default_keepalive);
+    let config = client::Config {
+        keepalive_interval: Some(keepalive),
+        keepalive_max: hop.config.server_alive_count_max as usize,
+        nodelay: true,
+        ..Default::default()
+    };
+    let handle = client::connect_stream(Arc::new(config), stream, handler)
+        .await
+        .map_err(|e| match e {
+            HandlerError::HostKey(e) => e,
+            HandlerError::Ssh(e) => HopError::Ssh(describe_ssh_error(&e)),
+        })?;
+    Ok(Unauthenticated {
+        handle,
+        label,
+        open_failures,
+    })
+}
+
+fn describe_ssh_error(e: &russh::Error) -> String {
+    match e {
+        russh::Error::Disconnect => "the server closed the connection".into(),
+        russh::Error::HUP => "the connection was closed during the handshake".into(),
+        russh::Error::IO(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the connection was closed during the handshake".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn load_known_hosts(hop: &Hop, observer: &Observer) -> Result<Arc<Vec<KnownHostsFile>>, HopError> {
+    let mut files = Vec::new();
+    for path in hop
+        .config
+        .user_known_hosts_files
+        .iter()
+        .chain(&hop.config.global_known_hosts_files)
+    {
+        let file = KnownHostsFile::load(path).map_err(|source| HopError::KnownHosts {
+            path: path.clone(),
+            source,
+        })?;
+        files.push(file);
+    }
+    let _ = observer;
+    Ok(Arc::new(files))
+}
+
+/// Errors the russh handler can return: russh's own, or our host key refusal.
+#[derive(Debug)]
+enum HandlerError {
+    Ssh(russh::Error),
+    HostKey(HopError),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> Self {
+        HandlerError::Ssh(e)
+    }
+}
+
+struct HopHandler {
+    label: HopLabel,
+    known_hosts_name: String,
+    files: Arc<Vec<KnownHostsFile>>,
+    policy: StrictHostKeyChecking,
+    write_file: Option<PathBuf>,
+    observer: Observer,
+    open_failures: Arc<Mutex<Option<(u32, String)>>>,
+}
+
+fn offered_key(key: &PublicKeyOrCertificate) -> PublicKey {
+    match key {
+        PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+        PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+    }
+}
+
+impl HopHandler {
+    fn verify(&self, key: &PublicKeyOrCertificate) -> Result<(), HopError> {
+        let public = offered_key(key);
+        let fingerprint = known_hosts::fingerprint(&public);
+        let name = self.known_hosts_name.clone();
+        let verdict = known_hosts::check(&self.files, &name, key);
+        let how = match verdict {
+            Verdict::Known { path, line } => format!("known_hosts {}:{line}", path.display()),
+            Verdict::Revoked { path, line } => {
+                return Err(HopError::HostKeyRevoked {
+                    name,
+                    fingerprint,
+                    at: format!("{}:{line}", path.display()),
+                });
+            }
+            Verdict::Changed { known } => {
+                let known = known
+                    .iter()
+                    .map(|k| format!("{}:{} ({})", k.path.display(), k.line, k.fingerprint_sha256))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(HopError::HostKeyChanged {
+                    name,
+                    fingerprint,
+                    known,
+                });
+            }
+            Verdict::Unknown => match self.policy {
+                StrictHostKeyChecking::Yes | StrictHostKeyChecking::Ask => {
+                    return Err(HopError::HostKeyUnknown {
+                        name,
+                        fingerprint,
+                        policy: match self.policy {
+                            StrictHostKeyChecking::Yes => "yes",
+                            _ => "ask and there is no prompt",
+                        },
+                        file: self
+                            .write_file
+                            .as_deref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
+                    });
+                }
+                StrictHostKeyChecking::No => {
+                    self.observer.emit(Event::Warning(format!(
+                        "{}: host key {fingerprint} for {name} is not known; accepted because \
+                         StrictHostKeyChecking is no",
+                        self.label
+                    )));
+                    "accepted unknown key (StrictHostKeyChecking no)".to_string()
+                }
+                StrictHostKeyChecking::AcceptNew => {
+                    let Some(file) = &self.write_file else {
+                        return Err(HopError::Ssh(
+                            "StrictHostKeyChecking accept-new, but no known_hosts file to \
+                             write to"
+                                .into(),
+                        ));
+                    };
+                    append_known_host(file, &name, &public).map_err(|source| {
+                        HopError::KnownHosts {
+                            path: file.clone(),
+                            source,
+                        }
+                    })?;
+                    format!("new key added to {}", file.display())
+                }
+            },
+        };
+        info!(hop = %self.label, %fingerprint, %how, "host key verified");
+        self.observer.emit(Event::HostKeyVerified {
+            hop: self.label.clone(),
+            fingerprint,
+            how,
+        });
+        Ok(())
+    }
+}
+
+/// Appends `name key` to a known_hosts file, creating it (0600, parent 0700) if needed.
+fn append_known_host(file: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = file.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut key = key.clone();
+    key.set_comment("");
+    let line = format!(
+        "{name} {}\n",
+        key.to_openssh().map_err(std::io::Error::other)?.trim()
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(line.as_bytes())
+}
+
+impl client::Handler for HopHandler {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        self.verify(key).map_err(HandlerError::HostKey)?;
+        Ok(true)
+    }
+
+    async fn channel_open_failure(
+        &mut self,
+        _channel: ChannelId,
+        reason: ChannelOpenFailure,
+        description: &str,
+        _language: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        if let Ok(mut slot) = self.open_failures.lock() {
+            *slot = Some((reason.code(), description.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn auth_banner(
+        &mut self,
+        banner: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let banner = banner.trim();
+        if !banner.is_empty() {
+            info!(hop = %self.label, "banner: {banner}");
+        }
+        Ok(())
+    }
+}
+
+async fn authenticate(
+    session: Unauthenticated,
+    hop: &Hop,
+    opts: &ConnectOptions,
+) -> Result<HopSession, HopError> {
+    let Unauthenticated {
+        mut handle,
+        label,
+        open_failures,
+    } = session;
+    let how = tokio::time::timeout(AUTH_TIMEOUT, try_methods(&mut handle, hop, opts))
+        .await
+        .map_err(|_| HopError::Ssh(format!("authentication took more than {AUTH_TIMEOUT:?}")))??;
+    info!(hop = %label, %how, "authenticated");
+    opts.observer.emit(Event::Authenticated {
+        hop: label.clone(),
+        how,
+    });
+    Ok(HopSession {
+        label,
+        handle,
+        open_failures,
+    })
+}
+
+fn method_names(methods: &russh::MethodSet) -> String {
+    methods
+        .iter()
+        .map(|m| match m {
+            MethodKind::None => "none",
+            MethodKind::Password => "password",
+            MethodKind::PublicKey => "publickey",
+            MethodKind::HostBased => "hostbased",
+            MethodKind::KeyboardInteractive => "keyboard-interactive",
+            _ => "other",
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn agent_socket(hop: &Hop, opts: &ConnectOptions) -> Option<PathBuf> {
+    match hop.config.identity_agent.as_deref() {
+        Some("none") => return None,
+        Some("SSH_AUTH_SOCK") | None => {}
+        Some(path) => return Some(PathBuf::from(path)),
+    }
+    match &opts.agent {
+        AgentSource::Disabled => None,
+        AgentSource::Path(p) => Some(p.clone()),
+        AgentSource::Environment => std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+    }
+}
+
+/// The public halves of the configured identity files (for IdentitiesOnly), best effort.
+fn configured_public_keys(hop: &Hop) -> Vec<PublicKey> {
+    let mut keys = Vec::new();
+    for f in &hop.config.identity_files {
+        let mut pubpath = f.path.clone().into_os_string();
+        pubpath.push(".pub");
+        if let Ok(k) = russh::keys::load_public_key(PathBuf::from(pubpath)) {
+            keys.push(k);
+        } else if let Ok(k) = russh::keys::load_secret_key(&f.path, None) {
+            keys.push(k.public_key().clone());
+        }
+    }
+    keys
+}
+
+async fn rsa_hash(
+    handle: &Handle<HopHandler>,
+    key: &PublicKey,
+    cache: &mut Option<Option<HashAlg>>,
+) -> Option<HashAlg> {
+    if !key.algorithm().is_rsa() {
+        return None;
+    }
+    if let Some(h) = cache {
+        return *h;
+    }
+    let h = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    *cache = Some(h);
+    h
+}
+
+async fn try_methods(
+    handle: &mut Handle<HopHandler>,
+    hop: &Hop,
+    opts: &ConnectOptions,
+) -> Result<String, HopError> {
+    let user = hop.config.user.clone();
+    let mut tried: Vec<String> = Vec::new();
+    let mut server_methods: Option<String> = None;
+    let mut offered: Vec<PublicKey> = Vec::new();
+    let mut rsa_cache = None;
+
+    if let Some(sock) = agent_socket(hop, opts) {
+        match AgentClient::connect_uds(&sock).await {
+            Ok(mut agent) => match agent.request_identities().await {
+                Ok(ids) => {
+                    let allowed = hop
+                        .config
+                        .identities_only
+                        .then(|| configured_public_keys(hop));
+                    for id in ids {
+                        let AgentIdentity::PublicKey { key, comment } = id else {
+                            continue;
+                        };
+                        if let Some(allowed) = &allowed
+                            && !allowed.iter().any(|k| k.key_data() == key.key_data())
+                        {
+                            continue;
+                        }
+                        let hash = rsa_hash(handle, &key, &mut rsa_cache).await;
+                        let what = format!(
+                            "publickey {} from ssh-agent{}",
+                            known_hosts::fingerprint(&key),
+                            if comment.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({comment})")
+                            }
+                        );
+                        offered.push(key.clone());
+                        match handle
+                            .authenticate_publickey_with(&user, key, hash, &mut agent)
+                            .await
+                        {
+                            Ok(AuthResult::Success) => return Ok(format!("{user} ({what})")),
+                            Ok(AuthResult::Failure {
+                                remaining_methods, ..
+                            }) => {
+                                server_methods = Some(method_names(&remaining_methods));
+                                tried.push(what);
+                            }
+                            Err(e) => tried.push(format!("{what}: agent failed: {e}")),
+                        }
+                    }
+                }
+                Err(e) => {
+                    opts.observer.emit(Event::Warning(format!(
+                        "{}: ssh-agent at {} did not list keys: {e}",
+                        hop.label(),
+                        sock.display()
+                    )));
+                }
+            },
+            Err(e) => {
+                debug!(hop = %hop.label(), "no ssh-agent at {}: {e}", sock.display());
+            }
+        }
+    }
+
+    for file in &hop.config.identity_files {
+        let path = &file.path;
+        if !path.exists() {
+            if file.explicit {
+                let msg = format!("{} (no such file)", path.display());
+                opts.observer.emit(Event::Warning(format!(
+                    "{}: identity file {msg}",
+                    hop.label()
+                )));
+                tried.push(msg);
+            }
+            continue;
+        }
+        let key = match russh::keys::load_secret_key(path, None) {
+            Ok(key) => key,
+            Err(russh::keys::Error::KeyIsEncrypted) => {
+                tried.push(format!(
+                    "{} (encrypted: pgtunnel cannot ask for its passphrase yet; add it to \
+                     ssh-agent with `ssh-add {}`)",
+                    path.display(),
+                    path.display()
+                ));
+                continue;
+            }
+            Err(e) => {
+                let msg = format!("{} (unreadable: {e})", path.display());
+                opts.observer.emit(Event::Warning(format!(
+                    "{}: cannot use key {msg}",
+                    hop.label()
+                )));
+                tried.push(msg);
+                continue;
+            }
+        };
+        if offered
+            .iter()
+            .any(|k| k.key_data() == key.public_key().key_data())
+        {
+            continue;
+        }
+        offered.push(key.public_key().clone());
+        let hash = rsa_hash(handle, key.public_key(), &mut rsa_cache).await;
+        let what = format!("publickey {}", path.display());
+        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        match handle.authenticate_publickey(&user, key).await {
+            Ok(AuthResult::Success) => return Ok(format!("{user} ({what})")),
+            Ok(AuthResult::Failure {
+                remaining_methods, ..
+            }) => {
+                server_methods = Some(method_names(&remaining_methods));
+                tried.push(what);
+            }
+            Err(e) => {
+                warn!(hop = %hop.label(), "publickey {}: {e}", path.display());
+                tried.push(format!("{what}: {e}"));
+            }
+        }
+    }
+
+    Err(HopError::Auth {
+        user,
+        tried: if tried.is_empty() {
+            "nothing: no ssh-agent keys and no identity files".into()
+        } else {
+            tried.join(", ")
+        },
+        server_methods,
+    })
+}

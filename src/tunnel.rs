@@ -1,0 +1,132 @@
+//! The steps from a request to a running tunnel, each usable on its own (the binary prints
+//! between them) or all at once with [`start`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+
+use crate::chain::{Chain, resolve_chain};
+use crate::config::{ConfigError, LocalEnv, SshConfig};
+use crate::error::Error;
+use crate::forward::Tunnel;
+use crate::path::PathReport;
+use crate::session::{ConnectOptions, connect_chain};
+use crate::spec::{HopSpec, Target};
+
+/// Which ssh_config to read (`-F`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `~/.ssh/config` if it exists.
+    Default,
+    /// `-F none`: no config at all.
+    None,
+    /// `-F FILE`: this file, which must exist.
+    File(PathBuf),
+}
+
+impl ConfigSource {
+    /// From the `-F` argument.
+    pub fn from_arg(arg: Option<&str>) -> Self {
+        match arg {
+            None => ConfigSource::Default,
+            Some("none") => ConfigSource::None,
+            Some(path) => ConfigSource::File(PathBuf::from(path)),
+        }
+    }
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// TARGET.
+    pub target: Target,
+    /// `--via`, if given.
+    pub via: Option<Vec<HopSpec>>,
+    /// `-F`.
+    pub config: ConfigSource,
+    /// `--listen`.
+    pub listen: SocketAddr,
+    /// `--require-encrypted`.
+    pub require_encrypted: bool,
+}
+
+/// This machine's user, home and host name, for ssh_config defaults and tokens.
+pub fn local_env() -> LocalEnv {
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
+    let local_user = user
+        .as_ref()
+        .map(|u| u.name.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into());
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| user.map(|u| u.dir))
+        .or_else(dirs::home_dir)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let local_hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    LocalEnv {
+        local_user,
+        home,
+        local_hostname,
+    }
+}
+
+/// Reads the ssh_config named by `source`.
+pub fn load_config(source: &ConfigSource, env: &LocalEnv) -> Result<SshConfig, ConfigError> {
+    match source {
+        ConfigSource::None => Ok(SshConfig::empty()),
+        ConfigSource::Default => SshConfig::load_default(&env.home),
+        ConfigSource::File(path) => SshConfig::load(path),
+    }
+}
+
+/// Resolves the hop chain for a request (pure, given the config).
+pub fn plan(request: &Request, config: &SshConfig, env: &LocalEnv) -> Result<Chain, Error> {
+    Ok(resolve_chain(
+        request.via.as_deref(),
+        &request.target,
+        |q| config.resolve(q, env),
+    )?)
+}
+
+/// Refuses a path with unencrypted segments when `require_encrypted` is set.
+pub fn check_encryption(report: &PathReport, require_encrypted: bool) -> Result<(), Error> {
+    let segments = report.unencrypted();
+    if require_encrypted && !segments.is_empty() {
+        return Err(Error::NotEncrypted { segments });
+    }
+    Ok(())
+}
+
+/// Binds the local listener.
+pub async fn bind(listen: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: listen,
+            source,
+        })
+}
+
+/// Binds, brings the chain up and returns a tunnel ready to [`Tunnel::serve`].
+pub async fn start(
+    chain: &Chain,
+    listen: SocketAddr,
+    opts: &ConnectOptions,
+) -> Result<Tunnel, Error> {
+    let listener = bind(listen).await?;
+    let sessions = connect_chain(chain, opts).await?;
+    Ok(Tunnel::new(listener, sessions, chain.target.clone()))
+}
+
+/// A `psql` command line for a tunnel listening on `addr`.
+pub fn psql_command(addr: SocketAddr) -> String {
+    format!("psql \"host={} port={}\"", addr.ip(), addr.port())
+}
