@@ -145,6 +145,9 @@ pub fn parse_hop(input: &str) -> Result<HopSpec, SpecError> {
         }
         None => (None, rest),
     };
+    if hostport.is_empty() {
+        return Err(malformed(WHAT, input, "no host name"));
+    }
     let (host, port) = split_host_port(WHAT, hostport).map_err(|e| match e {
         SpecError::BadPort { port, .. } => SpecError::BadPort {
             what: WHAT,

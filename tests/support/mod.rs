@@ -2,6 +2,8 @@
 //! services on loopback, and a throw-away home with keys, known_hosts and ssh_config.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -164,6 +166,33 @@ impl Home {
         let mut text = std::fs::read_to_string(&self.known_hosts).unwrap_or_default();
         text.push_str(&line);
         std::fs::write(&self.known_hosts, text).expect("write known_hosts");
+    }
+
+    /// Trusts `key` for `addr` in known_hosts, under the name OpenSSH uses.
+    pub fn trust_addr(&self, addr: SocketAddr, key: &PublicKey) {
+        let mut key = key.clone();
+        key.set_comment("");
+        let name = if addr.port() == 22 {
+            addr.ip().to_string()
+        } else {
+            format!("[{}]:{}", addr.ip(), addr.port())
+        };
+        let line = format!("{name} {}\n", key.to_openssh().expect("openssh public key"));
+        let mut text = std::fs::read_to_string(&self.known_hosts).unwrap_or_default();
+        text.push_str(&line);
+        std::fs::write(&self.known_hosts, text).expect("write known_hosts");
+    }
+
+    /// A Host block for an alias on `addr`, logging in as `user`.
+    pub fn block(&self, alias: &str, addr: SocketAddr, user: &str, extra: &str) -> String {
+        format!(
+            "Host {alias}\n  HostName {}\n  Port {}\n  User {user}\n  \
+             IdentityFile {}\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n{extra}\n",
+            addr.ip(),
+            addr.port(),
+            self.key_path.display(),
+            self.known_hosts.display()
+        )
     }
 
     /// A Host block for an alias on 127.0.0.1:port with our key and known_hosts.

@@ -1,0 +1,214 @@
+//! The `pgtunnel` binary as a user runs it: one clear line for bad input, documented exit
+//! codes, the path report and ready line, and a clean exit on Ctrl-C.
+
+mod support;
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgtunnel");
+
+fn command(home: &Home) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("HOME", home.dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("USER", "localuser")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(home: &Home, args: &[&str]) -> Output {
+    let out = tokio::time::timeout(Duration::from_secs(60), command(home).args(args).output())
+        .await
+        .expect("pgtunnel finishes")
+        .expect("run pgtunnel");
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The first line of stderr that says what is wrong (clap adds a usage hint after it).
+fn error_line(out: &Output) -> String {
+    let text = stderr(out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("error:") || l.starts_with("pgtunnel:"))
+        .unwrap_or_else(|| panic!("no error line in {text:?}"))
+        .to_string();
+    assert!(!text.contains("panicked"), "panic: {text}");
+    line
+}
+
+#[tokio::test]
+async fn malformed_arguments_get_one_line_and_exit_2() {
+    let home = Home::new();
+    for (args, expect) in [
+        (vec!["db.foo.com:0"], "port"),
+        (vec!["db.foo.com:65536"], "port"),
+        (vec!["db.foo.com:pg"], "port"),
+        (vec!["[fd00::5"], "]"),
+        (vec![""], "empty"),
+        (vec!["--via", "joe@", "db"], "no host"),
+        (vec!["--via", "a,,b", "db"], "empty"),
+        (vec!["--via", "shell:0", "db"], "port"),
+        (vec!["--listen", "127.0.0.1:99999", "db"], "port"),
+    ] {
+        let out = run(&home, &args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let line = error_line(&out).to_lowercase();
+        assert!(line.contains(expect), "{args:?}: {line}");
+    }
+}
+
+#[tokio::test]
+async fn missing_config_file_is_named() {
+    let home = Home::new();
+    let out = run(&home, &["-F", "/nonexistent/ssh_config", "--via", "shell", "db"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        error_line(&out).contains("/nonexistent/ssh_config"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn proxyjump_loop_is_named() {
+    let home = Home::new();
+    home.write_config("Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n");
+    let cfg = home.config.to_str().expect("utf-8");
+    let out = run(&home, &["-F", cfg, "--via", "a", "db"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let line = error_line(&out);
+    assert!(line.contains("loop") && line.contains("a -> b -> a"), "{line}");
+}
+
+#[tokio::test]
+async fn require_encrypted_refuses_a_plaintext_last_segment() {
+    let home = Home::new();
+    home.write_config(&home.host_block("shell.foo.com", 1, ""));
+    let cfg = home.config.to_str().expect("utf-8");
+    let out = run(
+        &home,
+        &["-F", cfg, "--via", "shell.foo.com", "--require-encrypted", "db.foo.com:5432"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let line = error_line(&out);
+    assert!(line.contains("db.foo.com:5432"), "{line}");
+}
+
+#[tokio::test]
+async fn unreachable_hop_names_the_hop_and_its_address() {
+    let home = Home::new();
+    // A port with nothing listening: bind, note, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    home.write_config(&home.host_block("shell.foo.com", port, ""));
+    let cfg = home.config.to_str().expect("utf-8");
+    let out = run(&home, &["-F", cfg, "--via", "shell.foo.com", "db.foo.com"]).await;
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let line = error_line(&out);
+    assert!(
+        line.contains("shell.foo.com") && line.contains(&format!("127.0.0.1:{port}")),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_host_key_exits_3_and_bad_credentials_exit_4() {
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let b = bastion(&home, &[("127.0.0.1", echo.addr.port())]).await;
+    std::fs::write(&home.known_hosts, "").expect("empty known_hosts");
+    home.write_config(&home.host_block("shell.foo.com", b.addr().port(), ""));
+    let cfg = home.config.to_str().expect("utf-8");
+    let target = echo.addr.to_string();
+    let out = run(&home, &["-F", cfg, "--via", "shell.foo.com", &target]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(error_line(&out).contains("not known"), "{}", stderr(&out));
+
+    // Known key, but the bastion does not accept our key.
+    home.trust(b.addr().port(), b.host_key());
+    let other = pgtunnel::bastion::generate_key().expect("key");
+    write_private_key(&other, &home.key_path);
+    let out = run(&home, &["-F", cfg, "--via", "shell.foo.com", &target]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let line = error_line(&out);
+    assert!(
+        line.contains("hop 1") && line.contains(USER),
+        "names hop and user: {line}"
+    );
+    assert_eq!(echo.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_line_then_ctrl_c_exits_0() {
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let b = bastion(&home, &[("127.0.0.1", echo.addr.port())]).await;
+    home.write_config(&home.host_block("shell.foo.com", b.addr().port(), ""));
+    let cfg = home.config.to_str().expect("utf-8");
+    let target = echo.addr.to_string();
+    let mut child = command(&home)
+        .args(["-F", cfg, "--via", "shell.foo.com", &target])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgtunnel");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut report = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if line.starts_with("ready: ") {
+                return line;
+            }
+            report.push(line);
+        }
+        panic!("pgtunnel exited before it was ready: {report:?}");
+    })
+    .await
+    .expect("ready within 30 s");
+
+    // The path report names both segments and says which is encrypted.
+    let report = report.join("\n");
+    assert!(report.contains("SSH (encrypted)"), "{report}");
+    assert!(report.contains("NOT encrypted"), "{report}");
+    // ready: 127.0.0.1:PORT -> TARGET ; connect with: psql "host=127.0.0.1 port=PORT"
+    let addr: std::net::SocketAddr = ready
+        .trim_start_matches("ready: ")
+        .split_whitespace()
+        .next()
+        .expect("address")
+        .parse()
+        .expect("socket address");
+    assert!(addr.ip().is_loopback());
+    assert!(
+        ready.contains(&format!("psql \"host=127.0.0.1 port={}\"", addr.port())),
+        "{ready}"
+    );
+    echo_round_trip(addr, 1024 * 1024, 3).await;
+
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}

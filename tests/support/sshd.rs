@@ -1,0 +1,177 @@
+//! A real OpenSSH `sshd` on a loopback address, with its own host key and config in a
+//! temporary directory, for interoperability tests. Dropping it kills the server.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use russh::keys::PublicKey;
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+/// The name sshd will accept a login for: the user running the tests.
+pub fn login_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("the test user has a passwd entry")
+}
+
+pub struct Sshd {
+    pub addr: SocketAddr,
+    pub host_key: PublicKey,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+pub struct SshdOptions<'a> {
+    pub ip: IpAddr,
+    /// Keys allowed to log in (as [`login_user`]).
+    pub authorized: Vec<PublicKey>,
+    /// `PermitOpen` destinations (host, port); empty = `PermitOpen none`.
+    pub permit_open: Vec<(String, u16)>,
+    /// Extra sshd_config lines.
+    pub extra: &'a str,
+}
+
+fn require_sshd() {
+    assert!(
+        Path::new(SSHD).exists(),
+        "{SSHD} is missing: install openssh-server (scripts/test does this)"
+    );
+    assert!(
+        Path::new("/run/sshd").is_dir() || !nix::unistd::getuid().is_root(),
+        "/run/sshd is missing: sshd needs it when run as root (scripts/test creates it)"
+    );
+}
+
+fn ssh_keygen(args: &[&str]) {
+    let out = Command::new("ssh-keygen")
+        .args(args)
+        .output()
+        .expect("run ssh-keygen (install openssh-client)");
+    assert!(
+        out.status.success(),
+        "ssh-keygen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Sshd {
+    pub fn start(opts: SshdOptions<'_>) -> Sshd {
+        require_sshd();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host_key = dir.path().join("host_ed25519");
+        ssh_keygen(&[
+            "-q", "-t", "ed25519", "-N", "", "-C", "", "-f",
+            host_key.to_str().expect("utf-8 path"),
+        ]);
+        let pub_text =
+            std::fs::read_to_string(host_key.with_extension("pub")).expect("read host key");
+        let host_pub = PublicKey::from_openssh(pub_text.trim()).expect("parse host key");
+        let mut authorized = String::new();
+        for k in &opts.authorized {
+            authorized.push_str(&k.to_openssh().expect("encode key"));
+            authorized.push('\n');
+        }
+        std::fs::write(dir.path().join("authorized_keys"), authorized).expect("authorized_keys");
+        let permit_open = if opts.permit_open.is_empty() {
+            "none".to_string()
+        } else {
+            opts.permit_open
+                .iter()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+
+        // sshd cannot bind port 0 and report it: pick a free port, retry if we lose a race.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = TcpListener::bind((opts.ip, 0))
+                .and_then(|l| l.local_addr())
+                .expect("find a free port")
+                .port();
+            let addr = SocketAddr::new(opts.ip, port);
+            let config = dir.path().join("sshd_config");
+            let log = dir.path().join("sshd.log");
+            std::fs::write(
+                &config,
+                format!(
+                    "ListenAddress {listen}\nHostKey {key}\nPidFile none\n\
+                     AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
+                     PubkeyAuthentication yes\nPasswordAuthentication no\n\
+                     KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+                     AllowTcpForwarding yes\nPermitOpen {permit_open}\nLogLevel VERBOSE\n\
+                     MaxStartups 200\nMaxSessions 200\n{extra}\n",
+                    listen = match opts.ip {
+                        IpAddr::V4(_) => addr.to_string(),
+                        IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+                    },
+                    key = host_key.display(),
+                    dir = dir.path().display(),
+                    extra = opts.extra,
+                ),
+            )
+            .expect("write sshd_config");
+            let mut child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-f")
+                .arg(&config)
+                .arg("-E")
+                .arg(&log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn sshd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    last_log = std::fs::read_to_string(&log).unwrap_or_default();
+                    break;
+                }
+                if let Ok(mut tcp) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut banner = [0u8; 4];
+                    if tcp.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
+                        return Sshd {
+                            addr,
+                            host_key: host_pub,
+                            dir,
+                            child,
+                        };
+                    }
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "sshd on {addr} did not come up within 10 s: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("sshd would not start: {last_log}");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("sshd.log")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
