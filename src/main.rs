@@ -50,7 +50,13 @@ struct Args {
 
     /// Jump hosts, like ssh -J: HOP[,HOP...], each an ssh_config alias, [user@]host[:port] or
     /// ssh://[user@]host[:port].
-    #[arg(short = 'J', long = "via", value_name = "HOP[,HOP...]", value_parser = spec::parse_hops)]
+    #[arg(
+        short = 'J',
+        long = "via",
+        value_name = "HOP[,HOP...]",
+        value_delimiter = ',',
+        value_parser = spec::parse_hop
+    )]
     via: Option<Vec<HopSpec>>,
 
     /// ssh config file (default ~/.ssh/config; `none` reads none).
@@ -134,11 +140,17 @@ fn init_logging(args: &Args) {
     };
     let filter =
         EnvFilter::try_from_env("PGTUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    // Timestamps help when debugging; at the default level they are noise.
+    if args.verbose > 0 {
+        builder.init();
+    } else {
+        builder.without_time().init();
+    }
 }
 
 async fn run(args: Args) -> Result<ExitCode, Error> {

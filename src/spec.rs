@@ -126,6 +126,9 @@ pub fn parse_target(input: &str) -> Result<Target, SpecError> {
 /// Parses one hop of `-J/--via` (the list is split on commas by [`parse_hops`]).
 pub fn parse_hop(input: &str) -> Result<HopSpec, SpecError> {
     const WHAT: &str = "hop";
+    if input.is_empty() {
+        return Err(SpecError::Empty { what: WHAT });
+    }
     let rest = match input.strip_prefix("ssh://") {
         Some(rest) => {
             let rest = rest.strip_suffix('/').unwrap_or(rest);
