@@ -24,11 +24,10 @@ fn command(home: &Home) -> Command {
 }
 
 async fn run(home: &Home, args: &[&str]) -> Output {
-    let out = tokio::time::timeout(Duration::from_secs(60), command(home).args(args).output())
+    tokio::time::timeout(Duration::from_secs(60), command(home).args(args).output())
         .await
         .expect("pgtunnel finishes")
-        .expect("run pgtunnel");
-    out
+        .expect("run pgtunnel")
 }
 
 fn stderr(out: &Output) -> String {
@@ -71,7 +70,11 @@ async fn malformed_arguments_get_one_line_and_exit_2() {
 #[tokio::test]
 async fn missing_config_file_is_named() {
     let home = Home::new();
-    let out = run(&home, &["-F", "/nonexistent/ssh_config", "--via", "shell", "db"]).await;
+    let out = run(
+        &home,
+        &["-F", "/nonexistent/ssh_config", "--via", "shell", "db"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         error_line(&out).contains("/nonexistent/ssh_config"),
@@ -88,7 +91,10 @@ async fn proxyjump_loop_is_named() {
     let out = run(&home, &["-F", cfg, "--via", "a", "db"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let line = error_line(&out);
-    assert!(line.contains("loop") && line.contains("a -> b -> a"), "{line}");
+    assert!(
+        line.contains("loop") && line.contains("a -> b -> a"),
+        "{line}"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +104,14 @@ async fn require_encrypted_refuses_a_plaintext_last_segment() {
     let cfg = home.config.to_str().expect("utf-8");
     let out = run(
         &home,
-        &["-F", cfg, "--via", "shell.foo.com", "--require-encrypted", "db.foo.com:5432"],
+        &[
+            "-F",
+            cfg,
+            "--via",
+            "shell.foo.com",
+            "--require-encrypted",
+            "db.foo.com:5432",
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
@@ -185,7 +198,10 @@ async fn ready_line_then_ctrl_c_exits_0() {
     let report = report.join("\n");
     assert!(report.contains("SSH (encrypted)"), "{report}");
     // The target is the bastion's own loopback: that segment stays on the machine.
-    assert!(report.contains("stays on shell.foo.com (loopback)"), "{report}");
+    assert!(
+        report.contains("stays on shell.foo.com (loopback)"),
+        "{report}"
+    );
     assert!(!report.contains("NOT encrypted"), "{report}");
     // ready: 127.0.0.1:PORT -> TARGET ; connect with: psql "host=127.0.0.1 port=PORT"
     let addr: std::net::SocketAddr = ready
