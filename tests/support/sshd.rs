@@ -66,7 +66,14 @@ impl Sshd {
         let dir = tempfile::tempdir().expect("tempdir");
         let host_key = dir.path().join("host_ed25519");
         ssh_keygen(&[
-            "-q", "-t", "ed25519", "-N", "", "-C", "", "-f",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "",
+            "-f",
             host_key.to_str().expect("utf-8 path"),
         ]);
         let pub_text =
