@@ -36,6 +36,7 @@
 pub mod bastion;
 pub mod chain;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod event;
 pub mod forward;

@@ -2,17 +2,22 @@
 //! library, map errors to exit codes.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pgtunnel::config::LocalEnv;
+use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
 use pgtunnel::event::{Event, Observer};
 use pgtunnel::forward::Ended;
-use pgtunnel::session::ConnectOptions;
+use pgtunnel::session::{AgentSource, ConnectOptions};
 use pgtunnel::spec::{self, HopSpec, Target};
 use pgtunnel::tunnel::{self, ConfigSource, Request};
 use tracing::{info, warn};
@@ -30,6 +35,7 @@ mod exit {
 
 const AFTER_HELP: &str = "\
 Examples:
+  pgtunnel demo                                         # try it: no servers needed
   pgtunnel --via joe@shell.foo.com db.foo.com:5432
   pgtunnel --via shell.foo.com,db.foo.com localhost     # every segment encrypted
   pgtunnel db-prod                                      # an ssh_config alias with ProxyJump
@@ -41,12 +47,21 @@ Exit codes:
 
 /// Forward a local port to a PostgreSQL server (or any TCP service) through SSH hops.
 #[derive(Debug, Parser)]
-#[command(version, about, after_help = AFTER_HELP)]
+#[command(
+    version,
+    about,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// The service as seen from the last hop: host[:port] (port 5432 by default; IPv6 in
     /// brackets). Its name is resolved by the last hop.
-    #[arg(value_name = "TARGET", value_parser = spec::parse_target)]
-    target: Target,
+    #[arg(value_name = "TARGET", value_parser = spec::parse_target, required = true)]
+    target: Option<Target>,
 
     /// Jump hosts, like ssh -J: HOP[,HOP...], each an ssh_config alias, [user@]host[:port] or
     /// ssh://[user@]host[:port].
@@ -63,13 +78,20 @@ struct Args {
     #[arg(short = 'F', long = "config", value_name = "FILE")]
     config: Option<String>,
 
-    /// Local listen address [ADDR:]PORT (default 127.0.0.1 and a free port).
-    #[arg(short = 'L', long = "listen", value_name = "[ADDR:]PORT", value_parser = spec::parse_listen)]
-    listen: Option<std::net::SocketAddr>,
-
     /// Refuse to start when any segment that leaves a machine is not encrypted.
     #[arg(long)]
     require_encrypted: bool,
+
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options shared by the tunnel and `demo`.
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Local listen address [ADDR:]PORT (default 127.0.0.1 and a free port).
+    #[arg(short = 'L', long = "listen", value_name = "[ADDR:]PORT", value_parser = spec::parse_listen)]
+    listen: Option<std::net::SocketAddr>,
 
     /// Seconds open connections may keep going after Ctrl-C/SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
@@ -84,9 +106,26 @@ struct Args {
     quiet: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the PostgreSQL manual's bastion topology in this process (two SSH servers on
+    /// loopback, shell.foo.com and db.foo.com, and an echo service) and tunnel through it.
+    Demo {
+        /// Exit after the self-check (status 0 if the data came back intact, 1 otherwise).
+        #[arg(long)]
+        check: bool,
+
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(&args);
+    init_logging(match &args.command {
+        Some(Command::Demo { common, .. }) => common,
+        None => &args.common,
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -131,7 +170,7 @@ fn chain_of(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn init_logging(args: &Args) {
+fn init_logging(args: &Common) {
     let default = match (args.quiet, args.verbose) {
         (true, _) => "warn",
         (_, 0) => "warn,pgtunnel=info",
@@ -154,14 +193,110 @@ fn init_logging(args: &Args) {
 }
 
 async fn run(args: Args) -> Result<ExitCode, Error> {
+    let (target, common) = match args.command {
+        Some(Command::Demo { check, common }) => return run_demo(check, common).await,
+        None => (args.target, args.common),
+    };
+    let Some(target) = target else {
+        // clap requires TARGET without a subcommand; keep the binary panic-free regardless.
+        eprintln!("pgtunnel: TARGET is required (see --help)");
+        return Ok(ExitCode::from(exit::CONFIG));
+    };
     let request = Request {
-        target: args.target.clone(),
-        via: args.via.clone(),
+        target,
+        via: args.via,
         config: ConfigSource::from_arg(args.config.as_deref()),
-        listen: args.listen.unwrap_or(spec::DEFAULT_LISTEN),
+        listen: common.listen.unwrap_or(spec::DEFAULT_LISTEN),
         require_encrypted: args.require_encrypted,
     };
-    let env = tunnel::local_env();
+    let ready = |addr: SocketAddr| format!("connect with: {}", tunnel::psql_command(addr));
+    serve(
+        request,
+        tunnel::local_env(),
+        AgentSource::Environment,
+        &common,
+        ready,
+        None,
+    )
+    .await
+}
+
+/// `pgtunnel demo`: the manual's topology in-process, then the real tunnel through it.
+async fn run_demo(check: bool, common: Common) -> Result<ExitCode, Error> {
+    let demo = match Demo::start().await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("pgtunnel: {}", chain_of(&e));
+            return Ok(ExitCode::from(exit::INTERNAL));
+        }
+    };
+    let (shell, db) = demo.ssh_addrs();
+    if !common.quiet {
+        println!(
+            "demo: SSH servers {} on {shell} and {} on {db} (in this process, fresh host keys; \
+             {} may reach only {}), an echo service on {}",
+            demo::SHELL,
+            demo::DB,
+            demo::SHELL,
+            demo::DB,
+            demo.service_addr()
+        );
+        println!("demo: running the equivalent of: {}", demo.command_line());
+        println!();
+    }
+    let request = demo.request(common.listen.unwrap_or(spec::DEFAULT_LISTEN));
+    let ready = |addr: SocketAddr| {
+        format!(
+            "try it: nc {} {} (every line you type comes back)",
+            addr.ip(),
+            addr.port()
+        )
+    };
+    let after_ready: AfterReady = Box::new(move |addr| {
+        Box::pin(async move {
+            match Demo::self_check(addr).await {
+                Ok(line) => {
+                    println!("{line}");
+                    if check { Some(ExitCode::SUCCESS) } else { None }
+                }
+                Err(e) => {
+                    eprintln!("pgtunnel: {e}");
+                    Some(ExitCode::from(exit::INTERNAL))
+                }
+            }
+        })
+    });
+    let env = LocalEnv {
+        home: demo.dir().to_path_buf(),
+        ..tunnel::local_env()
+    };
+    let code = serve(
+        request,
+        env,
+        AgentSource::Disabled,
+        &common,
+        ready,
+        Some(after_ready),
+    )
+    .await;
+    drop(demo);
+    code
+}
+
+/// Runs once the tunnel is ready; `Some(code)` stops the tunnel and exits with `code`.
+type AfterReady =
+    Box<dyn FnOnce(SocketAddr) -> Pin<Box<dyn Future<Output = Option<ExitCode>> + Send>> + Send>;
+
+/// Resolve, report, connect, print the ready line, serve until Ctrl-C (or `after_ready`
+/// says stop).
+async fn serve(
+    request: Request,
+    env: LocalEnv,
+    agent: AgentSource,
+    common: &Common,
+    ready_hint: impl Fn(SocketAddr) -> String,
+    after_ready: Option<AfterReady>,
+) -> Result<ExitCode, Error> {
     let config = tunnel::load_config(&request.config, &env)?;
     let chain = tunnel::plan(&request, &config, &env)?;
 
@@ -174,15 +309,16 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
         source,
     })?;
     let report = pgtunnel::path::analyze(local, &chain);
-    if !args.quiet {
+    if !common.quiet {
         println!("pgtunnel: {chain}");
         print!("{report}");
         println!();
     }
 
-    let progress = Progress::new(args.quiet);
+    let progress = Progress::new(common.quiet);
     let opts = ConnectOptions {
         observer: progress.observer(),
+        agent,
         ..Default::default()
     };
     let sessions = pgtunnel::session::connect_chain(&chain, &opts).await;
@@ -190,13 +326,32 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
     let sessions = sessions?;
 
     let tunnel = pgtunnel::forward::Tunnel::new(listener, sessions, chain.target.clone())
-        .drain_timeout(Duration::from_secs(args.drain_timeout));
-    println!(
-        "ready: {local} -> {} ; connect with: {}",
-        chain.target,
-        tunnel::psql_command(local)
-    );
-    match tunnel.serve(shutdown_signal()).await {
+        .drain_timeout(Duration::from_secs(common.drain_timeout));
+    println!("ready: {local} -> {} ; {}", chain.target, ready_hint(local));
+
+    // Stop on Ctrl-C/SIGTERM, or when the after-ready step asks to.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<ExitCode>();
+    let early_exit = Arc::new(Mutex::new(None));
+    if let Some(after) = after_ready {
+        let early_exit = early_exit.clone();
+        tokio::spawn(async move {
+            if let Some(code) = after(local).await {
+                if let Ok(mut slot) = early_exit.lock() {
+                    *slot = Some(code);
+                }
+                let _ = stop_tx.send(code);
+            }
+        });
+    }
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            Ok(_) = stop_rx => {}
+        }
+    };
+    let ended = tunnel.serve(shutdown).await;
+    let early = early_exit.lock().ok().and_then(|mut slot| slot.take());
+    match ended {
         Ended::Shutdown { closed_at_deadline } => {
             if closed_at_deadline > 0 {
                 warn!(
@@ -204,7 +359,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                 );
             }
             info!("stopped");
-            Ok(ExitCode::SUCCESS)
+            Ok(early.unwrap_or(ExitCode::SUCCESS))
         }
         Ended::ChainLost { hop } => {
             eprintln!(

@@ -154,18 +154,23 @@ pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
         "this machine".to_string()
     };
     for hop in &chain.hops {
-        let to = hop.addr();
+        // The name the user knows (an alias), with the address when they differ.
+        let to = if hop.spec.host == hop.config.host_name {
+            hop.addr()
+        } else {
+            format!("{} ({})", hop.spec.host, hop.addr())
+        };
         segments.push(Segment {
             from: from.clone(),
             to,
             protection: Protection::Ssh,
             detail: String::new(),
         });
-        from = hop.config.host_name.clone();
+        from = hop.spec.host.clone();
     }
 
     let last = chain.hops.last();
-    let last_name = last.map(|h| h.config.host_name.clone()).unwrap_or_default();
+    let last_name = last.map(|h| h.spec.host.clone()).unwrap_or_default();
     let target = &chain.target;
     let target_host = target.host.to_ascii_lowercase();
     let protection = if is_loopback_name(&target.host) {
@@ -189,8 +194,8 @@ pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
     }
 
     let pg_sees = format!(
-        "PostgreSQL sees these connections as coming from {last_name} (the last hop), not from \
-         you, and not as SSL unless the client itself asks for TLS: pg_hba.conf rules must \
+        "If the service is PostgreSQL: it sees these connections as coming from {last_name} \
+         (the last hop), not from you, and not as SSL unless the client itself asks for TLS: pg_hba.conf rules must \
          allow that address (\"host\" lines, or \"hostssl\" with sslmode=require)."
     );
     match protection {
@@ -238,6 +243,8 @@ mod tests {
             local_user: "me".into(),
             home: "/home/me".into(),
             local_hostname: "laptop".into(),
+            uid: 1000,
+            env: Default::default(),
         };
         let cfg = SshConfig::empty();
         resolve_chain(

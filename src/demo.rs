@@ -1,0 +1,289 @@
+//! `pgtunnel demo`: the PostgreSQL manual's topology in one process, so anyone can watch the
+//! real tunnel code work without any server of their own.
+//!
+//! Two in-process SSH servers ([`crate::bastion`], the same code the integration tests use)
+//! listen on loopback: the bastion `shell.foo.com` and the inner host `db.foo.com`, each with
+//! its own freshly generated host key. The bastion's allow-list lets it reach only
+//! `db.foo.com`; `db.foo.com`'s lets it reach only the service. A throw-away directory holds
+//! a client key, an ssh_config with the two aliases (`db.foo.com` has
+//! `ProxyJump shell.foo.com`) and a known_hosts with both host keys, so the tunnel runs with
+//! strict host-key checking exactly as it would against real servers.
+//!
+//! The service is an echo server (every byte comes back); [`Demo::self_check`] pushes data
+//! through the whole chain and compares checksums.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use russh::keys::ssh_key::LineEnding;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::bastion::{Bastion, BastionConfig, generate_key};
+use crate::spec::{HopSpec, Target};
+use crate::tunnel::{ConfigSource, Request};
+
+/// The bastion's alias, as in the manual.
+pub const SHELL: &str = "shell.foo.com";
+/// The inner host's alias, as in the manual.
+pub const DB: &str = "db.foo.com";
+/// The user the demo servers accept.
+pub const USER: &str = "joe";
+
+/// The demo could not be set up.
+#[derive(Debug, Error)]
+pub enum DemoError {
+    /// A local operation failed.
+    #[error("demo: {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Generating or encoding a key failed.
+    #[error("demo: key generation failed: {0}")]
+    Key(String),
+    /// The self-check found the tunnel broken.
+    #[error("demo self-check failed: {0}")]
+    Check(String),
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DemoError {
+    move |source| DemoError::Io { what, source }
+}
+
+/// The running demo servers and their throw-away configuration.
+pub struct Demo {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    shell: Bastion,
+    db: Bastion,
+    service: SocketAddr,
+    echo: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Demo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Demo")
+            .field("config", &self.config)
+            .field("shell", &self.shell.addr())
+            .field("db", &self.db.addr())
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Demo {
+    /// Starts the service and both SSH servers on 127.0.0.1 and writes the client files.
+    pub async fn start() -> Result<Demo, DemoError> {
+        let dir = tempfile::Builder::new()
+            .prefix("pgtunnel-demo-")
+            .tempdir()
+            .map_err(io("create a temporary directory"))?;
+
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(io("start the echo service"))?;
+        let service = listener
+            .local_addr()
+            .map_err(io("start the echo service"))?;
+        let echo = tokio::spawn(echo_service(listener));
+
+        let client_key = generate_key().map_err(|e| DemoError::Key(e.to_string()))?;
+        let client_public = client_key.public_key().clone();
+        let loopback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+
+        // Inner host first: the bastion's allow-list needs its address.
+        let db_config = BastionConfig::generate(USER, vec![client_public.clone()])
+            .map_err(|e| DemoError::Key(e.to_string()))?
+            .allow(&[("localhost", service.port()), ("127.0.0.1", service.port())]);
+        let db = Bastion::start(loopback, db_config)
+            .await
+            .map_err(io("start the demo db.foo.com SSH server"))?;
+        let shell_config = BastionConfig::generate(USER, vec![client_public])
+            .map_err(|e| DemoError::Key(e.to_string()))?
+            .allow(&[("127.0.0.1", db.addr().port())]);
+        let shell = Bastion::start(loopback, shell_config)
+            .await
+            .map_err(io("start the demo shell.foo.com SSH server"))?;
+
+        let key_path = dir.path().join("id_ed25519");
+        let key_text = client_key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| DemoError::Key(e.to_string()))?;
+        write_private(&key_path, key_text.as_bytes()).map_err(io("write the demo client key"))?;
+
+        // Known by alias (HostKeyAlias), as many real setups do.
+        let known_hosts = dir.path().join("known_hosts");
+        let mut known = String::new();
+        for (name, bastion) in [(SHELL, &shell), (DB, &db)] {
+            let mut key = bastion.host_key().clone();
+            key.set_comment("");
+            let text = key
+                .to_openssh()
+                .map_err(|e| DemoError::Key(e.to_string()))?;
+            known.push_str(&format!("{name} {text}\n"));
+        }
+        std::fs::write(&known_hosts, known).map_err(io("write the demo known_hosts"))?;
+
+        let config = dir.path().join("ssh_config");
+        let block = |alias: &str, port: u16, extra: &str| {
+            format!(
+                "Host {alias}\n    HostName 127.0.0.1\n    Port {port}\n    User {USER}\n    \
+                 HostKeyAlias {alias}\n    IdentityFile {key}\n    IdentitiesOnly yes\n    \
+                 UserKnownHostsFile {known}\n    StrictHostKeyChecking yes\n{extra}\n",
+                key = key_path.display(),
+                known = known_hosts.display(),
+            )
+        };
+        let text = format!(
+            "# Written by `pgtunnel demo`; deleted when it exits.\n{}{}",
+            block(SHELL, shell.addr().port(), ""),
+            block(DB, db.addr().port(), &format!("    ProxyJump {SHELL}\n")),
+        );
+        std::fs::write(&config, text).map_err(io("write the demo ssh_config"))?;
+
+        Ok(Demo {
+            dir,
+            config,
+            shell,
+            db,
+            service,
+            echo,
+        })
+    }
+
+    /// The throw-away ssh_config.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
+    /// The directory holding the demo's files (removed on drop).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The service's address (on 127.0.0.1).
+    pub fn service_addr(&self) -> SocketAddr {
+        self.service
+    }
+
+    /// The bastion and inner host addresses.
+    pub fn ssh_addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.shell.addr(), self.db.addr())
+    }
+
+    /// What `pgtunnel --via db.foo.com localhost:PORT` would ask for: the inner host's own
+    /// ProxyJump brings in the bastion, and the service is db.foo.com's loopback, so every
+    /// segment that leaves a machine is encrypted.
+    pub fn request(&self, listen: SocketAddr) -> Request {
+        Request {
+            target: Target {
+                host: "localhost".into(),
+                port: self.service.port(),
+                port_given: true,
+            },
+            via: Some(vec![HopSpec {
+                user: None,
+                host: DB.into(),
+                port: None,
+            }]),
+            config: ConfigSource::File(self.config.clone()),
+            listen,
+            require_encrypted: true,
+        }
+    }
+
+    /// The command line a user would type for [`Demo::request`].
+    pub fn command_line(&self) -> String {
+        format!(
+            "pgtunnel -F {} --via {DB} localhost:{}",
+            self.config.display(),
+            self.service.port()
+        )
+    }
+
+    /// Sends 1 MiB through the tunnel at `addr` and checks that the same bytes come back;
+    /// returns a one-line summary. Bounded by a 30 s timeout.
+    pub async fn self_check(addr: SocketAddr) -> Result<String, DemoError> {
+        const LEN: usize = 1024 * 1024;
+        let check = async {
+            let data: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
+            let sent = Sha256::digest(&data);
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|e| DemoError::Check(format!("cannot connect to {addr}: {e}")))?;
+            let (mut r, mut w) = tcp.into_split();
+            let writer = tokio::spawn(async move {
+                w.write_all(&data).await?;
+                w.shutdown().await
+            });
+            let mut back = Vec::with_capacity(LEN);
+            r.read_to_end(&mut back)
+                .await
+                .map_err(|e| DemoError::Check(format!("reading the echo: {e}")))?;
+            match writer.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(DemoError::Check(format!("sending: {e}"))),
+                Err(e) => return Err(DemoError::Check(format!("sender task: {e}"))),
+            }
+            if back.len() != LEN || Sha256::digest(&back) != sent {
+                return Err(DemoError::Check(format!(
+                    "sent {LEN} bytes, got {} back, checksums {}",
+                    back.len(),
+                    if Sha256::digest(&back) == sent {
+                        "match"
+                    } else {
+                        "differ"
+                    }
+                )));
+            }
+            Ok(format!(
+                "self-check: 1 MiB went through {SHELL} and {DB} to the echo service and came back intact (SHA-256 {})",
+                hex_prefix(&sent)
+            ))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), check)
+            .await
+            .map_err(|_| DemoError::Check("no answer within 30 s".into()))?
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.echo.abort();
+        self.shell.stop();
+        self.db.stop();
+    }
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+/// Echoes every byte; on EOF finishes echoing and closes its side.
+async fn echo_service(listener: TcpListener) {
+    while let Ok((mut tcp, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let (mut r, mut w) = tcp.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+    }
+}
