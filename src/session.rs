@@ -444,7 +444,7 @@ impl HopHandler {
                 }
             },
         };
-        info!(hop = %self.label, %fingerprint, %how, "host key verified");
+        debug!(hop = %self.label, %fingerprint, %how, "host key verified");
         self.observer.emit(Event::HostKeyVerified {
             hop: self.label.clone(),
             fingerprint,
@@ -529,7 +529,7 @@ async fn authenticate(
     let how = tokio::time::timeout(AUTH_TIMEOUT, try_methods(&mut handle, hop, opts))
         .await
         .map_err(|_| HopError::Ssh(format!("authentication took more than {AUTH_TIMEOUT:?}")))??;
-    info!(hop = %label, %how, "authenticated");
+    debug!(hop = %label, %how, "authenticated");
     opts.observer.emit(Event::Authenticated {
         hop: label.clone(),
         how,
