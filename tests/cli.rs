@@ -230,3 +230,20 @@ async fn ready_line_then_ctrl_c_exits_0() {
         .expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_key_is_named() {
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let b = bastion(&home, &[("127.0.0.1", echo.addr.port())]).await;
+    home.write_config(&home.host_block("shell.foo.com", b.addr().port(), ""));
+    std::fs::write(&home.key_path, "this is not a key\n").expect("overwrite key");
+    let cfg = home.config.to_str().expect("utf-8");
+    let target = echo.addr.to_string();
+    let out = run(&home, &["-F", cfg, "--via", "shell.foo.com", &target]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let text = stderr(&out);
+    let key = home.key_path.display().to_string();
+    assert!(text.contains(&key), "names the key file: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
