@@ -300,6 +300,8 @@ mod tests {
                 local_user: "me".into(),
                 home: "/home/me".into(),
                 local_hostname: "laptop".into(),
+                uid: 1000,
+                env: Default::default(),
             };
             let mut c = SshConfig::empty().resolve(q, &env)?;
             if let Some((h, j)) = table.get(&q.host) {

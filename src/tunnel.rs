@@ -75,6 +75,10 @@ pub fn local_env() -> LocalEnv {
         local_user,
         home,
         local_hostname,
+        uid: nix::unistd::getuid().as_raw(),
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
     }
 }
 

@@ -6,10 +6,14 @@
 //! revoked or unknown. Both are pure: they take text and return values; reading files is a
 //! thin wrapper.
 
+mod glob;
+mod jump;
 pub mod known_hosts;
+mod lexer;
 pub mod ssh_config;
+mod tokens;
 
 pub use ssh_config::{
-    ConfigError, HostConfig, HostQuery, IdentityFile, LocalEnv, Origin, ProxyJump, SshConfig,
-    StrictHostKeyChecking,
+    ConfigError, HostConfig, HostQuery, IdentityFile, LocalEnv, Origin, ProxyJump, SYSTEM_CONFIG,
+    SshConfig, StrictHostKeyChecking,
 };

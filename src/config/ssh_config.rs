@@ -1,12 +1,93 @@
-//! ssh_config reading and resolution (to be written).
+//! ssh_config reading and resolution, faithful to OpenSSH 9.x (`ssh -G` is the reference).
+//!
+//! [`SshConfig`] holds the parsed files (the user's, then the system-wide one, with their
+//! `Include`s read in place); [`SshConfig::resolve`] evaluates them for one host the way
+//! `ssh` does and returns a [`HostConfig`] in which every value records the file and line
+//! that set it ([`HostConfig::origins`]).
+//!
+//! # Semantics (checked against `ssh -G` by `tests/ssh_config_vs_openssh.rs`)
+//! - Lines: case-insensitive keywords; `key value`, `key=value`, `key = value`; `"` and `'`
+//!   quotes; `#` comments at the start of a word. Unknown keywords are ignored (OpenSSH
+//!   refuses them unless `IgnoreUnknown` lists them); a bad value for a keyword we use is a
+//!   [`ConfigError::Line`], even in a block that does not apply, as in OpenSSH.
+//! - The first value obtained wins, across blocks and files. `IdentityFile` and
+//!   `CertificateFile` accumulate (duplicates dropped); `UserKnownHostsFile` and
+//!   `GlobalKnownHostsFile` are one list, set by the first line that applies.
+//! - `Host`: whitespace-separated `*`/`?` patterns matched case-sensitively against the host
+//!   as typed; a matching `!pattern` disables the block. `Match`: `all`, `host` (against the
+//!   `HostName` set so far, `%h` expanded), `originalhost`, `user` (the user set so far),
+//!   `localuser`, `canonical`, `final`, each negatable, comma-separated pattern lists (host
+//!   names compared ignoring case). `Match final` triggers OpenSSH's second pass: the files
+//!   are evaluated again against the final host name with `final`/`canonical` true.
+//! - `Match exec` (and criteria of later OpenSSH releases: `localnetwork`, `tagged`, ...)
+//!   cannot be evaluated without running commands: when resolution reaches one whose result
+//!   matters, it fails with "unsupported"; it is never guessed.
+//! - `Include`: globs, relative to `~/.ssh` in user files and to the system file's directory
+//!   (`/etc/ssh`) in system files, `~` expanded, read where they appear (an `Include` inside a
+//!   `Host`/`Match` block applies only when the block does, and a `Match` inside an included
+//!   file does not leak out), up to 16 levels deep, permissions checked as OpenSSH does.
+//! - `ProxyJump` and `ProxyCommand`: whichever applies first wins; `none` clears.
+//! - Tokens (`%%`, `%C`, `%d`, `%h`, `%i`, `%j`, `%k`, `%L`, `%l`, `%n`, `%p`, `%r`, `%u`),
+//!   `${VAR}` and `~` are expanded in `IdentityFile`, `CertificateFile`, `UserKnownHostsFile`
+//!   and `IdentityAgent`; `HostName` takes `%h` and `%%`; `GlobalKnownHostsFile` only `~`.
+//!   `ProxyCommand` is kept as written ([`HostConfig::expanded_proxy_command`] expands it).
+//!
+//! # Known differences from OpenSSH 9.2
+//! - `%j` is accepted (OpenSSH 9.3+); `%C` hashes `%l%h%p%r` as 9.2 does (newer releases add
+//!   `%j`). `CanonicalizeHostname` is ignored (no DNS is done here).
+//! - An `IdentityAgent ${VAR}` naming an unset variable fails only when that value is used,
+//!   not while reading the file. `IdentityAgent $VAR` (the legacy form) is resolved to the
+//!   variable's value, or `none` when unset, as `ssh` does before connecting.
+//! - `ConnectTimeout 0` and `ServerAliveInterval 0` are reported as `None`.
+//! - `ProxyJump []` (an empty host name) is refused.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sha1::{Digest, Sha1};
 use thiserror::Error;
 
 use crate::spec::HopSpec;
+
+use super::glob::{glob, glob_tilde};
+use super::jump::{Jump, parse_proxy_jump};
+use super::lexer::{
+    ListMatch, a2port, argv_split, convtime, directive, match_hostname, match_pattern,
+    match_pattern_list, raw_value, strdelim,
+};
+use super::tokens::{Expansion, expand, tilde_expand};
+
+/// The system-wide client configuration, read after the user's by [`SshConfig::load_default`].
+pub const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
+
+/// OpenSSH's `READCONF_MAX_DEPTH`.
+const MAX_INCLUDE_DEPTH: usize = 16;
+/// OpenSSH's `SSH_MAX_IDENTITY_FILES` and `SSH_MAX_CERTIFICATE_FILES`.
+const MAX_KEY_FILES: usize = 100;
+/// What `ssh -G` lists when no `IdentityFile` is configured (OpenSSH 9.2).
+const DEFAULT_IDENTITY_FILES: [&str; 7] = [
+    "~/.ssh/id_rsa",
+    "~/.ssh/id_ecdsa",
+    "~/.ssh/id_ecdsa_sk",
+    "~/.ssh/id_ed25519",
+    "~/.ssh/id_ed25519_sk",
+    "~/.ssh/id_xmss",
+    "~/.ssh/id_dsa",
+];
+const DEFAULT_USER_KNOWN_HOSTS: [&str; 2] = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"];
+const DEFAULT_GLOBAL_KNOWN_HOSTS: [&str; 2] =
+    ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+/// Match criteria of OpenSSH releases after 9.2 that need information we do not have.
+const LATER_MATCH_CRITERIA: [&str; 5] = [
+    "localnetwork",
+    "tagged",
+    "command",
+    "version",
+    "sessiontype",
+];
 
 /// An ssh_config file that cannot be used.
 #[derive(Debug, Error)]
@@ -29,6 +110,16 @@ pub enum ConfigError {
         line: usize,
         /// What is wrong.
         message: String,
+    },
+    /// A config file others may write to, which OpenSSH refuses to read.
+    #[error(
+        "bad owner or permissions on {}: it must be owned by you or root and not writable by \
+         group or others (chmod go-w)",
+        path.display()
+    )]
+    BadPermissions {
+        /// The file.
+        path: PathBuf,
     },
 }
 
@@ -55,12 +146,16 @@ pub struct HostQuery {
 /// Facts about the local machine that resolution needs (tokens, defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalEnv {
-    /// Local user name (`%u`, default `User`).
+    /// Local user name (`%u`, default `User`, `Match localuser`).
     pub local_user: String,
     /// Home directory (`~`, `%d`).
     pub home: PathBuf,
     /// Local host name (`%l`, `%L`).
     pub local_hostname: String,
+    /// Local user id (`%i`).
+    pub uid: u32,
+    /// Environment variables for `${VAR}` (and `IdentityAgent $VAR`).
+    pub env: BTreeMap<String, String>,
 }
 
 /// `StrictHostKeyChecking`.
@@ -90,27 +185,30 @@ pub enum ProxyJump {
 pub struct HostConfig {
     /// The host as typed (`%n`).
     pub original_host: String,
-    /// `HostName` (tokens expanded), or the host as typed.
+    /// `HostName` (tokens expanded), or the host as typed; lowercased like OpenSSH does.
     pub host_name: String,
     /// User, after command-line override and default.
     pub user: String,
     /// Port, after command-line override and default (22).
     pub port: u16,
-    /// Identity files: configured ones, or OpenSSH's defaults.
+    /// Identity files: configured ones (`IdentityFile none` removed), or OpenSSH's defaults.
     pub identity_files: Vec<IdentityFile>,
+    /// `CertificateFile`s, expanded.
+    pub certificate_files: Vec<PathBuf>,
     /// `ProxyJump`, if set.
     pub proxy_jump: Option<ProxyJump>,
-    /// `ProxyCommand`, if set (and not `none`).
+    /// `ProxyCommand` as written (like `ssh -G`), if set and not `none`; see
+    /// [`HostConfig::expanded_proxy_command`].
     pub proxy_command: Option<String>,
-    /// `ConnectTimeout`.
+    /// `ConnectTimeout` (`None`: not set, or 0).
     pub connect_timeout: Option<Duration>,
-    /// `UserKnownHostsFile`.
+    /// `UserKnownHostsFile` (empty for `none`).
     pub user_known_hosts_files: Vec<PathBuf>,
-    /// `GlobalKnownHostsFile`.
+    /// `GlobalKnownHostsFile` (empty for `none`).
     pub global_known_hosts_files: Vec<PathBuf>,
     /// `StrictHostKeyChecking`.
     pub strict_host_key_checking: StrictHostKeyChecking,
-    /// `HostKeyAlias`.
+    /// `HostKeyAlias`, lowercased.
     pub host_key_alias: Option<String>,
     /// `ServerAliveInterval` (None = off).
     pub server_alive_interval: Option<Duration>,
@@ -118,9 +216,19 @@ pub struct HostConfig {
     pub server_alive_count_max: u32,
     /// `IdentitiesOnly`.
     pub identities_only: bool,
-    /// `IdentityAgent`.
+    /// `IdentityAgent`: a socket path, `none` or `SSH_AUTH_SOCK`.
     pub identity_agent: Option<String>,
-    /// Where each value came from.
+    /// `HashKnownHosts`.
+    pub hash_known_hosts: bool,
+    /// `PubkeyAuthentication` (`unbound` and `host-bound` count as yes).
+    pub pubkey_authentication: bool,
+    /// `PasswordAuthentication`.
+    pub password_authentication: bool,
+    /// `KbdInteractiveAuthentication` (or its alias `ChallengeResponseAuthentication`).
+    pub kbd_interactive_authentication: bool,
+    /// Where each value came from: lowercase keyword (`hostname`, `identityfile` for the
+    /// first identity file, ...) to the line that set it. Command-line values and defaults
+    /// have no entry.
     pub origins: BTreeMap<String, Origin>,
 }
 
@@ -134,56 +242,1276 @@ pub struct IdentityFile {
 }
 
 impl HostConfig {
-    /// The name OpenSSH looks up in known_hosts.
+    /// The name OpenSSH looks up in known_hosts: `HostKeyAlias` exactly as written (OpenSSH
+    /// never adds the port to an alias: `ssh -o HostKeyAlias=x -p 2222` records `x`), else
+    /// HostName, as `[host]:port` when the port is not 22.
     pub fn known_hosts_name(&self) -> String {
-        let name = self.host_key_alias.as_deref().unwrap_or(&self.host_name);
-        if self.port == 22 {
-            name.to_string()
-        } else {
-            format!("[{name}]:{}", self.port)
+        if let Some(alias) = &self.host_key_alias {
+            return alias.clone();
         }
+        if self.port == 22 {
+            self.host_name.clone()
+        } else {
+            format!("[{}]:{}", self.host_name, self.port)
+        }
+    }
+
+    /// `ProxyCommand` with its tokens (`%h %k %n %p %r %%`) expanded, as `ssh` runs it.
+    pub fn expanded_proxy_command(&self) -> Option<Result<String, String>> {
+        let command = self.proxy_command.as_deref()?;
+        let port = self.port.to_string();
+        let alias = self
+            .host_key_alias
+            .as_deref()
+            .unwrap_or(&self.original_host);
+        let tokens = [
+            ('h', self.host_name.as_str()),
+            ('k', alias),
+            ('n', self.original_host.as_str()),
+            ('p', port.as_str()),
+            ('r', self.user.as_str()),
+        ];
+        Some(expand(
+            command,
+            Expansion {
+                tokens: &tokens,
+                env: None,
+            },
+        ))
     }
 }
 
 /// Parsed ssh_config files.
 #[derive(Debug, Clone, Default)]
-pub struct SshConfig {}
+pub struct SshConfig {
+    /// Top-level files in reading order (user's, then system-wide).
+    files: Vec<ConfigFile>,
+}
+
+/// One file and its directives.
+#[derive(Debug, Clone)]
+struct ConfigFile {
+    path: PathBuf,
+    /// Read as a user configuration (`SSHCONF_USERCONF`): `~` allowed in `Include`, relative
+    /// includes under `~/.ssh`.
+    user_config: bool,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    line: usize,
+    kind: ItemKind,
+}
+
+#[derive(Debug, Clone)]
+enum ItemKind {
+    Host(Vec<String>),
+    Match(Vec<Criterion>),
+    Include(Vec<ConfigFile>),
+    Set(Setting),
+}
+
+#[derive(Debug, Clone)]
+enum Criterion {
+    All {
+        negate: bool,
+    },
+    Canonical {
+        negate: bool,
+    },
+    Final {
+        negate: bool,
+    },
+    Host {
+        negate: bool,
+        list: String,
+    },
+    OriginalHost {
+        negate: bool,
+        list: String,
+    },
+    User {
+        negate: bool,
+        list: String,
+    },
+    LocalUser {
+        negate: bool,
+        list: String,
+    },
+    /// `exec` or a criterion of a later OpenSSH: cannot be evaluated here.
+    Unsupported {
+        name: String,
+        arg: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Setting {
+    HostName(String),
+    User(String),
+    Port(u16),
+    IdentityFile(String),
+    CertificateFile(String),
+    IdentitiesOnly(bool),
+    IdentityAgent(String),
+    ProxyJump(Jump),
+    ProxyCommand(String),
+    /// `None` for `none`, which leaves the option unset.
+    ConnectTimeout(Option<u32>),
+    UserKnownHostsFile(Vec<String>),
+    GlobalKnownHostsFile(Vec<String>),
+    StrictHostKeyChecking(StrictHostKeyChecking),
+    HostKeyAlias(String),
+    ServerAliveInterval(Option<u32>),
+    ServerAliveCountMax(u32),
+    HashKnownHosts(bool),
+    PubkeyAuthentication(bool),
+    PasswordAuthentication(bool),
+    KbdInteractiveAuthentication(bool),
+}
+
+/// The keywords we read (aliases map to one canonical name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyword {
+    Host,
+    Match,
+    Include,
+    HostName,
+    User,
+    Port,
+    IdentityFile,
+    CertificateFile,
+    IdentitiesOnly,
+    IdentityAgent,
+    ProxyJump,
+    ProxyCommand,
+    ConnectTimeout,
+    UserKnownHostsFile,
+    GlobalKnownHostsFile,
+    StrictHostKeyChecking,
+    HostKeyAlias,
+    ServerAliveInterval,
+    ServerAliveCountMax,
+    HashKnownHosts,
+    PubkeyAuthentication,
+    PasswordAuthentication,
+    KbdInteractiveAuthentication,
+}
+
+impl Keyword {
+    fn from_lowercase(keyword: &str) -> Option<Keyword> {
+        Some(match keyword {
+            "host" => Keyword::Host,
+            "match" => Keyword::Match,
+            "include" => Keyword::Include,
+            "hostname" => Keyword::HostName,
+            "user" => Keyword::User,
+            "port" => Keyword::Port,
+            "identityfile" | "identityfile2" => Keyword::IdentityFile,
+            "certificatefile" => Keyword::CertificateFile,
+            "identitiesonly" => Keyword::IdentitiesOnly,
+            "identityagent" => Keyword::IdentityAgent,
+            "proxyjump" => Keyword::ProxyJump,
+            "proxycommand" => Keyword::ProxyCommand,
+            "connecttimeout" => Keyword::ConnectTimeout,
+            "userknownhostsfile" => Keyword::UserKnownHostsFile,
+            "globalknownhostsfile" => Keyword::GlobalKnownHostsFile,
+            "stricthostkeychecking" => Keyword::StrictHostKeyChecking,
+            "hostkeyalias" => Keyword::HostKeyAlias,
+            "serveraliveinterval" => Keyword::ServerAliveInterval,
+            "serveralivecountmax" => Keyword::ServerAliveCountMax,
+            "hashknownhosts" => Keyword::HashKnownHosts,
+            "pubkeyauthentication" | "dsaauthentication" => Keyword::PubkeyAuthentication,
+            "passwordauthentication" => Keyword::PasswordAuthentication,
+            "kbdinteractiveauthentication"
+            | "challengeresponseauthentication"
+            | "skeyauthentication"
+            | "tisauthentication" => Keyword::KbdInteractiveAuthentication,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads files and their includes.
+struct Loader {
+    /// `~` in `Include` patterns (OpenSSH's `glob(GLOB_TILDE)` uses `$HOME`).
+    home: PathBuf,
+    /// Directory for relative includes in system files.
+    system_dir: PathBuf,
+    /// For the ownership check.
+    uid: u32,
+}
 
 impl SshConfig {
     /// No config (`-F none`).
     pub fn empty() -> Self {
-        SshConfig {}
+        SshConfig::default()
     }
-    /// Stub.
+
+    /// Reads only `path`, like `ssh -F path`: the file must exist, its permissions are not
+    /// checked (those of its includes are), relative includes are under `$HOME/.ssh`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let _ = path;
-        Ok(SshConfig {})
+        SshConfig::load_explicit(path, &env_home())
     }
-    /// Stub.
+
+    /// Like [`SshConfig::load`], with `home` for `~` and relative paths in `Include`.
+    pub fn load_explicit(path: &Path, home: &Path) -> Result<Self, ConfigError> {
+        let loader = Loader::new(home, Path::new(SYSTEM_CONFIG));
+        let file = loader
+            .read(path, true, false, 0)?
+            .ok_or_else(|| ConfigError::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            })?;
+        Ok(SshConfig { files: vec![file] })
+    }
+
+    /// Reads `~/.ssh/config` (if present, permissions checked) and then
+    /// `/etc/ssh/ssh_config` (if present), like `ssh` without `-F`.
     pub fn load_default(home: &Path) -> Result<Self, ConfigError> {
-        let _ = home;
-        Ok(SshConfig {})
+        let user = home.join(".ssh").join("config");
+        SshConfig::load_files(Some(&user), Some(Path::new(SYSTEM_CONFIG)), home)
     }
-    /// Stub.
+
+    /// [`SshConfig::load_default`] with the files named: the user's file (permissions checked)
+    /// and a system-wide file, each skipped when missing. Relative includes in the system file
+    /// are resolved in its directory; `home` is used for `~` and relative includes in the user
+    /// file.
+    pub fn load_files(
+        user: Option<&Path>,
+        system: Option<&Path>,
+        home: &Path,
+    ) -> Result<Self, ConfigError> {
+        let loader = Loader::new(home, system.unwrap_or(Path::new(SYSTEM_CONFIG)));
+        let mut files = Vec::new();
+        if let Some(user) = user {
+            files.extend(loader.read(user, true, true, 0)?);
+        }
+        if let Some(system) = system {
+            files.extend(loader.read(system, false, false, 0)?);
+        }
+        Ok(SshConfig { files })
+    }
+
+    /// Parses `text` as the user's config file `file` (which is not read; includes are).
+    pub fn parse_str(text: &str, file: &Path, home: &Path) -> Result<Self, ConfigError> {
+        let loader = Loader::new(home, Path::new(SYSTEM_CONFIG));
+        let file = loader.parse(text, file, true, 0)?;
+        Ok(SshConfig { files: vec![file] })
+    }
+
+    /// Every file read, includes included, in reading order.
+    pub fn files(&self) -> Vec<&Path> {
+        fn walk<'a>(file: &'a ConfigFile, out: &mut Vec<&'a Path>) {
+            out.push(&file.path);
+            for item in &file.items {
+                if let ItemKind::Include(files) = &item.kind {
+                    for f in files {
+                        walk(f, out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for f in &self.files {
+            walk(f, &mut out);
+        }
+        out
+    }
+
+    /// Resolves the configuration of one host, as `ssh -G [-l user] [-p port] host` would.
     pub fn resolve(&self, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, ConfigError> {
-        Ok(HostConfig {
-            original_host: query.host.clone(),
-            host_name: query.host.clone(),
-            user: query.user.clone().unwrap_or_else(|| env.local_user.clone()),
-            port: query.port.unwrap_or(22),
-            identity_files: vec![],
-            proxy_jump: None,
-            proxy_command: None,
-            connect_timeout: None,
-            user_known_hosts_files: vec![env.home.join(".ssh/known_hosts")],
-            global_known_hosts_files: vec![],
-            strict_host_key_checking: StrictHostKeyChecking::Ask,
-            host_key_alias: None,
-            server_alive_interval: None,
-            server_alive_count_max: 3,
-            identities_only: false,
-            identity_agent: None,
-            origins: BTreeMap::new(),
+        let mut o = Options::default();
+        if let Some(user) = &query.user {
+            o.user = Some(Valued::command_line(user.clone()));
+        }
+        if let Some(port) = query.port {
+            o.port = Some(Valued::command_line(port));
+        }
+        let mut pass = Pass {
+            host: query.host.clone(),
+            original_host: &query.host,
+            final_pass: false,
+            env,
+        };
+        self.run(&mut o, &pass)?;
+        if o.want_final {
+            // OpenSSH re-reads the files against the final host name, keeping what is set.
+            let host = final_host_name(&o, &query.host)?;
+            let origin = o.host_name.take().and_then(|v| v.origin);
+            o.host_name = Some(Valued {
+                value: host.clone(),
+                origin,
+            });
+            o.host_name_final = true;
+            pass.host = host;
+            pass.final_pass = true;
+            self.run(&mut o, &pass)?;
+        }
+        finish(o, query, env)
+    }
+
+    fn run(&self, o: &mut Options, pass: &Pass<'_>) -> Result<(), ConfigError> {
+        for file in &self.files {
+            let mut active = true;
+            eval_file(file, &mut active, false, o, pass)?;
+        }
+        Ok(())
+    }
+}
+
+fn env_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(dirs::home_dir)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+impl Loader {
+    fn new(home: &Path, system_file: &Path) -> Loader {
+        Loader {
+            home: home.to_path_buf(),
+            system_dir: system_file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("/etc/ssh"))
+                .to_path_buf(),
+            uid: nix::unistd::getuid().as_raw(),
+        }
+    }
+
+    /// Reads and parses a file; `None` if it does not exist.
+    fn read(
+        &self,
+        path: &Path,
+        user_config: bool,
+        check_perm: bool,
+        depth: usize,
+    ) -> Result<Option<ConfigFile>, ConfigError> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(read_error(e)),
+        };
+        if check_perm && ((meta.uid() != 0 && meta.uid() != self.uid) || meta.mode() & 0o022 != 0) {
+            return Err(ConfigError::BadPermissions {
+                path: path.to_path_buf(),
+            });
+        }
+        // OpenSSH reads a directory as an empty file.
+        let text = if meta.is_dir() {
+            String::new()
+        } else {
+            let bytes = std::fs::read(path).map_err(read_error)?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        self.parse(&text, path, user_config, depth).map(Some)
+    }
+
+    fn parse(
+        &self,
+        text: &str,
+        path: &Path,
+        user_config: bool,
+        depth: usize,
+    ) -> Result<ConfigFile, ConfigError> {
+        let mut items = Vec::new();
+        for (i, raw) in text.split('\n').enumerate() {
+            let line = i + 1;
+            let Some(d) = directive(raw) else { continue };
+            let at = |message: String| ConfigError::Line {
+                file: path.to_path_buf(),
+                line,
+                message,
+            };
+            let Some(keyword) = Keyword::from_lowercase(&d.keyword) else {
+                continue;
+            };
+            if d.rest.is_empty() {
+                return Err(at(format!("no argument after keyword \"{}\"", d.keyword)));
+            }
+            let args = argv_split(d.rest).map_err(|()| at("invalid quotes".into()))?;
+            let kind = match keyword {
+                Keyword::Host => {
+                    if args.iter().any(String::is_empty) {
+                        return Err(at("keyword host: empty argument".into()));
+                    }
+                    ItemKind::Host(args)
+                }
+                Keyword::Match => ItemKind::Match(parse_match(d.rest).map_err(at)?),
+                Keyword::Include => {
+                    ItemKind::Include(self.include(&args, path, line, user_config, depth)?)
+                }
+                _ => ItemKind::Set(parse_setting(keyword, &d.keyword, d.rest, &args).map_err(at)?),
+            };
+            items.push(Item { line, kind });
+        }
+        Ok(ConfigFile {
+            path: path.to_path_buf(),
+            user_config,
+            items,
         })
     }
+
+    fn include(
+        &self,
+        args: &[String],
+        path: &Path,
+        line: usize,
+        user_config: bool,
+        depth: usize,
+    ) -> Result<Vec<ConfigFile>, ConfigError> {
+        let at = |message: String| ConfigError::Line {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+        let mut files = Vec::new();
+        for arg in args {
+            if arg.is_empty() {
+                return Err(at("keyword include: empty argument".into()));
+            }
+            if arg.starts_with('~') && !user_config {
+                return Err(at(format!(
+                    "bad include path {arg}: `~` is not allowed in the system-wide file"
+                )));
+            }
+            let pattern = if arg.starts_with('/') || arg.starts_with('~') {
+                arg.clone()
+            } else if user_config {
+                format!("~/.ssh/{arg}")
+            } else {
+                format!("{}/{arg}", self.system_dir.display())
+            };
+            for found in glob(&glob_tilde(&pattern, &self.home)) {
+                if depth + 1 > MAX_INCLUDE_DEPTH {
+                    return Err(at(format!(
+                        "too many recursive configuration includes (more than {MAX_INCLUDE_DEPTH} levels) reading {}",
+                        found.display()
+                    )));
+                }
+                files.extend(self.read(&found, user_config, true, depth + 1)?);
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// Parses one setting's arguments (`args` from `argv_split`, `rest` the raw text).
+fn parse_setting(
+    keyword: Keyword,
+    name: &str,
+    rest: &str,
+    args: &[String],
+) -> Result<Setting, String> {
+    let one = || -> Result<String, String> {
+        match args {
+            [] => Err(format!("{name}: missing argument")),
+            [a] if a.is_empty() => Err(format!("{name}: missing argument")),
+            [a] => Ok(a.clone()),
+            _ => Err(format!("keyword {name}: extra arguments at end of line")),
+        }
+    };
+    let flag = || -> Result<bool, String> {
+        let a = one()?;
+        match a.to_ascii_lowercase().as_str() {
+            "yes" | "true" => Ok(true),
+            "no" | "false" => Ok(false),
+            _ => Err(format!(
+                "{name}: unsupported value \"{a}\" (expected yes or no)"
+            )),
+        }
+    };
+    let time = || -> Result<Option<u32>, String> {
+        let a = one()?;
+        if a == "none" {
+            return Ok(None);
+        }
+        convtime(&a)
+            .map(Some)
+            .ok_or_else(|| format!("{name}: invalid time value \"{a}\""))
+    };
+    let list = || -> Result<Vec<String>, String> {
+        for (i, a) in args.iter().enumerate() {
+            if a.is_empty() {
+                return Err(format!("keyword {name}: empty argument"));
+            }
+            if a.eq_ignore_ascii_case("none") && (i > 0 || args.len() > 1) {
+                return Err(format!(
+                    "keyword {name}: \"none\" argument must appear alone"
+                ));
+            }
+        }
+        Ok(args.to_vec())
+    };
+    Ok(match keyword {
+        Keyword::HostName => Setting::HostName(one()?),
+        Keyword::User => Setting::User(one()?),
+        Keyword::HostKeyAlias => Setting::HostKeyAlias(one()?),
+        Keyword::Port => {
+            let a = one()?;
+            Setting::Port(a2port(&a).ok_or_else(|| format!("bad port '{a}'"))?)
+        }
+        Keyword::IdentityFile => Setting::IdentityFile(one()?),
+        Keyword::CertificateFile => Setting::CertificateFile(one()?),
+        Keyword::IdentityAgent => {
+            let a = one()?;
+            check_agent_path(&a)?;
+            Setting::IdentityAgent(a)
+        }
+        Keyword::IdentitiesOnly => Setting::IdentitiesOnly(flag()?),
+        Keyword::HashKnownHosts => Setting::HashKnownHosts(flag()?),
+        Keyword::PasswordAuthentication => Setting::PasswordAuthentication(flag()?),
+        Keyword::KbdInteractiveAuthentication => Setting::KbdInteractiveAuthentication(flag()?),
+        Keyword::PubkeyAuthentication => {
+            let a = one()?;
+            Setting::PubkeyAuthentication(match a.to_ascii_lowercase().as_str() {
+                "yes" | "true" | "unbound" | "host-bound" => true,
+                "no" | "false" => false,
+                _ => {
+                    return Err(format!(
+                        "{name}: unsupported value \"{a}\" (expected yes, no, unbound or host-bound)"
+                    ));
+                }
+            })
+        }
+        Keyword::StrictHostKeyChecking => {
+            let a = one()?;
+            Setting::StrictHostKeyChecking(match a.to_ascii_lowercase().as_str() {
+                "yes" | "true" => StrictHostKeyChecking::Yes,
+                "no" | "false" | "off" => StrictHostKeyChecking::No,
+                "ask" => StrictHostKeyChecking::Ask,
+                "accept-new" => StrictHostKeyChecking::AcceptNew,
+                _ => {
+                    return Err(format!(
+                        "{name}: unsupported value \"{a}\" (expected yes, accept-new, no, off or ask)"
+                    ));
+                }
+            })
+        }
+        Keyword::ConnectTimeout => Setting::ConnectTimeout(time()?),
+        Keyword::ServerAliveInterval => Setting::ServerAliveInterval(time()?),
+        Keyword::ServerAliveCountMax => {
+            let a = one()?;
+            let n = a
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n <= i32::MAX as u32 && !a.starts_with('+'))
+                .ok_or_else(|| format!("{name}: integer value \"{a}\" is invalid"))?;
+            Setting::ServerAliveCountMax(n)
+        }
+        Keyword::UserKnownHostsFile => Setting::UserKnownHostsFile(list()?),
+        Keyword::GlobalKnownHostsFile => Setting::GlobalKnownHostsFile(list()?),
+        Keyword::ProxyCommand => Setting::ProxyCommand(raw_value(rest).to_string()),
+        Keyword::ProxyJump => Setting::ProxyJump(parse_proxy_jump(raw_value(rest))?),
+        Keyword::Host | Keyword::Match | Keyword::Include => {
+            return Err(format!("{name}: not a setting"));
+        }
+    })
+}
+
+/// OpenSSH's checks on an `IdentityAgent` value while reading the file.
+fn check_agent_path(a: &str) -> Result<(), String> {
+    let mut rest = a;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(0) | None => return Err(format!("invalid environment expansion {a}")),
+            Some(end) => rest = &after[end + 1..],
+        }
+    }
+    if let Some(name) = a.strip_prefix('$') {
+        if !name.starts_with('{') && !valid_env_name(name) {
+            return Err(format!("invalid environment name {a}"));
+        }
+    }
+    Ok(())
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Parses a `Match` line's criteria the way `match_cfg_line` reads them (with `strdelim`).
+fn parse_match(rest: &str) -> Result<Vec<Criterion>, String> {
+    fn next(cp: Option<&str>) -> Option<(String, Option<&str>)> {
+        strdelim(cp?).ok()
+    }
+    let mut cp = Some(rest);
+    let mut out = Vec::new();
+    let mut attributes = 0;
+    while let Some((attrib, after)) = next(cp) {
+        if attrib.is_empty() {
+            break;
+        }
+        cp = after;
+        if attrib.starts_with('#') {
+            break;
+        }
+        let (negate, name) = match attrib.strip_prefix('!') {
+            Some(name) => (true, name),
+            None => (false, attrib.as_str()),
+        };
+        let lname = name.to_ascii_lowercase();
+        if lname == "all" {
+            let trailing = next(cp).is_some_and(|(a, _)| !a.is_empty() && !a.starts_with('#'));
+            if attributes > 1 || trailing {
+                return Err(format!(
+                    "'{attrib}' cannot be combined with other Match attributes"
+                ));
+            }
+            out.push(Criterion::All { negate });
+            return Ok(out);
+        }
+        attributes += 1;
+        if lname == "canonical" {
+            out.push(Criterion::Canonical { negate });
+            continue;
+        }
+        if lname == "final" {
+            out.push(Criterion::Final { negate });
+            continue;
+        }
+        let Some((arg, after)) = next(cp).filter(|(a, _)| !a.is_empty() && !a.starts_with('#'))
+        else {
+            return Err(format!("missing Match criteria for {name}"));
+        };
+        cp = after;
+        let list = arg.clone();
+        out.push(match lname.as_str() {
+            "host" => Criterion::Host { negate, list },
+            "originalhost" => Criterion::OriginalHost { negate, list },
+            "user" => Criterion::User { negate, list },
+            "localuser" => Criterion::LocalUser { negate, list },
+            "exec" => Criterion::Unsupported { name: lname, arg },
+            n if LATER_MATCH_CRITERIA.contains(&n) => Criterion::Unsupported { name: lname, arg },
+            _ => return Err(format!("unsupported Match attribute {name}")),
+        });
+    }
+    if attributes == 0 {
+        return Err("one or more attributes required for Match".into());
+    }
+    Ok(out)
+}
+
+/// A value and the line that set it (`None`: command line or derived).
+#[derive(Debug, Clone)]
+struct Valued<T> {
+    value: T,
+    origin: Option<Origin>,
+}
+
+impl<T> Valued<T> {
+    fn command_line(value: T) -> Self {
+        Valued {
+            value,
+            origin: None,
+        }
+    }
+}
+
+/// One key file line: as written, from a user config, where.
+#[derive(Debug, Clone)]
+struct KeyFile {
+    raw: String,
+    user_config: bool,
+    origin: Origin,
+}
+
+/// OpenSSH's `Options` while reading: `None` is "not set yet".
+#[derive(Debug, Default)]
+struct Options {
+    host_name: Option<Valued<String>>,
+    /// `host_name` is the final, expanded name (after a `Match final` pass).
+    host_name_final: bool,
+    user: Option<Valued<String>>,
+    port: Option<Valued<u16>>,
+    identity_files: Vec<KeyFile>,
+    certificate_files: Vec<KeyFile>,
+    identities_only: Option<Valued<bool>>,
+    identity_agent: Option<Valued<String>>,
+    /// Also set to `none` by a `ProxyJump` with hosts, as OpenSSH does.
+    proxy_command: Option<Valued<String>>,
+    proxy_jump: Option<Valued<Jump>>,
+    connect_timeout: Option<Valued<u32>>,
+    user_known_hosts: Option<Valued<Vec<String>>>,
+    global_known_hosts: Option<Valued<Vec<String>>>,
+    strict_host_key_checking: Option<Valued<StrictHostKeyChecking>>,
+    host_key_alias: Option<Valued<String>>,
+    server_alive_interval: Option<Valued<u32>>,
+    server_alive_count_max: Option<Valued<u32>>,
+    hash_known_hosts: Option<Valued<bool>>,
+    pubkey_authentication: Option<Valued<bool>>,
+    password_authentication: Option<Valued<bool>>,
+    kbd_interactive_authentication: Option<Valued<bool>>,
+    /// A `Match final` was seen: evaluate again with the final host name.
+    want_final: bool,
+}
+
+fn set_first<T>(slot: &mut Option<Valued<T>>, value: T, origin: &Origin) {
+    if slot.is_none() {
+        *slot = Some(Valued {
+            value,
+            origin: Some(origin.clone()),
+        });
+    }
+}
+
+impl Options {
+    fn apply(
+        &mut self,
+        setting: &Setting,
+        origin: &Origin,
+        user_config: bool,
+    ) -> Result<(), ConfigError> {
+        match setting {
+            Setting::HostName(v) => set_first(&mut self.host_name, v.clone(), origin),
+            Setting::User(v) => set_first(&mut self.user, v.clone(), origin),
+            Setting::Port(v) => set_first(&mut self.port, *v, origin),
+            Setting::IdentityFile(v) => {
+                add_key_file(&mut self.identity_files, v, user_config, origin, "identity")?
+            }
+            Setting::CertificateFile(v) => add_key_file(
+                &mut self.certificate_files,
+                v,
+                user_config,
+                origin,
+                "certificate",
+            )?,
+            Setting::IdentitiesOnly(v) => set_first(&mut self.identities_only, *v, origin),
+            Setting::IdentityAgent(v) => set_first(&mut self.identity_agent, v.clone(), origin),
+            Setting::ProxyCommand(v) => set_first(&mut self.proxy_command, v.clone(), origin),
+            Setting::ProxyJump(jump) => {
+                if self.proxy_command.is_none() && self.proxy_jump.is_none() {
+                    if matches!(jump, Jump::Hops(_)) {
+                        set_first(&mut self.proxy_command, "none".to_string(), origin);
+                    }
+                    set_first(&mut self.proxy_jump, jump.clone(), origin);
+                }
+            }
+            Setting::ConnectTimeout(Some(v)) => set_first(&mut self.connect_timeout, *v, origin),
+            Setting::ServerAliveInterval(Some(v)) => {
+                set_first(&mut self.server_alive_interval, *v, origin)
+            }
+            Setting::ConnectTimeout(None) | Setting::ServerAliveInterval(None) => {}
+            Setting::UserKnownHostsFile(v) if !v.is_empty() => {
+                set_first(&mut self.user_known_hosts, v.clone(), origin)
+            }
+            Setting::GlobalKnownHostsFile(v) if !v.is_empty() => {
+                set_first(&mut self.global_known_hosts, v.clone(), origin)
+            }
+            Setting::UserKnownHostsFile(_) | Setting::GlobalKnownHostsFile(_) => {}
+            Setting::StrictHostKeyChecking(v) => {
+                set_first(&mut self.strict_host_key_checking, *v, origin)
+            }
+            Setting::HostKeyAlias(v) => set_first(&mut self.host_key_alias, v.clone(), origin),
+            Setting::ServerAliveCountMax(v) => {
+                set_first(&mut self.server_alive_count_max, *v, origin)
+            }
+            Setting::HashKnownHosts(v) => set_first(&mut self.hash_known_hosts, *v, origin),
+            Setting::PubkeyAuthentication(v) => {
+                set_first(&mut self.pubkey_authentication, *v, origin)
+            }
+            Setting::PasswordAuthentication(v) => {
+                set_first(&mut self.password_authentication, *v, origin)
+            }
+            Setting::KbdInteractiveAuthentication(v) => {
+                set_first(&mut self.kbd_interactive_authentication, *v, origin)
+            }
+        }
+        Ok(())
+    }
+}
+
+/// OpenSSH `add_identity_file` / `add_certificate_file`: duplicates (same text, same kind of
+/// file) are dropped; at most 100.
+fn add_key_file(
+    files: &mut Vec<KeyFile>,
+    raw: &str,
+    user_config: bool,
+    origin: &Origin,
+    what: &str,
+) -> Result<(), ConfigError> {
+    if files.len() >= MAX_KEY_FILES {
+        return Err(ConfigError::Line {
+            file: origin.file.clone(),
+            line: origin.line,
+            message: format!("too many {what} files specified (max {MAX_KEY_FILES})"),
+        });
+    }
+    if !files
+        .iter()
+        .any(|f| f.raw == raw && f.user_config == user_config)
+    {
+        files.push(KeyFile {
+            raw: raw.to_string(),
+            user_config,
+            origin: origin.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// What one evaluation pass matches against.
+struct Pass<'a> {
+    /// `Host` patterns are matched against this: the host as typed, or in the final pass the
+    /// final host name.
+    host: String,
+    /// The host as typed (`Match originalhost`).
+    original_host: &'a str,
+    /// The `Match final` pass.
+    final_pass: bool,
+    env: &'a LocalEnv,
+}
+
+/// Evaluates a file's items; `active` is shared with the including file, as in OpenSSH.
+fn eval_file(
+    file: &ConfigFile,
+    active: &mut bool,
+    never_match: bool,
+    o: &mut Options,
+    pass: &Pass<'_>,
+) -> Result<(), ConfigError> {
+    for item in &file.items {
+        let origin = || Origin {
+            file: file.path.clone(),
+            line: item.line,
+        };
+        match &item.kind {
+            ItemKind::Host(patterns) => {
+                *active = false;
+                if never_match {
+                    continue;
+                }
+                for pattern in patterns {
+                    let (negated, pattern) = match pattern.strip_prefix('!') {
+                        Some(p) => (true, p),
+                        None => (false, pattern.as_str()),
+                    };
+                    if match_pattern(&pass.host, pattern) {
+                        if negated {
+                            *active = false;
+                            break;
+                        }
+                        *active = true;
+                    }
+                }
+            }
+            ItemKind::Match(criteria) => {
+                let matched = eval_match(criteria, o, pass, never_match, &origin())?;
+                *active = !never_match && matched;
+            }
+            ItemKind::Include(files) => {
+                let was_active = *active;
+                for included in files {
+                    eval_file(included, active, never_match || !was_active, o, pass)?;
+                    // A Match in an included file does not change the includer's state.
+                    *active = was_active;
+                }
+            }
+            ItemKind::Set(setting) => {
+                if *active {
+                    o.apply(setting, &origin(), file.user_config)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// OpenSSH `match_cfg_line`, evaluated against the options read so far.
+fn eval_match(
+    criteria: &[Criterion],
+    o: &mut Options,
+    pass: &Pass<'_>,
+    never_match: bool,
+    origin: &Origin,
+) -> Result<bool, ConfigError> {
+    let user = o
+        .user
+        .as_ref()
+        .map_or(pass.env.local_user.as_str(), |u| u.value.as_str())
+        .to_string();
+    let host = if o.host_name_final {
+        o.host_name
+            .as_ref()
+            .map_or_else(|| pass.host.clone(), |h| h.value.clone())
+    } else {
+        match &o.host_name {
+            Some(h) => expand_host_name(h, &pass.host)?,
+            None => pass.host.clone(),
+        }
+    };
+    let mut result = true;
+    for criterion in criteria {
+        let (negate, matched) = match criterion {
+            Criterion::All { negate } => {
+                if result {
+                    result = !negate;
+                }
+                break;
+            }
+            Criterion::Canonical { negate } => (*negate, pass.final_pass),
+            Criterion::Final { negate } => {
+                o.want_final = true;
+                (*negate, pass.final_pass)
+            }
+            Criterion::Host { negate, list } => {
+                (*negate, match_hostname(&host, list) == ListMatch::Yes)
+            }
+            Criterion::OriginalHost { negate, list } => (
+                *negate,
+                match_hostname(pass.original_host, list) == ListMatch::Yes,
+            ),
+            Criterion::User { negate, list } => (
+                *negate,
+                match_pattern_list(&user, list, false) == ListMatch::Yes,
+            ),
+            Criterion::LocalUser { negate, list } => (
+                *negate,
+                match_pattern_list(&pass.env.local_user, list, false) == ListMatch::Yes,
+            ),
+            Criterion::Unsupported { name, arg } => {
+                // OpenSSH skips `exec` once an earlier criterion failed; in a block that can
+                // never apply, the outcome does not matter either.
+                if !result || never_match {
+                    continue;
+                }
+                return Err(ConfigError::Line {
+                    file: origin.file.clone(),
+                    line: origin.line,
+                    message: format!(
+                        "`Match {name} {arg}` is unsupported: pgtunnel does not run commands or \
+                         evaluate `{name}` from ssh_config; put the settings in a Host block"
+                    ),
+                });
+            }
+        };
+        if matched == negate {
+            result = false;
+        }
+    }
+    Ok(result)
+}
+
+/// `HostName` with `%h` (the host as typed) and `%%` expanded.
+fn expand_host_name(h: &Valued<String>, host_arg: &str) -> Result<String, ConfigError> {
+    expand(
+        &h.value,
+        Expansion {
+            tokens: &[('h', host_arg)],
+            env: None,
+        },
+    )
+    .map_err(|e| origin_error(&h.origin, format!("HostName `{}`: {e}", h.value)))
+}
+
+fn origin_error(origin: &Option<Origin>, message: String) -> ConfigError {
+    match origin {
+        Some(o) => ConfigError::Line {
+            file: o.file.clone(),
+            line: o.line,
+            message,
+        },
+        None => ConfigError::Line {
+            file: PathBuf::from("(command line)"),
+            line: 0,
+            message,
+        },
+    }
+}
+
+/// The host name ssh connects to: `HostName` expanded (or the host as typed), lowercased.
+fn final_host_name(o: &Options, host_arg: &str) -> Result<String, ConfigError> {
+    let host = match &o.host_name {
+        Some(h) if o.host_name_final => h.value.clone(),
+        Some(h) => expand_host_name(h, host_arg)?,
+        None => host_arg.to_string(),
+    };
+    Ok(host.to_ascii_lowercase())
+}
+
+/// Fills defaults and expands tokens, like the end of OpenSSH's `main()` before `-G` prints.
+fn finish(o: Options, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, ConfigError> {
+    let mut origins = BTreeMap::new();
+    let host_name = final_host_name(&o, &query.host)?;
+    record(&mut origins, "hostname", o.host_name.as_ref());
+    let user = take(&mut origins, "user", &o.user).unwrap_or_else(|| env.local_user.clone());
+    let port = take(&mut origins, "port", &o.port).unwrap_or(22);
+
+    // ProxyJump / ProxyCommand.
+    let proxy_command = o
+        .proxy_command
+        .as_ref()
+        .filter(|c| !c.value.eq_ignore_ascii_case("none"))
+        .cloned();
+    record(&mut origins, "proxycommand", proxy_command.as_ref());
+    let mut jump_host = String::new();
+    let proxy_jump = match &o.proxy_jump {
+        Some(
+            v @ Valued {
+                value: Jump::Hops(hops),
+                origin,
+            },
+        ) => {
+            record(&mut origins, "proxyjump", Some(v));
+            if let Some(last) = hops.last() {
+                jump_host = last.host.clone();
+                let jump_user = last.user.as_deref().unwrap_or(&user);
+                if last.host == host_name && last.port.unwrap_or(22) == port && jump_user == user {
+                    return Err(origin_error(
+                        origin,
+                        format!(
+                            "jumphost loop via {}: ProxyJump leads back to this host",
+                            last.host
+                        ),
+                    ));
+                }
+            }
+            Some(ProxyJump::Hops(hops.clone()))
+        }
+        // `ProxyJump none` followed by a ProxyCommand: OpenSSH uses the command.
+        Some(
+            v @ Valued {
+                value: Jump::None, ..
+            },
+        ) if proxy_command.is_none() => {
+            record(&mut origins, "proxyjump", Some(v));
+            Some(ProxyJump::None)
+        }
+        _ => None,
+    };
+
+    let host_key_alias =
+        take(&mut origins, "hostkeyalias", &o.host_key_alias).map(|a| a.to_ascii_lowercase());
+
+    // Token values (OpenSSH's DEFAULT_CLIENT_PERCENT_EXPAND_ARGS).
+    let port_s = port.to_string();
+    let uid_s = env.uid.to_string();
+    let home_s = env.home.to_string_lossy().into_owned();
+    let short_host = env
+        .local_hostname
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let conn_hash = connection_hash(&env.local_hostname, &host_name, &port_s, &user);
+    let key_alias = host_key_alias.clone().unwrap_or_else(|| query.host.clone());
+    let tokens = [
+        ('C', conn_hash.as_str()),
+        ('L', short_host.as_str()),
+        ('i', uid_s.as_str()),
+        ('k', key_alias.as_str()),
+        ('l', env.local_hostname.as_str()),
+        ('n', query.host.as_str()),
+        ('p', port_s.as_str()),
+        ('d', home_s.as_str()),
+        ('h', host_name.as_str()),
+        ('r', user.as_str()),
+        ('u', env.local_user.as_str()),
+        ('j', jump_host.as_str()),
+    ];
+    let full = Expansion {
+        tokens: &tokens,
+        env: Some(&env.env),
+    };
+    let path = |raw: &str, keyword: &str, origin: &Option<Origin>| -> Result<String, ConfigError> {
+        let fail = |e: String| origin_error(origin, format!("{keyword} `{raw}`: {e}"));
+        let tilde = tilde_expand(raw, &env.home, &env.local_user).map_err(fail)?;
+        expand(&tilde, full).map_err(fail)
+    };
+
+    let mut identity_files = Vec::new();
+    if o.identity_files.is_empty() {
+        for raw in DEFAULT_IDENTITY_FILES {
+            identity_files.push(IdentityFile {
+                path: PathBuf::from(path(raw, "IdentityFile", &None)?),
+                explicit: false,
+            });
+        }
+    } else {
+        for f in &o.identity_files {
+            if f.raw.eq_ignore_ascii_case("none") {
+                continue;
+            }
+            identity_files.push(IdentityFile {
+                path: PathBuf::from(path(&f.raw, "IdentityFile", &Some(f.origin.clone()))?),
+                explicit: true,
+            });
+        }
+    }
+    if let Some(first) = o.identity_files.first() {
+        origins.insert("identityfile".into(), first.origin.clone());
+    }
+    let mut certificate_files = Vec::new();
+    for f in &o.certificate_files {
+        certificate_files.push(PathBuf::from(path(
+            &f.raw,
+            "CertificateFile",
+            &Some(f.origin.clone()),
+        )?));
+    }
+    if let Some(first) = o.certificate_files.first() {
+        origins.insert("certificatefile".into(), first.origin.clone());
+    }
+
+    let user_known_hosts_files = match &o.user_known_hosts {
+        Some(v) => {
+            record(&mut origins, "userknownhostsfile", Some(v));
+            known_hosts_list(&v.value, |raw| path(raw, "UserKnownHostsFile", &v.origin))?
+        }
+        None => known_hosts_list(&DEFAULT_USER_KNOWN_HOSTS.map(String::from), |raw| {
+            path(raw, "UserKnownHostsFile", &None)
+        })?,
+    };
+    let global = |raw: &str, origin: &Option<Origin>| {
+        tilde_expand(raw, &env.home, &env.local_user)
+            .map_err(|e| origin_error(origin, format!("GlobalKnownHostsFile `{raw}`: {e}")))
+    };
+    let global_known_hosts_files = match &o.global_known_hosts {
+        Some(v) => {
+            record(&mut origins, "globalknownhostsfile", Some(v));
+            known_hosts_list(&v.value, |raw| global(raw, &v.origin))?
+        }
+        None => known_hosts_list(&DEFAULT_GLOBAL_KNOWN_HOSTS.map(String::from), |raw| {
+            global(raw, &None)
+        })?,
+    };
+
+    let identity_agent = match &o.identity_agent {
+        Some(a) => {
+            record(&mut origins, "identityagent", Some(a));
+            let expanded = path(&a.value, "IdentityAgent", &a.origin)?;
+            Some(match expanded.strip_prefix('$') {
+                // The legacy `$VAR` form: the variable's value, or no agent.
+                Some(name) if !name.starts_with('{') => env
+                    .env
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| "none".to_string()),
+                _ => expanded,
+            })
+        }
+        None => None,
+    };
+
+    let identities_only = take(&mut origins, "identitiesonly", &o.identities_only).unwrap_or(false);
+    let hash_known_hosts =
+        take(&mut origins, "hashknownhosts", &o.hash_known_hosts).unwrap_or(false);
+    let pubkey_authentication = take(
+        &mut origins,
+        "pubkeyauthentication",
+        &o.pubkey_authentication,
+    )
+    .unwrap_or(true);
+    let password_authentication = take(
+        &mut origins,
+        "passwordauthentication",
+        &o.password_authentication,
+    )
+    .unwrap_or(true);
+    let kbd_interactive_authentication = take(
+        &mut origins,
+        "kbdinteractiveauthentication",
+        &o.kbd_interactive_authentication,
+    )
+    .unwrap_or(true);
+    let strict_host_key_checking = take(
+        &mut origins,
+        "stricthostkeychecking",
+        &o.strict_host_key_checking,
+    )
+    .unwrap_or(StrictHostKeyChecking::Ask);
+    let seconds = |v: Option<u32>| {
+        v.filter(|&s| s > 0)
+            .map(|s| Duration::from_secs(u64::from(s)))
+    };
+    let connect_timeout = seconds(take(&mut origins, "connecttimeout", &o.connect_timeout));
+    let server_alive_interval = seconds(take(
+        &mut origins,
+        "serveraliveinterval",
+        &o.server_alive_interval,
+    ));
+    let server_alive_count_max = take(
+        &mut origins,
+        "serveralivecountmax",
+        &o.server_alive_count_max,
+    )
+    .unwrap_or(3);
+
+    Ok(HostConfig {
+        original_host: query.host.clone(),
+        host_name,
+        user,
+        port,
+        identity_files,
+        certificate_files,
+        proxy_jump,
+        proxy_command: proxy_command.map(|c| c.value),
+        connect_timeout,
+        user_known_hosts_files,
+        global_known_hosts_files,
+        strict_host_key_checking,
+        host_key_alias,
+        server_alive_interval,
+        server_alive_count_max,
+        identities_only,
+        identity_agent,
+        hash_known_hosts,
+        pubkey_authentication,
+        password_authentication,
+        kbd_interactive_authentication,
+        origins,
+    })
+}
+
+/// Notes where `keyword`'s value came from (nothing for command-line values).
+fn record<T>(origins: &mut BTreeMap<String, Origin>, keyword: &str, v: Option<&Valued<T>>) {
+    if let Some(origin) = v.and_then(|v| v.origin.as_ref()) {
+        origins.insert(keyword.to_string(), origin.clone());
+    }
+}
+
+/// A set value (recording its origin), or `None`.
+fn take<T: Clone>(
+    origins: &mut BTreeMap<String, Origin>,
+    keyword: &str,
+    slot: &Option<Valued<T>>,
+) -> Option<T> {
+    record(origins, keyword, slot.as_ref());
+    slot.as_ref().map(|v| v.value.clone())
+}
+
+/// OpenSSH 9.2 `ssh_connection_hash`: SHA-1 of `%l%h%p%r`, in hex (`%C`).
+fn connection_hash(local_host: &str, host: &str, port: &str, user: &str) -> String {
+    let mut sha = Sha1::new();
+    for part in [local_host, host, port, user] {
+        sha.update(part.as_bytes());
+    }
+    let mut hex = String::with_capacity(40);
+    for b in sha.finalize() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// A known-hosts file list: `none` alone means no file.
+fn known_hosts_list(
+    raw: &[String],
+    mut expand_one: impl FnMut(&str) -> Result<String, ConfigError>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    if let [only] = raw {
+        if only.eq_ignore_ascii_case("none") {
+            return Ok(Vec::new());
+        }
+    }
+    raw.iter()
+        .map(|r| expand_one(r).map(PathBuf::from))
+        .collect()
 }

@@ -152,6 +152,8 @@ impl Home {
             local_user: "localuser".into(),
             home: self.dir.path().to_path_buf(),
             local_hostname: "testhost".into(),
+            uid: 1000,
+            env: Default::default(),
         }
     }
 
