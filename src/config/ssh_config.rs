@@ -1515,3 +1515,576 @@ fn known_hosts_list(
         .map(|r| expand_one(r).map(PathBuf::from))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const FILE: &str = "/cfg/config";
+
+    fn env() -> LocalEnv {
+        LocalEnv {
+            local_user: "me".into(),
+            home: "/home/me".into(),
+            local_hostname: "laptop.example.com".into(),
+            uid: 1000,
+            env: BTreeMap::from([
+                ("HOME".to_string(), "/env/home".to_string()),
+                ("SOCK".to_string(), "/run/agent.sock".to_string()),
+            ]),
+        }
+    }
+
+    fn parse(text: &str) -> SshConfig {
+        SshConfig::parse_str(text, Path::new(FILE), Path::new("/nonexistent-home")).unwrap()
+    }
+
+    fn parse_err(text: &str) -> String {
+        SshConfig::parse_str(text, Path::new(FILE), Path::new("/nonexistent-home"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn q(host: &str) -> HostQuery {
+        HostQuery {
+            host: host.into(),
+            ..HostQuery::default()
+        }
+    }
+
+    fn resolve(text: &str, host: &str) -> HostConfig {
+        parse(text).resolve(&q(host), &env()).unwrap()
+    }
+
+    fn resolve_err(text: &str, host: &str) -> String {
+        parse(text)
+            .resolve(&q(host), &env())
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn at(line: usize) -> Origin {
+        Origin {
+            file: FILE.into(),
+            line,
+        }
+    }
+
+    fn paths(files: &[IdentityFile]) -> Vec<String> {
+        files
+            .iter()
+            .map(|f| f.path.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_config() {
+        let c = SshConfig::empty()
+            .resolve(&q("Db.Example"), &env())
+            .unwrap();
+        assert_eq!(c.original_host, "Db.Example");
+        assert_eq!(c.host_name, "db.example");
+        assert_eq!((c.user.as_str(), c.port), ("me", 22));
+        assert_eq!(c.identity_files.len(), 7);
+        assert_eq!(c.identity_files[0].path, Path::new("/home/me/.ssh/id_rsa"));
+        assert!(c.identity_files.iter().all(|f| !f.explicit));
+        assert_eq!(
+            c.user_known_hosts_files,
+            [
+                PathBuf::from("/home/me/.ssh/known_hosts"),
+                PathBuf::from("/home/me/.ssh/known_hosts2")
+            ]
+        );
+        assert_eq!(c.global_known_hosts_files.len(), 2);
+        assert_eq!(c.strict_host_key_checking, StrictHostKeyChecking::Ask);
+        assert_eq!(c.server_alive_count_max, 3);
+        assert_eq!((c.server_alive_interval, c.connect_timeout), (None, None));
+        assert!(c.pubkey_authentication && c.password_authentication);
+        assert!(c.kbd_interactive_authentication && !c.identities_only && !c.hash_known_hosts);
+        assert_eq!((c.proxy_jump, c.proxy_command), (None, None));
+        assert!(c.origins.is_empty());
+    }
+
+    #[test]
+    fn first_value_wins_and_origins_point_at_it() {
+        let text = "\
+Host db
+  HostName db1.internal
+  User alice
+  HostName ignored.internal
+Host *
+  User bob
+  Port 2200
+  ConnectTimeout 1m30s
+";
+        let c = resolve(text, "db");
+        assert_eq!(c.host_name, "db1.internal");
+        assert_eq!((c.user.as_str(), c.port), ("alice", 2200));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(c.origins["hostname"], at(2));
+        assert_eq!(c.origins["user"], at(3));
+        assert_eq!(c.origins["port"], at(7));
+        assert_eq!(c.known_hosts_name(), "[db1.internal]:2200");
+        // The command line wins over the file, and has no origin.
+        let c = parse(text)
+            .resolve(
+                &HostQuery {
+                    host: "db".into(),
+                    user: Some("joe".into()),
+                    port: Some(2222),
+                },
+                &env(),
+            )
+            .unwrap();
+        assert_eq!((c.user.as_str(), c.port), ("joe", 2222));
+        assert!(!c.origins.contains_key("user") && !c.origins.contains_key("port"));
+    }
+
+    #[test]
+    fn line_syntax() {
+        let text =
+            "HOST=db\n\tuser = \"al ice\"\n  Port=2200 # comment\n# Port 1\n\nHostName 'x'y\n";
+        let c = resolve(text, "db");
+        assert_eq!(
+            (c.user.as_str(), c.port, c.host_name.as_str()),
+            ("al ice", 2200, "xy")
+        );
+        assert!(parse_err("Host db\n  HostName a b\n").contains("config:2: keyword hostname"));
+        assert!(parse_err("Host db\n  User \"open\n").contains("invalid quotes"));
+        assert!(parse_err("Port\n").contains("no argument"));
+        // Unknown keywords are ignored, errors or not.
+        assert_eq!(resolve("Frobnicate yes\nNoSuchThing\n", "x").port, 22);
+    }
+
+    #[test]
+    fn bad_values_fail_even_in_blocks_that_do_not_apply() {
+        for (text, what) in [
+            ("Host other\n  Port 0\n", "bad port"),
+            ("Host other\n  Port 65536\n", "bad port"),
+            ("Host other\n  StrictHostKeyChecking maybe\n", "maybe"),
+            ("Host other\n  IdentitiesOnly 1\n", "IdentitiesOnly"),
+            ("Host other\n  ConnectTimeout soon\n", "invalid time"),
+            ("Host other\n  ProxyJump a,,b\n", "ProxyJump"),
+            ("Host other\n  UserKnownHostsFile a none\n", "alone"),
+            ("Host other\n  IdentityAgent ${X\n", "environment"),
+            ("Host other\n  ServerAliveCountMax -1\n", "integer"),
+        ] {
+            let err = parse_err(text);
+            assert!(err.starts_with("/cfg/config:2:"), "{text}: {err}");
+            assert!(
+                err.to_lowercase().contains(&what.to_lowercase()),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_patterns() {
+        let text = "\
+Host *.prod !db.prod
+  User prod
+Host db?
+  User db
+Host a,b
+  User comma
+Host UPPER
+  User upper
+";
+        assert_eq!(resolve(text, "web.prod").user, "prod");
+        assert_eq!(resolve(text, "db.prod").user, "me");
+        assert_eq!(resolve(text, "db1").user, "db");
+        assert_eq!(resolve(text, "db12").user, "me");
+        assert_eq!(resolve(text, "a").user, "me");
+        assert_eq!(resolve(text, "UPPER").user, "upper");
+        assert_eq!(resolve(text, "upper").user, "me");
+        // Only negations never match.
+        assert_eq!(resolve("Host !x\n  User n\n", "y").user, "me");
+    }
+
+    #[test]
+    fn match_criteria() {
+        let text = "\
+Host alias
+  HostName Real.Example.COM
+Match host real.example.com
+  Port 1
+Match originalhost ALIAS
+  User orig
+Match user orig localuser me
+  ConnectTimeout 5
+Match !host other,nope
+  IdentitiesOnly yes
+Match all
+  HashKnownHosts yes
+";
+        let c = resolve(text, "alias");
+        assert_eq!((c.port, c.user.as_str()), (1, "orig"));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(5)));
+        assert!(c.identities_only && c.hash_known_hosts);
+        assert_eq!(c.origins["port"], at(4));
+        // `Match user` sees the command-line user.
+        let c = parse("Match user joe\n  Port 7\n")
+            .resolve(
+                &HostQuery {
+                    host: "x".into(),
+                    user: Some("joe".into()),
+                    port: None,
+                },
+                &env(),
+            )
+            .unwrap();
+        assert_eq!(c.port, 7);
+        // Host patterns in a Match list: a matching negation wins.
+        assert_eq!(resolve("Match host *,!x\n  Port 7\n", "x").port, 22);
+        assert_eq!(resolve("Match host !y\n  Port 7\n", "x").port, 22);
+        assert_eq!(resolve("Match host=x\n  Port 7\n", "x").port, 7);
+    }
+
+    #[test]
+    fn match_syntax_errors() {
+        assert!(parse_err("Match all host x\n").contains("cannot be combined"));
+        assert!(parse_err("Match host\n").contains("missing Match criteria"));
+        assert!(parse_err("Match # nothing\n").contains("one or more"));
+        assert!(parse_err("Match frobnicate x\n").contains("unsupported Match attribute"));
+        // `all` after one other criterion is allowed (`Match canonical all`).
+        assert_eq!(resolve("Match canonical all\n  Port 7\n", "x").port, 22);
+        assert_eq!(resolve("Match !canonical all\n  Port 7\n", "x").port, 7);
+    }
+
+    #[test]
+    fn match_exec_is_refused_only_when_it_would_run() {
+        let text = "Host a\n  User ua\nMatch host b exec \"test -f /x\"\n  Port 7\n";
+        assert_eq!(resolve(text, "a").user, "ua");
+        let err = resolve_err(text, "b");
+        assert!(err.starts_with("/cfg/config:3:"), "{err}");
+        assert!(err.contains("unsupported") && err.contains("exec"), "{err}");
+        assert!(
+            resolve_err("Match localnetwork 10.0.0.0/8\n  Port 2\n", "x").contains("unsupported")
+        );
+    }
+
+    #[test]
+    fn match_final_reads_the_files_again() {
+        let text = "\
+Host alias
+  HostName Real.Example
+Host real.example
+  User fromreal
+Match final
+  Port 4444
+Match !final
+  ServerAliveInterval 9
+";
+        let c = resolve(text, "alias");
+        assert_eq!((c.user.as_str(), c.port), ("fromreal", 4444));
+        assert_eq!(c.server_alive_interval, Some(Duration::from_secs(9)));
+        assert_eq!(c.host_name, "real.example");
+        assert_eq!(c.origins["hostname"], at(2));
+        // Without `Match final` there is no second pass.
+        assert_eq!(
+            resolve("Host alias\n HostName r\nHost r\n User x\n", "alias").user,
+            "me"
+        );
+    }
+
+    #[test]
+    fn tokens_and_environment() {
+        let text = "\
+Host db
+  HostName %h.example.com
+  User dba
+  Port 2222
+  IdentityFile ~/.ssh/%r@%h:%p
+  IdentityFile ${HOME}/k_%u_%i_%L_%l_%n_%d_%%
+  CertificateFile %d/certs/%k
+  UserKnownHostsFile ~/.ssh/kh_%h /abs/kh_%C
+  IdentityAgent ${SOCK}
+  GlobalKnownHostsFile ~/global %h
+";
+        let c = resolve(text, "db");
+        assert_eq!(c.host_name, "db.example.com");
+        assert_eq!(
+            paths(&c.identity_files),
+            [
+                "/home/me/.ssh/dba@db.example.com:2222",
+                "/env/home/k_me_1000_laptop_laptop.example.com_db_/home/me_%"
+            ]
+        );
+        assert!(c.identity_files.iter().all(|f| f.explicit));
+        assert_eq!(c.certificate_files, [PathBuf::from("/home/me/certs/db")]);
+        let hash = connection_hash("laptop.example.com", "db.example.com", "2222", "dba");
+        assert_eq!(
+            c.user_known_hosts_files,
+            [
+                PathBuf::from("/home/me/.ssh/kh_db.example.com"),
+                PathBuf::from(format!("/abs/kh_{hash}"))
+            ]
+        );
+        assert_eq!(c.identity_agent.as_deref(), Some("/run/agent.sock"));
+        // GlobalKnownHostsFile: `~` only.
+        assert_eq!(
+            c.global_known_hosts_files,
+            [PathBuf::from("/home/me/global"), PathBuf::from("%h")]
+        );
+        assert_eq!(c.origins["identityfile"], at(5));
+        // Same vector as `ssh -G` printed for %C on OpenSSH 9.2.
+        assert_eq!(
+            connection_hash("vm", "b.example", "99", "U"),
+            "0421933784fe23694cbf4326eebe71d6b3b52303"
+        );
+    }
+
+    #[test]
+    fn token_errors_name_the_line() {
+        let err = resolve_err("Host x\n  HostName %h.%p\n", "x");
+        assert!(
+            err.starts_with("/cfg/config:2:") && err.contains("%p"),
+            "{err}"
+        );
+        let err = resolve_err("IdentityFile ~/%T\n", "x");
+        assert!(
+            err.starts_with("/cfg/config:1:") && err.contains("%T"),
+            "{err}"
+        );
+        let err = resolve_err("UserKnownHostsFile ${NOPE}/kh\n", "x");
+        assert!(err.contains("NOPE"), "{err}");
+        // A Match host sees HostName expanded, so a bad token fails there too.
+        assert!(resolve_err("HostName %x\nMatch host y\n", "x").contains("%x"));
+    }
+
+    #[test]
+    fn key_files_accumulate_without_duplicates() {
+        let text = "\
+Host db
+  IdentityFile ~/.ssh/a
+  IdentityFile ~/.ssh/a
+  IdentityFile none
+Host *
+  IdentityFile ~/.ssh/b
+  CertificateFile ~/c
+  CertificateFile ~/c
+";
+        let c = resolve(text, "db");
+        assert_eq!(
+            paths(&c.identity_files),
+            ["/home/me/.ssh/a", "/home/me/.ssh/b"]
+        );
+        assert_eq!(c.certificate_files.len(), 1);
+        // `IdentityFile none` alone: no keys, and no defaults either.
+        assert!(
+            resolve("IdentityFile none\n", "x")
+                .identity_files
+                .is_empty()
+        );
+        assert!(
+            resolve("UserKnownHostsFile none\n", "x")
+                .user_known_hosts_files
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn proxy_jump_and_proxy_command() {
+        let hop = |user: Option<&str>, host: &str, port: Option<u16>| HopSpec {
+            user: user.map(str::to_string),
+            host: host.into(),
+            port,
+        };
+        let c = resolve(
+            "Host x\n  ProxyJump j1,u@j2:2200\n  ProxyCommand nc %h %p\n",
+            "x",
+        );
+        assert_eq!(
+            c.proxy_jump,
+            Some(ProxyJump::Hops(vec![
+                hop(None, "j1", None),
+                hop(Some("u"), "j2", Some(2200))
+            ]))
+        );
+        assert_eq!(c.proxy_command, None);
+        assert_eq!(c.origins["proxyjump"], at(2));
+
+        let c = resolve(
+            "Host x\n  ProxyCommand nc %h %p # as is\n  ProxyJump j1\n",
+            "x",
+        );
+        assert_eq!(c.proxy_jump, None);
+        assert_eq!(c.proxy_command.as_deref(), Some("nc %h %p # as is"));
+        assert_eq!(
+            c.expanded_proxy_command(),
+            Some(Ok("nc x 22 # as is".to_string()))
+        );
+
+        let c = resolve("Host x\n  ProxyJump none\nHost *\n  ProxyJump j1\n", "x");
+        assert_eq!(c.proxy_jump, Some(ProxyJump::None));
+        // OpenSSH 9.2: `ProxyJump none` does not stop a later ProxyCommand.
+        let c = resolve("ProxyJump none\nProxyCommand nc\n", "x");
+        assert_eq!(
+            (c.proxy_jump, c.proxy_command.as_deref()),
+            (None, Some("nc"))
+        );
+        let c = resolve("ProxyCommand none\nProxyJump j\n", "x");
+        assert_eq!((c.proxy_jump, c.proxy_command), (None, None));
+
+        let c = resolve("ProxyJump ssh://joe@gw:2022/\n", "x");
+        assert_eq!(
+            c.proxy_jump,
+            Some(ProxyJump::Hops(vec![hop(Some("joe"), "gw", Some(2022))]))
+        );
+    }
+
+    #[test]
+    fn a_jump_back_to_the_same_host_is_a_loop() {
+        let err = resolve_err("Host a\n  HostName b\n  ProxyJump b\n", "a");
+        assert!(
+            err.starts_with("/cfg/config:3:") && err.contains("loop"),
+            "{err}"
+        );
+        // A different port or user is not a loop.
+        resolve("Host a\n  ProxyJump a:2222\n", "a");
+        resolve("Host a\n  ProxyJump x@a\n", "a");
+    }
+
+    #[test]
+    fn timeouts_and_agents() {
+        let c = resolve(
+            "ConnectTimeout none\nConnectTimeout 7\nServerAliveInterval 0\n",
+            "x",
+        );
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(c.server_alive_interval, None);
+        assert_eq!(c.origins["serveraliveinterval"], at(3));
+        let agent = |v: &str| resolve(&format!("IdentityAgent {v}\n"), "x").identity_agent;
+        assert_eq!(agent("none").as_deref(), Some("none"));
+        assert_eq!(agent("SSH_AUTH_SOCK").as_deref(), Some("SSH_AUTH_SOCK"));
+        assert_eq!(agent("$SOCK").as_deref(), Some("/run/agent.sock"));
+        assert_eq!(agent("$UNSET").as_deref(), Some("none"));
+        assert_eq!(agent("~/a.sock").as_deref(), Some("/home/me/a.sock"));
+        assert!(parse_err("IdentityAgent $BAD-NAME\n").contains("environment name"));
+    }
+
+    #[test]
+    fn flags_and_aliases() {
+        let c = resolve(
+            "StrictHostKeyChecking accept-new\nPubkeyAuthentication host-bound\n\
+             ChallengeResponseAuthentication no\nPasswordAuthentication NO\nHostKeyAlias DB\n",
+            "x",
+        );
+        assert_eq!(c.strict_host_key_checking, StrictHostKeyChecking::AcceptNew);
+        assert!(c.pubkey_authentication);
+        assert!(!c.kbd_interactive_authentication && !c.password_authentication);
+        assert_eq!(c.host_key_alias.as_deref(), Some("db"));
+        assert_eq!(c.origins["kbdinteractiveauthentication"], at(3));
+        assert_eq!(c.known_hosts_name(), "db");
+        for (v, want) in [
+            ("yes", StrictHostKeyChecking::Yes),
+            ("off", StrictHostKeyChecking::No),
+            ("false", StrictHostKeyChecking::No),
+            ("ask", StrictHostKeyChecking::Ask),
+        ] {
+            let c = resolve(&format!("StrictHostKeyChecking {v}\n"), "x");
+            assert_eq!(c.strict_host_key_checking, want, "{v}");
+        }
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    #[test]
+    fn includes() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        write(
+            &h.join(".ssh/conf.d/10-a.conf"),
+            "User from-a\nHost other\n  Port 7\n",
+        );
+        write(&h.join(".ssh/conf.d/20-b.conf"), "User from-b\nPort 8\n");
+        write(&h.join(".ssh/conf.d/.hidden.conf"), "Port 9\n");
+        write(&h.join(".ssh/rel.conf"), "Host x\n  HostName rel.example\n");
+        let main = h.join(".ssh/config");
+        write(
+            &main,
+            "Include rel.conf\nHost x\n  Include ~/.ssh/conf.d/*.conf\n  IdentitiesOnly yes\n\
+             Host y\n  Include conf.d/*.conf missing.conf\n",
+        );
+        let cfg = SshConfig::load_explicit(&main, h).unwrap();
+        assert_eq!(cfg.files().len(), 6);
+        let c = cfg.resolve(&q("x"), &env()).unwrap();
+        assert_eq!(c.host_name, "rel.example");
+        assert_eq!((c.user.as_str(), c.port), ("from-a", 8));
+        // The `Host other` inside the included file does not turn off the includer's block.
+        assert!(c.identities_only);
+        assert_eq!(
+            c.origins["user"],
+            Origin {
+                file: h.join(".ssh/conf.d/10-a.conf"),
+                line: 1
+            }
+        );
+        // An include inside a block that does not apply applies nothing.
+        let c = cfg.resolve(&q("other"), &env()).unwrap();
+        assert_eq!((c.user.as_str(), c.port), ("me", 22));
+
+        // Includes are permission-checked, even from an explicit (-F) file.
+        let loose = h.join(".ssh/conf.d/20-b.conf");
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(
+            SshConfig::load_explicit(&main, h),
+            Err(ConfigError::BadPermissions { path }) if path == loose
+        ));
+    }
+
+    #[test]
+    fn recursive_includes_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("self.conf");
+        write(&f, &format!("Include {}\n", f.display()));
+        let err = SshConfig::load_explicit(&f, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too many recursive"), "{err}");
+    }
+
+    #[test]
+    fn default_files_user_then_system() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        let user = h.join(".ssh/config");
+        let etc = h.join("etc");
+        let system = etc.join("ssh_config");
+        write(&user, "Host x\n  User from-user\n");
+        write(
+            &system,
+            "Include sys.d/*.conf\nHost *\n  User from-system\n  Port 2\n",
+        );
+        write(&etc.join("sys.d/a.conf"), "Port 3\n");
+        let cfg = SshConfig::load_files(Some(&user), Some(&system), h).unwrap();
+        let c = cfg.resolve(&q("x"), &env()).unwrap();
+        assert_eq!((c.user.as_str(), c.port), ("from-user", 3));
+        // Missing files are fine.
+        let none = SshConfig::load_files(Some(&h.join("nope")), Some(&h.join("nope2")), h);
+        assert!(none.unwrap().files().is_empty());
+        // `~` is refused in the system-wide file.
+        write(&system, "Include ~/x.conf\n");
+        let err = SshConfig::load_files(None, Some(&system), h).unwrap_err();
+        assert!(err.to_string().contains("bad include path"), "{err}");
+        // The user's file must not be writable by others (an explicit -F file may be).
+        write(&user, "User u\n");
+        std::fs::set_permissions(&user, std::fs::Permissions::from_mode(0o664)).unwrap();
+        assert!(matches!(
+            SshConfig::load_default(h),
+            Err(ConfigError::BadPermissions { .. })
+        ));
+        assert!(SshConfig::load_explicit(&user, h).is_ok());
+        // An explicit file must exist.
+        assert!(matches!(
+            SshConfig::load_explicit(&h.join("nope"), h),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}
