@@ -65,10 +65,10 @@ pub(crate) fn strdelim(s: &str) -> Result<(String, Option<&str>), ()> {
     let word = s[..i].to_string();
     let mut rest = s[i + 1..].trim_start_matches(WHITESPACE);
     // Allow only one '=' to be skipped.
-    if delim != b'=' {
-        if let Some(after) = rest.strip_prefix('=') {
-            rest = after.trim_start_matches(WHITESPACE);
-        }
+    if delim != b'='
+        && let Some(after) = rest.strip_prefix('=')
+    {
+        rest = after.trim_start_matches(WHITESPACE);
     }
     Ok((word, Some(rest)))
 }

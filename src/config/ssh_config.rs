@@ -826,10 +826,11 @@ fn check_agent_path(a: &str) -> Result<(), String> {
             Some(end) => rest = &after[end + 1..],
         }
     }
-    if let Some(name) = a.strip_prefix('$') {
-        if !name.starts_with('{') && !valid_env_name(name) {
-            return Err(format!("invalid environment name {a}"));
-        }
+    if let Some(name) = a.strip_prefix('$')
+        && !name.starts_with('{')
+        && !valid_env_name(name)
+    {
+        return Err(format!("invalid environment name {a}"));
     }
     Ok(())
 }
@@ -1506,10 +1507,10 @@ fn known_hosts_list(
     raw: &[String],
     mut expand_one: impl FnMut(&str) -> Result<String, ConfigError>,
 ) -> Result<Vec<PathBuf>, ConfigError> {
-    if let [only] = raw {
-        if only.eq_ignore_ascii_case("none") {
-            return Ok(Vec::new());
-        }
+    if let [only] = raw
+        && only.eq_ignore_ascii_case("none")
+    {
+        return Ok(Vec::new());
     }
     raw.iter()
         .map(|r| expand_one(r).map(PathBuf::from))
