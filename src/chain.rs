@@ -14,6 +14,9 @@
 //!                         = [h]                              otherwise
 //! ```
 //!
+//! A host with a `ProxyCommand` (and no ProxyJump before it) ends an expansion, so it is
+//! always hop 1 of the chain; its byte stream is the command's stdin/stdout.
+//!
 //! A loop (A's ProxyJump leads back to A) is an error naming the loop; OpenSSH would fork
 //! until it runs out of processes.
 
@@ -52,14 +55,6 @@ pub enum ChainError {
     TooLong {
         /// The hops so far.
         hops: Vec<String>,
-    },
-    /// A hop uses `ProxyCommand`, which pgtunnel does not run yet.
-    #[error("{host}: ProxyCommand is not supported yet (`{command}`); use ProxyJump, or --via")]
-    ProxyCommand {
-        /// The hop.
-        host: String,
-        /// The command.
-        command: String,
     },
     /// A config lookup failed.
     #[error(transparent)]
@@ -243,15 +238,11 @@ where
             expand_list(list, &inner, stack, resolve, out)?;
             stack.pop();
         }
-        Some(ProxyJump::Hops(_)) | Some(ProxyJump::None) => {}
-        None => {
-            if let Some(command) = &config.proxy_command {
-                return Err(ChainError::ProxyCommand {
-                    host: spec.host.clone(),
-                    command: command.clone(),
-                });
-            }
-        }
+        // No jump list: connect directly, or through the hop's ProxyCommand (the resolver
+        // keeps only the one of ProxyJump/ProxyCommand that OpenSSH would use). Such a hop
+        // is always the first of its expansion, hence hop 1 of the chain: the session layer
+        // runs the command there.
+        _ => {}
     }
     push(out, spec.clone(), config, source.clone())
 }

@@ -152,6 +152,14 @@ pub enum HopError {
         /// The methods the server said it accepts, when known.
         server_methods: Option<String>,
     },
+    /// The hop's `ProxyCommand` could not be run.
+    #[error("ProxyCommand `{command}`: {reason}")]
+    ProxyCommand {
+        /// The command, as configured.
+        command: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// The SSH session failed (protocol error, disconnect, ...).
     #[error("SSH session failed: {0}")]
     Ssh(String),
@@ -200,6 +208,7 @@ impl Error {
                 HopError::Connect { .. }
                 | HopError::Unreachable { .. }
                 | HopError::Timeout { .. }
+                | HopError::ProxyCommand { .. }
                 | HopError::Ssh(_) => ErrorKind::Connect,
             },
         }

@@ -210,14 +210,32 @@ pub async fn connect_chain(chain: &Chain, opts: &ConnectOptions) -> Result<Sessi
 }
 
 async fn connect_first(hop: &Hop, opts: &ConnectOptions) -> Result<HopSession, HopError> {
-    opts.observer.emit(Event::Connecting {
-        hop: hop.label(),
-        how: "TCP".into(),
-    });
     let limit = hop
         .config
         .connect_timeout
         .unwrap_or(opts.default_connect_timeout);
+    if let Some(command) = hop.config.expanded_proxy_command() {
+        let command = command.map_err(|e| HopError::ProxyCommand {
+            command: hop.config.proxy_command.clone().unwrap_or_default(),
+            reason: e,
+        })?;
+        opts.observer.emit(Event::Connecting {
+            hop: hop.label(),
+            how: format!("ProxyCommand `{command}`"),
+        });
+        let setup = async {
+            let stream = ProxyCommandStream::spawn(&command)?;
+            handshake(hop, stream, opts).await
+        };
+        let session = tokio::time::timeout(limit, setup)
+            .await
+            .map_err(|_| HopError::Timeout { after: limit })??;
+        return authenticate(session, hop, opts).await;
+    }
+    opts.observer.emit(Event::Connecting {
+        hop: hop.label(),
+        how: "TCP".into(),
+    });
     let addr = (hop.config.host_name.clone(), hop.config.port);
     let setup = async {
         let tcp = TcpStream::connect(addr)
@@ -743,4 +761,82 @@ async fn try_methods(
         },
         server_methods,
     })
+}
+
+/// A hop's byte stream through a `ProxyCommand`: the command's stdout is what the server
+/// sends, its stdin what we send. Run as OpenSSH does, `$SHELL -c "exec COMMAND"`, with its
+/// stderr passed through; the process is killed when the session ends.
+struct ProxyCommandStream {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+}
+
+impl ProxyCommandStream {
+    fn spawn(command: &str) -> Result<Self, HopError> {
+        let shell = std::env::var_os("SHELL")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/bin/sh".into());
+        let fail = |reason: String| HopError::ProxyCommand {
+            command: command.to_string(),
+            reason,
+        };
+        let mut child = tokio::process::Command::new(&shell)
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("cannot run {}: {e}", shell.to_string_lossy())))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(fail("no pipes to the command".into()));
+        };
+        Ok(ProxyCommandStream {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+}
+
+impl Drop for ProxyCommandStream {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl AsyncRead for ProxyCommandStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stdout).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ProxyCommandStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stdin).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stdin).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stdin).poll_shutdown(cx)
+    }
 }

@@ -140,3 +140,51 @@ async fn wrong_host_key_for_real_sshd_hop_2_is_refused() {
     );
     assert_eq!(t.echo.connections(), 0);
 }
+
+/// `ProxyCommand ssh -W %h:%p shell.foo.com` carries hop 1 (db.foo.com); a second hop (an
+/// in-process bastion reachable only from db.foo.com) nests inside it, and the service is
+/// reached from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxycommand_hop_then_a_nested_hop() {
+    let home = Home::new();
+    let echo = Echo::start_on("127.0.0.3:0").await;
+    let inner = bastion(&home, &[("127.0.0.3", echo.addr.port())]).await;
+    let db = Sshd::start(SshdOptions {
+        ip: "127.0.0.2".parse().expect("ip"),
+        authorized: vec![home.public()],
+        permit_open: vec![("127.0.0.1".into(), inner.addr().port())],
+        extra: "",
+    });
+    let shell = Sshd::start(SshdOptions {
+        ip: "127.0.0.1".parse().expect("ip"),
+        authorized: vec![home.public()],
+        permit_open: vec![("127.0.0.2".into(), db.addr.port())],
+        extra: "",
+    });
+    home.trust_addr(shell.addr, &shell.host_key);
+    home.trust_addr(db.addr, &db.host_key);
+    let user = login_user();
+    let cfg = home.config.display().to_string();
+    let mut config = home.block("shell.foo.com", shell.addr, &user, "  BatchMode yes\n");
+    config.push_str(&home.block(
+        "db.foo.com",
+        db.addr,
+        &user,
+        &format!("  ProxyCommand ssh -F {cfg} -W %h:%p shell.foo.com\n"),
+    ));
+    config.push_str(&home.host_block("inner", inner.addr().port(), ""));
+    home.write_config(&config);
+
+    let chain = home
+        .chain(Some("db.foo.com,inner"), &echo.addr.to_string())
+        .expect("chain");
+    assert_eq!(chain.hops.len(), 2);
+    let running = Running::start(&chain).await.expect("tunnel up");
+    echo_round_trip(running.addr, 8 * MIB, 9).await;
+    let requests = inner.requests();
+    assert!(
+        requests.iter().all(|r| r.allowed) && requests.len() == 1,
+        "{requests:?}"
+    );
+    running.stop().await;
+}
