@@ -61,10 +61,16 @@ pub fn local_env() -> LocalEnv {
         .map(|u| u.name.clone())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "root".into());
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| user.map(|u| u.dir))
+    // Like OpenSSH: `~`, `%d` and ~/.ssh/config come from the password database, not $HOME
+    // (which is only the fallback when the user has no entry).
+    let home = user
+        .map(|u| u.dir)
+        .filter(|d| !d.as_os_str().is_empty())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from)
+        })
         .or_else(dirs::home_dir)
         .unwrap_or_else(|| PathBuf::from("/"));
     let local_hostname = nix::unistd::gethostname()
