@@ -39,6 +39,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod explain;
 pub mod forward;
 pub mod path;
 pub mod session;

@@ -36,6 +36,7 @@ mod exit {
 const AFTER_HELP: &str = "\
 Examples:
   pgtunnel demo                                         # try it: no servers needed
+  pgtunnel explain db-prod                              # where every setting comes from
   pgtunnel --via joe@shell.foo.com db.foo.com:5432
   pgtunnel --via shell.foo.com,db.foo.com localhost     # every segment encrypted
   pgtunnel db-prod                                      # an ssh_config alias with ProxyJump
@@ -108,6 +109,30 @@ struct Common {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Show, like `ssh -G` but for the whole chain, every hop's resolved settings and the
+    /// file and line that set each one; then the path report. Connects to nothing.
+    Explain {
+        /// The service as seen from the last hop: host[:port].
+        #[arg(value_name = "TARGET", value_parser = spec::parse_target)]
+        target: Target,
+
+        /// Jump hosts, like ssh -J: HOP[,HOP...].
+        #[arg(
+            short = 'J',
+            long = "via",
+            value_name = "HOP[,HOP...]",
+            value_delimiter = ',',
+            value_parser = spec::parse_hop
+        )]
+        via: Option<Vec<HopSpec>>,
+
+        /// ssh config file (default ~/.ssh/config; `none` reads none).
+        #[arg(short = 'F', long = "config", value_name = "FILE")]
+        config: Option<String>,
+
+        #[command(flatten)]
+        common: Common,
+    },
     /// Run the PostgreSQL manual's bastion topology in this process (two SSH servers on
     /// loopback, shell.foo.com and db.foo.com, and an echo service) and tunnel through it.
     Demo {
@@ -123,7 +148,7 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(match &args.command {
-        Some(Command::Demo { common, .. }) => common,
+        Some(Command::Demo { common, .. }) | Some(Command::Explain { common, .. }) => common,
         None => &args.common,
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -195,6 +220,27 @@ fn init_logging(args: &Common) {
 async fn run(args: Args) -> Result<ExitCode, Error> {
     let (target, common) = match args.command {
         Some(Command::Demo { check, common }) => return run_demo(check, common).await,
+        Some(Command::Explain {
+            target,
+            via,
+            config,
+            common,
+        }) => {
+            let request = Request {
+                target,
+                via,
+                config: ConfigSource::from_arg(config.as_deref()),
+                listen: common.listen.unwrap_or(spec::DEFAULT_LISTEN),
+                require_encrypted: false,
+            };
+            let env = tunnel::local_env();
+            let config = tunnel::load_config(&request.config, &env)?;
+            let chain = tunnel::plan(&request, &config, &env)?;
+            print!("{}", pgtunnel::explain::explain(&chain));
+            println!();
+            print!("{}", pgtunnel::path::analyze(request.listen, &chain));
+            return Ok(ExitCode::SUCCESS);
+        }
         None => (args.target, args.common),
     };
     let Some(target) = target else {

@@ -247,3 +247,22 @@ async fn unreadable_key_is_named() {
     assert!(text.contains(&key), "names the key file: {text}");
     assert!(!text.contains("panicked"), "{text}");
 }
+
+#[tokio::test]
+async fn explain_shows_each_hop_and_where_its_values_come_from() {
+    let home = Home::new();
+    home.write_config(
+        "Host db\n  HostName 10.0.0.5\n  ProxyJump joe@shell:2222\nHost shell\n  HostName shell.example\n",
+    );
+    let cfg = home.config.to_str().expect("utf-8");
+    let out = run(&home, &["explain", "-F", cfg, "--via", "db", "localhost"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hop 1: joe@shell:2222 (from the ProxyJump of db)"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{cfg}:5")), "{text}");
+    assert!(text.contains("hop 2: db (from --via)"), "{text}");
+    assert!(text.contains("db -> localhost:5432"), "{text}");
+}
