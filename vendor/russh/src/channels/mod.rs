@@ -12,6 +12,10 @@ pub mod io;
 mod channel_ref;
 pub use channel_ref::ChannelRef;
 
+// Flow control (patch): consumption-driven receive windows, see flow.rs.
+pub(crate) mod flow;
+use flow::ChannelFlow;
+
 mod channel_stream;
 pub use channel_stream::ChannelStream;
 
@@ -145,6 +149,15 @@ impl WindowSizeRef {
 /// Allows you to read from a channel without borrowing the session
 pub struct ChannelReadHalf {
     pub(crate) receiver: Receiver<ChannelMsg>,
+    // Flow control (patch): where consumption is credited.
+    pub(crate) flow: Arc<ChannelFlow>,
+}
+
+// Flow control (patch): without a reader, received data counts as consumed.
+impl Drop for ChannelReadHalf {
+    fn drop(&mut self) {
+        self.flow.reader_dropped();
+    }
 }
 
 impl std::fmt::Debug for ChannelReadHalf {
@@ -156,7 +169,12 @@ impl std::fmt::Debug for ChannelReadHalf {
 impl ChannelReadHalf {
     /// Awaits an incoming [`ChannelMsg`], this method returns [`None`] if the channel has been closed.
     pub async fn wait(&mut self) -> Option<ChannelMsg> {
-        self.receiver.recv().await
+        let msg = self.receiver.recv().await;
+        // Flow control (patch): the application has the payload now: credit it.
+        if let Some(msg) = &msg {
+            self.flow.read_msg(msg);
+        }
+        msg
     }
 
     /// Make a reader for the [`Channel`] to receive [`ChannelMsg::Data`]
@@ -470,7 +488,13 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
     ) -> (Self, ChannelRef) {
         let (tx, rx) = tokio::sync::mpsc::channel(channel_buffer_size);
         let window_size = WindowSizeRef::new(window_size);
-        let read_half = ChannelReadHalf { receiver: rx };
+        // Flow control (patch): the flow state is shared by the reader and the session.
+        let mut channel_ref = ChannelRef::new(tx);
+        channel_ref.window_size = window_size.clone();
+        let read_half = ChannelReadHalf {
+            receiver: rx,
+            flow: channel_ref.flow(),
+        };
         let write_half = ChannelWriteHalf {
             id,
             sender,
@@ -483,10 +507,7 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
                 write_half,
                 read_half,
             },
-            ChannelRef {
-                sender: tx,
-                window_size,
-            },
+            channel_ref,
         )
     }
 

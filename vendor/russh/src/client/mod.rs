@@ -58,6 +58,7 @@ use tokio::sync::oneshot;
 
 pub use crate::auth::AuthResult;
 use crate::cert::PublicKeyOrCertificate;
+use crate::channels::flow::{self, ChannelFlow, FlowWake};
 use crate::channels::{
     Channel, ChannelMsg, ChannelReadHalf, ChannelRef, ChannelWriteHalf, WindowSizeRef,
 };
@@ -92,7 +93,9 @@ pub struct Session {
     receiver: Receiver<Msg>,
     sender: UnboundedSender<Reply>,
     channels: HashMap<ChannelId, ChannelRef>,
-    target_window_size: u32,
+    // Flow control (patch): readers' wake-ups (the per-channel target replaces
+    // `target_window_size`).
+    flow_wake: FlowWake,
     pending_reads: Vec<Vec<u8>>,
     pending_len: u32,
     priority_sender: UnboundedSender<Msg>,
@@ -742,6 +745,7 @@ impl<H: Handler> Handle<H> {
         &self,
         mut receiver: Receiver<ChannelMsg>,
         window_size_ref: WindowSizeRef,
+        flow: Arc<ChannelFlow>,
     ) -> Result<Channel<Msg>, crate::Error> {
         loop {
             match receiver.recv().await {
@@ -759,7 +763,7 @@ impl<H: Handler> Handle<H> {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf { receiver, flow },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {
@@ -845,12 +849,13 @@ impl<H: Handler> Handle<H> {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenSession { channel_ref })
             .await
             .map_err(|_| crate::Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -863,6 +868,7 @@ impl<H: Handler> Handle<H> {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenX11 {
@@ -872,7 +878,7 @@ impl<H: Handler> Handle<H> {
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -894,6 +900,7 @@ impl<H: Handler> Handle<H> {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenDirectTcpIp {
@@ -905,7 +912,7 @@ impl<H: Handler> Handle<H> {
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -916,6 +923,7 @@ impl<H: Handler> Handle<H> {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenDirectStreamLocal {
@@ -924,7 +932,7 @@ impl<H: Handler> Handle<H> {
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -1236,7 +1244,6 @@ where
     }
     let channel_buffer_size = config.channel_buffer_size;
     let mut session = Session::new(
-        config.window_size,
         CommonSession {
             packet_writer: PacketWriter::clear(),
             auth_user: String::new(),
@@ -1312,7 +1319,6 @@ impl Session {
     }
 
     fn new(
-        target_window_size: u32,
         common: CommonSession<Arc<Config>>,
         receiver: Receiver<Msg>,
         sender: UnboundedSender<Reply>,
@@ -1324,7 +1330,7 @@ impl Session {
             receiver,
             sender,
             kex: SessionKexState::Idle,
-            target_window_size,
+            flow_wake: FlowWake::new(),
             priority_sender,
             priority_receiver,
             inbound_channel_sender,
@@ -1521,6 +1527,13 @@ impl Session {
                     // eagerly take all outgoing messages so writes are batched
                     self.drain_priority_msgs()?;
                 }
+                // Flow control (patch): a reader consumed data or made room for the backlog.
+                id = self.flow_wake.recv() => {
+                    self.flow_wake(handler, id)?;
+                    while let Some(id) = self.flow_wake.try_recv() {
+                        self.flow_wake(handler, id)?;
+                    }
+                }
                 msg = self.inbound_channel_receiver.recv(), if can_receive_outbound => {
                     self.drain_priority_msgs()?;
                     match msg {
@@ -1584,6 +1597,33 @@ impl Session {
         }
 
         result
+    }
+
+    // Flow control (patch): see `channels::flow::receive` and `check`.
+    fn receive_channel_data<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        id: ChannelId,
+        msg: ChannelMsg,
+    ) -> Result<(), Error> {
+        if let Some(enc) = self.common.encrypted.as_mut() {
+            let mut chan = self.channels.get_mut(&id);
+            flow::receive(enc, chan.as_deref_mut(), &self.flow_wake, id, msg)?;
+            if let Some(chan) = chan {
+                flow::check(enc, chan, id, |target| handler.adjust_window(id, target))?;
+            }
+        }
+        Ok(())
+    }
+
+    // Flow control (patch): see `channels::flow::wake`.
+    fn flow_wake<H: Handler>(&mut self, handler: &mut H, id: ChannelId) -> Result<(), Error> {
+        if let Some(enc) = self.common.encrypted.as_mut() {
+            flow::wake(enc, &mut self.channels, id, |target| {
+                handler.adjust_window(id, target)
+            })?;
+        }
+        Ok(())
     }
 
     fn process_disconnect(
@@ -1852,6 +1892,13 @@ impl Session {
                     });
                     enc.channels
                         .insert(pending.sender_channel, pending.channel_params);
+                    // Flow control (patch): the channel can receive from now on.
+                    flow::attach(
+                        enc,
+                        &pending.channel_ref,
+                        &self.flow_wake,
+                        pending.sender_channel,
+                    );
                     self.channels
                         .insert(pending.sender_channel, pending.channel_ref);
                 }
@@ -2151,7 +2198,6 @@ mod tests {
             submethods: String::new(),
         });
         let session = Session::new(
-            config.window_size,
             CommonSession {
                 auth_user: "user".to_owned(),
                 auth_attempts: 0,
@@ -2460,7 +2506,6 @@ mod tests {
         let (receiver_sender, receiver) = channel(config.channel_buffer_size);
         let (reply_sender, _) = unbounded_channel();
         let mut session = Session::new(
-            config.window_size,
             CommonSession {
                 auth_user: String::new(),
                 auth_attempts: 0,
@@ -3165,6 +3210,10 @@ pub trait Handler: Sized + Send {
 
     /// Called when this client adjusts the network window. Return the
     /// next target window and maximum packet size.
+    ///
+    /// (Flow control patch:) called before each window adjustment with the
+    /// channel's current target window; the value returned (0 keeps it)
+    /// becomes that channel's target window.
     #[allow(unused_variables)]
     fn adjust_window(&mut self, channel: ChannelId, window: u32) -> u32 {
         window

@@ -538,6 +538,10 @@ pub trait Handler: Sized {
 
     /// Called when this server adjusts the network window. Return the
     /// next target window.
+    ///
+    /// (Flow control patch:) called before each window adjustment with the
+    /// channel's current target window; the value returned (0 keeps it)
+    /// becomes that channel's target window.
     #[allow(unused_variables)]
     fn adjust_window(&mut self, channel: ChannelId, current: u32) -> u32 {
         current
@@ -1116,7 +1120,7 @@ where
 
     let common = read_ssh_id(config, &mut stream).await?;
     let mut session = Session {
-        target_window_size: common.config.window_size,
+        flow_wake: crate::channels::flow::FlowWake::new(),
         common,
         priority_receiver,
         receiver,

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender, ch
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::channels::flow::{self, ChannelFlow, FlowWake};
 use crate::channels::{Channel, ChannelMsg, ChannelReadHalf, ChannelRef, ChannelWriteHalf};
 use crate::helpers::NameList;
 use crate::kex::{EXTENSION_SUPPORT_AS_CLIENT, KexCause, SessionKexState};
@@ -23,7 +24,9 @@ pub struct Session {
     pub(crate) sender: Handle,
     pub(crate) priority_receiver: UnboundedReceiver<Msg>,
     pub(crate) receiver: Receiver<Msg>,
-    pub(crate) target_window_size: u32,
+    // Flow control (patch): readers' wake-ups (the per-channel target replaces
+    // `target_window_size`).
+    pub(crate) flow_wake: FlowWake,
     pub(crate) pending_reads: Vec<Vec<u8>>,
     pub(crate) pending_len: u32,
     pub(crate) channels: HashMap<ChannelId, ChannelRef>,
@@ -249,13 +252,14 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenAgent { channel_ref })
             .await
             .map_err(|_| Error::SendError)?;
 
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -268,13 +272,14 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenSession { channel_ref })
             .await
             .map_err(|_| Error::SendError)?;
 
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -293,6 +298,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenDirectTcpIp {
@@ -304,7 +310,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -316,6 +322,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenDirectStreamLocal {
@@ -324,7 +331,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -338,6 +345,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenForwardedTcpIp {
@@ -349,7 +357,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -360,6 +368,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenForwardedStreamLocal {
@@ -368,7 +377,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -380,6 +389,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow();
 
         self.sender
             .send(Msg::ChannelOpenX11 {
@@ -389,7 +399,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
             .await
     }
 
@@ -397,6 +407,7 @@ impl Handle {
         &self,
         mut receiver: Receiver<ChannelMsg>,
         window_size_ref: WindowSizeRef,
+        flow: Arc<ChannelFlow>,
     ) -> Result<Channel<Msg>, Error> {
         loop {
             match receiver.recv().await {
@@ -414,7 +425,7 @@ impl Handle {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf { receiver, flow },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {
@@ -780,6 +791,13 @@ impl Session {
                     debug!("timeout");
                     return Err(crate::Error::InactivityTimeout.into());
                 }
+                // Flow control (patch): a reader consumed data or made room for the backlog.
+                id = self.flow_wake.recv() => {
+                    self.flow_wake(&mut handler, id)?;
+                    while let Some(id) = self.flow_wake.try_recv() {
+                        self.flow_wake(&mut handler, id)?;
+                    }
+                }
                 msg = self.priority_receiver.recv(), if !self.kex.active() => {
                     match msg {
                         Some(msg) => self.dispatch_msg(msg)?,
@@ -866,6 +884,16 @@ impl Session {
             }
         }
 
+        Ok(())
+    }
+
+    // Flow control (patch): see `channels::flow::wake`.
+    fn flow_wake<H: Handler>(&mut self, handler: &mut H, id: ChannelId) -> Result<(), Error> {
+        if let Some(enc) = self.common.encrypted.as_mut() {
+            flow::wake(enc, &mut self.channels, id, |target| {
+                handler.adjust_window(id, target)
+            })?;
+        }
         Ok(())
     }
 
@@ -1110,6 +1138,13 @@ impl Session {
                     });
                     enc.channels
                         .insert(pending.sender_channel, pending.channel_params);
+                    // Flow control (patch): the channel can receive from now on.
+                    flow::attach(
+                        enc,
+                        &pending.channel_ref,
+                        &self.flow_wake,
+                        pending.sender_channel,
+                    );
                     self.channels
                         .insert(pending.sender_channel, pending.channel_ref);
                 }
@@ -1666,7 +1701,7 @@ mod tests {
             sender: handle,
             priority_receiver,
             receiver,
-            target_window_size: config.window_size,
+            flow_wake: FlowWake::new(),
             pending_reads: Vec::new(),
             pending_len: 0,
             channels: HashMap::new(),
