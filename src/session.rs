@@ -297,10 +297,16 @@ where
 {
     let label = hop.label();
     let files = load_known_hosts(hop, &opts.observer)?;
+    let lookup = known_hosts::HostKeyLookup::new(
+        &hop.config.host_name,
+        hop.config.port,
+        hop.config.host_key_alias.as_deref(),
+    );
+    let preferred = host_key_preferences(&files, lookup.name());
     let open_failures = Arc::new(Mutex::new(None));
     let handler = HopHandler {
         label: label.clone(),
-        known_hosts_name: hop.config.known_hosts_name(),
+        lookup,
         files,
         policy: hop.config.strict_host_key_checking,
         write_file: hop.config.user_known_hosts_files.first().cloned(),
@@ -315,6 +321,7 @@ where
         keepalive_interval: Some(keepalive),
         keepalive_max: hop.config.server_alive_count_max as usize,
         nodelay: true,
+        preferred,
         // Interim (issue 5): russh parks its whole session loop when one channel's queue is
         // full, which deadlocks nested sessions under bidirectional load. A deep queue avoids
         // the deadlock; consumption-driven flow control replaces this.
@@ -357,10 +364,36 @@ fn load_known_hosts(hop: &Hop, observer: &Observer) -> Result<Arc<Vec<KnownHosts
             path: path.clone(),
             source,
         })?;
+        for warning in file.warnings() {
+            warn!(%warning, "malformed known_hosts line");
+            observer.emit(Event::Warning(warning.to_string()));
+        }
         files.push(file);
     }
-    let _ = observer;
     Ok(Arc::new(files))
+}
+
+/// Host key algorithms in `ssh`'s order for this host (`order_hostkeyalgs()`): types already
+/// in known_hosts first, so a host known by its RSA key is not reported as changed because the
+/// server prefers Ed25519; host certificates are asked for when a `@cert-authority` line
+/// applies to the host.
+fn host_key_preferences(files: &[KnownHostsFile], name: &str) -> russh::Preferred {
+    let default = russh::Preferred::default();
+    let key = known_hosts::order_host_key_algorithms(files, name, &default.key);
+    let certificates: Vec<russh::keys::Algorithm> = if known_hosts::has_cert_authority(files, name)
+    {
+        key.iter()
+            .filter(|a| !matches!(a, russh::keys::Algorithm::Rsa { hash: None }))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    russh::Preferred {
+        key: key.into(),
+        host_key_certificates: certificates.into(),
+        ..default
+    }
 }
 
 /// Errors the russh handler can return: russh's own, or our host key refusal.
@@ -378,7 +411,7 @@ impl From<russh::Error> for HandlerError {
 
 struct HopHandler {
     label: HopLabel,
-    known_hosts_name: String,
+    lookup: known_hosts::HostKeyLookup,
     files: Arc<Vec<KnownHostsFile>>,
     policy: StrictHostKeyChecking,
     write_file: Option<PathBuf>,
@@ -397,10 +430,22 @@ impl HopHandler {
     fn verify(&self, key: &PublicKeyOrCertificate) -> Result<(), HopError> {
         let public = offered_key(key);
         let fingerprint = known_hosts::fingerprint(&public);
-        let name = self.known_hosts_name.clone();
-        let verdict = known_hosts::check(&self.files, &name, key);
+        let name = self.lookup.name().to_string();
+        let verdict = self.lookup.check(&self.files, key);
         let how = match verdict {
-            Verdict::Known { path, line } => format!("known_hosts {}:{line}", path.display()),
+            Verdict::Known {
+                path,
+                line,
+                cert_authority: false,
+            } => format!("known_hosts {}:{line}", path.display()),
+            Verdict::Known {
+                path,
+                line,
+                cert_authority: true,
+            } => format!(
+                "host certificate signed by the @cert-authority key at known_hosts {}:{line}",
+                path.display()
+            ),
             Verdict::Revoked { path, line } => {
                 return Err(HopError::HostKeyRevoked {
                     name,
@@ -472,28 +517,11 @@ impl HopHandler {
     }
 }
 
-/// Appends `name key` to a known_hosts file, creating it (0600, parent 0700) if needed.
+/// Appends the line `ssh` writes for a new key (unhashed: `HashKnownHosts` is not read),
+/// creating the file (0600, parent 0700) if needed.
 fn append_known_host(file: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(dir) = file.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    let mut key = key.clone();
-    key.set_comment("");
-    let line = format!(
-        "{name} {}\n",
-        key.to_openssh().map_err(std::io::Error::other)?.trim()
-    );
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(file)?;
-    f.write_all(line.as_bytes())
+    let line = known_hosts::format_entry(name, key, false)?;
+    known_hosts::append_entry(file, &line)
 }
 
 impl client::Handler for HopHandler {
