@@ -4,6 +4,8 @@
 #   PGTUNNEL_DEMO_PORT      host loopback port of shell.foo.com's sshd (default 2222)
 #   PGTUNNEL_DEMO_PROJECT   compose project name (default pgtunnel-demo)
 #   PGTUNNEL_DEBIAN_MIRROR  mirror for debootstrap (default: the one apt uses on this machine)
+#   PGTUNNEL_DEMO_BUILD_NETWORK  network of the image builds (default: Docker's default bridge;
+#                           host if apt in a container cannot reach the mirror through the bridge)
 
 demo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 state_dir=$demo_dir/.state
