@@ -62,6 +62,8 @@ macro_rules! push_packet {
 mod channels;
 pub use channels::{Channel, ChannelMsg, ChannelReadHalf, ChannelStream, ChannelWriteHalf};
 
+// Flow control (patch): the session loops write while they go on reading.
+mod output;
 mod parsing;
 mod session;
 
@@ -530,13 +532,14 @@ impl ChannelParams {
     }
 }
 
-pub(crate) async fn flush_or_timeout<W: AsyncWrite + Unpin>(
+// Flow control (patch): writes through the session's background writer.
+pub(crate) async fn flush_or_timeout<'a, W: AsyncWrite + Unpin + Send + 'a>(
+    output: &mut output::Output<'a, W>,
     writer: &mut sshbuffer::PacketWriter,
-    stream: &mut W,
     inactivity_timer: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), Error> {
     tokio::select! {
-        r = writer.flush_into(stream) => Ok(r?),
+        r = output.finish(writer) => Ok(r?),
         _ = inactivity_timer => {
             debug!("timeout while writing");
             Err(Error::InactivityTimeout)

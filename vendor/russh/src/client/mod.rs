@@ -66,6 +66,7 @@ use crate::cipher::{self, OpeningKey, clear};
 use crate::kex::{KexAlgorithmImplementor, KexCause, KexProgress, SessionKexState};
 use crate::keys::PrivateKeyWithHashAlg;
 use crate::msg::{is_kex_msg, validate_server_msg_strict_kex};
+use crate::output::Output;
 use crate::session::{CommonSession, EncryptedState, GlobalRequestResponse, NewKeys};
 use crate::ssh_read::SshRead;
 use crate::sshbuffer::{IncomingSshPacket, PacketWriter, SSHBuffer, SshId};
@@ -1422,6 +1423,8 @@ impl Session {
 
         let reading = start_reading(stream_read, buffer, opening_cipher);
         pin!(reading);
+        // Flow control (patch): writes run alongside the loop, which goes on reading.
+        let mut output = Output::new(stream_write);
 
         #[allow(clippy::panic)] // false positive in select! macro
         while !self.common.disconnected {
@@ -1431,8 +1434,10 @@ impl Session {
             let mut keepalive_elapsed = false;
             // Keep reading the network for window adjustments, but leave
             // application output in its bounded receivers while a channel is
-            // window-blocked.
-            let can_receive_outbound = !self.kex.active() && !self.common.has_any_pending_data();
+            // window-blocked (or, patch, while much output waits to be written).
+            let can_receive_outbound = !self.kex.active()
+                && !self.common.has_any_pending_data()
+                && output.has_room(&mut self.common.packet_writer);
             let rekey_timer =
                 crate::future_or_pending(self.rekey_time_remaining(), tokio::time::sleep);
             pin!(rekey_timer);
@@ -1499,6 +1504,8 @@ impl Session {
                     debug!("timeout");
                     return Err(crate::Error::InactivityTimeout.into());
                 }
+                // Flow control (patch): the write in flight is done.
+                r = output.written() => map_err!(r)?,
                 msg = self.receiver.recv(), if can_receive_outbound => {
                     self.drain_priority_msgs()?;
                     match msg {
@@ -1553,12 +1560,8 @@ impl Session {
             };
 
             self.flush()?;
-            crate::flush_or_timeout(
-                &mut self.common.packet_writer,
-                stream_write,
-                inactivity_timer.as_mut(),
-            )
-            .await?;
+            // Flow control (patch): write in the background instead of waiting here.
+            output.start(&mut self.common.packet_writer);
 
             if let Some(ref mut enc) = self.common.encrypted
                 && let EncryptedState::InitCompression = enc.state
@@ -1594,6 +1597,15 @@ impl Session {
             {
                 sleep.as_mut().reset(tokio::time::Instant::now() + d);
             }
+        }
+
+        // Flow control (patch): write what the loop queued last (a DISCONNECT, say), as the
+        // inline flush did. The session is ending: a failed write changes nothing.
+        let packet_writer = &mut self.common.packet_writer;
+        let timer = inactivity_timer.as_mut();
+        let flushed = crate::flush_or_timeout(&mut output, packet_writer, timer).await;
+        if let Err(e) = flushed {
+            debug!("final write: {e:?}");
         }
 
         result

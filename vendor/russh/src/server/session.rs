@@ -15,6 +15,7 @@ use crate::channels::flow::{self, ChannelFlow, FlowWake};
 use crate::channels::{Channel, ChannelMsg, ChannelReadHalf, ChannelRef, ChannelWriteHalf};
 use crate::helpers::NameList;
 use crate::kex::{EXTENSION_SUPPORT_AS_CLIENT, KexCause, SessionKexState};
+use crate::output::Output;
 use crate::{ChannelOpenFailure, map_err, msg};
 
 /// A connected server session. This type is unique to a client.
@@ -671,6 +672,8 @@ impl Session {
         let reading = start_reading(stream_read, buffer, opening_cipher);
         pin!(reading);
         let mut is_reading = None;
+        // Flow control (patch): writes run alongside the loop, which goes on reading.
+        let mut output = Output::new(&mut stream_write);
 
         #[allow(clippy::panic)] // false positive in macro
         while !self.common.disconnected {
@@ -689,7 +692,9 @@ impl Session {
             // Leave application messages in the bounded receiver once a peer's
             // channel window is exhausted. Network reads remain active so a
             // window adjustment can release the queued data.
-            if !self.kex.active() && !self.common.has_any_pending_data() {
+            // (Patch: likewise while much output waits to be written.)
+            let has_room = output.has_room(&mut self.common.packet_writer);
+            if !self.kex.active() && !self.common.has_any_pending_data() && has_room {
                 let mut drained = 0;
                 while drained < MAX_MESSAGES_PER_BATCH {
                     // Only Empty/Disconnected end the drain; both mean "nothing
@@ -709,12 +714,8 @@ impl Session {
                 }
                 if drained > 0 {
                     self.flush()?;
-                    crate::flush_or_timeout(
-                        &mut self.common.packet_writer,
-                        &mut stream_write,
-                        inactivity_timer.as_mut(),
-                    )
-                    .await?;
+                    // Flow control (patch): write in the background instead of waiting here.
+                    output.start(&mut self.common.packet_writer);
                 }
                 // A drained Disconnect sets this; don't block in `select!` after.
                 if self.common.disconnected {
@@ -722,6 +723,7 @@ impl Session {
                 }
             }
 
+            let has_room = output.has_room(&mut self.common.packet_writer);
             let rekey_timer = future_or_pending(self.rekey_time_remaining(), tokio::time::sleep);
             pin!(rekey_timer);
 
@@ -806,7 +808,9 @@ impl Session {
                         }
                     }
                 }
-                msg = self.receiver.recv(), if !self.kex.active() && !self.common.has_any_pending_data() => {
+                // Flow control (patch): the write in flight is done.
+                r = output.written() => map_err!(r)?,
+                msg = self.receiver.recv(), if !self.kex.active() && !self.common.has_any_pending_data() && has_room => {
                     // Channel open replies must be dispatched before any
                     // channel traffic queued after them: `msg` may be data for
                     // a channel whose confirmation is still sitting in the
@@ -825,13 +829,8 @@ impl Session {
                 }
             }
             self.flush()?;
-
-            crate::flush_or_timeout(
-                &mut self.common.packet_writer,
-                &mut stream_write,
-                inactivity_timer.as_mut(),
-            )
-            .await?;
+            // Flow control (patch): write in the background instead of waiting here.
+            output.start(&mut self.common.packet_writer);
 
             if self.common.received_data {
                 // Reset the number of failed keepalive attempts. We don't
@@ -859,6 +858,15 @@ impl Session {
             }
         }
         debug!("disconnected");
+        // Flow control (patch): write what the loop queued last (a DISCONNECT, say), as the
+        // inline flush did. The session is ending: a failed write changes nothing.
+        let packet_writer = &mut self.common.packet_writer;
+        let timer = inactivity_timer.as_mut();
+        let flushed = crate::flush_or_timeout(&mut output, packet_writer, timer).await;
+        if let Err(e) = flushed {
+            debug!("final write: {e:?}");
+        }
+        drop(output);
         // Shutdown
         map_err!(stream_write.shutdown().await)?;
         loop {

@@ -24,7 +24,11 @@ const SLACK: usize = 64 * 1024;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed ^ (i >> 13) as u8))
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(seed ^ (i >> 13) as u8)
+        })
         .collect()
 }
 
@@ -238,5 +242,33 @@ async fn a_stalled_server_reader_holds_back_only_its_channel() -> anyhow::Result
     let _stalled = writing.await?;
     let sunk = shared.sunk.lock().unwrap().take().unwrap();
     assert!(sunk == pattern(STALLED, 3), "stalled data corrupted");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_writing_to_each_other_keep_reading() -> anyhow::Result<()> {
+    let _ = env_logger::try_init();
+    // A path that holds little, like the channel a nested session runs in: both sessions have
+    // more to write than it holds, and each must go on reading for the other to finish.
+    let (client_end, server_end) = tokio::io::duplex(16 * 1024);
+    let config = Arc::new(server::Config {
+        keys: vec![PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap()],
+        ..Default::default()
+    });
+    let server = server::run_stream(config, server_end, Server(Shared::default()));
+    let (server, session) = tokio::join!(
+        server,
+        client::connect_stream(Arc::new(client::Config::default()), client_end, Client)
+    );
+    let _server = server?;
+    let mut session = session?;
+    let key = Arc::new(PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap());
+    let auth = session
+        .authenticate_publickey("user", PrivateKeyWithHashAlg::new(key, None))
+        .await?;
+    assert!(auth.success());
+
+    let echoes = futures::future::try_join_all((0..4).map(|_| echo(&session)));
+    timeout(Duration::from_secs(60), echoes).await??;
     Ok(())
 }
