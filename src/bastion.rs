@@ -100,10 +100,6 @@ impl Bastion {
             auth_rejection_time_initial: Some(Duration::from_millis(0)),
             inactivity_timeout: None,
             nodelay: true,
-            // Interim (issue 5): russh parks its whole session loop when one channel's queue is
-            // full, which deadlocks nested sessions under bidirectional load. A deep queue avoids
-            // the deadlock; consumption-driven flow control replaces this.
-            channel_buffer_size: 1 << 16,
             ..Default::default()
         });
         let log = Arc::new(Mutex::new(Vec::new()));

@@ -322,10 +322,6 @@ where
         keepalive_max: hop.config.server_alive_count_max as usize,
         nodelay: true,
         preferred,
-        // Interim (issue 5): russh parks its whole session loop when one channel's queue is
-        // full, which deadlocks nested sessions under bidirectional load. A deep queue avoids
-        // the deadlock; consumption-driven flow control replaces this.
-        channel_buffer_size: 1 << 16,
         ..Default::default()
     };
     let handle = client::connect_stream(Arc::new(config), stream, handler)
