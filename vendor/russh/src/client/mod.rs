@@ -2059,10 +2059,17 @@ async fn reply<H: Handler>(
                 if kex.peer_kexinit_received() {
                     return Err(crate::Error::Inconsistent.into());
                 }
-                session.pending_len = session.pending_len.saturating_add(pkt.buffer.len() as u32);
-                if u64::from(session.pending_len) > 2 * u64::from(session.common.config.window_size)
-                {
-                    return Err(crate::Error::Pending.into());
+                // Flow control (patch): channel data is bounded by the windows we granted
+                // (enforced in channels/flow.rs), which add up to more than this limit as soon
+                // as a few channels are busy; only the rest counts.
+                if msg_type != msg::CHANNEL_DATA && msg_type != msg::CHANNEL_EXTENDED_DATA {
+                    session.pending_len =
+                        session.pending_len.saturating_add(pkt.buffer.len() as u32);
+                    if u64::from(session.pending_len)
+                        > 2 * u64::from(session.common.config.window_size)
+                    {
+                        return Err(crate::Error::Pending.into());
+                    }
                 }
             }
         }

@@ -272,3 +272,40 @@ async fn sessions_writing_to_each_other_keep_reading() -> anyhow::Result<()> {
     timeout(Duration::from_secs(60), echoes).await??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rekey_amid_many_busy_channels_keeps_the_session() -> anyhow::Result<()> {
+    let _ = env_logger::try_init();
+    // Rekey every 512 KiB while eight channels echo at once. What the server has in flight
+    // when our KEXINIT reaches it is bounded by the eight windows, well above the
+    // 2 * window_size that used to end the session with `Error::Pending`.
+    let window = 64 * 1024;
+    let limits = crate::Limits::new(512 * 1024, 512 * 1024, Duration::from_secs(3600));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let config = Arc::new(server::Config {
+        keys: vec![PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap()],
+        window_size: window,
+        ..Default::default()
+    });
+    tokio::spawn(async move {
+        Server(Shared::default())
+            .run_on_socket(config, &listener)
+            .await
+    });
+    let config = Arc::new(client::Config {
+        window_size: window,
+        limits,
+        ..Default::default()
+    });
+    let mut session = client::connect(config, addr, Client).await?;
+    let key = Arc::new(PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap());
+    let auth = session
+        .authenticate_publickey("user", PrivateKeyWithHashAlg::new(key, None))
+        .await?;
+    assert!(auth.success());
+
+    let echoes = futures::future::try_join_all((0..8).map(|_| echo(&session)));
+    timeout(Duration::from_secs(60), echoes).await??;
+    Ok(())
+}
