@@ -310,6 +310,7 @@ where
         files,
         policy: hop.config.strict_host_key_checking,
         write_file: hop.config.user_known_hosts_files.first().cloned(),
+        hash_known_hosts: hop.config.hash_known_hosts,
         observer: opts.observer.clone(),
         open_failures: open_failures.clone(),
     };
@@ -411,6 +412,8 @@ struct HopHandler {
     files: Arc<Vec<KnownHostsFile>>,
     policy: StrictHostKeyChecking,
     write_file: Option<PathBuf>,
+    /// `HashKnownHosts`: write new entries hashed, as `ssh` would.
+    hash_known_hosts: bool,
     observer: Observer,
     open_failures: Arc<Mutex<Option<(u32, String)>>>,
 }
@@ -493,12 +496,12 @@ impl HopHandler {
                                 .into(),
                         ));
                     };
-                    append_known_host(file, &name, &public).map_err(|source| {
-                        HopError::KnownHosts {
+                    append_known_host(file, &name, &public, self.hash_known_hosts).map_err(
+                        |source| HopError::KnownHosts {
                             path: file.clone(),
                             source,
-                        }
-                    })?;
+                        },
+                    )?;
                     format!("new key added to {}", file.display())
                 }
             },
@@ -513,10 +516,15 @@ impl HopHandler {
     }
 }
 
-/// Appends the line `ssh` writes for a new key (unhashed: `HashKnownHosts` is not read),
+/// Appends the line `ssh` writes for a new key (hashed when `HashKnownHosts yes`),
 /// creating the file (0600, parent 0700) if needed.
-fn append_known_host(file: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
-    let line = known_hosts::format_entry(name, key, false)?;
+fn append_known_host(
+    file: &Path,
+    name: &str,
+    key: &PublicKey,
+    hashed: bool,
+) -> std::io::Result<()> {
+    let line = known_hosts::format_entry(name, key, hashed)?;
     known_hosts::append_entry(file, &line)
 }
 
