@@ -104,8 +104,8 @@ pub enum HopError {
         name: String,
         /// SHA256 fingerprint of the offered key.
         fingerprint: String,
-        /// The StrictHostKeyChecking value in force.
-        policy: &'static str,
+        /// The StrictHostKeyChecking value in force (and, for `ask`, what happened).
+        policy: String,
         /// The first user known_hosts file.
         file: String,
     },

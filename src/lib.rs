@@ -33,6 +33,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod auth;
 pub mod bastion;
 pub mod chain;
 pub mod config;
@@ -42,6 +43,7 @@ pub mod event;
 pub mod explain;
 pub mod forward;
 pub mod path;
+pub mod prompt;
 pub mod session;
 pub mod spec;
 pub mod tunnel;

@@ -9,14 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::client::{self, AuthResult, Handle, Msg};
-use russh::keys::agent::AgentIdentity;
-use russh::keys::agent::client::AgentClient;
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelId, ChannelOpenFailure, ChannelStream, MethodKind};
+use russh::client::{self, Handle, Msg};
+use russh::keys::{PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelId, ChannelOpenFailure, ChannelStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
+
+use crate::auth::AuthContext;
+use crate::prompt::{
+    Confirmation, PromptClock, PromptError, PromptKind, PromptRequest, Prompts, parse_confirmation,
+};
 
 use crate::chain::{Chain, Hop};
 use crate::config::StrictHostKeyChecking;
@@ -26,7 +29,7 @@ use crate::event::{Event, Observer};
 
 /// Connect + SSH handshake limit when the config sets no ConnectTimeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Limit for authentication on one hop (no prompts are involved).
+/// Limit for authentication on one hop, not counting the time spent answering questions.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Keepalive interval when the config sets no ServerAliveInterval.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
@@ -53,6 +56,9 @@ pub struct ConnectOptions {
     pub default_connect_timeout: Duration,
     /// Keepalive interval when ServerAliveInterval is unset.
     pub default_keepalive: Duration,
+    /// Who answers questions (unknown host keys under `StrictHostKeyChecking ask`,
+    /// passphrases, passwords, keyboard-interactive). `None`: nothing is asked.
+    pub prompts: Option<Prompts>,
 }
 
 impl Default for ConnectOptions {
@@ -62,6 +68,7 @@ impl Default for ConnectOptions {
             agent: AgentSource::Environment,
             default_connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             default_keepalive: DEFAULT_KEEPALIVE,
+            prompts: None,
         }
     }
 }
@@ -223,32 +230,36 @@ async fn connect_first(hop: &Hop, opts: &ConnectOptions) -> Result<HopSession, H
             hop: hop.label(),
             how: format!("ProxyCommand `{command}`"),
         });
+        let clock = PromptClock::default();
         let setup = async {
             let stream = ProxyCommandStream::spawn(&command)?;
-            handshake(hop, stream, opts).await
+            handshake(hop, stream, opts, &clock).await
         };
-        let session = tokio::time::timeout(limit, setup)
+        let session = clock
+            .limit(limit, setup)
             .await
-            .map_err(|_| HopError::Timeout { after: limit })??;
-        return authenticate(session, hop, opts).await;
+            .ok_or(HopError::Timeout { after: limit })??;
+        return authenticate(session, hop, opts, &clock).await;
     }
     opts.observer.emit(Event::Connecting {
         hop: hop.label(),
         how: "TCP".into(),
     });
     let addr = (hop.config.host_name.clone(), hop.config.port);
+    let clock = PromptClock::default();
     let setup = async {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| HopError::Connect { source })?;
         tcp.set_nodelay(true)
             .map_err(|source| HopError::Connect { source })?;
-        handshake(hop, tcp, opts).await
+        handshake(hop, tcp, opts, &clock).await
     };
-    let session = tokio::time::timeout(limit, setup)
+    let session = clock
+        .limit(limit, setup)
         .await
-        .map_err(|_| HopError::Timeout { after: limit })??;
-    authenticate(session, hop, opts).await
+        .ok_or(HopError::Timeout { after: limit })??;
+    authenticate(session, hop, opts, &clock).await
 }
 
 async fn connect_through(
@@ -264,6 +275,7 @@ async fn connect_through(
         .config
         .connect_timeout
         .unwrap_or(opts.default_connect_timeout);
+    let clock = PromptClock::default();
     let setup = async {
         let origin = SocketAddr::from(([127, 0, 0, 1], 0));
         let stream = prev
@@ -272,12 +284,13 @@ async fn connect_through(
             .map_err(|reason| HopError::Unreachable {
                 reason: format!("{} said: {reason}", prev.label),
             })?;
-        handshake(hop, stream, opts).await
+        handshake(hop, stream, opts, &clock).await
     };
-    let session = tokio::time::timeout(limit, setup)
+    let session = clock
+        .limit(limit, setup)
         .await
-        .map_err(|_| HopError::Timeout { after: limit })??;
-    authenticate(session, hop, opts).await
+        .ok_or(HopError::Timeout { after: limit })??;
+    authenticate(session, hop, opts, &clock).await
 }
 
 /// Result of the handshake: a session not yet authenticated.
@@ -291,6 +304,7 @@ async fn handshake<S>(
     hop: &Hop,
     stream: S,
     opts: &ConnectOptions,
+    clock: &PromptClock,
 ) -> Result<Unauthenticated, HopError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -313,6 +327,8 @@ where
         hash_known_hosts: hop.config.hash_known_hosts,
         observer: opts.observer.clone(),
         open_failures: open_failures.clone(),
+        prompts: opts.prompts.clone(),
+        clock: clock.clone(),
     };
     let keepalive = hop
         .config
@@ -416,6 +432,9 @@ struct HopHandler {
     hash_known_hosts: bool,
     observer: Observer,
     open_failures: Arc<Mutex<Option<(u32, String)>>>,
+    /// Who answers `StrictHostKeyChecking ask`.
+    prompts: Option<Prompts>,
+    clock: PromptClock,
 }
 
 fn offered_key(key: &PublicKeyOrCertificate) -> PublicKey {
@@ -426,7 +445,7 @@ fn offered_key(key: &PublicKeyOrCertificate) -> PublicKey {
 }
 
 impl HopHandler {
-    fn verify(&self, key: &PublicKeyOrCertificate) -> Result<(), HopError> {
+    async fn verify(&self, key: &PublicKeyOrCertificate) -> Result<(), HopError> {
         let public = offered_key(key);
         let fingerprint = known_hosts::fingerprint(&public);
         let name = self.lookup.name().to_string();
@@ -465,20 +484,49 @@ impl HopHandler {
                 });
             }
             Verdict::Unknown => match self.policy {
-                StrictHostKeyChecking::Yes | StrictHostKeyChecking::Ask => {
-                    return Err(HopError::HostKeyUnknown {
-                        name,
-                        fingerprint,
-                        policy: match self.policy {
-                            StrictHostKeyChecking::Yes => "yes",
-                            _ => "ask and there is no prompt",
-                        },
-                        file: self
-                            .write_file
-                            .as_deref()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
-                    });
+                StrictHostKeyChecking::Yes => {
+                    return Err(self.unknown(name, fingerprint, "yes".into()));
+                }
+                StrictHostKeyChecking::Ask => {
+                    let Some(prompts) = &self.prompts else {
+                        return Err(self.unknown(
+                            name,
+                            fingerprint,
+                            "ask and there is no terminal or SSH_ASKPASS to ask".into(),
+                        ));
+                    };
+                    match self.confirm(prompts, &name, &public, &fingerprint).await {
+                        Ok(true) => {
+                            let file = self.add_known_host(&name, &public)?;
+                            self.observer.emit(Event::Warning(format!(
+                                "{}: permanently added '{name}' ({}) to the list of known \
+                                 hosts ({})",
+                                self.label,
+                                key_type_name(&public),
+                                file.display()
+                            )));
+                            format!("accepted at the prompt; added to {}", file.display())
+                        }
+                        Ok(false) => {
+                            return Err(self.unknown(
+                                name,
+                                fingerprint,
+                                "ask and the answer was no".into(),
+                            ));
+                        }
+                        Err(e) => {
+                            return Err(self.unknown(
+                                name,
+                                fingerprint,
+                                match e {
+                                    PromptError::Unavailable => {
+                                        "ask and there is no terminal or SSH_ASKPASS to ask".into()
+                                    }
+                                    e => format!("ask and the question failed ({e})"),
+                                },
+                            ));
+                        }
+                    }
                 }
                 StrictHostKeyChecking::No => {
                     self.observer.emit(Event::Warning(format!(
@@ -489,19 +537,7 @@ impl HopHandler {
                     "accepted unknown key (StrictHostKeyChecking no)".to_string()
                 }
                 StrictHostKeyChecking::AcceptNew => {
-                    let Some(file) = &self.write_file else {
-                        return Err(HopError::Ssh(
-                            "StrictHostKeyChecking accept-new, but no known_hosts file to \
-                             write to"
-                                .into(),
-                        ));
-                    };
-                    append_known_host(file, &name, &public, self.hash_known_hosts).map_err(
-                        |source| HopError::KnownHosts {
-                            path: file.clone(),
-                            source,
-                        },
-                    )?;
+                    let file = self.add_known_host(&name, &public)?;
                     format!("new key added to {}", file.display())
                 }
             },
@@ -513,6 +549,99 @@ impl HopHandler {
             how,
         });
         Ok(())
+    }
+}
+
+impl HopHandler {
+    fn unknown(&self, name: String, fingerprint: String, policy: String) -> HopError {
+        HopError::HostKeyUnknown {
+            name,
+            fingerprint,
+            policy,
+            file: self
+                .write_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
+        }
+    }
+
+    /// Writes the entry `ssh` would write for a newly accepted key (accept-new, or `yes` at
+    /// the prompt): to the first UserKnownHostsFile, hashed when HashKnownHosts is yes.
+    fn add_known_host(&self, name: &str, public: &PublicKey) -> Result<PathBuf, HopError> {
+        let Some(file) = &self.write_file else {
+            return Err(HopError::Ssh(
+                "the host key was accepted, but there is no UserKnownHostsFile to record it in"
+                    .into(),
+            ));
+        };
+        append_known_host(file, name, public, self.hash_known_hosts).map_err(|source| {
+            HopError::KnownHosts {
+                path: file.clone(),
+                source,
+            }
+        })?;
+        Ok(file.clone())
+    }
+
+    /// OpenSSH's question for an unknown host key (sshconnect.c), asked until the answer is
+    /// yes, no or the fingerprint (at most [`HOST_KEY_QUESTIONS`] times).
+    async fn confirm(
+        &self,
+        prompts: &Prompts,
+        name: &str,
+        public: &PublicKey,
+        fingerprint: &str,
+    ) -> Result<bool, PromptError> {
+        let preamble = vec![
+            format!(
+                "The authenticity of host '{name}' ({}) can't be established.",
+                self.label.addr
+            ),
+            format!(
+                "{} key fingerprint is {fingerprint}.",
+                key_type_name(public)
+            ),
+        ];
+        let mut prompt =
+            "Are you sure you want to continue connecting (yes/no/[fingerprint])? ".to_string();
+        for round in 0..HOST_KEY_QUESTIONS {
+            let request = PromptRequest {
+                hop: self.label.clone(),
+                kind: PromptKind::HostKey,
+                preamble: if round == 0 {
+                    preamble.clone()
+                } else {
+                    Vec::new()
+                },
+                prompt: prompt.clone(),
+                echo: true,
+            };
+            let answer = prompts.ask(request, &self.clock).await?;
+            match parse_confirmation(&answer, fingerprint) {
+                Confirmation::Yes => return Ok(true),
+                Confirmation::No => return Ok(false),
+                Confirmation::Again => {
+                    prompt = "Please type 'yes', 'no' or the fingerprint: ".into();
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// How often the host key question is repeated after answers that are neither yes nor no.
+const HOST_KEY_QUESTIONS: usize = 5;
+
+/// The key type as `ssh` names it in messages (`ED25519`, `RSA`, `ECDSA`).
+fn key_type_name(key: &PublicKey) -> String {
+    use russh::keys::Algorithm;
+    match key.algorithm() {
+        Algorithm::Ed25519 => "ED25519".into(),
+        Algorithm::Rsa { .. } => "RSA".into(),
+        Algorithm::Ecdsa { .. } => "ECDSA".into(),
+        Algorithm::Dsa => "DSA".into(),
+        other => other.as_str().to_uppercase(),
     }
 }
 
@@ -535,7 +664,7 @@ impl client::Handler for HopHandler {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        self.verify(key).map_err(HandlerError::HostKey)?;
+        self.verify(key).await.map_err(HandlerError::HostKey)?;
         Ok(true)
     }
 
@@ -570,15 +699,31 @@ async fn authenticate(
     session: Unauthenticated,
     hop: &Hop,
     opts: &ConnectOptions,
+    clock: &PromptClock,
 ) -> Result<HopSession, HopError> {
     let Unauthenticated {
         mut handle,
         label,
         open_failures,
     } = session;
-    let how = tokio::time::timeout(AUTH_TIMEOUT, try_methods(&mut handle, hop, opts))
+    let ctx = AuthContext {
+        observer: &opts.observer,
+        prompts: opts.prompts.as_ref(),
+        clock,
+        agent: agent_socket(hop, opts),
+    };
+    let how = clock
+        .limit(
+            AUTH_TIMEOUT,
+            crate::auth::authenticate(&mut handle, hop, &ctx),
+        )
         .await
-        .map_err(|_| HopError::Ssh(format!("authentication took more than {AUTH_TIMEOUT:?}")))??;
+        .ok_or_else(|| {
+            HopError::Ssh(format!(
+                "authentication took more than {} s",
+                AUTH_TIMEOUT.as_secs()
+            ))
+        })??;
     debug!(hop = %label, %how, "authenticated");
     opts.observer.emit(Event::Authenticated {
         hop: label.clone(),
@@ -591,21 +736,8 @@ async fn authenticate(
     })
 }
 
-fn method_names(methods: &russh::MethodSet) -> String {
-    methods
-        .iter()
-        .map(|m| match m {
-            MethodKind::None => "none",
-            MethodKind::Password => "password",
-            MethodKind::PublicKey => "publickey",
-            MethodKind::HostBased => "hostbased",
-            MethodKind::KeyboardInteractive => "keyboard-interactive",
-            _ => "other",
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
+/// ssh-agent's socket for this hop: `IdentityAgent` (a path, `none`, `SSH_AUTH_SOCK`), else
+/// the caller's choice.
 fn agent_socket(hop: &Hop, opts: &ConnectOptions) -> Option<PathBuf> {
     match hop.config.identity_agent.as_deref() {
         Some("none") => return None,
@@ -619,180 +751,6 @@ fn agent_socket(hop: &Hop, opts: &ConnectOptions) -> Option<PathBuf> {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
     }
-}
-
-/// The public halves of the configured identity files (for IdentitiesOnly), best effort.
-fn configured_public_keys(hop: &Hop) -> Vec<PublicKey> {
-    let mut keys = Vec::new();
-    for f in &hop.config.identity_files {
-        let mut pubpath = f.path.clone().into_os_string();
-        pubpath.push(".pub");
-        if let Ok(k) = russh::keys::load_public_key(PathBuf::from(pubpath)) {
-            keys.push(k);
-        } else if let Ok(k) = russh::keys::load_secret_key(&f.path, None) {
-            keys.push(k.public_key().clone());
-        }
-    }
-    keys
-}
-
-async fn rsa_hash(
-    handle: &Handle<HopHandler>,
-    key: &PublicKey,
-    cache: &mut Option<Option<HashAlg>>,
-) -> Option<HashAlg> {
-    if !key.algorithm().is_rsa() {
-        return None;
-    }
-    if let Some(h) = cache {
-        return *h;
-    }
-    let h = handle
-        .best_supported_rsa_hash()
-        .await
-        .ok()
-        .flatten()
-        .flatten();
-    *cache = Some(h);
-    h
-}
-
-async fn try_methods(
-    handle: &mut Handle<HopHandler>,
-    hop: &Hop,
-    opts: &ConnectOptions,
-) -> Result<String, HopError> {
-    let user = hop.config.user.clone();
-    let mut tried: Vec<String> = Vec::new();
-    let mut server_methods: Option<String> = None;
-    let mut offered: Vec<PublicKey> = Vec::new();
-    let mut rsa_cache = None;
-
-    if let Some(sock) = agent_socket(hop, opts) {
-        match AgentClient::connect_uds(&sock).await {
-            Ok(mut agent) => match agent.request_identities().await {
-                Ok(ids) => {
-                    let allowed = hop
-                        .config
-                        .identities_only
-                        .then(|| configured_public_keys(hop));
-                    for id in ids {
-                        let AgentIdentity::PublicKey { key, comment } = id else {
-                            continue;
-                        };
-                        if let Some(allowed) = &allowed
-                            && !allowed.iter().any(|k| k.key_data() == key.key_data())
-                        {
-                            continue;
-                        }
-                        let hash = rsa_hash(handle, &key, &mut rsa_cache).await;
-                        let what = format!(
-                            "publickey {} from ssh-agent{}",
-                            known_hosts::fingerprint(&key),
-                            if comment.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" ({comment})")
-                            }
-                        );
-                        offered.push(key.clone());
-                        match handle
-                            .authenticate_publickey_with(&user, key, hash, &mut agent)
-                            .await
-                        {
-                            Ok(AuthResult::Success) => return Ok(format!("{user} ({what})")),
-                            Ok(AuthResult::Failure {
-                                remaining_methods, ..
-                            }) => {
-                                server_methods = Some(method_names(&remaining_methods));
-                                tried.push(what);
-                            }
-                            Err(e) => tried.push(format!("{what}: agent failed: {e}")),
-                        }
-                    }
-                }
-                Err(e) => {
-                    opts.observer.emit(Event::Warning(format!(
-                        "{}: ssh-agent at {} did not list keys: {e}",
-                        hop.label(),
-                        sock.display()
-                    )));
-                }
-            },
-            Err(e) => {
-                debug!(hop = %hop.label(), "no ssh-agent at {}: {e}", sock.display());
-            }
-        }
-    }
-
-    for file in &hop.config.identity_files {
-        let path = &file.path;
-        if !path.exists() {
-            if file.explicit {
-                let msg = format!("{} (no such file)", path.display());
-                opts.observer.emit(Event::Warning(format!(
-                    "{}: identity file {msg}",
-                    hop.label()
-                )));
-                tried.push(msg);
-            }
-            continue;
-        }
-        let key = match russh::keys::load_secret_key(path, None) {
-            Ok(key) => key,
-            Err(russh::keys::Error::KeyIsEncrypted) => {
-                tried.push(format!(
-                    "{} (encrypted: pgtunnel cannot ask for its passphrase yet; add it to \
-                     ssh-agent with `ssh-add {}`)",
-                    path.display(),
-                    path.display()
-                ));
-                continue;
-            }
-            Err(e) => {
-                let msg = format!("{} (unreadable: {e})", path.display());
-                opts.observer.emit(Event::Warning(format!(
-                    "{}: cannot use key {msg}",
-                    hop.label()
-                )));
-                tried.push(msg);
-                continue;
-            }
-        };
-        if offered
-            .iter()
-            .any(|k| k.key_data() == key.public_key().key_data())
-        {
-            continue;
-        }
-        offered.push(key.public_key().clone());
-        let hash = rsa_hash(handle, key.public_key(), &mut rsa_cache).await;
-        let what = format!("publickey {}", path.display());
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
-        match handle.authenticate_publickey(&user, key).await {
-            Ok(AuthResult::Success) => return Ok(format!("{user} ({what})")),
-            Ok(AuthResult::Failure {
-                remaining_methods, ..
-            }) => {
-                server_methods = Some(method_names(&remaining_methods));
-                tried.push(what);
-            }
-            Err(e) => {
-                warn!(hop = %hop.label(), "publickey {}: {e}", path.display());
-                tried.push(format!("{what}: {e}"));
-            }
-        }
-    }
-
-    Err(HopError::Auth {
-        user,
-        tried: if tried.is_empty() {
-            "nothing: no ssh-agent keys and no identity files".into()
-        } else {
-            tried.join(", ")
-        },
-        server_methods,
-    })
 }
 
 /// A hop's byte stream through a `ProxyCommand`: the command's stdout is what the server

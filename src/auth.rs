@@ -1,0 +1,1037 @@
+//! User authentication on one hop, as OpenSSH's `ssh` does it (sshconnect2.c):
+//!
+//! - a `none` request first, to learn the methods the server accepts;
+//! - then, in OpenSSH's default order, `publickey`, `keyboard-interactive`, `password`, each
+//!   only if the server lists it and the config enables it (`PubkeyAuthentication`,
+//!   `KbdInteractiveAuthentication`, `PasswordAuthentication`); after a partial success
+//!   (`AuthenticationMethods a,b` on the server) the methods start over;
+//! - identities in `pubkey_prepare()`'s order: `CertificateFile` certificates, ssh-agent keys
+//!   that are also configured, the other agent keys (not with `IdentitiesOnly yes`), then the
+//!   configured (or default) identity files not in the agent, each followed by its
+//!   `<file>-cert.pub` when no `CertificateFile` is set;
+//! - every key is first offered without a signature; a key file's private half is read (and
+//!   its passphrase asked for) only when the server would accept it;
+//! - RSA signatures are rsa-sha2-512/256, never SHA-1 `ssh-rsa`.
+//!
+//! Questions go through [`crate::prompt::Prompts`]; without one, encrypted keys, passwords and
+//! keyboard-interactive are skipped and the failure says so.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::MethodKind;
+use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::signature::Signer as _;
+use russh::keys::ssh_encoding::Encode;
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::ssh_key::private::KeypairData;
+use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
+use tokio::net::UnixStream;
+use tracing::debug;
+
+use crate::chain::Hop;
+use crate::config::known_hosts;
+use crate::error::HopError;
+use crate::event::{Event, Observer};
+use crate::prompt::{PromptClock, PromptError, PromptKind, PromptRequest, Prompts};
+
+/// OpenSSH's `NumberOfPasswordPrompts` default: passphrase tries per key, password and
+/// keyboard-interactive attempts.
+pub const PASSWORD_PROMPTS: usize = 3;
+/// Keyboard-interactive rounds (INFO_REQUESTs) accepted within one attempt.
+const MAX_INFO_REQUESTS: usize = 16;
+/// Authentication requests sent on one hop, all methods together.
+const MAX_REQUESTS: usize = 256;
+
+/// What authentication needs besides the hop.
+pub(crate) struct AuthContext<'a> {
+    pub observer: &'a Observer,
+    pub prompts: Option<&'a Prompts>,
+    pub clock: &'a PromptClock,
+    pub agent: Option<PathBuf>,
+}
+
+/// What is offered: a plain key or a certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Offer {
+    Key(PublicKey),
+    Cert(Box<Certificate>),
+}
+
+impl Offer {
+    fn public(&self) -> PublicKey {
+        match self {
+            Offer::Key(k) => k.clone(),
+            Offer::Cert(c) => PublicKey::from(c.public_key().clone()),
+        }
+    }
+
+    /// OpenSSH's `sshkey_equal`: same kind, same key (same certificate).
+    fn same(&self, other: &Offer) -> bool {
+        match (self, other) {
+            (Offer::Key(a), Offer::Key(b)) => a.key_data() == b.key_data(),
+            (Offer::Cert(a), Offer::Cert(b)) => a.to_bytes().ok() == b.to_bytes().ok(),
+            _ => false,
+        }
+    }
+}
+
+/// Who signs for an identity.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SignWith {
+    /// ssh-agent holds the private key.
+    Agent,
+    /// This private key file (read, and its passphrase asked for, when needed).
+    File(PathBuf),
+}
+
+/// One identity to try, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Identity {
+    /// What is offered; `None` for a key file whose public half cannot be read without its
+    /// passphrase (it is then read before it is offered, as OpenSSH does).
+    pub offer: Option<Offer>,
+    pub sign: SignWith,
+    /// For messages: the file, or the agent key's comment.
+    pub name: String,
+}
+
+/// An identity file (or its certificate) from the configuration, with what could be read of it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FileIdentity {
+    pub path: PathBuf,
+    pub offer: Option<Offer>,
+}
+
+/// OpenSSH's `pubkey_prepare()` order (pure): `certs` (CertificateFile, with the private key
+/// file that goes with each), agent identities that are also in `files` (in the agent's
+/// order), the other agent identities unless `identities_only`, then the rest of `files`.
+pub(crate) fn order_identities(
+    certs: Vec<(Certificate, PathBuf, Option<PathBuf>)>,
+    agent: Vec<(Offer, String)>,
+    files: Vec<FileIdentity>,
+    identities_only: bool,
+) -> Vec<Identity> {
+    let agent_publics: Vec<PublicKey> = agent.iter().map(|(o, _)| o.public()).collect();
+    let mut out = Vec::new();
+    for (cert, path, private) in certs {
+        let public = PublicKey::from(cert.public_key().clone());
+        let in_agent = agent_publics
+            .iter()
+            .any(|k| k.key_data() == public.key_data());
+        let file_with_key = files
+            .iter()
+            .find(|f| matches!(&f.offer, Some(Offer::Key(k)) if k.key_data() == public.key_data()))
+            .map(|f| f.path.clone());
+        let sign = if in_agent {
+            SignWith::Agent
+        } else if let Some(p) = file_with_key.or(private) {
+            SignWith::File(p)
+        } else {
+            continue;
+        };
+        out.push(Identity {
+            offer: Some(Offer::Cert(Box::new(cert))),
+            sign,
+            name: path.display().to_string(),
+        });
+    }
+    let mut files: Vec<Option<FileIdentity>> = files.into_iter().map(Some).collect();
+    let mut others = Vec::new();
+    for (offer, comment) in agent {
+        let found = files.iter_mut().find(|f| {
+            f.as_ref()
+                .and_then(|f| f.offer.as_ref())
+                .is_some_and(|o| o.same(&offer))
+        });
+        if let Some(slot) = found
+            && let Some(f) = slot.take()
+        {
+            out.push(Identity {
+                offer: Some(offer),
+                sign: SignWith::Agent,
+                name: f.path.display().to_string(),
+            });
+        } else if !identities_only {
+            others.push(Identity {
+                offer: Some(offer),
+                sign: SignWith::Agent,
+                name: comment,
+            });
+        }
+    }
+    out.extend(others);
+    for f in files.into_iter().flatten() {
+        // A certificate's signature comes from its key file: the path minus "-cert.pub".
+        let sign = SignWith::File(f.path.clone());
+        out.push(Identity {
+            name: f.path.display().to_string(),
+            offer: f.offer,
+            sign,
+        });
+    }
+    out
+}
+
+/// The public half of a key file, as `sshkey_load_public()` finds it: from the file itself
+/// (an OpenSSH-format private key carries its public key in the clear, even when encrypted;
+/// or an unencrypted key of another format), else from `<file>.pub`.
+pub(crate) fn read_public(path: &Path) -> Option<PublicKey> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(k) = PrivateKey::from_openssh(text.as_bytes()) {
+            return Some(k.public_key().clone());
+        }
+        if let Ok(k) = PublicKey::from_openssh(text.trim()) {
+            return Some(k);
+        }
+        if let Ok(k) = russh::keys::decode_secret_key(&text, None) {
+            return Some(k.public_key().clone());
+        }
+    }
+    let mut pubpath = path.as_os_str().to_owned();
+    pubpath.push(".pub");
+    russh::keys::load_public_key(PathBuf::from(pubpath)).ok()
+}
+
+/// A user certificate from `path` (`None` if absent, unreadable or not a user certificate).
+pub(crate) fn read_user_cert(path: &Path) -> Option<Certificate> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let cert = Certificate::from_openssh(text.trim()).ok()?;
+    (cert.cert_type() == CertType::User).then_some(cert)
+}
+
+/// `<key>-cert` or `<key>-cert.pub`, as ssh loads next to each identity file.
+fn companion_cert(key: &Path) -> Option<(PathBuf, Certificate)> {
+    for suffix in ["-cert", "-cert.pub"] {
+        let mut p = key.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if let Some(c) = read_user_cert(&p) {
+            return Some((p, c));
+        }
+    }
+    None
+}
+
+/// The key file that goes with a certificate file: `x-cert.pub` -> `x`, `x.pub` -> `x`.
+fn key_for_cert(cert: &Path) -> Option<PathBuf> {
+    let s = cert.to_str()?;
+    let base = s
+        .strip_suffix("-cert.pub")
+        .or_else(|| s.strip_suffix("-cert"))
+        .or_else(|| s.strip_suffix(".pub"))?;
+    let p = PathBuf::from(base);
+    p.exists().then_some(p)
+}
+
+fn method_names(methods: &[MethodKind]) -> String {
+    methods
+        .iter()
+        .map(|m| match m {
+            MethodKind::None => "none",
+            MethodKind::Password => "password",
+            MethodKind::PublicKey => "publickey",
+            MethodKind::HostBased => "hostbased",
+            MethodKind::KeyboardInteractive => "keyboard-interactive",
+            _ => "other",
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Why a key file's private half could not be used.
+enum LoadFailure {
+    /// Encrypted and nobody to ask.
+    Encrypted,
+    /// The user gave no passphrase (empty answer, cancelled).
+    NoPassphrase,
+    /// Every passphrase tried was wrong.
+    WrongPassphrase,
+    /// Unreadable, or asking failed.
+    Other(String),
+}
+
+/// A signer for one identity: ssh-agent, or a key file read on first use.
+struct IdentitySigner<'a, 'c> {
+    agent: Option<&'a mut AgentClient<UnixStream>>,
+    file: Option<PathBuf>,
+    loaded: Option<Arc<PrivateKey>>,
+    hop: &'a Hop,
+    ctx: &'a AuthContext<'c>,
+    failure: Option<LoadFailure>,
+}
+
+#[derive(Debug)]
+enum SignError {
+    Send,
+    Failed(String),
+}
+
+impl From<russh::SendError> for SignError {
+    fn from(_: russh::SendError) -> Self {
+        SignError::Send
+    }
+}
+
+/// Signs `data` with `key` and appends the signature blob as an SSH string, as an agent's
+/// answer is appended.
+fn sign_appended(
+    key: &PrivateKey,
+    hash: Option<HashAlg>,
+    mut data: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let signature = match key.key_data() {
+        KeypairData::Rsa(rsa) => (rsa, Some(hash.unwrap_or(HashAlg::Sha512))).try_sign(&data),
+        other => other.try_sign(&data),
+    }
+    .map_err(|e| format!("signing failed: {e}"))?;
+    let blob = signature
+        .encode_vec()
+        .map_err(|e| format!("signing failed: {e}"))?;
+    blob.as_slice()
+        .encode(&mut data)
+        .map_err(|e| format!("signing failed: {e}"))?;
+    Ok(data)
+}
+
+impl IdentitySigner<'_, '_> {
+    async fn private_key(&mut self) -> Result<Arc<PrivateKey>, SignError> {
+        if let Some(k) = &self.loaded {
+            return Ok(k.clone());
+        }
+        let Some(path) = self.file.clone() else {
+            return Err(SignError::Failed("no private key".into()));
+        };
+        match load_private(&path, self.hop, self.ctx).await {
+            Ok(k) => {
+                let k = Arc::new(k);
+                self.loaded = Some(k.clone());
+                Ok(k)
+            }
+            Err(f) => {
+                self.failure = Some(f);
+                Err(SignError::Failed("key not loaded".into()))
+            }
+        }
+    }
+}
+
+impl russh::Signer for IdentitySigner<'_, '_> {
+    type Error = SignError;
+
+    #[allow(clippy::manual_async_fn)]
+    fn auth_sign(
+        &mut self,
+        identity: &AgentIdentity,
+        hash_alg: Option<HashAlg>,
+        to_sign: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, Self::Error>> + Send {
+        let public = match identity {
+            AgentIdentity::PublicKey { key, .. } => key.clone(),
+            AgentIdentity::Certificate { certificate, .. } => {
+                PublicKey::from(certificate.public_key().clone())
+            }
+        };
+        async move {
+            if let Some(agent) = self.agent.as_deref_mut() {
+                // Ask for the plain key: the agent holds it for a certificate too.
+                let id = AgentIdentity::PublicKey {
+                    key: public,
+                    comment: String::new(),
+                };
+                return agent
+                    .sign_request(&id, hash_alg, to_sign)
+                    .await
+                    .map_err(|e| SignError::Failed(format!("ssh-agent: {e}")));
+            }
+            let key = self.private_key().await?;
+            if key.public_key().key_data() != public.key_data() {
+                return Err(SignError::Failed(
+                    "the private key does not match the public key".into(),
+                ));
+            }
+            sign_appended(&key, hash_alg, to_sign).map_err(SignError::Failed)
+        }
+    }
+}
+
+/// OpenSSH's `load_identity_file()`: the key as is, else up to [`PASSWORD_PROMPTS`]
+/// passphrases (`Enter passphrase for key '<path>': `); an empty answer skips the key.
+async fn load_private(
+    path: &Path,
+    hop: &Hop,
+    ctx: &AuthContext<'_>,
+) -> Result<PrivateKey, LoadFailure> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| LoadFailure::Other(e.to_string()))?,
+    );
+    match russh::keys::decode_secret_key(&text, None) {
+        Ok(k) => return Ok(k),
+        Err(russh::keys::Error::KeyIsEncrypted) => {}
+        Err(e) => {
+            // OpenSSH-format keys say whether they are encrypted without a passphrase.
+            let encrypted = PrivateKey::from_openssh(text.as_bytes())
+                .map(|k| k.is_encrypted())
+                .unwrap_or(false);
+            if !encrypted {
+                return Err(LoadFailure::Other(e.to_string()));
+            }
+        }
+    }
+    let Some(prompts) = ctx.prompts else {
+        return Err(LoadFailure::Encrypted);
+    };
+    for _ in 0..PASSWORD_PROMPTS {
+        let request = PromptRequest {
+            hop: hop.label(),
+            kind: PromptKind::Passphrase,
+            preamble: Vec::new(),
+            prompt: format!("Enter passphrase for key '{}': ", path.display()),
+            echo: false,
+        };
+        let answer = match prompts.ask(request, ctx.clock).await {
+            Ok(a) => a,
+            Err(PromptError::Unavailable) => return Err(LoadFailure::Encrypted),
+            Err(PromptError::Cancelled) => return Err(LoadFailure::NoPassphrase),
+            Err(PromptError::Failed(e)) => return Err(LoadFailure::Other(e)),
+        };
+        if answer.is_empty() {
+            return Err(LoadFailure::NoPassphrase);
+        }
+        if let Ok(k) = russh::keys::decode_secret_key(&text, Some(answer.as_str())) {
+            return Ok(k);
+        }
+        debug!(hop = %hop.label(), "bad passphrase for {}", path.display());
+    }
+    Err(LoadFailure::WrongPassphrase)
+}
+
+fn describe_load_failure(path: &Path, f: &LoadFailure) -> String {
+    match f {
+        LoadFailure::Encrypted => format!(
+            "{} (encrypted, and there is no terminal or SSH_ASKPASS to ask for its passphrase; \
+             add it to ssh-agent with `ssh-add {}`)",
+            path.display(),
+            path.display()
+        ),
+        LoadFailure::NoPassphrase => format!("{} (encrypted; no passphrase given)", path.display()),
+        LoadFailure::WrongPassphrase => format!(
+            "{} (encrypted; wrong passphrase {PASSWORD_PROMPTS} times)",
+            path.display()
+        ),
+        LoadFailure::Other(e) => format!("{} (unusable: {e})", path.display()),
+    }
+}
+
+/// Collects what was tried, for the error.
+struct Attempts {
+    tried: Vec<String>,
+    server_methods: Option<String>,
+}
+
+impl Attempts {
+    fn failed(&mut self, what: String, result: &AuthResult) -> Option<bool> {
+        match result {
+            AuthResult::Success => None,
+            AuthResult::Failure {
+                remaining_methods,
+                partial_success,
+            } => {
+                self.server_methods = Some(method_names(remaining_methods));
+                if *partial_success {
+                    self.tried
+                        .push(format!("{what} (accepted; more is required)"));
+                } else {
+                    self.tried.push(what);
+                }
+                Some(*partial_success)
+            }
+        }
+    }
+}
+
+/// Authenticates on `handle`; returns how ("joe (publickey /home/joe/.ssh/id_ed25519)").
+pub(crate) async fn authenticate<H: client::Handler>(
+    handle: &mut Handle<H>,
+    hop: &Hop,
+    ctx: &AuthContext<'_>,
+) -> Result<String, HopError> {
+    let label = hop.label();
+    let user = hop.config.user.clone();
+    let mut log = Attempts {
+        tried: Vec::new(),
+        server_methods: None,
+    };
+    let mut methods: Vec<MethodKind> = match handle.authenticate_none(&user).await {
+        Ok(AuthResult::Success) => return Ok(format!("{user} (no authentication required)")),
+        Ok(AuthResult::Failure {
+            remaining_methods, ..
+        }) => remaining_methods.to_vec(),
+        Err(e) => return Err(HopError::Ssh(format!("authentication: {e}"))),
+    };
+    log.server_methods = Some(method_names(&methods));
+
+    let mut agent = match &ctx.agent {
+        Some(sock) => match AgentClient::connect_uds(sock).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                debug!(hop = %label, "no ssh-agent at {}: {e}", sock.display());
+                None
+            }
+        },
+        None => None,
+    };
+    let identities = if hop.config.pubkey_authentication {
+        prepare_identities(hop, agent.as_mut(), ctx, &mut log).await
+    } else {
+        Vec::new()
+    };
+
+    let mut next_key = 0usize;
+    let mut kbd_attempts = 0usize;
+    let mut kbd_done = false;
+    let mut password_attempts = 0usize;
+    let mut password_done = false;
+    let mut rsa_hash: Option<Option<Option<HashAlg>>> = None;
+    let nobody = ctx.prompts.is_none();
+    let mut accepted: Vec<String> = Vec::new();
+
+    for _ in 0..MAX_REQUESTS {
+        let pubkey = hop.config.pubkey_authentication
+            && methods.contains(&MethodKind::PublicKey)
+            && next_key < identities.len();
+        let kbd = hop.config.kbd_interactive_authentication
+            && methods.contains(&MethodKind::KeyboardInteractive)
+            && !kbd_done
+            && !nobody;
+        let password = hop.config.password_authentication
+            && methods.contains(&MethodKind::Password)
+            && !password_done
+            && !nobody;
+        let (what, result) = if pubkey {
+            let id = &identities[next_key];
+            next_key += 1;
+            match try_identity(handle, &user, id, agent.as_mut(), hop, ctx, &mut rsa_hash).await {
+                Tried::Result(what, result) => (what, result),
+                Tried::Skipped(note) => {
+                    log.tried.push(note);
+                    continue;
+                }
+            }
+        } else if kbd {
+            kbd_attempts += 1;
+            if kbd_attempts >= PASSWORD_PROMPTS {
+                kbd_done = true;
+            }
+            match keyboard_interactive(handle, &user, hop, ctx).await? {
+                Kbd::Result(result) => ("keyboard-interactive".to_string(), result),
+                Kbd::NoQuestions(result) => {
+                    // OpenSSH does not try again after an attempt without questions.
+                    kbd_done = true;
+                    ("keyboard-interactive".to_string(), result)
+                }
+                Kbd::Unanswered(result) => {
+                    kbd_done = true;
+                    ("keyboard-interactive (unanswered)".to_string(), result)
+                }
+            }
+        } else if password {
+            password_attempts += 1;
+            if password_attempts >= PASSWORD_PROMPTS {
+                password_done = true;
+            }
+            match password_attempt(handle, &user, password_attempts, hop, ctx).await? {
+                Some(result) => ("password".to_string(), result),
+                None => {
+                    password_done = true;
+                    log.tried.push("password (no answer)".into());
+                    continue;
+                }
+            }
+        } else {
+            break;
+        };
+        match log.failed(what.clone(), &result) {
+            None => {
+                accepted.push(what);
+                return Ok(format!("{user} ({})", accepted.join(" + ")));
+            }
+            Some(partial) => {
+                if let Some(m) = &log.server_methods {
+                    methods = parse_methods(m);
+                }
+                if partial {
+                    accepted.push(what);
+                    // pubkey_reset(): after a partial success every key may be tried again.
+                    next_key = 0;
+                    kbd_done = false;
+                    kbd_attempts = 0;
+                    password_done = false;
+                    password_attempts = 0;
+                }
+            }
+        }
+    }
+    let mut not_tried = Vec::new();
+    for (kind, option, on) in [
+        (
+            MethodKind::PublicKey,
+            "PubkeyAuthentication",
+            hop.config.pubkey_authentication,
+        ),
+        (
+            MethodKind::KeyboardInteractive,
+            "KbdInteractiveAuthentication",
+            hop.config.kbd_interactive_authentication,
+        ),
+        (
+            MethodKind::Password,
+            "PasswordAuthentication",
+            hop.config.password_authentication,
+        ),
+    ] {
+        if !methods.contains(&kind) {
+            continue;
+        }
+        let name = method_names(&[kind]);
+        if !on {
+            not_tried.push(format!("{name} ({option} no)"));
+        } else if nobody && kind != MethodKind::PublicKey {
+            not_tried.push(format!("{name} (no terminal or SSH_ASKPASS to ask)"));
+        }
+    }
+    if !not_tried.is_empty() {
+        log.tried
+            .push(format!("not tried: {}", not_tried.join(", ")));
+    }
+    Err(HopError::Auth {
+        user,
+        tried: if log.tried.is_empty() {
+            "nothing: no ssh-agent keys, no identity files".into()
+        } else {
+            log.tried.join(", ")
+        },
+        server_methods: log.server_methods,
+    })
+}
+
+fn parse_methods(names: &str) -> Vec<MethodKind> {
+    names
+        .split(',')
+        .filter_map(|n| match n {
+            "password" => Some(MethodKind::Password),
+            "publickey" => Some(MethodKind::PublicKey),
+            "keyboard-interactive" => Some(MethodKind::KeyboardInteractive),
+            "hostbased" => Some(MethodKind::HostBased),
+            "none" => Some(MethodKind::None),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn prepare_identities(
+    hop: &Hop,
+    agent: Option<&mut AgentClient<UnixStream>>,
+    ctx: &AuthContext<'_>,
+    log: &mut Attempts,
+) -> Vec<Identity> {
+    let label = hop.label();
+    let mut files = Vec::new();
+    for f in &hop.config.identity_files {
+        if !f.path.exists() {
+            if f.explicit {
+                let msg = format!("{} (no such file)", f.path.display());
+                ctx.observer
+                    .emit(Event::Warning(format!("{label}: identity file {msg}")));
+                log.tried.push(msg);
+            }
+            continue;
+        }
+        files.push(FileIdentity {
+            path: f.path.clone(),
+            offer: read_public(&f.path).map(Offer::Key),
+        });
+        if hop.config.certificate_files.is_empty()
+            && let Some((_, cert)) = companion_cert(&f.path)
+        {
+            files.push(FileIdentity {
+                path: f.path.clone(),
+                offer: Some(Offer::Cert(Box::new(cert))),
+            });
+        }
+    }
+    let mut certs = Vec::new();
+    for path in &hop.config.certificate_files {
+        match read_user_cert(path) {
+            Some(cert) => {
+                let private = key_for_cert(path);
+                certs.push((cert, path.clone(), private));
+            }
+            None => {
+                let msg = format!("{} (not a readable user certificate)", path.display());
+                ctx.observer
+                    .emit(Event::Warning(format!("{label}: certificate file {msg}")));
+                log.tried.push(msg);
+            }
+        }
+    }
+    let mut agent_ids = Vec::new();
+    if let Some(agent) = agent {
+        match agent.request_identities().await {
+            Ok(ids) => {
+                for id in ids {
+                    match id {
+                        AgentIdentity::PublicKey { key, comment } => {
+                            agent_ids.push((Offer::Key(key), comment))
+                        }
+                        AgentIdentity::Certificate {
+                            certificate,
+                            comment,
+                        } => {
+                            if certificate.cert_type() == CertType::User {
+                                agent_ids.push((Offer::Cert(Box::new(certificate)), comment))
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => ctx.observer.emit(Event::Warning(format!(
+                "{label}: ssh-agent did not list its keys: {e}"
+            ))),
+        }
+    }
+    order_identities(certs, agent_ids, files, hop.config.identities_only)
+}
+
+enum Tried {
+    Result(String, AuthResult),
+    Skipped(String),
+}
+
+async fn try_identity<H: client::Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    id: &Identity,
+    agent: Option<&mut AgentClient<UnixStream>>,
+    hop: &Hop,
+    ctx: &AuthContext<'_>,
+    rsa_cache: &mut Option<Option<Option<HashAlg>>>,
+) -> Tried {
+    let (agent, file) = match &id.sign {
+        SignWith::Agent => match agent {
+            Some(a) => (Some(a), None),
+            None => return Tried::Skipped(format!("{} (ssh-agent gone)", id.name)),
+        },
+        SignWith::File(p) => (None, Some(p.clone())),
+    };
+    let mut signer = IdentitySigner {
+        agent,
+        file,
+        loaded: None,
+        hop,
+        ctx,
+        failure: None,
+    };
+    // A key file whose public half needs the passphrase: read it first.
+    let offer = match &id.offer {
+        Some(o) => o.clone(),
+        None => match signer.private_key().await {
+            Ok(k) => Offer::Key(k.public_key().clone()),
+            Err(_) => {
+                let f = signer
+                    .failure
+                    .take()
+                    .unwrap_or(LoadFailure::Other("?".into()));
+                return Tried::Skipped(describe_load_failure(Path::new(&id.name), &f));
+            }
+        },
+    };
+    let public = offer.public();
+    let hash = if public.algorithm().is_rsa() {
+        if rsa_cache.is_none() {
+            *rsa_cache = Some(handle.best_supported_rsa_hash().await.ok().flatten());
+        }
+        match (*rsa_cache).flatten() {
+            // The server lists signature algorithms but no rsa-sha2: it wants SHA-1, which
+            // OpenSSH refuses too.
+            Some(None) => {
+                return Tried::Skipped(format!(
+                    "{} (RSA: the server accepts only ssh-rsa SHA-1 signatures)",
+                    id.name
+                ));
+            }
+            Some(Some(h)) => Some(h),
+            None => Some(HashAlg::Sha512),
+        }
+    } else {
+        None
+    };
+    let fp = known_hosts::fingerprint(&public);
+    let what = match (&offer, &id.sign) {
+        (Offer::Cert(_), SignWith::Agent) => {
+            format!("publickey certificate {} via ssh-agent", id.name)
+        }
+        (Offer::Cert(_), SignWith::File(_)) => format!("publickey certificate {}", id.name),
+        (Offer::Key(_), SignWith::Agent) => format!("publickey {fp} from ssh-agent ({})", id.name),
+        (Offer::Key(_), SignWith::File(p)) => format!("publickey {}", p.display()),
+    };
+    let result = match offer {
+        Offer::Key(key) => {
+            handle
+                .authenticate_publickey_with(user, key, hash, &mut signer)
+                .await
+        }
+        Offer::Cert(cert) => {
+            handle
+                .authenticate_certificate_with(user, *cert, hash, &mut signer)
+                .await
+        }
+    };
+    match result {
+        Ok(r) => Tried::Result(what, r),
+        Err(SignError::Send) => Tried::Skipped(format!("{what} (the session ended)")),
+        Err(SignError::Failed(e)) => match signer.failure.take() {
+            Some(f) => Tried::Skipped(describe_load_failure(
+                signer.file.as_deref().unwrap_or(Path::new(&id.name)),
+                &f,
+            )),
+            None => Tried::Skipped(format!("{what} ({e})")),
+        },
+    }
+}
+
+enum Kbd {
+    Result(AuthResult),
+    NoQuestions(AuthResult),
+    Unanswered(AuthResult),
+}
+
+fn host_for_prompts(hop: &Hop) -> String {
+    hop.config
+        .host_key_alias
+        .clone()
+        .unwrap_or_else(|| hop.config.host_name.clone())
+}
+
+async fn keyboard_interactive<H: client::Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    hop: &Hop,
+    ctx: &AuthContext<'_>,
+) -> Result<Kbd, HopError> {
+    let Some(prompts) = ctx.prompts else {
+        return Ok(Kbd::Unanswered(AuthResult::Failure {
+            remaining_methods: russh::MethodSet::empty(),
+            partial_success: false,
+        }));
+    };
+    let ssh = |e: russh::Error| HopError::Ssh(format!("keyboard-interactive: {e}"));
+    let mut reply = handle
+        .authenticate_keyboard_interactive_start(user, None)
+        .await
+        .map_err(ssh)?;
+    let mut seen = false;
+    let mut unanswered = false;
+    let host = host_for_prompts(hop);
+    for _ in 0..MAX_INFO_REQUESTS {
+        match reply {
+            KeyboardInteractiveAuthResponse::Success => {
+                return Ok(Kbd::Result(AuthResult::Success));
+            }
+            KeyboardInteractiveAuthResponse::Failure {
+                remaining_methods,
+                partial_success,
+            } => {
+                let r = AuthResult::Failure {
+                    remaining_methods,
+                    partial_success,
+                };
+                return Ok(if unanswered {
+                    Kbd::Unanswered(r)
+                } else if seen {
+                    Kbd::Result(r)
+                } else {
+                    Kbd::NoQuestions(r)
+                });
+            }
+            KeyboardInteractiveAuthResponse::InfoRequest {
+                name,
+                instructions,
+                prompts: questions,
+            } => {
+                seen = true;
+                let mut preamble = Vec::new();
+                for text in [&name, &instructions] {
+                    let t = crate::prompt::clean_server_text(text.trim_end());
+                    if !t.is_empty() {
+                        preamble.push(t);
+                    }
+                }
+                let mut responses = Vec::with_capacity(questions.len());
+                for (i, q) in questions.iter().enumerate() {
+                    if unanswered {
+                        responses.push(String::new());
+                        continue;
+                    }
+                    let request = PromptRequest {
+                        hop: hop.label(),
+                        kind: PromptKind::KeyboardInteractive,
+                        preamble: if i == 0 { preamble.clone() } else { Vec::new() },
+                        prompt: format!(
+                            "({user}@{host}) {}",
+                            crate::prompt::clean_server_text(&q.prompt)
+                        ),
+                        echo: q.echo,
+                    };
+                    match prompts.ask(request, ctx.clock).await {
+                        Ok(a) => responses.push(a.to_string()),
+                        Err(e) => {
+                            debug!(hop = %hop.label(), "keyboard-interactive: {e}");
+                            unanswered = true;
+                            responses.push(String::new());
+                        }
+                    }
+                }
+                // The session waits for exactly this many answers before anything else.
+                reply = handle
+                    .authenticate_keyboard_interactive_respond(responses)
+                    .await
+                    .map_err(ssh)?;
+            }
+        }
+    }
+    Err(HopError::Ssh(format!(
+        "keyboard-interactive: more than {MAX_INFO_REQUESTS} rounds of questions"
+    )))
+}
+
+async fn password_attempt<H: client::Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    attempt: usize,
+    hop: &Hop,
+    ctx: &AuthContext<'_>,
+) -> Result<Option<AuthResult>, HopError> {
+    let Some(prompts) = ctx.prompts else {
+        return Ok(None);
+    };
+    let request = PromptRequest {
+        hop: hop.label(),
+        kind: PromptKind::Password,
+        preamble: if attempt > 1 {
+            vec!["Permission denied, please try again.".into()]
+        } else {
+            Vec::new()
+        },
+        prompt: format!("{user}@{}'s password: ", host_for_prompts(hop)),
+        echo: false,
+    };
+    let answer = match prompts.ask(request, ctx.clock).await {
+        Ok(a) => a,
+        Err(e) => {
+            debug!(hop = %hop.label(), "password: {e}");
+            return Ok(None);
+        }
+    };
+    handle
+        .authenticate_password(user, answer.as_str())
+        .await
+        .map(Some)
+        .map_err(|e| HopError::Ssh(format!("password: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::Algorithm;
+
+    fn key() -> PublicKey {
+        PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .expect("key")
+            .public_key()
+            .clone()
+    }
+
+    fn file(path: &str, k: Option<&PublicKey>) -> FileIdentity {
+        FileIdentity {
+            path: PathBuf::from(path),
+            offer: k.cloned().map(Offer::Key),
+        }
+    }
+
+    fn names(ids: &[Identity]) -> Vec<(String, bool)> {
+        ids.iter()
+            .map(|i| (i.name.clone(), i.sign == SignWith::Agent))
+            .collect()
+    }
+
+    #[test]
+    fn order_is_pubkey_prepare() {
+        let (a, b, c, d) = (key(), key(), key(), key());
+        // Agent holds d (not configured) and b (configured, second file).
+        let agent = vec![
+            (Offer::Key(d.clone()), "d@agent".to_string()),
+            (Offer::Key(b.clone()), "b@agent".to_string()),
+        ];
+        let files = vec![
+            file("/k/a", Some(&a)),
+            file("/k/b", Some(&b)),
+            file("/k/c", Some(&c)),
+            file("/k/enc", None),
+        ];
+        let ids = order_identities(Vec::new(), agent.clone(), files.clone(), false);
+        assert_eq!(
+            names(&ids),
+            [
+                ("/k/b".to_string(), true),
+                ("d@agent".to_string(), true),
+                ("/k/a".to_string(), false),
+                ("/k/c".to_string(), false),
+                ("/k/enc".to_string(), false),
+            ]
+        );
+        // IdentitiesOnly: the agent's other keys are left out, configured ones still signed
+        // by the agent.
+        let ids = order_identities(Vec::new(), agent, files, true);
+        assert_eq!(
+            names(&ids),
+            [
+                ("/k/b".to_string(), true),
+                ("/k/a".to_string(), false),
+                ("/k/c".to_string(), false),
+                ("/k/enc".to_string(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn rsa_signatures_are_sha2() {
+        let k = PrivateKey::random(&mut rand::rng(), Algorithm::Rsa { hash: None }).expect("rsa");
+        for (hash, name) in [
+            (None, "rsa-sha2-512"),
+            (Some(HashAlg::Sha256), "rsa-sha2-256"),
+            (Some(HashAlg::Sha512), "rsa-sha2-512"),
+        ] {
+            let out = sign_appended(&k, hash, b"data".to_vec()).expect("sign");
+            assert!(out.starts_with(b"data"));
+            let blob = &out[4 + 4..];
+            let alg_len = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]) as usize;
+            assert_eq!(&blob[4..4 + alg_len], name.as_bytes());
+        }
+    }
+
+    #[test]
+    fn cert_files_go_with_their_keys() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("id");
+        std::fs::write(&key, "x").expect("write");
+        assert_eq!(
+            key_for_cert(&dir.path().join("id-cert.pub")),
+            Some(key.clone())
+        );
+        assert_eq!(key_for_cert(&dir.path().join("id.pub")), Some(key));
+        assert_eq!(key_for_cert(&dir.path().join("other-cert.pub")), None);
+    }
+}
