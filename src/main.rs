@@ -23,6 +23,8 @@ use pgtunnel::tunnel::{self, ConfigSource, Request};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
+mod terminal;
+
 /// Exit codes (also in README.md).
 mod exit {
     pub const INTERNAL: u8 = 1;
@@ -260,6 +262,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
         request,
         tunnel::local_env(),
         AgentSource::Environment,
+        true,
         &common,
         ready,
         None,
@@ -320,6 +323,8 @@ async fn run_demo(check: bool, common: Common) -> Result<ExitCode, Error> {
         request,
         env,
         AgentSource::Disabled,
+        // The demo's known_hosts and keys are complete: nothing to ask.
+        false,
         &common,
         ready,
         Some(after_ready),
@@ -339,6 +344,7 @@ async fn serve(
     request: Request,
     env: LocalEnv,
     agent: AgentSource,
+    ask: bool,
     common: &Common,
     ready_hint: impl Fn(SocketAddr) -> String,
     after_ready: Option<AfterReady>,
@@ -364,10 +370,24 @@ async fn serve(
     let progress = Progress::new(common.quiet);
     let opts = ConnectOptions {
         observer: progress.observer(),
+        prompts: if ask {
+            terminal::prompts(progress.bars.clone())
+        } else {
+            None
+        },
         agent,
         ..Default::default()
     };
-    let sessions = pgtunnel::session::connect_chain(&chain, &opts).await;
+    let sessions = tokio::select! {
+        s = pgtunnel::session::connect_chain(&chain, &opts) => s,
+        _ = tokio::signal::ctrl_c() => {
+            // A question may have turned echo off.
+            terminal::restore_terminal();
+            progress.finish();
+            eprintln!("pgtunnel: interrupted while connecting");
+            return Ok(ExitCode::from(130));
+        }
+    };
     progress.finish();
     let sessions = sessions?;
 

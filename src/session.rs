@@ -316,7 +316,7 @@ where
         hop.config.port,
         hop.config.host_key_alias.as_deref(),
     );
-    let preferred = host_key_preferences(&files, lookup.name());
+    let preferred = host_key_preferences(&files, &lookup);
     let open_failures = Arc::new(Mutex::new(None));
     let handler = HopHandler {
         label: label.clone(),
@@ -390,11 +390,20 @@ fn load_known_hosts(hop: &Hop, observer: &Observer) -> Result<Arc<Vec<KnownHosts
 /// in known_hosts first, so a host known by its RSA key is not reported as changed because the
 /// server prefers Ed25519; host certificates are asked for when a `@cert-authority` line
 /// applies to the host.
-fn host_key_preferences(files: &[KnownHostsFile], name: &str) -> russh::Preferred {
+fn host_key_preferences(
+    files: &[KnownHostsFile],
+    lookup: &known_hosts::HostKeyLookup,
+) -> russh::Preferred {
     let default = russh::Preferred::default();
+    let name = lookup.name();
     let key = known_hosts::order_host_key_algorithms(files, name, &default.key);
-    let certificates: Vec<russh::keys::Algorithm> = if known_hosts::has_cert_authority(files, name)
-    {
+    // A CA line for the port-less name vouches too (ssh retries certificates under it), and
+    // ssh asks for certificates first by default.
+    let ca = known_hosts::has_cert_authority(files, name)
+        || lookup
+            .fallback()
+            .is_some_and(|f| known_hosts::has_cert_authority(files, f));
+    let certificates: Vec<russh::keys::Algorithm> = if ca {
         key.iter()
             .filter(|a| !matches!(a, russh::keys::Algorithm::Rsa { hash: None }))
             .cloned()

@@ -510,6 +510,11 @@ impl HostKeyLookup {
         &self.name
     }
 
+    /// The port-less name retried when nothing is known under [`name`](Self::name).
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
     /// The name host certificates must list as a principal.
     pub fn principal(&self) -> &str {
         &self.principal

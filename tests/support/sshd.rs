@@ -48,7 +48,7 @@ fn require_sshd() {
     );
 }
 
-fn ssh_keygen(args: &[&str]) {
+pub fn ssh_keygen(args: &[&str]) {
     let out = Command::new("ssh-keygen")
         .args(args)
         .output()
@@ -62,6 +62,13 @@ fn ssh_keygen(args: &[&str]) {
 
 impl Sshd {
     pub fn start(opts: SshdOptions<'_>) -> Sshd {
+        Sshd::start_with(opts, "", &[])
+    }
+
+    /// Like [`Sshd::start`], with `prelude` lines before the defaults (sshd keeps the first
+    /// value of a keyword, so these override them) and sshd run through `wrapper` (a command
+    /// and its arguments, sshd's command line appended).
+    pub fn start_with(opts: SshdOptions<'_>, prelude: &str, wrapper: &[&str]) -> Sshd {
         require_sshd();
         let dir = tempfile::tempdir().expect("tempdir");
         let host_key = dir.path().join("host_ed25519");
@@ -108,7 +115,7 @@ impl Sshd {
             std::fs::write(
                 &config,
                 format!(
-                    "ListenAddress {listen}\nHostKey {key}\nPidFile none\n\
+                    "{prelude}\nListenAddress {listen}\nHostKey {key}\nPidFile none\n\
                      AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
                      PubkeyAuthentication yes\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
@@ -124,7 +131,15 @@ impl Sshd {
                 ),
             )
             .expect("write sshd_config");
-            let mut child = Command::new(SSHD)
+            let mut command = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(SSHD);
+                    c
+                }
+                None => Command::new(SSHD),
+            };
+            let mut child = command
                 .arg("-D")
                 .arg("-f")
                 .arg(&config)
