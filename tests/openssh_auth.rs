@@ -883,3 +883,96 @@ async fn keyboard_interactive_one_time_code_through_pam() {
         "{e}"
     );
 }
+
+/// The binary asks through `SSH_ASKPASS` (with `SSH_ASKPASS_REQUIRE=force`, as OpenSSH does)
+/// for an encrypted key's passphrase, with the hop's name in the question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_asks_for_a_passphrase_through_ssh_askpass() {
+    use tokio::io::AsyncBufReadExt;
+    let c = Case::new();
+    let echo = Echo::start().await;
+    let key = c.keygen("id_ed25519", "ed25519", PASSPHRASE);
+    let s = sshd(vec![public_of(&key)], &echo, "");
+    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    c.configure(
+        s.addr,
+        &format!(
+            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
+            key.display()
+        ),
+    );
+    let asked = c.path("asked.txt");
+    let askpass = c.write(
+        "askpass.sh",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\necho '{PASSPHRASE}'\n",
+            asked.display()
+        ),
+    );
+    chmod_x(&askpass);
+    let target = echo.addr.to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
+        .env_clear()
+        .env("HOME", c.dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .args([
+            "-F",
+            c.config.to_str().expect("utf-8"),
+            "--via",
+            "shell",
+            &target,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pgtunnel");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if line.starts_with("ready: ") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .expect("ready within 30 s");
+    let Some(ready) = ready else {
+        let out = child.wait_with_output().await.expect("wait");
+        panic!("pgtunnel exited: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let addr: SocketAddr = ready
+        .trim_start_matches("ready: ")
+        .split_whitespace()
+        .next()
+        .expect("address")
+        .parse()
+        .expect("socket address");
+    echo_round_trip(addr, 64 * 1024, 5).await;
+    let text = std::fs::read_to_string(&asked).expect("askpass was run");
+    assert_eq!(
+        text,
+        format!(
+            "hop 1 (shell, {}): Enter passphrase for key '{}': \n",
+            s.addr,
+            key.display()
+        ),
+        "one question, naming the hop and the key"
+    );
+    let pid = child.id().expect("pid").to_string();
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
