@@ -35,10 +35,11 @@ use crate::tunnel::{ConfigSource, Request};
 pub const SHELL: &str = "shell.foo.com";
 /// The inner host's alias, as in the manual.
 pub const DB: &str = "db.foo.com";
-/// The user the demo servers accept (SSH, and PostgreSQL's superuser).
+/// The user the demo servers accept (SSH, and PostgreSQL: an ordinary role, not a superuser,
+/// that owns [`DATABASE`]).
 pub const USER: &str = "joe";
 /// The database `psql` connects to in the demo.
-pub const DATABASE: &str = "postgres";
+pub const DATABASE: &str = "demo";
 
 /// Which service the demo tunnels to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,6 +134,7 @@ impl Demo {
     pub async fn start_with(target: DemoTarget) -> Result<Demo, DemoError> {
         let dir = tempfile::Builder::new()
             .prefix("pgtunnel-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(io("create a temporary directory"))?;
 
@@ -257,7 +259,7 @@ impl Demo {
     pub fn service_description(&self) -> String {
         match &self.service {
             Service::Postgres(c) => format!(
-                "a throw-away PostgreSQL {} cluster on {} (data in {}, user {USER}, trust authentication)",
+                "a throw-away PostgreSQL {} cluster on {} (data in {}, user {USER} without a password, database {DATABASE})",
                 c.version(),
                 self.service_addr,
                 c.data_dir().display()
@@ -435,7 +437,19 @@ impl Drop for Demo {
 
 /// A demo cluster on 127.0.0.1 (blocking work off the async threads).
 async fn start_postgres() -> Result<Cluster, DemoError> {
-    let opts = ClusterOptions::trust(std::net::Ipv4Addr::LOCALHOST.into(), USER);
+    // The bootstrap superuser is reachable only through the Unix socket, in a directory that
+    // only the server's user can enter. Over TCP, only `joe` and without a password (any local
+    // user could log in as joe while the demo runs: it is an ordinary role, owning only the
+    // empty demo database).
+    let mut opts = ClusterOptions::new(std::net::Ipv4Addr::LOCALHOST.into(), "pgtunnel_admin");
+    opts.hba.extend([
+        format!("host all {USER} 127.0.0.1/32 trust"),
+        format!("host all {USER} ::1/128 trust"),
+    ]);
+    opts.init_sql = vec![
+        format!("CREATE ROLE {USER} LOGIN"),
+        format!("CREATE DATABASE {DATABASE} OWNER {USER}"),
+    ];
     match tokio::task::spawn_blocking(move || Cluster::start(&opts)).await {
         Ok(result) => Ok(result?),
         Err(e) => Err(DemoError::Check(format!("starting PostgreSQL: {e}"))),

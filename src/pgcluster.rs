@@ -46,6 +46,14 @@ pub enum PgClusterError {
         /// What it printed.
         output: String,
     },
+    /// A set-up statement (`init_sql`) failed.
+    #[error("setting up the cluster failed (postgres --single, {status}): {output}")]
+    Setup {
+        /// The exit status.
+        status: String,
+        /// What it printed.
+        output: String,
+    },
     /// The server exited or did not become ready.
     #[error("the PostgreSQL server did not start: {reason}; its log:\n{log}")]
     Start {
@@ -77,23 +85,23 @@ pub struct ClusterOptions {
     /// Files written into the data directory, readable only by the server's user (for
     /// example `server.crt` and `server.key`, named by `ssl_cert_file`/`ssl_key_file`).
     pub files: Vec<(String, Vec<u8>)>,
+    /// SQL statements run once, in the `postgres` database, before the server starts
+    /// (single-user mode: no connection, no authentication), e.g. `CREATE ROLE ...`.
+    pub init_sql: Vec<String>,
 }
 
 impl ClusterOptions {
-    /// A server on `listen` where `superuser` may log in from loopback and the Unix socket
-    /// without a password (`trust`), as the demo wants.
-    pub fn trust(listen: IpAddr, superuser: &str) -> ClusterOptions {
+    /// A server on `listen` where only the Unix socket lets anyone in (`trust`); the socket's
+    /// directory is accessible to the server's user (and root) alone. Add `hba` lines for TCP.
+    pub fn new(listen: IpAddr, superuser: &str) -> ClusterOptions {
         ClusterOptions {
             listen,
             superuser: superuser.into(),
             password: None,
-            hba: vec![
-                "local all all trust".into(),
-                "host all all 127.0.0.0/8 trust".into(),
-                "host all all ::1/128 trust".into(),
-            ],
+            hba: vec!["local all all trust".into()],
             settings: Vec::new(),
             files: Vec::new(),
+            init_sql: Vec::new(),
         }
     }
 }
@@ -190,6 +198,13 @@ impl Cluster {
             }
             Ok(())
         };
+        // The Unix socket lives here and pg_hba.conf trusts it: only the server's user (and
+        // root) may enter.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+                .map_err(io("make the cluster directory private"))?;
+        }
         own(dir.path())?;
         let data = dir.path().join("data");
 
@@ -240,6 +255,9 @@ impl Cluster {
             let path = data.join(name);
             write_private(&path, bytes)?;
             own(&path)?;
+        }
+        if !opts.init_sql.is_empty() {
+            single_user(&bindir, &data, &user, dir.path(), &opts.init_sql)?;
         }
 
         let log = dir.path().join("postgres.log");
@@ -397,6 +415,52 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs `statements` in single-user mode (`postgres --single`), each on its own.
+fn single_user(
+    bindir: &Path,
+    data: &Path,
+    user: &Option<nix::unistd::User>,
+    dir: &Path,
+    statements: &[String],
+) -> Result<(), PgClusterError> {
+    use std::io::Write;
+    let mut cmd = Command::new(bindir.join("postgres"));
+    // -j: a statement ends at a semicolon followed by an empty line.
+    cmd.args(["--single", "-j", "-D"])
+        .arg(data)
+        .arg("postgres")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    as_user(&mut cmd, user, dir);
+    let mut child = cmd.spawn().map_err(io("run postgres --single"))?;
+    let mut input = String::new();
+    for sql in statements {
+        input.push_str(sql.trim_end().trim_end_matches(';'));
+        input.push_str(";\n\n");
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(io("write to postgres --single"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(io("run postgres --single"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || text.contains("ERROR:") || text.contains("FATAL:") {
+        return Err(PgClusterError::Setup {
+            status: out.status.to_string(),
+            output: text,
+        });
+    }
+    Ok(())
 }
 
 /// Runs `cmd` as `user` (if any) in `dir`.

@@ -34,6 +34,36 @@ fn run(cmd: &mut Command) -> (Output, String) {
     (out, stdout)
 }
 
+/// The demo process; a test that fails half-way still stops it (SIGINT: it stops its
+/// PostgreSQL and removes its files), then kills it if it is still there after 30 s.
+struct DemoProcess(Option<std::process::Child>);
+
+impl DemoProcess {
+    /// SIGINT, then the exit status (bounded: 60 s).
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        for _ in 0..600 {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("pgtunnel demo did not exit within 60 s of SIGINT");
+    }
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.interrupt()));
+        }
+    }
+}
+
 fn require_postgres() -> PathBuf {
     match pgtunnel::pgcluster::find_bindir() {
         Ok(dir) => dir,
@@ -124,6 +154,7 @@ fn psql_through_the_demo_tunnel_then_ctrl_c_removes_the_cluster() {
         .spawn()
         .expect("start pgtunnel demo");
     let stdout = child.stdout.take().expect("stdout");
+    let mut child = DemoProcess(Some(child));
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -145,13 +176,8 @@ fn psql_through_the_demo_tunnel_then_ctrl_c_removes_the_cluster() {
         }
     }
     let text = lines.join("\n");
-    let conninfo = match psql_conninfo {
-        Some(c) => c,
-        None => {
-            let _ = child.kill();
-            panic!("no psql command in the demo's output:\n{text}");
-        }
-    };
+    let conninfo =
+        psql_conninfo.unwrap_or_else(|| panic!("no psql command in the demo's output:\n{text}"));
     let data = text
         .split("(data in ")
         .nth(1)
@@ -196,23 +222,39 @@ fn psql_through_the_demo_tunnel_then_ctrl_c_removes_the_cluster() {
         psql("SELECT string_agg(name, ' -> ' ORDER BY n) FROM hops"),
         "shell.foo.com -> db.foo.com"
     );
+    // Anyone on this machine can log in as joe while the demo runs, so joe is no superuser;
+    // the superuser is reachable only through the Unix socket, in a directory only the
+    // server's user may enter.
+    assert_eq!(
+        psql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"),
+        "f"
+    );
+    let admin = Command::new(bindir.join("psql"))
+        .args([
+            "-X",
+            "-d",
+            &conninfo.replace("user=joe", "user=pgtunnel_admin"),
+            "-c",
+            "SELECT 1",
+        ])
+        .output()
+        .expect("run psql");
+    assert!(!admin.status.success());
+    assert!(
+        String::from_utf8_lossy(&admin.stderr).contains("no pg_hba.conf entry"),
+        "{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let socket_dir = data.parent().expect("cluster directory");
+    let mode = std::fs::metadata(socket_dir)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", socket_dir.display());
 
     // Ctrl-C.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("SIGINT");
-    let (done_tx, done_rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let status = child.wait();
-        let _ = done_tx.send(());
-        status
-    });
-    done_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("pgtunnel demo exits within 60 s of Ctrl-C");
-    let status = waiter.join().expect("waiter").expect("wait");
+    let status = child.interrupt();
     assert_eq!(status.code(), Some(0), "{text}");
     let _ = reader.join();
     assert!(!data.exists(), "{} must be removed", data.display());

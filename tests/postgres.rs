@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::pg::{PASSWORD, PG_USER, SERVER_NAME, TLS_USER, TestPg, assert_success};
+use support::pg::{PG_USER, SERVER_NAME, TLS_USER, TestPg, assert_success, password};
 use support::sshd::{Sshd, SshdOptions, login_user};
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -162,7 +162,10 @@ async fn tokio_postgres_through_two_sshd_hops_and_the_server_sees_the_last_hop()
     let (client, connection) = tokio_postgres::connect(
         &conninfo(
             running.addr,
-            &format!("user={PG_USER} password={PASSWORD} dbname=postgres sslmode=disable"),
+            &format!(
+                "user={PG_USER} password={} dbname=postgres sslmode=disable",
+                password()
+            ),
         ),
         tokio_postgres::NoTls,
     )
@@ -219,7 +222,10 @@ async fn tokio_postgres_through_two_sshd_hops_and_the_server_sees_the_last_hop()
     let err = tokio_postgres::connect(
         &conninfo(
             running.addr,
-            &format!("user={TLS_USER} password={PASSWORD} dbname=postgres sslmode=disable"),
+            &format!(
+                "user={TLS_USER} password={} dbname=postgres sslmode=disable",
+                password()
+            ),
         ),
         tokio_postgres::NoTls,
     )
@@ -257,8 +263,9 @@ async fn tls_inside_the_tunnel_require_and_verify_full_with_hostaddr() {
     // tokio-postgres with native-tls: the certificate is checked against the test CA and
     // the name in host= (db.foo.com), while the TCP connection goes to hostaddr (the tunnel).
     let config = format!(
-        "host={SERVER_NAME} hostaddr=127.0.0.1 port={port} user={TLS_USER} password={PASSWORD} \
-         dbname=postgres sslmode=require"
+        "host={SERVER_NAME} hostaddr=127.0.0.1 port={port} user={TLS_USER} password={} \
+         dbname=postgres sslmode=require",
+        password()
     );
     let (client, connection) = tokio_postgres::connect(&config, native_tls(&t.pg.ca_cert))
         .await

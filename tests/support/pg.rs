@@ -15,11 +15,22 @@ use pgtunnel::pgcluster::{Cluster, ClusterOptions};
 
 /// The name in the server certificate (the manual's database host).
 pub const SERVER_NAME: &str = "db.foo.com";
-/// The superuser (SCRAM password [`PASSWORD`]).
+/// The superuser (SCRAM password [`password`]).
 pub const PG_USER: &str = "alice";
 /// A user that pg_hba.conf lets in over TCP only with TLS (same password).
 pub const TLS_USER: &str = "tlsonly";
-pub const PASSWORD: &str = "tunnel-secret";
+/// The users' password: random per test process (the server is reachable by any local user
+/// while a test runs).
+pub fn password() -> &'static str {
+    static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PASSWORD.get_or_init(|| {
+        use rand::RngExt;
+        let mut rng = rand::rng();
+        (0..24)
+            .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+            .collect()
+    })
+}
 
 pub struct TestPg {
     pub cluster: Cluster,
@@ -127,7 +138,7 @@ impl TestPg {
         let opts = ClusterOptions {
             listen: ip,
             superuser: PG_USER.into(),
-            password: Some(PASSWORD.into()),
+            password: Some(password().into()),
             hba: vec![
                 "local all all trust".into(),
                 format!("hostssl all {TLS_USER} 127.0.0.0/8 scram-sha-256"),
@@ -144,22 +155,21 @@ impl TestPg {
                 ("server.crt".into(), read("server.crt")),
                 ("server.key".into(), read("server.key")),
             ],
+            init_sql: vec![format!(
+                "CREATE ROLE {TLS_USER} LOGIN PASSWORD '{}'",
+                password()
+            )],
         };
         let cluster = match Cluster::start(&opts) {
             Ok(c) => c,
             Err(e) => panic!("cannot start the test PostgreSQL cluster: {e}"),
         };
-        let pg = TestPg {
+        TestPg {
             cluster,
             ca_cert: dir.join("ca.crt"),
             other_ca_cert: dir.join("other-ca.crt"),
             _certs: certs,
-        };
-        pg.local_sql(
-            "postgres",
-            &format!("CREATE ROLE {TLS_USER} LOGIN PASSWORD '{PASSWORD}'"),
-        );
-        pg
+        }
     }
 
     /// A client program of the server's version (`psql`, `pg_dump`, `pgbench`).
@@ -178,7 +188,7 @@ impl TestPg {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("PGPASSWORD", PASSWORD)
+        cmd.env("PGPASSWORD", password())
             .env("PGCONNECT_TIMEOUT", "30")
             .env("HOME", self._certs.path());
         cmd
