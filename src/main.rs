@@ -287,7 +287,15 @@ async fn run_demo(
     target: demo::DemoTarget,
     common: Common,
 ) -> Result<ExitCode, Error> {
-    let demo = match Demo::start_with(target).await {
+    // Ctrl-C while PostgreSQL is being set up: stop there. (Its server runs in a process group
+    // of its own, so the signal reaches only us; the cluster is stopped and removed when its
+    // start-up task hands it back, before the runtime exits.)
+    let started = tokio::select! {
+        biased;
+        _ = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+        started = Demo::start_with(target) => started,
+    };
+    let demo = match started {
         Ok(d) => d,
         Err(e) => {
             eprintln!("pgtunnel: {}", chain_of(&e));

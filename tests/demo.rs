@@ -292,3 +292,54 @@ fn without_postgres_auto_falls_back_to_echo_and_postgres_target_fails() {
         "{stderr}"
     );
 }
+
+/// Ctrl-C at any moment — while PostgreSQL is being set up, while the tunnel comes up, once
+/// it serves — leaves no directory and no server behind. (The delays only spread the signal
+/// over the demo's life; nothing here depends on how long a step takes.)
+#[test]
+fn ctrl_c_at_any_moment_leaves_nothing_behind() {
+    require_postgres();
+    for delay_ms in [0u64, 20, 100, 300, 1000, 3000] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The server's user must reach its cluster directory inside.
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        let child = demo(&[], Some("postgres"))
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pgtunnel demo");
+        let mut child = DemoProcess(Some(child));
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let status = child.interrupt();
+        // 0 once our handler is installed; killed by SIGINT if it came even earlier.
+        assert!(
+            status.code() == Some(0)
+                || std::os::unix::process::ExitStatusExt::signal(&status) == Some(2),
+            "after {delay_ms} ms: {status:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("read tmp")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "after {delay_ms} ms, left behind: {left:?}"
+        );
+        let needle = tmp.path().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(&needle),
+                "after {delay_ms} ms, still running: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            );
+        }
+    }
+}
