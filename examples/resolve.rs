@@ -2,7 +2,7 @@
 //! report: which segments are encrypted. Pure: it connects to nothing.
 //!
 //!     cargo run --example resolve -- [-F SSH_CONFIG] [--via HOP[,HOP...]] TARGET
-//!     cargo run --example resolve -- -F docker/ssh_config.in --via shell.foo.com db.foo.com:5432
+//!     cargo run --example resolve -- -F docker/.state/ssh_config db.foo.com:5432   # after docker/up
 
 use std::process::ExitCode;
 
