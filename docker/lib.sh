@@ -6,6 +6,8 @@
 #   PGTUNNEL_DEBIAN_MIRROR  mirror for debootstrap (default: the one apt uses on this machine)
 #   PGTUNNEL_DEMO_BUILD_NETWORK  network of the image builds (default: Docker's default bridge;
 #                           host if apt in a container cannot reach the mirror through the bridge)
+#   PGTUNNEL_COMPOSE        the compose command: "docker compose" (v2) or docker-compose (1.29);
+#                           default: v2 if `docker compose` works, else docker-compose
 
 demo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 state_dir=$demo_dir/.state
@@ -16,11 +18,15 @@ base_image=debian:bookworm-slim
 die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 note() { printf '%s\n' "$*" >&2; }
 
-# `docker compose` (v2 plugin) if present, else Debian's `docker-compose` (1.29).
+# `docker compose` (v2 plugin) if present, else Debian's `docker-compose` (1.29);
+# PGTUNNEL_COMPOSE="docker compose" or PGTUNNEL_COMPOSE=docker-compose picks one.
 compose_cmd=()
 compose() {
     if ((${#compose_cmd[@]} == 0)); then
-        if docker compose version >/dev/null 2>&1; then
+        if [[ -n ${PGTUNNEL_COMPOSE:-} ]]; then
+            read -r -a compose_cmd <<<"$PGTUNNEL_COMPOSE"
+            "${compose_cmd[@]}" version >/dev/null 2>&1 || die "PGTUNNEL_COMPOSE=$PGTUNNEL_COMPOSE does not run"
+        elif docker compose version >/dev/null 2>&1; then
             compose_cmd=(docker compose)
         elif command -v docker-compose >/dev/null; then
             compose_cmd=(docker-compose)

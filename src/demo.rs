@@ -9,8 +9,12 @@
 //! `ProxyJump shell.foo.com`) and a known_hosts with both host keys, so the tunnel runs with
 //! strict host-key checking exactly as it would against real servers.
 //!
-//! The service is an echo server (every byte comes back); [`Demo::self_check`] pushes data
-//! through the whole chain and compares checksums.
+//! The service is a real throw-away PostgreSQL cluster when PostgreSQL's server binaries are
+//! installed ([`crate::pgcluster`]: `initdb` in a temporary directory, listening on 127.0.0.1
+//! and a free port, `trust` for the demo user, stopped and removed when the demo ends), so
+//! `psql` works through the demo tunnel; otherwise an echo server (every byte comes back).
+//! [`Demo::self_check`] talks PostgreSQL's protocol through the whole chain ([`crate::pgwire`])
+//! or pushes 1 MiB through the echo and compares checksums.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::bastion::{Bastion, BastionConfig, generate_key};
+use crate::pgcluster::{Cluster, ClusterOptions, PgClusterError};
 use crate::spec::{HopSpec, Target};
 use crate::tunnel::{ConfigSource, Request};
 
@@ -30,8 +35,43 @@ use crate::tunnel::{ConfigSource, Request};
 pub const SHELL: &str = "shell.foo.com";
 /// The inner host's alias, as in the manual.
 pub const DB: &str = "db.foo.com";
-/// The user the demo servers accept.
+/// The user the demo servers accept (SSH, and PostgreSQL: an ordinary role, not a superuser,
+/// that owns [`DATABASE`]).
 pub const USER: &str = "joe";
+/// The database `psql` connects to in the demo.
+pub const DATABASE: &str = "demo";
+
+/// Which service the demo tunnels to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DemoTarget {
+    /// PostgreSQL if its server binaries are installed, else the echo service.
+    #[default]
+    Auto,
+    /// A throw-away PostgreSQL cluster; an error if PostgreSQL is not installed.
+    Postgres,
+    /// The echo service.
+    Echo,
+}
+
+impl std::str::FromStr for DemoTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(DemoTarget::Auto),
+            "postgres" | "postgresql" => Ok(DemoTarget::Postgres),
+            "echo" => Ok(DemoTarget::Echo),
+            other => Err(format!(
+                "unknown demo target {other:?}: auto, postgres or echo"
+            )),
+        }
+    }
+}
+
+/// The service at the end of the demo's tunnel.
+enum Service {
+    Echo(JoinHandle<()>),
+    Postgres(Box<Cluster>),
+}
 
 /// The demo could not be set up.
 #[derive(Debug, Error)]
@@ -51,6 +91,9 @@ pub enum DemoError {
     /// The self-check found the tunnel broken.
     #[error("demo self-check failed: {0}")]
     Check(String),
+    /// The PostgreSQL cluster could not be started.
+    #[error("demo: {0}")]
+    Postgres(#[from] PgClusterError),
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DemoError {
@@ -63,8 +106,10 @@ pub struct Demo {
     config: PathBuf,
     shell: Bastion,
     db: Bastion,
-    service: SocketAddr,
-    echo: JoinHandle<()>,
+    service_addr: SocketAddr,
+    service: Service,
+    /// Why the echo service is used under [`DemoTarget::Auto`] (PostgreSQL not installed).
+    fallback: Option<String>,
 }
 
 impl std::fmt::Debug for Demo {
@@ -73,26 +118,51 @@ impl std::fmt::Debug for Demo {
             .field("config", &self.config)
             .field("shell", &self.shell.addr())
             .field("db", &self.db.addr())
-            .field("service", &self.service)
+            .field("service", &self.service_addr)
+            .field("postgres", &matches!(self.service, Service::Postgres(_)))
             .finish_non_exhaustive()
     }
 }
 
 impl Demo {
-    /// Starts the service and both SSH servers on 127.0.0.1 and writes the client files.
+    /// [`Demo::start_with`] with [`DemoTarget::Auto`].
     pub async fn start() -> Result<Demo, DemoError> {
+        Demo::start_with(DemoTarget::Auto).await
+    }
+
+    /// Starts the service and both SSH servers on 127.0.0.1 and writes the client files.
+    pub async fn start_with(target: DemoTarget) -> Result<Demo, DemoError> {
         let dir = tempfile::Builder::new()
             .prefix("pgtunnel-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(io("create a temporary directory"))?;
 
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(io("start the echo service"))?;
-        let service = listener
-            .local_addr()
-            .map_err(io("start the echo service"))?;
-        let echo = tokio::spawn(echo_service(listener));
+        let mut fallback = None;
+        let postgres = match target {
+            DemoTarget::Echo => None,
+            DemoTarget::Postgres => Some(start_postgres().await?),
+            DemoTarget::Auto => match start_postgres().await {
+                Ok(cluster) => Some(cluster),
+                Err(e) => {
+                    fallback = Some(e.to_string());
+                    None
+                }
+            },
+        };
+        let (service_addr, service) = match postgres {
+            Some(cluster) => (cluster.addr(), Service::Postgres(Box::new(cluster))),
+            None => {
+                let listener = TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(io("start the echo service"))?;
+                let addr = listener
+                    .local_addr()
+                    .map_err(io("start the echo service"))?;
+                (addr, Service::Echo(tokio::spawn(echo_service(listener))))
+            }
+        };
+        let service_port = service_addr.port();
 
         let client_key = generate_key().map_err(|e| DemoError::Key(e.to_string()))?;
         let client_public = client_key.public_key().clone();
@@ -101,7 +171,7 @@ impl Demo {
         // Inner host first: the bastion's allow-list needs its address.
         let db_config = BastionConfig::generate(USER, vec![client_public.clone()])
             .map_err(|e| DemoError::Key(e.to_string()))?
-            .allow(&[("localhost", service.port()), ("127.0.0.1", service.port())]);
+            .allow(&[("localhost", service_port), ("127.0.0.1", service_port)]);
         let db = Bastion::start(loopback, db_config)
             .await
             .map_err(io("start the demo db.foo.com SSH server"))?;
@@ -153,8 +223,9 @@ impl Demo {
             config,
             shell,
             db,
+            service_addr,
             service,
-            echo,
+            fallback,
         })
     }
 
@@ -170,7 +241,105 @@ impl Demo {
 
     /// The service's address (on 127.0.0.1).
     pub fn service_addr(&self) -> SocketAddr {
-        self.service
+        self.service_addr
+    }
+
+    /// Whether the service is PostgreSQL (else the echo service).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.service, Service::Postgres(_))
+    }
+
+    /// Why the echo service stands in for PostgreSQL, if it does under [`DemoTarget::Auto`]
+    /// (not installed, or it would not start).
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// The service, in a few words: `a PostgreSQL 15 server (...)` or `an echo service`.
+    pub fn service_description(&self) -> String {
+        match &self.service {
+            Service::Postgres(c) => format!(
+                "a throw-away PostgreSQL {} cluster on {} (data in {}, user {USER} without a password, database {DATABASE})",
+                c.version(),
+                self.service_addr,
+                c.data_dir().display()
+            ),
+            Service::Echo(_) => format!("an echo service on {}", self.service_addr),
+        }
+    }
+
+    /// What to try once the tunnel listens on `addr`.
+    pub fn try_hint(&self, addr: SocketAddr) -> String {
+        match self.service {
+            Service::Postgres(_) => format!(
+                "try it: psql \"host={} port={} user={USER} dbname={DATABASE}\"",
+                addr.ip(),
+                addr.port()
+            ),
+            Service::Echo(_) => format!(
+                "try it: nc {} {} (every line you type comes back)",
+                addr.ip(),
+                addr.port()
+            ),
+        }
+    }
+
+    /// Talks PostgreSQL through the tunnel at `addr`: asks whether the server offers TLS
+    /// (`SSLRequest`), then logs in as the demo user and checks a query's answer, including a
+    /// 1 MiB value. Bounded by a 30 s timeout per step.
+    pub async fn postgres_check(addr: SocketAddr) -> Result<String, DemoError> {
+        use crate::pgwire;
+        let limit = std::time::Duration::from_secs(30);
+        let fail = |e: pgwire::PgWireError| DemoError::Check(e.to_string());
+        let tls = pgwire::offers_tls(addr, limit).await.map_err(fail)?;
+        let who = pgwire::simple_query(
+            addr,
+            USER,
+            DATABASE,
+            "SELECT current_user, host(inet_client_addr()), \
+             md5(repeat('pgtunnel', 131072)), length(repeat('pgtunnel', 131072))",
+            limit,
+        )
+        .await
+        .map_err(fail)?;
+        let row = who
+            .rows
+            .first()
+            .ok_or_else(|| DemoError::Check("the query returned no row".into()))?;
+        let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let big = pgwire::simple_query(
+            addr,
+            USER,
+            DATABASE,
+            "SELECT repeat('pgtunnel', 131072)",
+            limit,
+        )
+        .await
+        .map_err(fail)?;
+        let value = big
+            .rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .unwrap_or_default();
+        let expected = "pgtunnel".repeat(131_072);
+        if field(0) != USER || field(3) != expected.len().to_string() || value != expected {
+            return Err(DemoError::Check(format!(
+                "unexpected answer: user {:?}, length {:?}, value of {} bytes",
+                field(0),
+                field(3),
+                value.len()
+            )));
+        }
+        let md5 = field(2);
+        Ok(format!(
+            "self-check: PostgreSQL {} answered through {SHELL} and {DB}: logged in as {USER}, \
+             a 1 MiB value came back intact (md5 {}...), the server sees the client at {} \
+             (db.foo.com), TLS offered: {}",
+            who.parameter("server_version").unwrap_or("?"),
+            md5.get(..12).unwrap_or(&md5),
+            field(1),
+            if tls { "yes" } else { "no" }
+        ))
     }
 
     /// The bastion and inner host addresses.
@@ -185,7 +354,7 @@ impl Demo {
         Request {
             target: Target {
                 host: "localhost".into(),
-                port: self.service.port(),
+                port: self.service_addr.port(),
                 port_given: true,
             },
             via: Some(vec![HopSpec {
@@ -204,7 +373,7 @@ impl Demo {
         format!(
             "pgtunnel -F {} --via {DB} localhost:{}",
             self.config.display(),
-            self.service.port()
+            self.service_addr.port()
         )
     }
 
@@ -256,9 +425,34 @@ impl Demo {
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        self.echo.abort();
         self.shell.stop();
         self.db.stop();
+        match &mut self.service {
+            Service::Echo(task) => task.abort(),
+            // Fast shutdown, then the cluster's directory is removed.
+            Service::Postgres(cluster) => cluster.stop(),
+        }
+    }
+}
+
+/// A demo cluster on 127.0.0.1 (blocking work off the async threads).
+async fn start_postgres() -> Result<Cluster, DemoError> {
+    // The bootstrap superuser is reachable only through the Unix socket, in a directory that
+    // only the server's user can enter. Over TCP, only `joe` and without a password (any local
+    // user could log in as joe while the demo runs: it is an ordinary role, owning only the
+    // empty demo database).
+    let mut opts = ClusterOptions::new(std::net::Ipv4Addr::LOCALHOST.into(), "pgtunnel_admin");
+    opts.hba.extend([
+        format!("host all {USER} 127.0.0.1/32 trust"),
+        format!("host all {USER} ::1/128 trust"),
+    ]);
+    opts.init_sql = vec![
+        format!("CREATE ROLE {USER} LOGIN"),
+        format!("CREATE DATABASE {DATABASE} OWNER {USER}"),
+    ];
+    match tokio::task::spawn_blocking(move || Cluster::start(&opts)).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(DemoError::Check(format!("starting PostgreSQL: {e}"))),
     }
 }
 

@@ -21,6 +21,8 @@
 //! - [`forward`]: the listener, one `direct-tcpip` channel per connection, half-close, shutdown.
 //! - [`tunnel`]: the steps from a request to a running tunnel.
 //! - [`bastion`]: an in-process SSH server (demo and tests), built on russh.
+//! - [`pgcluster`]: a throw-away PostgreSQL cluster (demo and tests).
+//! - [`pgwire`]: just enough of PostgreSQL's protocol to check a server through a tunnel.
 //! - [`error`]: typed errors that name the hop, file or line at fault.
 //!
 //! The library never touches the terminal: progress is reported as [`event::Event`]s that the
@@ -43,6 +45,8 @@ pub mod event;
 pub mod explain;
 pub mod forward;
 pub mod path;
+pub mod pgcluster;
+pub mod pgwire;
 pub mod prompt;
 pub mod session;
 pub mod spec;

@@ -136,11 +136,21 @@ enum Command {
         common: Common,
     },
     /// Run the PostgreSQL manual's bastion topology in this process (two SSH servers on
-    /// loopback, shell.foo.com and db.foo.com, and an echo service) and tunnel through it.
+    /// loopback, shell.foo.com and db.foo.com, and a throw-away PostgreSQL cluster, or an echo
+    /// service without PostgreSQL) and tunnel through it.
     Demo {
         /// Exit after the self-check (status 0 if the data came back intact, 1 otherwise).
         #[arg(long)]
         check: bool,
+
+        /// The service: auto (PostgreSQL if installed, else echo), postgres or echo.
+        #[arg(
+            long,
+            value_name = "auto|postgres|echo",
+            default_value = "auto",
+            env = "PGTUNNEL_DEMO_TARGET"
+        )]
+        target: demo::DemoTarget,
 
         #[command(flatten)]
         common: Common,
@@ -221,7 +231,11 @@ fn init_logging(args: &Common) {
 
 async fn run(args: Args) -> Result<ExitCode, Error> {
     let (target, common) = match args.command {
-        Some(Command::Demo { check, common }) => return run_demo(check, common).await,
+        Some(Command::Demo {
+            check,
+            target,
+            common,
+        }) => return run_demo(check, target, common).await,
         Some(Command::Explain {
             target,
             via,
@@ -271,8 +285,20 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
 }
 
 /// `pgtunnel demo`: the manual's topology in-process, then the real tunnel through it.
-async fn run_demo(check: bool, common: Common) -> Result<ExitCode, Error> {
-    let demo = match Demo::start().await {
+async fn run_demo(
+    check: bool,
+    target: demo::DemoTarget,
+    common: Common,
+) -> Result<ExitCode, Error> {
+    // Ctrl-C while PostgreSQL is being set up: stop there. (Its server runs in a process group
+    // of its own, so the signal reaches only us; the cluster is stopped and removed when its
+    // start-up task hands it back, before the runtime exits.)
+    let started = tokio::select! {
+        biased;
+        _ = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+        started = Demo::start_with(target) => started,
+    };
+    let demo = match started {
         Ok(d) => d,
         Err(e) => {
             eprintln!("pgtunnel: {}", chain_of(&e));
@@ -280,30 +306,33 @@ async fn run_demo(check: bool, common: Common) -> Result<ExitCode, Error> {
         }
     };
     let (shell, db) = demo.ssh_addrs();
+    if let Some(reason) = demo.fallback_reason() {
+        warn!("demo: using an echo service instead of PostgreSQL: {reason}");
+    }
     if !common.quiet {
         println!(
             "demo: SSH servers {} on {shell} and {} on {db} (in this process, fresh host keys; \
-             {} may reach only {}), an echo service on {}",
+             {} may reach only {}), {}",
             demo::SHELL,
             demo::DB,
             demo::SHELL,
             demo::DB,
-            demo.service_addr()
+            demo.service_description()
         );
         println!("demo: running the equivalent of: {}", demo.command_line());
         println!();
     }
     let request = demo.request(common.listen.unwrap_or(spec::DEFAULT_LISTEN));
-    let ready = |addr: SocketAddr| {
-        format!(
-            "try it: nc {} {} (every line you type comes back)",
-            addr.ip(),
-            addr.port()
-        )
-    };
+    let ready = |addr: SocketAddr| demo.try_hint(addr);
+    let postgres = demo.is_postgres();
     let after_ready: AfterReady = Box::new(move |addr| {
         Box::pin(async move {
-            match Demo::self_check(addr).await {
+            let result = if postgres {
+                Demo::postgres_check(addr).await
+            } else {
+                Demo::self_check(addr).await
+            };
+            match result {
                 Ok(line) => {
                     println!("{line}");
                     if check { Some(ExitCode::SUCCESS) } else { None }

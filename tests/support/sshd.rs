@@ -186,6 +186,11 @@ impl Sshd {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// The listening sshd's process id (its per-connection processes are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("sshd.log")
     }

@@ -1,0 +1,521 @@
+//! PostgreSQL end to end, the manual's topology with real servers: two OpenSSH hops
+//! (127.0.0.1 = shell.foo.com, 127.0.0.2 = db.foo.com, each `PermitOpen` only the next step)
+//! and a real PostgreSQL listening on 127.0.0.3 only, with TLS. Through pgtunnel: tokio-postgres,
+//! `psql`, `pg_dump`, `pgbench`; TLS inside the tunnel (`sslmode=require`, and `verify-full`
+//! with `host=db.foo.com hostaddr=127.0.0.1`); and the server sees the connection coming
+//! from the last hop, as the manual says.
+
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::pg::{PG_USER, SERVER_NAME, TLS_USER, TestPg, assert_success, password};
+use support::sshd::{Sshd, SshdOptions, login_user};
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgtunnel");
+const PG_IP: &str = "127.0.0.3";
+
+struct Topology {
+    home: Home,
+    pg: TestPg,
+    shell: Sshd,
+    db: Sshd,
+}
+
+impl Topology {
+    /// TARGET as the last hop sees it.
+    fn target(&self) -> String {
+        self.pg.cluster.addr().to_string()
+    }
+}
+
+async fn topology() -> Topology {
+    let home = Home::new();
+    let pg = tokio::task::spawn_blocking(|| TestPg::start(PG_IP.parse().expect("ip")))
+        .await
+        .expect("start PostgreSQL");
+    let db = Sshd::start(SshdOptions {
+        ip: "127.0.0.2".parse().expect("ip"),
+        authorized: vec![home.public()],
+        permit_open: vec![(PG_IP.into(), pg.cluster.addr().port())],
+        extra: "",
+    });
+    let shell = Sshd::start(SshdOptions {
+        ip: "127.0.0.1".parse().expect("ip"),
+        authorized: vec![home.public()],
+        permit_open: vec![("127.0.0.2".into(), db.addr.port())],
+        extra: "",
+    });
+    home.trust_addr(shell.addr, &shell.host_key);
+    home.trust_addr(db.addr, &db.host_key);
+    let user = login_user();
+    let mut config = home.block("shell.foo.com", shell.addr, &user, "");
+    config.push_str(&home.block("db.foo.com", db.addr, &user, "  ProxyJump shell.foo.com\n"));
+    home.write_config(&config);
+    Topology {
+        home,
+        pg,
+        shell,
+        db,
+    }
+}
+
+/// The source address the kernel gives an unbound socket connecting to `to` (what the last
+/// sshd gets when it dials PostgreSQL: sshd does not bind its outgoing connections).
+fn source_address_for(to: SocketAddr) -> IpAddr {
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+    udp.connect(to).expect("route to the server");
+    udp.local_addr().expect("local address").ip()
+}
+
+/// The process that owns the TCP socket `local -> remote` (IPv4), from /proc.
+fn socket_owner(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    let hex = |a: SocketAddr| match a.ip() {
+        IpAddr::V4(ip) => format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), a.port()),
+        IpAddr::V6(_) => String::new(),
+    };
+    let (l, r) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let inode = table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 9 && f[1] == l && f[2] == r).then(|| f[9].to_string())
+    })?;
+    let needle = format!("socket:[{inode}]");
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy() == needle) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...; comm may contain spaces and parentheses.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        if pid == ancestor {
+            return true;
+        }
+        match parent_of(pid) {
+            Some(p) if p > 1 => pid = p,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Asserts that the server's client `client_addr:client_port` is a socket of db.foo.com's
+/// sshd (the last hop), not of the first hop or of this process.
+fn assert_from_last_hop(t: &Topology, client_addr: &str, client_port: i32) {
+    let expected = source_address_for(t.pg.cluster.addr());
+    assert_eq!(
+        client_addr,
+        expected.to_string(),
+        "inet_client_addr() is the last hop's source address"
+    );
+    let local = SocketAddr::new(expected, u16::try_from(client_port).expect("port"));
+    let owner = socket_owner(local, t.pg.cluster.addr())
+        .unwrap_or_else(|| panic!("no process owns {local} -> {}", t.pg.cluster.addr()));
+    assert!(
+        descends_from(owner, t.db.pid()),
+        "the connection to PostgreSQL ({local}) belongs to pid {owner}, which is not one of db.foo.com's sshd ({})",
+        t.db.pid()
+    );
+    assert!(!descends_from(owner, t.shell.pid()));
+    assert_ne!(owner, std::process::id());
+}
+
+fn conninfo(addr: SocketAddr, rest: &str) -> String {
+    format!("host={} port={} {rest}", addr.ip(), addr.port())
+}
+
+const WHO: &str = "SELECT host(inet_client_addr()), inet_client_port(), host(inet_server_addr()), \
+                   current_user::text, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_through_two_sshd_hops_and_the_server_sees_the_last_hop() {
+    let t = topology().await;
+    let chain = t
+        .home
+        .chain(Some("db.foo.com"), &t.target())
+        .expect("chain");
+    assert_eq!(chain.hops.len(), 2);
+    let running = Running::start(&chain).await.expect("tunnel up");
+
+    let (client, connection) = tokio_postgres::connect(
+        &conninfo(
+            running.addr,
+            &format!(
+                "user={PG_USER} password={} dbname=postgres sslmode=disable",
+                password()
+            ),
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("tokio-postgres connects through the tunnel");
+    let conn = tokio::spawn(connection);
+
+    let row = client.query_one(WHO, &[]).await.expect("who am I");
+    let (addr, port, server, user, ssl): (String, i32, String, String, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(server, PG_IP, "the server listens on {PG_IP} only");
+    assert_eq!(user, PG_USER);
+    assert!(!ssl, "sslmode=disable");
+    assert_from_last_hop(&t, &addr, port);
+
+    // Real work: a table, rows in, an aggregate and a large value out.
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, name text);
+             INSERT INTO t SELECT i, 'row ' || i FROM generate_series(1, 10000) i;",
+        )
+        .await
+        .expect("create and fill a table");
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(id) FROM t WHERE name LIKE 'row %'",
+            &[],
+        )
+        .await
+        .expect("aggregate");
+    assert_eq!(row.get::<_, i64>(0), 10_000);
+    assert_eq!(row.get::<_, i64>(1), 50_005_000);
+    let stmt = client
+        .prepare("SELECT name FROM t WHERE id = $1")
+        .await
+        .expect("prepare");
+    for id in [1, 5000, 10_000] {
+        let row = client.query_one(&stmt, &[&id]).await.expect("lookup");
+        assert_eq!(row.get::<_, String>(0), format!("row {id}"));
+    }
+    let row = client
+        .query_one("SELECT repeat('pgtunnel', 1048576)", &[])
+        .await
+        .expect("8 MiB value");
+    let big: String = row.get(0);
+    assert_eq!(big.len(), 8 * 1024 * 1024);
+    assert!(big.starts_with("pgtunnelpgtunnel") && big.ends_with("pgtunnel"));
+    drop(client);
+    conn.await
+        .expect("connection task")
+        .expect("connection ends cleanly");
+
+    // pg_hba: the TLS-only user is refused on this plaintext connection, by the server.
+    let err = tokio_postgres::connect(
+        &conninfo(
+            running.addr,
+            &format!(
+                "user={TLS_USER} password={} dbname=postgres sslmode=disable",
+                password()
+            ),
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .err()
+    .expect("hostnossl ... reject refuses the TLS-only user without TLS");
+    let text = format!("{err:?}");
+    assert!(text.contains("rejects connection"), "{text}");
+    assert!(text.contains("no encryption"), "{text}");
+
+    running.stop().await;
+}
+
+fn native_tls(root: &std::path::Path) -> postgres_native_tls::MakeTlsConnector {
+    let pem = std::fs::read(root).expect("read CA certificate");
+    let cert = native_tls::Certificate::from_pem(&pem).expect("parse CA certificate");
+    let connector = native_tls::TlsConnector::builder()
+        .add_root_certificate(cert)
+        .disable_built_in_roots(true)
+        .build()
+        .expect("TLS connector");
+    postgres_native_tls::MakeTlsConnector::new(connector)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_inside_the_tunnel_require_and_verify_full_with_hostaddr() {
+    let t = topology().await;
+    let chain = t
+        .home
+        .chain(Some("db.foo.com"), &t.target())
+        .expect("chain");
+    let running = Running::start(&chain).await.expect("tunnel up");
+    let port = running.addr.port();
+
+    // tokio-postgres with native-tls: the certificate is checked against the test CA and
+    // the name in host= (db.foo.com), while the TCP connection goes to hostaddr (the tunnel).
+    let config = format!(
+        "host={SERVER_NAME} hostaddr=127.0.0.1 port={port} user={TLS_USER} password={} \
+         dbname=postgres sslmode=require",
+        password()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, native_tls(&t.pg.ca_cert))
+        .await
+        .expect("TLS through the tunnel, certificate verified for db.foo.com");
+    let conn = tokio::spawn(connection);
+    let row = client.query_one(WHO, &[]).await.expect("who am I");
+    let (addr, client_port, user, ssl): (String, i32, String, bool) =
+        (row.get(0), row.get(1), row.get(3), row.get(4));
+    assert_eq!(user, TLS_USER, "hostssl let the TLS-only user in");
+    assert!(ssl, "pg_stat_ssl.ssl for this connection");
+    assert_from_last_hop(&t, &addr, client_port);
+    let row = client
+        .query_one(
+            "SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let version: String = row.get(0);
+    assert!(version.starts_with("TLSv1."), "{version}");
+    drop(client);
+    conn.await.expect("connection task").expect("clean end");
+
+    // A name the certificate does not carry fails verification, and so does a CA that did
+    // not sign it.
+    let wrong = config.replace(SERVER_NAME, "wrong.foo.com");
+    let err = tokio_postgres::connect(&wrong, native_tls(&t.pg.ca_cert))
+        .await
+        .err()
+        .expect("wrong.foo.com must not verify");
+    assert!(
+        format!("{err:?}").contains("certificate verify failed"),
+        "{err:?}"
+    );
+    let err = tokio_postgres::connect(&config, native_tls(&t.pg.other_ca_cert))
+        .await
+        .err()
+        .expect("an unrelated CA must not verify");
+    assert!(
+        format!("{err:?}").contains("certificate verify failed"),
+        "{err:?}"
+    );
+
+    // psql (libpq), as the README shows it.
+    let psql = |conninfo: String| {
+        let mut cmd = t.pg.tool("psql");
+        cmd.args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &conninfo,
+            "-c",
+        ])
+        .arg("SELECT ssl, inet_client_addr() FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+        cmd.output().expect("run psql")
+    };
+    let last_hop = source_address_for(t.pg.cluster.addr());
+    let out = psql(format!(
+        "host=127.0.0.1 port={port} user={PG_USER} dbname=postgres sslmode=require"
+    ));
+    assert_success(&out, "psql sslmode=require");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("t|{last_hop}")
+    );
+    let ca = t.pg.ca_cert.display();
+    let out = psql(format!(
+        "host={SERVER_NAME} hostaddr=127.0.0.1 port={port} user={TLS_USER} dbname=postgres \
+         sslmode=verify-full sslrootcert={ca}"
+    ));
+    assert_success(
+        &out,
+        "psql sslmode=verify-full host=db.foo.com hostaddr=127.0.0.1",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("t|{last_hop}")
+    );
+    let out = psql(format!(
+        "host=wrong.foo.com hostaddr=127.0.0.1 port={port} user={TLS_USER} dbname=postgres \
+         sslmode=verify-full sslrootcert={ca}"
+    ));
+    assert!(
+        !out.status.success(),
+        "verify-full with the wrong name must fail"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not match host name \"wrong.foo.com\""),
+        "{stderr}"
+    );
+    let out = psql(format!(
+        "host={SERVER_NAME} hostaddr=127.0.0.1 port={port} user={TLS_USER} dbname=postgres \
+         sslmode=verify-full sslrootcert={}",
+        t.pg.other_ca_cert.display()
+    ));
+    assert!(
+        !out.status.success(),
+        "verify-full with another CA must fail"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("certificate verify failed"), "{stderr}");
+
+    running.stop().await;
+}
+
+/// The binary as a user runs it, then psql, pg_dump and pgbench through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_pg_dump_and_pgbench_through_the_pgtunnel_binary() {
+    let t = topology().await;
+    let mut child = tokio::process::Command::new(BIN)
+        .env_clear()
+        .env("HOME", t.home.dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("USER", "localuser")
+        .arg("-F")
+        .arg(&t.home.config)
+        .args(["--via", "db.foo.com", &t.target()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start pgtunnel");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut report = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stdout.next_line().await.expect("read stdout") {
+            if line.starts_with("ready: ") {
+                return line;
+            }
+            report.push(line);
+        }
+        panic!("pgtunnel exited before it was ready: {report:?}");
+    })
+    .await
+    .expect("ready within 30 s");
+    // ready: 127.0.0.1:PORT -> 127.0.0.3:PGPORT ; connect with: psql "host=127.0.0.1 port=PORT"
+    let addr: SocketAddr = ready
+        .trim_start_matches("ready: ")
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {ready:?}"));
+    let text = report.join("\n");
+    assert!(
+        text.contains(&format!("db.foo.com -> {}", t.target())),
+        "{text}"
+    );
+    let port = addr.port();
+    let db = |name: &str| format!("host=127.0.0.1 port={port} user={PG_USER} dbname={name}");
+
+    let run = |tool: &str, args: &[&str]| {
+        let out =
+            t.pg.tool(tool)
+                .args(args)
+                .output()
+                .expect("run client tool");
+        assert_success(&out, &format!("{tool} {args:?}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // psql, the ready line's command plus user and database.
+    let out = run(
+        "psql",
+        &[
+            "-X",
+            "-A",
+            "-t",
+            "-d",
+            &db("postgres"),
+            "-c",
+            "SELECT inet_client_addr()",
+        ],
+    );
+    assert_eq!(
+        out.trim(),
+        source_address_for(t.pg.cluster.addr()).to_string()
+    );
+    run(
+        "psql",
+        &[
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &db("postgres"),
+            "-c",
+            "CREATE DATABASE shop",
+        ],
+    );
+    run(
+        "psql",
+        &[
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &db("shop"),
+            "-c",
+            "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL)",
+            "-c",
+            "INSERT INTO items VALUES (1, 'bastion'), (2, 'tunnel'), (3, 'elephant')",
+        ],
+    );
+
+    // pg_dump of the small database.
+    let dump = run("pg_dump", &["-d", &db("shop")]);
+    assert!(dump.contains("CREATE TABLE public.items"), "{dump}");
+    assert!(
+        dump.contains(
+            "COPY public.items (id, name) FROM stdin;\n1\tbastion\n2\ttunnel\n3\telephant\n\\.\n"
+        ),
+        "{dump}"
+    );
+
+    // A short, bounded pgbench run.
+    let init =
+        t.pg.tool("pgbench")
+            .args(["-i", "-s", "1", "-q", &db("shop")])
+            .output()
+            .expect("run pgbench -i");
+    assert_success(&init, "pgbench -i -s 1");
+    let bench = run("pgbench", &["-c", "4", "-j", "2", "-t", "50", &db("shop")]);
+    assert!(
+        bench.contains("number of transactions actually processed: 200/200"),
+        "{bench}"
+    );
+    assert!(
+        bench.contains("number of failed transactions: 0"),
+        "{bench}"
+    );
+    let history =
+        t.pg.local_sql("shop", "SELECT count(*) FROM pgbench_history");
+    assert_eq!(history, "200", "every transaction reached the server");
+
+    // Ctrl-C: exit 0.
+    let pid = child.id().expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("pgtunnel exits")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
