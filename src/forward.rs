@@ -295,8 +295,8 @@ impl Tunnel {
                     let reason = hop
                         .end_reason()
                         .unwrap_or_else(|| "the session ended".to_string());
-                    let open = stats.open.load(Ordering::Relaxed);
-                    warn!("lost the SSH session to {label}: {reason}; resetting {open} open connection(s)");
+                    // Connections on this chain reset their clients (each logs it).
+                    warn!("lost the SSH session to {label}: {reason}");
                     let _ = generation.lost.send(true);
                     let _ = state_tx.send(ChainState::Down);
                     if let Some(old) = current.take() {

@@ -2,6 +2,7 @@
 //! services on loopback, and a throw-away home with keys, known_hosts and ssh_config.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod sshd;
 
 use std::net::SocketAddr;
