@@ -314,9 +314,12 @@ impl Tunnel {
                         }
                     }
                 }
-                result = async { reconnecting.as_mut().expect("guarded by the select condition").await },
-                    if reconnecting.is_some() =>
-                {
+                result = async {
+                    match reconnecting.as_mut() {
+                        Some(attempts) => attempts.await,
+                        None => std::future::pending().await,
+                    }
+                }, if reconnecting.is_some() => {
                     reconnecting = None;
                     match result {
                         Ok((sessions, attempts)) => {
