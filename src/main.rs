@@ -16,7 +16,7 @@ use pgtunnel::config::LocalEnv;
 use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
 use pgtunnel::event::{Event, Observer};
-use pgtunnel::forward::Ended;
+use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect};
 use pgtunnel::session::{AgentSource, ConnectOptions};
 use pgtunnel::spec::{self, HopSpec, Target};
 use pgtunnel::tunnel::{self, ConfigSource, Request};
@@ -99,6 +99,19 @@ struct Common {
     /// Seconds open connections may keep going after Ctrl-C/SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     drain_timeout: u64,
+
+    /// When a hop's session is lost, exit (status 5) instead of re-establishing the chain.
+    #[arg(long)]
+    no_reconnect: bool,
+
+    /// Seconds a connection that arrives while the chain is down waits for it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    wait_for_chain: u64,
+
+    /// Connections served at once; more are closed at once (default 1024, or what the
+    /// open-file limit allows).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
 
     /// More output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -396,7 +409,7 @@ async fn serve(
         println!();
     }
 
-    let progress = Progress::new(common.quiet);
+    let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
     let opts = ConnectOptions {
         observer: progress.observer(),
         prompts: if ask {
@@ -420,8 +433,23 @@ async fn serve(
     progress.finish();
     let sessions = sessions?;
 
+    let reconnect = (!common.no_reconnect).then(|| Reconnect {
+        chain: chain.clone(),
+        opts: ConnectOptions {
+            // Reconnection progress goes to the log: the spinners are done by now.
+            observer: Progress::new(common.quiet, false).observer(),
+            ..opts.clone()
+        },
+        backoff: Backoff::default(),
+    });
+    let limits = Limits {
+        drain_timeout: Duration::from_secs(common.drain_timeout),
+        pending_timeout: Duration::from_secs(common.wait_for_chain),
+        max_connections: fit_connection_limit(common.max_connections),
+    };
     let tunnel = pgtunnel::forward::Tunnel::new(listener, sessions, chain.target.clone())
-        .drain_timeout(Duration::from_secs(common.drain_timeout));
+        .limits(limits)
+        .reconnect(reconnect);
     println!("ready: {local} -> {} ; {}", chain.target, ready_hint(local));
 
     // Stop on Ctrl-C/SIGTERM, or when the after-ready step asks to.
@@ -456,13 +484,46 @@ async fn serve(
             info!("stopped");
             Ok(early.unwrap_or(ExitCode::SUCCESS))
         }
-        Ended::ChainLost { hop } => {
+        Ended::ChainLost { hop, reason } => {
             eprintln!(
-                "pgtunnel: the SSH session to {hop} ended; the tunnel cannot carry anything more"
+                "pgtunnel: lost the SSH session to {hop}: {reason} (--no-reconnect: exiting)"
             );
             Ok(ExitCode::from(exit::CONNECT))
         }
+        Ended::ReconnectRefused { error, kind } => {
+            eprintln!("pgtunnel: could not re-establish the chain: {error}");
+            Ok(ExitCode::from(code_for(kind)))
+        }
     }
+}
+
+/// The connection limit: `requested` or the default, within the open-file limit (raised
+/// towards the hard limit when needed), keeping some descriptors for sessions and files.
+fn fit_connection_limit(requested: Option<u32>) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const RESERVED: u64 = 64;
+    let want = requested.map_or(pgtunnel::forward::DEFAULT_MAX_CONNECTIONS, |n| n as usize);
+    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return want;
+    };
+    let need = (want as u64).saturating_add(RESERVED);
+    if soft < need {
+        let raised = need.min(hard);
+        if setrlimit(Resource::RLIMIT_NOFILE, raised, hard).is_ok() {
+            soft = raised;
+        }
+    }
+    let fits = usize::try_from(soft.saturating_sub(RESERVED).max(1)).unwrap_or(want);
+    if fits < want {
+        if requested.is_some() {
+            warn!(
+                "--max-connections {want} does not fit the open-file limit ({soft}): serving at \
+                 most {fits} connections at once"
+            );
+        }
+        return fits;
+    }
+    want
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -497,8 +558,9 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(quiet: bool) -> Self {
-        let bars = (!quiet && std::io::stderr().is_terminal()).then(MultiProgress::new);
+    /// Spinners when `spinners` (a terminal) and not `quiet`; log lines otherwise.
+    fn new(quiet: bool, spinners: bool) -> Self {
+        let bars = (!quiet && spinners).then(MultiProgress::new);
         Progress {
             bars,
             state: Arc::new(Mutex::new(HashMap::new())),

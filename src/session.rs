@@ -81,7 +81,12 @@ pub struct HopSession {
     label: HopLabel,
     handle: Handle<HopHandler>,
     open_failures: Arc<Mutex<Option<(u32, String)>>>,
+    end_reason: EndReason,
 }
+
+/// Why a session ended, as the session's handler heard it (a peer's disconnect message, a
+/// keepalive timeout, an I/O error).
+type EndReason = Arc<Mutex<Option<String>>>;
 
 impl std::fmt::Debug for HopSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,6 +107,23 @@ impl HopSession {
         self.handle.is_closed()
     }
 
+    /// Why the session ended, when it has and the reason is known.
+    pub fn end_reason(&self) -> Option<String> {
+        self.end_reason.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// Like [`HopSession::open_direct_tcpip`], but the channel itself rather than a byte
+    /// stream: its messages tell a clean end of data (EOF, close) from the session ending
+    /// under it (the message queue closes), which a byte stream reports alike.
+    pub async fn open_direct_tcpip_channel(
+        &self,
+        host: &str,
+        port: u16,
+        originator: SocketAddr,
+    ) -> Result<russh::Channel<Msg>, String> {
+        self.open_channel(host, port, originator).await
+    }
+
     /// Opens a `direct-tcpip` channel from this hop to `host:port`; the host name is resolved
     /// by the hop. On refusal, returns the SSH server's reason.
     pub async fn open_direct_tcpip(
@@ -110,6 +132,17 @@ impl HopSession {
         port: u16,
         originator: SocketAddr,
     ) -> Result<HopStream, String> {
+        self.open_channel(host, port, originator)
+            .await
+            .map(russh::Channel::into_stream)
+    }
+
+    async fn open_channel(
+        &self,
+        host: &str,
+        port: u16,
+        originator: SocketAddr,
+    ) -> Result<russh::Channel<Msg>, String> {
         match self
             .handle
             .channel_open_direct_tcpip(
@@ -120,7 +153,7 @@ impl HopSession {
             )
             .await
         {
-            Ok(channel) => Ok(channel.into_stream()),
+            Ok(channel) => Ok(channel),
             Err(russh::Error::ChannelOpenFailure(failure)) => {
                 // The handler records the server's text just after the failure is delivered.
                 tokio::task::yield_now().await;
@@ -298,6 +331,7 @@ struct Unauthenticated {
     handle: Handle<HopHandler>,
     label: HopLabel,
     open_failures: Arc<Mutex<Option<(u32, String)>>>,
+    end_reason: EndReason,
 }
 
 async fn handshake<S>(
@@ -318,6 +352,7 @@ where
     );
     let preferred = host_key_preferences(&files, &lookup);
     let open_failures = Arc::new(Mutex::new(None));
+    let end_reason: EndReason = Arc::new(Mutex::new(None));
     let handler = HopHandler {
         label: label.clone(),
         lookup,
@@ -329,6 +364,7 @@ where
         open_failures: open_failures.clone(),
         prompts: opts.prompts.clone(),
         clock: clock.clone(),
+        end_reason: end_reason.clone(),
     };
     let keepalive = hop
         .config
@@ -351,6 +387,7 @@ where
         handle,
         label,
         open_failures,
+        end_reason,
     })
 }
 
@@ -444,6 +481,7 @@ struct HopHandler {
     /// Who answers `StrictHostKeyChecking ask`.
     prompts: Option<Prompts>,
     clock: PromptClock,
+    end_reason: EndReason,
 }
 
 fn offered_key(key: &PublicKeyOrCertificate) -> PublicKey {
@@ -691,6 +729,35 @@ impl client::Handler for HopHandler {
         Ok(())
     }
 
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let text = match &reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                let message = info.message.trim();
+                if message.is_empty() {
+                    format!("the server disconnected ({:?})", info.reason_code)
+                } else {
+                    format!("the server disconnected: {message}")
+                }
+            }
+            client::DisconnectReason::Error(HandlerError::Ssh(russh::Error::KeepaliveTimeout)) => {
+                "no answer to keepalives (ServerAliveInterval x ServerAliveCountMax)".into()
+            }
+            client::DisconnectReason::Error(HandlerError::Ssh(e)) => describe_ssh_error(e),
+            client::DisconnectReason::Error(HandlerError::HostKey(e)) => e.to_string(),
+        };
+        debug!(hop = %self.label, "session ended: {text}");
+        if let Ok(mut slot) = self.end_reason.lock() {
+            slot.get_or_insert(text);
+        }
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            client::DisconnectReason::Error(e) => Err(e),
+        }
+    }
+
     async fn auth_banner(
         &mut self,
         banner: &str,
@@ -714,6 +781,7 @@ async fn authenticate(
         mut handle,
         label,
         open_failures,
+        end_reason,
     } = session;
     let ctx = AuthContext {
         observer: &opts.observer,
@@ -742,6 +810,7 @@ async fn authenticate(
         label,
         handle,
         open_failures,
+        end_reason,
     })
 }
 

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::chain::{Chain, resolve_chain};
 use crate::config::{ConfigError, LocalEnv, SshConfig};
 use crate::error::Error;
-use crate::forward::Tunnel;
+use crate::forward::{Backoff, Reconnect, Tunnel};
 use crate::path::PathReport;
 use crate::session::{ConnectOptions, connect_chain};
 use crate::spec::{HopSpec, Target};
@@ -125,7 +125,8 @@ pub async fn bind(listen: SocketAddr) -> Result<TcpListener, Error> {
         })
 }
 
-/// Binds, brings the chain up and returns a tunnel ready to [`Tunnel::serve`].
+/// Binds, brings the chain up and returns a tunnel ready to [`Tunnel::serve`], which
+/// re-establishes the chain (same options, default backoff) when it is lost.
 pub async fn start(
     chain: &Chain,
     listen: SocketAddr,
@@ -133,7 +134,13 @@ pub async fn start(
 ) -> Result<Tunnel, Error> {
     let listener = bind(listen).await?;
     let sessions = connect_chain(chain, opts).await?;
-    Ok(Tunnel::new(listener, sessions, chain.target.clone()))
+    Ok(
+        Tunnel::new(listener, sessions, chain.target.clone()).reconnect(Some(Reconnect {
+            chain: chain.clone(),
+            opts: opts.clone(),
+            backoff: Backoff::default(),
+        })),
+    )
 }
 
 /// A `psql` command line for a tunnel listening on `addr`.

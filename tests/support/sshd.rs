@@ -194,11 +194,76 @@ impl Sshd {
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("sshd.log")
     }
+
+    /// Stops (SIGSTOP) the server and every session it serves: the hop goes silent, its TCP
+    /// connections stay open, as when a bastion hangs or the network drops packets.
+    pub fn freeze(&self) {
+        super::process::signal_tree(self.child.id() as i32, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Kills the server and every session it serves.
+    pub fn kill_all(&mut self) {
+        super::process::signal_tree(self.child.id() as i32, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Kills everything (see [`Sshd::kill_all`]) and starts sshd again on the same address
+    /// with the same host key and configuration.
+    pub fn restart(&mut self) {
+        self.kill_all();
+        let config = self.dir.path().join("sshd_config");
+        let log = self.log_path();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-f")
+                .arg(&config)
+                .arg("-E")
+                .arg(&log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn sshd");
+            let up = loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break false; // e.g. the address is not free yet: try again
+                }
+                if let Ok(mut tcp) =
+                    TcpStream::connect_timeout(&self.addr, Duration::from_millis(200))
+                {
+                    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut banner = [0u8; 4];
+                    if tcp.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
+                        break true;
+                    }
+                }
+                if Instant::now() > deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if up {
+                self.child = child;
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "sshd on {} did not come back within 10 s: {}",
+                self.addr,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The sessions too: a frozen one would otherwise stay behind, stopped.
+        self.kill_all();
     }
 }
