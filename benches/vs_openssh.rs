@@ -72,6 +72,22 @@ async fn sequential(addr: SocketAddr, n: usize) -> Duration {
     t.elapsed()
 }
 
+/// `n` connections one after the other, each sending 512 bytes, half-closing, and reading
+/// the echo to the end: the close path (EOF each way, channel close) is on the clock too.
+async fn sequential_half_close(addr: SocketAddr, n: usize) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        tcp.write_all(&[9u8; 512]).await.expect("write");
+        tcp.shutdown().await.expect("half-close");
+        let mut back = Vec::new();
+        tcp.read_to_end(&mut back).await.expect("read");
+        assert_eq!(back, [9u8; 512]);
+    }
+    t.elapsed()
+}
+
 /// `n` concurrent connections, `len` bytes each way.
 async fn parallel(addr: SocketAddr, n: usize, len: usize) -> Duration {
     let t = Instant::now();
@@ -172,6 +188,10 @@ async fn main() {
         (
             "200 sequential connections, 64 B round trip",
             Box::new(|a| Box::pin(sequential(a, 200))),
+        ),
+        (
+            "50 sequential, 512 B + half-close, read to EOF",
+            Box::new(|a| Box::pin(sequential_half_close(a, 50))),
         ),
         (
             "32 parallel connections, 4 MiB each way",
