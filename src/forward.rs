@@ -636,3 +636,18 @@ async fn pump(
         Err(finish) => finish,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = Backoff::default();
+        let secs: Vec<u64> = (1..=8).map(|n| b.delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+        // No overflow however long the outage.
+        assert_eq!(b.delay(u32::MAX), b.max);
+        assert_eq!(b.delay(0), b.initial);
+    }
+}

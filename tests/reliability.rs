@@ -454,3 +454,28 @@ async fn settled_fds(tunnel: &Pgtunnel, target: usize) -> usize {
     }
     fds
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_wait_for_a_lost_chain_only_so_long() {
+    let mut t = topology().await;
+    let mut tunnel = t.pgtunnel(&["--wait-for-chain", "2"]).await;
+    echo_once(tunnel.addr, 1024, 6).await;
+    t.shell.kill_all();
+    tunnel
+        .wait_for_stderr("lost the SSH session to hop 1 (shell.foo.com")
+        .await;
+    // The port stays open; a connection made now waits for the chain, which does not come
+    // back: after --wait-for-chain it is closed, and the tunnel goes on trying.
+    let mut waiting = TcpStream::connect(tunnel.addr)
+        .await
+        .expect("the local port stays open while the chain is down");
+    let _ = waiting.write_all(b"E").await;
+    let ended = read_to_end_or_error(&mut waiting).await;
+    assert!(matches!(ended, Ok(0) | Err(_)), "{ended:?}");
+    tunnel.wait_for_stderr("the chain is still down after 2s").await;
+    tunnel.wait_for_stderr("attempt 1 failed").await;
+    assert!(tunnel.running(), "pgtunnel keeps trying");
+    assert_eq!(t.service.connections.load(Ordering::SeqCst), 1);
+    tunnel.signal(Signal::SIGINT);
+    assert_eq!(tunnel.wait(LIMIT).await.code(), Some(0));
+}
