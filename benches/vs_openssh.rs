@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::sshd::{Sshd, SshdOptions, login_user};
+use support::sshd::{ManualHops, login_user};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -114,20 +114,7 @@ async fn main() {
         .clamp(1, 50);
     let home = Home::new();
     let echo = Echo::start_on("127.0.0.3:0").await;
-    let db = Sshd::start(SshdOptions {
-        ip: "127.0.0.2".parse().expect("ip"),
-        authorized: vec![home.public()],
-        permit_open: vec![("127.0.0.3".into(), echo.addr.port())],
-        extra: "",
-    });
-    let shell = Sshd::start(SshdOptions {
-        ip: "127.0.0.1".parse().expect("ip"),
-        authorized: vec![home.public()],
-        permit_open: vec![("127.0.0.2".into(), db.addr.port())],
-        extra: "",
-    });
-    home.trust_addr(shell.addr, &shell.host_key);
-    home.trust_addr(db.addr, &db.host_key);
+    let ManualHops { shell, db } = ManualHops::start(&home, ("127.0.0.3", echo.addr.port()));
     let user = login_user();
     let mut config = home.block("shell", shell.addr, &user, "  BatchMode yes\n");
     config.push_str(&home.block("db", db.addr, &user, "  BatchMode yes\n"));

@@ -6,7 +6,7 @@
 mod support;
 
 use pgtunnel::error::{ErrorKind, HopError};
-use support::sshd::{Sshd, SshdOptions, login_user};
+use support::sshd::{ManualHops, Sshd, SshdOptions, login_user};
 use support::*;
 
 const MIB: usize = 1024 * 1024;
@@ -21,24 +21,9 @@ struct Topology {
 async fn topology() -> Topology {
     let home = Home::new();
     let echo = Echo::start_on("127.0.0.3:0").await;
-    let db = Sshd::start(SshdOptions {
-        ip: "127.0.0.2".parse().expect("ip"),
-        authorized: vec![home.public()],
-        permit_open: vec![("127.0.0.3".into(), echo.addr.port())],
-        extra: "",
-    });
-    let shell = Sshd::start(SshdOptions {
-        ip: "127.0.0.1".parse().expect("ip"),
-        authorized: vec![home.public()],
-        permit_open: vec![("127.0.0.2".into(), db.addr.port())],
-        extra: "",
-    });
-    home.trust_addr(shell.addr, &shell.host_key);
-    home.trust_addr(db.addr, &db.host_key);
-    let user = login_user();
-    let mut config = home.block("shell.foo.com", shell.addr, &user, "");
-    config.push_str(&home.block("db.foo.com", db.addr, &user, "  ProxyJump shell.foo.com\n"));
-    home.write_config(&config);
+    let hops = ManualHops::start(&home, ("127.0.0.3", echo.addr.port()));
+    hops.write_config(&home, "");
+    let ManualHops { shell, db } = hops;
     Topology {
         home,
         echo,

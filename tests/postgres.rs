@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::pg::{PG_USER, SERVER_NAME, TLS_USER, TestPg, assert_success, password};
-use support::sshd::{Sshd, SshdOptions, login_user};
+use support::sshd::{ManualHops, Sshd};
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -38,24 +38,9 @@ async fn topology() -> Topology {
     let pg = tokio::task::spawn_blocking(|| TestPg::start(PG_IP.parse().expect("ip")))
         .await
         .expect("start PostgreSQL");
-    let db = Sshd::start(SshdOptions {
-        ip: "127.0.0.2".parse().expect("ip"),
-        authorized: vec![home.public()],
-        permit_open: vec![(PG_IP.into(), pg.cluster.addr().port())],
-        extra: "",
-    });
-    let shell = Sshd::start(SshdOptions {
-        ip: "127.0.0.1".parse().expect("ip"),
-        authorized: vec![home.public()],
-        permit_open: vec![("127.0.0.2".into(), db.addr.port())],
-        extra: "",
-    });
-    home.trust_addr(shell.addr, &shell.host_key);
-    home.trust_addr(db.addr, &db.host_key);
-    let user = login_user();
-    let mut config = home.block("shell.foo.com", shell.addr, &user, "");
-    config.push_str(&home.block("db.foo.com", db.addr, &user, "  ProxyJump shell.foo.com\n"));
-    home.write_config(&config);
+    let hops = ManualHops::start(&home, (PG_IP, pg.cluster.addr().port()));
+    hops.write_config(&home, "");
+    let ManualHops { shell, db } = hops;
     Topology {
         home,
         pg,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::process::Pgtunnel;
-use support::sshd::{Sshd, SshdOptions, login_user};
+use support::sshd::{ManualHops, Sshd};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -94,29 +94,9 @@ const HOP_EXTRA: &str = "  ServerAliveInterval 1\n  ServerAliveCountMax 2\n  Con
 async fn topology() -> Topology {
     let home = Home::new();
     let service = Service::start("127.0.0.3:0".parse().expect("addr")).await;
-    let db = Sshd::start(SshdOptions {
-        ip: "127.0.0.2".parse().expect("ip"),
-        authorized: vec![home.public()],
-        permit_open: vec![("127.0.0.3".into(), service.addr.port())],
-        extra: "",
-    });
-    let shell = Sshd::start(SshdOptions {
-        ip: "127.0.0.1".parse().expect("ip"),
-        authorized: vec![home.public()],
-        permit_open: vec![("127.0.0.2".into(), db.addr.port())],
-        extra: "",
-    });
-    home.trust_addr(shell.addr, &shell.host_key);
-    home.trust_addr(db.addr, &db.host_key);
-    let user = login_user();
-    let mut config = home.block("shell.foo.com", shell.addr, &user, HOP_EXTRA);
-    config.push_str(&home.block(
-        "db.foo.com",
-        db.addr,
-        &user,
-        &format!("{HOP_EXTRA}  ProxyJump shell.foo.com\n"),
-    ));
-    home.write_config(&config);
+    let hops = ManualHops::start(&home, ("127.0.0.3", service.addr.port()));
+    hops.write_config(&home, HOP_EXTRA);
+    let ManualHops { shell, db } = hops;
     Topology {
         home,
         service,
@@ -472,7 +452,9 @@ async fn connections_wait_for_a_lost_chain_only_so_long() {
     let _ = waiting.write_all(b"E").await;
     let ended = read_to_end_or_error(&mut waiting).await;
     assert!(matches!(ended, Ok(0) | Err(_)), "{ended:?}");
-    tunnel.wait_for_stderr("the chain is still down after 2s").await;
+    tunnel
+        .wait_for_stderr("the chain is still down after 2s")
+        .await;
     tunnel.wait_for_stderr("attempt 1 failed").await;
     assert!(tunnel.running(), "pgtunnel keeps trying");
     assert_eq!(t.service.connections.load(Ordering::SeqCst), 1);

@@ -25,6 +25,8 @@ pub struct Sshd {
     pub host_key: PublicKey,
     pub dir: tempfile::TempDir,
     child: Child,
+    /// What sshd runs through (see [`Sshd::start_with`]), for [`Sshd::restart`].
+    wrapper: Vec<String>,
 }
 
 pub struct SshdOptions<'a> {
@@ -131,44 +133,20 @@ impl Sshd {
                 ),
             )
             .expect("write sshd_config");
-            let mut command = match wrapper.split_first() {
-                Some((program, args)) => {
-                    let mut c = Command::new(program);
-                    c.args(args).arg(SSHD);
-                    c
+            let wrapper: Vec<String> = wrapper.iter().map(|w| w.to_string()).collect();
+            let mut child = spawn(&wrapper, &config, &log);
+            match wait_for_banner(addr, &mut child, Instant::now() + Duration::from_secs(10)) {
+                Up::Yes => {
+                    return Sshd {
+                        addr,
+                        host_key: host_pub,
+                        dir,
+                        child,
+                        wrapper,
+                    };
                 }
-                None => Command::new(SSHD),
-            };
-            let mut child = command
-                .arg("-D")
-                .arg("-f")
-                .arg(&config)
-                .arg("-E")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn sshd");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    last_log = std::fs::read_to_string(&log).unwrap_or_default();
-                    break;
-                }
-                if let Ok(mut tcp) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-                    let mut banner = [0u8; 4];
-                    if tcp.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
-                        return Sshd {
-                            addr,
-                            host_key: host_pub,
-                            dir,
-                            child,
-                        };
-                    }
-                }
-                if Instant::now() > deadline {
+                Up::Exited => last_log = std::fs::read_to_string(&log).unwrap_or_default(),
+                Up::TimedOut => {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
@@ -176,7 +154,6 @@ impl Sshd {
                         std::fs::read_to_string(&log).unwrap_or_default()
                     );
                 }
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
         panic!("sshd would not start: {last_log}");
@@ -215,41 +192,19 @@ impl Sshd {
         let log = self.log_path();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let mut child = Command::new(SSHD)
-                .arg("-D")
-                .arg("-f")
-                .arg(&config)
-                .arg("-E")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn sshd");
-            let up = loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break false; // e.g. the address is not free yet: try again
+            let mut child = spawn(&self.wrapper, &config, &log);
+            match wait_for_banner(self.addr, &mut child, deadline) {
+                Up::Yes => {
+                    self.child = child;
+                    return;
                 }
-                if let Ok(mut tcp) =
-                    TcpStream::connect_timeout(&self.addr, Duration::from_millis(200))
-                {
-                    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-                    let mut banner = [0u8; 4];
-                    if tcp.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
-                        break true;
-                    }
+                // E.g. the address is not free yet: try again.
+                Up::Exited => {}
+                Up::TimedOut => {
+                    let _ = child.kill();
+                    let _ = child.wait();
                 }
-                if Instant::now() > deadline {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            if up {
-                self.child = child;
-                return;
             }
-            let _ = child.kill();
-            let _ = child.wait();
             assert!(
                 Instant::now() < deadline,
                 "sshd on {} did not come back within 10 s: {}",
@@ -265,5 +220,97 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         // The sessions too: a frozen one would otherwise stay behind, stopped.
         self.kill_all();
+    }
+}
+
+/// Starts `sshd -D -f config -E log`, through `wrapper` if any.
+fn spawn(wrapper: &[String], config: &Path, log: &Path) -> Child {
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(SSHD);
+            c
+        }
+        None => Command::new(SSHD),
+    };
+    command
+        .arg("-D")
+        .arg("-f")
+        .arg(config)
+        .arg("-E")
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sshd")
+}
+
+enum Up {
+    Yes,
+    Exited,
+    TimedOut,
+}
+
+/// Waits until `addr` greets with an SSH banner, `child` exits, or `deadline` passes.
+fn wait_for_banner(addr: SocketAddr, child: &mut Child, deadline: Instant) -> Up {
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Up::Exited;
+        }
+        if let Ok(mut tcp) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut banner = [0u8; 4];
+            if tcp.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
+                return Up::Yes;
+            }
+        }
+        if Instant::now() > deadline {
+            return Up::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The manual's topology with real servers: `db` (db.foo.com) on 127.0.0.2 may open only the
+/// service, `shell` (shell.foo.com) on 127.0.0.1 may open only `db`, so bytes that come back
+/// prove the path went through both. Both host keys are trusted in `home`'s known_hosts.
+pub struct ManualHops {
+    pub shell: Sshd,
+    pub db: Sshd,
+}
+
+impl ManualHops {
+    /// Starts both hops for a service at `service` (host, port as db.foo.com dials it).
+    pub fn start(home: &super::Home, service: (&str, u16)) -> ManualHops {
+        let db = Sshd::start(SshdOptions {
+            ip: "127.0.0.2".parse().expect("ip"),
+            authorized: vec![home.public()],
+            permit_open: vec![(service.0.into(), service.1)],
+            extra: "",
+        });
+        let shell = Sshd::start(SshdOptions {
+            ip: "127.0.0.1".parse().expect("ip"),
+            authorized: vec![home.public()],
+            permit_open: vec![("127.0.0.2".into(), db.addr.port())],
+            extra: "",
+        });
+        home.trust_addr(shell.addr, &shell.host_key);
+        home.trust_addr(db.addr, &db.host_key);
+        ManualHops { shell, db }
+    }
+
+    /// Writes `home`'s ssh_config: aliases `shell.foo.com` and `db.foo.com` (with
+    /// `ProxyJump shell.foo.com`), each with `extra` lines.
+    pub fn write_config(&self, home: &super::Home, extra: &str) {
+        let user = login_user();
+        let mut config = home.block("shell.foo.com", self.shell.addr, &user, extra);
+        config.push_str(&home.block(
+            "db.foo.com",
+            self.db.addr,
+            &user,
+            &format!("{extra}  ProxyJump shell.foo.com\n"),
+        ));
+        home.write_config(&config);
     }
 }
