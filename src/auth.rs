@@ -37,9 +37,6 @@ use crate::error::HopError;
 use crate::event::{Event, Observer};
 use crate::prompt::{PromptClock, PromptError, PromptKind, PromptRequest, Prompts};
 
-/// OpenSSH's `NumberOfPasswordPrompts` default: passphrase tries per key, password and
-/// keyboard-interactive attempts.
-pub const PASSWORD_PROMPTS: usize = 3;
 /// Keyboard-interactive rounds (INFO_REQUESTs) accepted within one attempt.
 const MAX_INFO_REQUESTS: usize = 16;
 /// Authentication requests sent on one hop, all methods together.
@@ -245,10 +242,14 @@ fn method_names(methods: &[MethodKind]) -> String {
 enum LoadFailure {
     /// Encrypted and nobody to ask.
     Encrypted,
+    /// Encrypted, and `BatchMode yes` asks nothing.
+    Batch,
+    /// Encrypted, and `NumberOfPasswordPrompts 0`.
+    NoPrompts,
     /// The user gave no passphrase (empty answer, cancelled).
     NoPassphrase,
-    /// Every passphrase tried was wrong.
-    WrongPassphrase,
+    /// Every passphrase tried was wrong (this many).
+    WrongPassphrase(u32),
     /// Unreadable, or asking failed.
     Other(String),
 }
@@ -357,8 +358,9 @@ impl russh::Signer for IdentitySigner<'_, '_> {
     }
 }
 
-/// OpenSSH's `load_identity_file()`: the key as is, else up to [`PASSWORD_PROMPTS`]
+/// OpenSSH's `load_identity_file()`: the key as is, else up to `NumberOfPasswordPrompts`
 /// passphrases (`Enter passphrase for key '<path>': `); an empty answer skips the key.
+/// With `BatchMode yes` an encrypted key is skipped without asking.
 async fn load_private(
     path: &Path,
     hop: &Hop,
@@ -380,10 +382,17 @@ async fn load_private(
             }
         }
     }
+    if hop.config.batch_mode {
+        return Err(LoadFailure::Batch);
+    }
+    let tries = hop.config.number_of_password_prompts;
+    if tries == 0 {
+        return Err(LoadFailure::NoPrompts);
+    }
     let Some(prompts) = ctx.prompts else {
         return Err(LoadFailure::Encrypted);
     };
-    for _ in 0..PASSWORD_PROMPTS {
+    for _ in 0..tries {
         let request = PromptRequest {
             hop: hop.label(),
             kind: PromptKind::Passphrase,
@@ -405,7 +414,7 @@ async fn load_private(
         }
         debug!(hop = %hop.label(), "bad passphrase for {}", path.display());
     }
-    Err(LoadFailure::WrongPassphrase)
+    Err(LoadFailure::WrongPassphrase(tries))
 }
 
 fn describe_load_failure(path: &Path, f: &LoadFailure) -> String {
@@ -416,11 +425,22 @@ fn describe_load_failure(path: &Path, f: &LoadFailure) -> String {
             path.display(),
             path.display()
         ),
-        LoadFailure::NoPassphrase => format!("{} (encrypted; no passphrase given)", path.display()),
-        LoadFailure::WrongPassphrase => format!(
-            "{} (encrypted; wrong passphrase {PASSWORD_PROMPTS} times)",
+        LoadFailure::Batch => format!(
+            "{} (encrypted, and BatchMode yes does not ask for its passphrase; add it to \
+             ssh-agent with `ssh-add {}`)",
+            path.display(),
             path.display()
         ),
+        LoadFailure::NoPrompts => format!(
+            "{} (encrypted, and NumberOfPasswordPrompts 0 does not ask for its passphrase; add \
+             it to ssh-agent with `ssh-add {}`)",
+            path.display(),
+            path.display()
+        ),
+        LoadFailure::NoPassphrase => format!("{} (encrypted; no passphrase given)", path.display()),
+        LoadFailure::WrongPassphrase(n) => {
+            format!("{} (encrypted; wrong passphrase {n} times)", path.display())
+        }
         LoadFailure::Other(e) => format!("{} (unusable: {e})", path.display()),
     }
 }
@@ -496,6 +516,10 @@ pub(crate) async fn authenticate<H: client::Handler>(
     let mut password_done = false;
     let mut rsa_hash: Option<Option<Option<HashAlg>>> = None;
     let nobody = ctx.prompts.is_none();
+    let batch = hop.config.batch_mode;
+    // NumberOfPasswordPrompts: attempts of each of keyboard-interactive and password
+    // (`attempt_kbdint` / `attempt_passwd` in sshconnect2.c).
+    let attempts = hop.config.number_of_password_prompts as usize;
     let mut accepted: Vec<String> = Vec::new();
 
     for _ in 0..MAX_REQUESTS {
@@ -505,10 +529,14 @@ pub(crate) async fn authenticate<H: client::Handler>(
         let kbd = hop.config.kbd_interactive_authentication
             && methods.contains(&MethodKind::KeyboardInteractive)
             && !kbd_done
+            && kbd_attempts < attempts
+            && !batch
             && !nobody;
         let password = hop.config.password_authentication
             && methods.contains(&MethodKind::Password)
             && !password_done
+            && password_attempts < attempts
+            && !batch
             && !nobody;
         let (what, result) = if pubkey {
             let id = &identities[next_key];
@@ -522,9 +550,6 @@ pub(crate) async fn authenticate<H: client::Handler>(
             }
         } else if kbd {
             kbd_attempts += 1;
-            if kbd_attempts >= PASSWORD_PROMPTS {
-                kbd_done = true;
-            }
             match keyboard_interactive(handle, &user, hop, ctx).await? {
                 Kbd::Result(result) => ("keyboard-interactive".to_string(), result),
                 Kbd::NoQuestions(result) => {
@@ -539,9 +564,6 @@ pub(crate) async fn authenticate<H: client::Handler>(
             }
         } else if password {
             password_attempts += 1;
-            if password_attempts >= PASSWORD_PROMPTS {
-                password_done = true;
-            }
             match password_attempt(handle, &user, password_attempts, hop, ctx).await? {
                 Some(result) => ("password".to_string(), result),
                 None => {
@@ -596,9 +618,14 @@ pub(crate) async fn authenticate<H: client::Handler>(
             continue;
         }
         let name = method_names(&[kind]);
+        let asks = kind != MethodKind::PublicKey;
         if !on {
             not_tried.push(format!("{name} ({option} no)"));
-        } else if nobody && kind != MethodKind::PublicKey {
+        } else if asks && batch {
+            not_tried.push(format!("{name} (BatchMode yes)"));
+        } else if asks && attempts == 0 {
+            not_tried.push(format!("{name} (NumberOfPasswordPrompts 0)"));
+        } else if asks && nobody {
             not_tried.push(format!("{name} (no terminal or SSH_ASKPASS to ask)"));
         }
     }
