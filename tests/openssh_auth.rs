@@ -766,75 +766,15 @@ async fn ask_yes_records_the_key_for_ssh_and_no_refuses() {
 static FINGERPRINT: Mutex<String> = Mutex::new(String::new());
 
 const ONE_TIME_CODE: &str = "246810";
-/// sshd_config for [`pam_sshd`]: keyboard-interactive only.
-const KBD_INTERACTIVE: &str =
-    "KbdInteractiveAuthentication yes\nAuthenticationMethods keyboard-interactive";
-/// sshd_config for [`pam_sshd`]: password only (sshd hands the password to PAM's auth stack).
-const PASSWORD: &str = "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
-                        AuthenticationMethods password";
+use support::sshd::{KBD_INTERACTIVE, PASSWORD};
 
-/// An sshd whose keyboard-interactive or password authentication (`methods`: its sshd_config
-/// lines) goes through PAM, with `/etc/pam.d/sshd` replaced (in a private mount namespace, so
-/// the system's file is untouched) by a stack that accepts only [`ONE_TIME_CODE`] (pam_exec
-/// reads the answer to PAM's "Password: " question, or the password sshd hands to PAM).
+/// [`Sshd::start_pam`] for `echo`, accepting only [`ONE_TIME_CODE`].
 fn pam_sshd(c: &Case, echo: &Echo, methods: &str) -> Sshd {
-    let pam_exec = [
-        "/lib/x86_64-linux-gnu/security/pam_exec.so",
-        "/usr/lib/x86_64-linux-gnu/security/pam_exec.so",
-        "/lib/security/pam_exec.so",
-    ];
-    assert!(
-        pam_exec.iter().any(|p| Path::new(p).exists()),
-        "pam_exec.so is missing: install libpam-modules (scripts/test does this)"
-    );
-    assert!(
-        Path::new("/etc/pam.d/sshd").exists(),
-        "/etc/pam.d/sshd is missing: install openssh-server"
-    );
-    let unshare = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "true"])
-        .status();
-    assert!(
-        matches!(unshare, Ok(s) if s.success()),
-        "`unshare --mount` does not work here (needs root / CAP_SYS_ADMIN): it keeps the \
-         test's PAM stack private to its sshd"
-    );
-    let check = c.write(
-        "check-code.sh",
-        &format!("#!/bin/sh\ncode=$(tr -d '\\000')\n[ \"$code\" = \"{ONE_TIME_CODE}\" ]\n"),
-    );
-    chmod_x(&check);
-    let pam = c.write(
-        "pam-sshd",
-        &format!(
-            "auth required pam_exec.so expose_authtok quiet {}\n\
-             auth required pam_permit.so\n\
-             account required pam_permit.so\nsession required pam_permit.so\n\
-             password required pam_deny.so\n",
-            check.display()
-        ),
-    );
-    let script = format!(
-        "mount --bind {} /etc/pam.d/sshd && exec \"$0\" \"$@\"",
-        pam.display()
-    );
-    Sshd::start_with(
-        SshdOptions {
-            ip: "127.0.0.1".parse().expect("ip"),
-            authorized: Vec::new(),
-            permit_open: vec![("127.0.0.1".into(), echo.addr.port())],
-            extra: "",
-        },
-        &format!("UsePAM yes\nPermitRootLogin yes\n{methods}"),
-        &[
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-        ],
+    Sshd::start_pam(
+        c.dir.path(),
+        vec![("127.0.0.1".into(), echo.addr.port())],
+        methods,
+        ONE_TIME_CODE,
     )
 }
 
