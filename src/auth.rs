@@ -565,10 +565,28 @@ pub(crate) async fn authenticate<H: client::Handler>(
         } else if password {
             password_attempts += 1;
             match password_attempt(handle, &user, password_attempts, hop, ctx).await? {
-                Some(result) => ("password".to_string(), result),
-                None => {
+                Password::Result(result) => ("password".to_string(), result),
+                Password::NoAnswer => {
                     password_done = true;
                     log.tried.push("password (no answer)".into());
+                    continue;
+                }
+                Password::ChangeRequired(message) => {
+                    // The server waits for the old and a new password (OpenSSH asks for
+                    // them); pgtunnel does not change passwords. Go on with other methods.
+                    password_done = true;
+                    log.tried.push(format!(
+                        "password (the server requires a new password{}; pgtunnel does not \
+                         change passwords: change it with `ssh` first)",
+                        if message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                ": \"{}\"",
+                                crate::prompt::clean_server_text(message.trim_end())
+                            )
+                        }
+                    ));
                     continue;
                 }
             }
@@ -934,15 +952,25 @@ async fn keyboard_interactive<H: client::Handler>(
     )))
 }
 
+/// What one `password` attempt came to.
+enum Password {
+    /// The server's answer.
+    Result(AuthResult),
+    /// Nobody answered the question.
+    NoAnswer,
+    /// SSH_MSG_USERAUTH_PASSWD_CHANGEREQ, with the server's message: the password expired.
+    ChangeRequired(String),
+}
+
 async fn password_attempt<H: client::Handler>(
     handle: &mut Handle<H>,
     user: &str,
     attempt: usize,
     hop: &Hop,
     ctx: &AuthContext<'_>,
-) -> Result<Option<AuthResult>, HopError> {
+) -> Result<Password, HopError> {
     let Some(prompts) = ctx.prompts else {
-        return Ok(None);
+        return Ok(Password::NoAnswer);
     };
     let request = PromptRequest {
         hop: hop.label(),
@@ -959,14 +987,14 @@ async fn password_attempt<H: client::Handler>(
         Ok(a) => a,
         Err(e) => {
             debug!(hop = %hop.label(), "password: {e}");
-            return Ok(None);
+            return Ok(Password::NoAnswer);
         }
     };
-    handle
-        .authenticate_password(user, answer.as_str())
-        .await
-        .map(Some)
-        .map_err(|e| HopError::Ssh(format!("password: {e}")))
+    match handle.authenticate_password(user, answer.as_str()).await {
+        Ok(result) => Ok(Password::Result(result)),
+        Err(russh::Error::PasswordChangeRequired(message)) => Ok(Password::ChangeRequired(message)),
+        Err(e) => Err(HopError::Ssh(format!("password: {e}"))),
+    }
 }
 
 #[cfg(test)]
