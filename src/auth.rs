@@ -798,17 +798,9 @@ async fn try_identity<H: client::Handler>(
         if rsa_cache.is_none() {
             *rsa_cache = Some(handle.best_supported_rsa_hash().await.ok().flatten());
         }
-        match (*rsa_cache).flatten() {
-            // The server lists signature algorithms but no rsa-sha2: it wants SHA-1, which
-            // OpenSSH refuses too.
-            Some(None) => {
-                return Tried::Skipped(format!(
-                    "{} (RSA: the server accepts only ssh-rsa SHA-1 signatures)",
-                    id.name
-                ));
-            }
-            Some(Some(h)) => Some(h),
-            None => Some(HashAlg::Sha512),
+        match rsa_signature((*rsa_cache).flatten()) {
+            Ok(h) => Some(h),
+            Err(why) => return Tried::Skipped(format!("{} (RSA: {why})", id.name)),
         }
     } else {
         None
@@ -844,6 +836,24 @@ async fn try_identity<H: client::Handler>(
             )),
             None => Tried::Skipped(format!("{what} ({e})")),
         },
+    }
+}
+
+/// OpenSSH 9.2's `key_sig_algorithm()` for an RSA key or certificate, with the default
+/// `PubkeyAcceptedAlgorithms` (rsa-sha2-512, rsa-sha2-256; not ssh-rsa since 8.8). `server`
+/// is the server's `server-sig-algs` extension as russh reports it: `None` when the server
+/// sent none, `Some(None)` when it lists no rsa-sha2 algorithm. Without the extension ssh
+/// falls back to the key's own name, `ssh-rsa`, which it no longer accepts: the key is not
+/// used (`no mutual signature algorithm`), and neither is it here.
+fn rsa_signature(server: Option<Option<HashAlg>>) -> Result<HashAlg, &'static str> {
+    match server {
+        Some(Some(hash)) => Ok(hash),
+        Some(None) => Err("the server accepts only ssh-rsa SHA-1 signatures"),
+        None => Err(
+            "the server does not say which signature algorithms it accepts (no \
+             server-sig-algs), so, as with ssh 8.8 and later, only SHA-1 ssh-rsa would be left, \
+             which is not used",
+        ),
     }
 }
 
@@ -1075,6 +1085,20 @@ mod tests {
             let alg_len = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]) as usize;
             assert_eq!(&blob[4..4 + alg_len], name.as_bytes());
         }
+    }
+
+    #[test]
+    fn rsa_signature_as_key_sig_algorithm() {
+        assert_eq!(
+            rsa_signature(Some(Some(HashAlg::Sha512))),
+            Ok(HashAlg::Sha512)
+        );
+        assert_eq!(
+            rsa_signature(Some(Some(HashAlg::Sha256))),
+            Ok(HashAlg::Sha256)
+        );
+        assert!(rsa_signature(Some(None)).is_err_and(|e| e.contains("only ssh-rsa")));
+        assert!(rsa_signature(None).is_err_and(|e| e.contains("no server-sig-algs")));
     }
 
     #[test]
