@@ -37,9 +37,6 @@ use crate::error::HopError;
 use crate::event::{Event, Observer};
 use crate::prompt::{PromptClock, PromptError, PromptKind, PromptRequest, Prompts};
 
-/// OpenSSH's `NumberOfPasswordPrompts` default: passphrase tries per key, password and
-/// keyboard-interactive attempts.
-pub const PASSWORD_PROMPTS: usize = 3;
 /// Keyboard-interactive rounds (INFO_REQUESTs) accepted within one attempt.
 const MAX_INFO_REQUESTS: usize = 16;
 /// Authentication requests sent on one hop, all methods together.
@@ -245,10 +242,14 @@ fn method_names(methods: &[MethodKind]) -> String {
 enum LoadFailure {
     /// Encrypted and nobody to ask.
     Encrypted,
+    /// Encrypted, and `BatchMode yes` asks nothing.
+    Batch,
+    /// Encrypted, and `NumberOfPasswordPrompts 0`.
+    NoPrompts,
     /// The user gave no passphrase (empty answer, cancelled).
     NoPassphrase,
-    /// Every passphrase tried was wrong.
-    WrongPassphrase,
+    /// Every passphrase tried was wrong (this many).
+    WrongPassphrase(u32),
     /// Unreadable, or asking failed.
     Other(String),
 }
@@ -357,8 +358,9 @@ impl russh::Signer for IdentitySigner<'_, '_> {
     }
 }
 
-/// OpenSSH's `load_identity_file()`: the key as is, else up to [`PASSWORD_PROMPTS`]
+/// OpenSSH's `load_identity_file()`: the key as is, else up to `NumberOfPasswordPrompts`
 /// passphrases (`Enter passphrase for key '<path>': `); an empty answer skips the key.
+/// With `BatchMode yes` an encrypted key is skipped without asking.
 async fn load_private(
     path: &Path,
     hop: &Hop,
@@ -380,10 +382,17 @@ async fn load_private(
             }
         }
     }
+    if hop.config.batch_mode {
+        return Err(LoadFailure::Batch);
+    }
+    let tries = hop.config.number_of_password_prompts;
+    if tries == 0 {
+        return Err(LoadFailure::NoPrompts);
+    }
     let Some(prompts) = ctx.prompts else {
         return Err(LoadFailure::Encrypted);
     };
-    for _ in 0..PASSWORD_PROMPTS {
+    for _ in 0..tries {
         let request = PromptRequest {
             hop: hop.label(),
             kind: PromptKind::Passphrase,
@@ -405,7 +414,7 @@ async fn load_private(
         }
         debug!(hop = %hop.label(), "bad passphrase for {}", path.display());
     }
-    Err(LoadFailure::WrongPassphrase)
+    Err(LoadFailure::WrongPassphrase(tries))
 }
 
 fn describe_load_failure(path: &Path, f: &LoadFailure) -> String {
@@ -416,11 +425,22 @@ fn describe_load_failure(path: &Path, f: &LoadFailure) -> String {
             path.display(),
             path.display()
         ),
-        LoadFailure::NoPassphrase => format!("{} (encrypted; no passphrase given)", path.display()),
-        LoadFailure::WrongPassphrase => format!(
-            "{} (encrypted; wrong passphrase {PASSWORD_PROMPTS} times)",
+        LoadFailure::Batch => format!(
+            "{} (encrypted, and BatchMode yes does not ask for its passphrase; add it to \
+             ssh-agent with `ssh-add {}`)",
+            path.display(),
             path.display()
         ),
+        LoadFailure::NoPrompts => format!(
+            "{} (encrypted, and NumberOfPasswordPrompts 0 does not ask for its passphrase; add \
+             it to ssh-agent with `ssh-add {}`)",
+            path.display(),
+            path.display()
+        ),
+        LoadFailure::NoPassphrase => format!("{} (encrypted; no passphrase given)", path.display()),
+        LoadFailure::WrongPassphrase(n) => {
+            format!("{} (encrypted; wrong passphrase {n} times)", path.display())
+        }
         LoadFailure::Other(e) => format!("{} (unusable: {e})", path.display()),
     }
 }
@@ -496,6 +516,10 @@ pub(crate) async fn authenticate<H: client::Handler>(
     let mut password_done = false;
     let mut rsa_hash: Option<Option<Option<HashAlg>>> = None;
     let nobody = ctx.prompts.is_none();
+    let batch = hop.config.batch_mode;
+    // NumberOfPasswordPrompts: attempts of each of keyboard-interactive and password
+    // (`attempt_kbdint` / `attempt_passwd` in sshconnect2.c).
+    let attempts = hop.config.number_of_password_prompts as usize;
     let mut accepted: Vec<String> = Vec::new();
 
     for _ in 0..MAX_REQUESTS {
@@ -505,10 +529,14 @@ pub(crate) async fn authenticate<H: client::Handler>(
         let kbd = hop.config.kbd_interactive_authentication
             && methods.contains(&MethodKind::KeyboardInteractive)
             && !kbd_done
+            && kbd_attempts < attempts
+            && !batch
             && !nobody;
         let password = hop.config.password_authentication
             && methods.contains(&MethodKind::Password)
             && !password_done
+            && password_attempts < attempts
+            && !batch
             && !nobody;
         let (what, result) = if pubkey {
             let id = &identities[next_key];
@@ -522,9 +550,6 @@ pub(crate) async fn authenticate<H: client::Handler>(
             }
         } else if kbd {
             kbd_attempts += 1;
-            if kbd_attempts >= PASSWORD_PROMPTS {
-                kbd_done = true;
-            }
             match keyboard_interactive(handle, &user, hop, ctx).await? {
                 Kbd::Result(result) => ("keyboard-interactive".to_string(), result),
                 Kbd::NoQuestions(result) => {
@@ -539,14 +564,29 @@ pub(crate) async fn authenticate<H: client::Handler>(
             }
         } else if password {
             password_attempts += 1;
-            if password_attempts >= PASSWORD_PROMPTS {
-                password_done = true;
-            }
             match password_attempt(handle, &user, password_attempts, hop, ctx).await? {
-                Some(result) => ("password".to_string(), result),
-                None => {
+                Password::Result(result) => ("password".to_string(), result),
+                Password::NoAnswer => {
                     password_done = true;
                     log.tried.push("password (no answer)".into());
+                    continue;
+                }
+                Password::ChangeRequired(message) => {
+                    // The server waits for the old and a new password (OpenSSH asks for
+                    // them); pgtunnel does not change passwords. Go on with other methods.
+                    password_done = true;
+                    log.tried.push(format!(
+                        "password (the server requires a new password{}; pgtunnel does not \
+                         change passwords: change it with `ssh` first)",
+                        if message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                ": \"{}\"",
+                                crate::prompt::clean_server_text(message.trim_end())
+                            )
+                        }
+                    ));
                     continue;
                 }
             }
@@ -596,9 +636,14 @@ pub(crate) async fn authenticate<H: client::Handler>(
             continue;
         }
         let name = method_names(&[kind]);
+        let asks = kind != MethodKind::PublicKey;
         if !on {
             not_tried.push(format!("{name} ({option} no)"));
-        } else if nobody && kind != MethodKind::PublicKey {
+        } else if asks && batch {
+            not_tried.push(format!("{name} (BatchMode yes)"));
+        } else if asks && attempts == 0 {
+            not_tried.push(format!("{name} (NumberOfPasswordPrompts 0)"));
+        } else if asks && nobody {
             not_tried.push(format!("{name} (no terminal or SSH_ASKPASS to ask)"));
         }
     }
@@ -753,17 +798,9 @@ async fn try_identity<H: client::Handler>(
         if rsa_cache.is_none() {
             *rsa_cache = Some(handle.best_supported_rsa_hash().await.ok().flatten());
         }
-        match (*rsa_cache).flatten() {
-            // The server lists signature algorithms but no rsa-sha2: it wants SHA-1, which
-            // OpenSSH refuses too.
-            Some(None) => {
-                return Tried::Skipped(format!(
-                    "{} (RSA: the server accepts only ssh-rsa SHA-1 signatures)",
-                    id.name
-                ));
-            }
-            Some(Some(h)) => Some(h),
-            None => Some(HashAlg::Sha512),
+        match rsa_signature((*rsa_cache).flatten()) {
+            Ok(h) => Some(h),
+            Err(why) => return Tried::Skipped(format!("{} (RSA: {why})", id.name)),
         }
     } else {
         None
@@ -799,6 +836,24 @@ async fn try_identity<H: client::Handler>(
             )),
             None => Tried::Skipped(format!("{what} ({e})")),
         },
+    }
+}
+
+/// OpenSSH 9.2's `key_sig_algorithm()` for an RSA key or certificate, with the default
+/// `PubkeyAcceptedAlgorithms` (rsa-sha2-512, rsa-sha2-256; not ssh-rsa since 8.8). `server`
+/// is the server's `server-sig-algs` extension as russh reports it: `None` when the server
+/// sent none, `Some(None)` when it lists no rsa-sha2 algorithm. Without the extension ssh
+/// falls back to the key's own name, `ssh-rsa`, which it no longer accepts: the key is not
+/// used (`no mutual signature algorithm`), and neither is it here.
+fn rsa_signature(server: Option<Option<HashAlg>>) -> Result<HashAlg, &'static str> {
+    match server {
+        Some(Some(hash)) => Ok(hash),
+        Some(None) => Err("the server accepts only ssh-rsa SHA-1 signatures"),
+        None => Err(
+            "the server does not say which signature algorithms it accepts (no \
+             server-sig-algs), so, as with ssh 8.8 and later, only SHA-1 ssh-rsa would be left, \
+             which is not used",
+        ),
     }
 }
 
@@ -907,15 +962,25 @@ async fn keyboard_interactive<H: client::Handler>(
     )))
 }
 
+/// What one `password` attempt came to.
+enum Password {
+    /// The server's answer.
+    Result(AuthResult),
+    /// Nobody answered the question.
+    NoAnswer,
+    /// SSH_MSG_USERAUTH_PASSWD_CHANGEREQ, with the server's message: the password expired.
+    ChangeRequired(String),
+}
+
 async fn password_attempt<H: client::Handler>(
     handle: &mut Handle<H>,
     user: &str,
     attempt: usize,
     hop: &Hop,
     ctx: &AuthContext<'_>,
-) -> Result<Option<AuthResult>, HopError> {
+) -> Result<Password, HopError> {
     let Some(prompts) = ctx.prompts else {
-        return Ok(None);
+        return Ok(Password::NoAnswer);
     };
     let request = PromptRequest {
         hop: hop.label(),
@@ -932,14 +997,14 @@ async fn password_attempt<H: client::Handler>(
         Ok(a) => a,
         Err(e) => {
             debug!(hop = %hop.label(), "password: {e}");
-            return Ok(None);
+            return Ok(Password::NoAnswer);
         }
     };
-    handle
-        .authenticate_password(user, answer.as_str())
-        .await
-        .map(Some)
-        .map_err(|e| HopError::Ssh(format!("password: {e}")))
+    match handle.authenticate_password(user, answer.as_str()).await {
+        Ok(result) => Ok(Password::Result(result)),
+        Err(russh::Error::PasswordChangeRequired(message)) => Ok(Password::ChangeRequired(message)),
+        Err(e) => Err(HopError::Ssh(format!("password: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -1020,6 +1085,20 @@ mod tests {
             let alg_len = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]) as usize;
             assert_eq!(&blob[4..4 + alg_len], name.as_bytes());
         }
+    }
+
+    #[test]
+    fn rsa_signature_as_key_sig_algorithm() {
+        assert_eq!(
+            rsa_signature(Some(Some(HashAlg::Sha512))),
+            Ok(HashAlg::Sha512)
+        );
+        assert_eq!(
+            rsa_signature(Some(Some(HashAlg::Sha256))),
+            Ok(HashAlg::Sha256)
+        );
+        assert!(rsa_signature(Some(None)).is_err_and(|e| e.contains("only ssh-rsa")));
+        assert!(rsa_signature(None).is_err_and(|e| e.contains("no server-sig-algs")));
     }
 
     #[test]

@@ -160,10 +160,25 @@ fn hop_section(out: &mut String, hop: &Hop) {
             StrictHostKeyChecking::Yes => "yes",
             StrictHostKeyChecking::AcceptNew => "accept-new",
             StrictHostKeyChecking::No => "no",
+            StrictHostKeyChecking::Ask if c.batch_mode => "ask (yes: BatchMode)",
             StrictHostKeyChecking::Ask => "ask (yes without a terminal)",
         }
         .into(),
         origin("stricthostkeychecking"),
+    );
+    row(
+        "batchmode",
+        if c.batch_mode {
+            "yes (nothing is asked)".into()
+        } else {
+            "no".into()
+        },
+        origin("batchmode"),
+    );
+    row(
+        "numberofpasswordprompts",
+        c.number_of_password_prompts.to_string(),
+        origin("numberofpasswordprompts"),
     );
     row(
         "serveraliveinterval",
@@ -209,7 +224,7 @@ mod tests {
     fn every_value_names_its_origin() {
         let text = "Host db\n  HostName 10.0.0.5\n  ProxyJump joe@shell:2222\n  \
                     ServerAliveInterval 15\nHost shell\n  HostName shell.example\n  \
-                    IdentityFile ~/.ssh/work\n  HostKeyAlias shellkey\n";
+                    IdentityFile ~/.ssh/work\n  HostKeyAlias shellkey\n  BatchMode yes\n";
         let env = LocalEnv {
             local_user: "me".into(),
             home: "/home/me".into(),
@@ -242,5 +257,12 @@ mod tests {
         assert!(text.contains("serveraliveinterval    15s"), "{text}");
         assert!(text.contains("/cfg:4"), "{text}");
         assert!(text.contains("direct-tcpip channel of hop 1"), "{text}");
+        assert!(
+            text.contains("batchmode              yes (nothing is asked)"),
+            "{text}"
+        );
+        assert!(text.contains("/cfg:9"), "{text}");
+        assert!(text.contains("numberofpasswordprompts 3 "), "{text}");
+        assert!(text.contains("ask (yes: BatchMode)"), "{text}");
     }
 }

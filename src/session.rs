@@ -363,6 +363,7 @@ where
         observer: opts.observer.clone(),
         open_failures: open_failures.clone(),
         prompts: opts.prompts.clone(),
+        batch_mode: hop.config.batch_mode,
         clock: clock.clone(),
         end_reason: end_reason.clone(),
     };
@@ -480,6 +481,8 @@ struct HopHandler {
     open_failures: Arc<Mutex<Option<(u32, String)>>>,
     /// Who answers `StrictHostKeyChecking ask`.
     prompts: Option<Prompts>,
+    /// `BatchMode yes`: `ask` refuses without asking, as `ssh`'s `confirm()` does.
+    batch_mode: bool,
     clock: PromptClock,
     end_reason: EndReason,
 }
@@ -533,6 +536,13 @@ impl HopHandler {
             Verdict::Unknown => match self.policy {
                 StrictHostKeyChecking::Yes => {
                     return Err(self.unknown(name, fingerprint, "yes".into()));
+                }
+                StrictHostKeyChecking::Ask if self.batch_mode => {
+                    return Err(self.unknown(
+                        name,
+                        fingerprint,
+                        "ask and BatchMode yes (nothing is asked)".into(),
+                    ));
                 }
                 StrictHostKeyChecking::Ask => {
                     let Some(prompts) = &self.prompts else {

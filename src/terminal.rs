@@ -67,8 +67,9 @@ impl Prompter for Shown {
     }
 }
 
-/// OpenSSH's `readpassphrase()` on `/dev/tty`: the prompt at the start of a line, echo off
-/// for secrets, one line read.
+/// OpenSSH's `readpassphrase()` on `/dev/tty`: echo off for secrets *before* the prompt is
+/// shown (so nothing typed after the prompt appears can be echoed), the prompt at the start of
+/// a line, one line read, the terminal restored.
 fn ask_terminal(request: &PromptRequest) -> Result<Answer, PromptError> {
     let tty = OpenOptions::new()
         .read(true)
@@ -76,16 +77,6 @@ fn ask_terminal(request: &PromptRequest) -> Result<Answer, PromptError> {
         .open(TTY)
         .map_err(|_| PromptError::Unavailable)?;
     let failed = |e: std::io::Error| PromptError::Failed(format!("{TTY}: {e}"));
-    let mut out = &tty;
-    let mut text = String::from("\r");
-    for line in &request.preamble {
-        text.push_str(line);
-        text.push('\n');
-    }
-    text.push_str(&request.question());
-    out.write_all(text.as_bytes()).map_err(failed)?;
-    out.flush().map_err(failed)?;
-
     let restore = if request.echo {
         None
     } else {
@@ -99,16 +90,15 @@ fn ask_terminal(request: &PromptRequest) -> Result<Answer, PromptError> {
         termios::tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).map_err(|e| failed(e.into()))?;
         Some(settings)
     };
-    let mut line = Zeroizing::new(Vec::with_capacity(128));
-    let read = BufReader::new(&tty).read_until(b'\n', &mut line);
+    let read = show_and_read(&tty, request);
     if let Some(settings) = restore {
         let _ = termios::tcsetattr(&tty, SetArg::TCSAFLUSH, &settings);
         if let Ok(mut saved) = SAVED.lock() {
             *saved = None;
         }
     }
-    let n = read.map_err(failed)?;
-    if n == 0 {
+    let mut line = read.map_err(failed)?;
+    if line.is_empty() {
         return Err(PromptError::Cancelled);
     }
     while matches!(line.last(), Some(b'\n' | b'\r')) {
@@ -116,4 +106,20 @@ fn ask_terminal(request: &PromptRequest) -> Result<Answer, PromptError> {
     }
     let text = String::from_utf8_lossy(&line);
     Ok(Zeroizing::new(text.into_owned()))
+}
+
+/// Writes the preamble and the question, then reads one line (empty: end of input).
+fn show_and_read(tty: &File, request: &PromptRequest) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut out = tty;
+    let mut text = String::from("\r");
+    for line in &request.preamble {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(&request.question());
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    let mut line = Zeroizing::new(Vec::with_capacity(128));
+    BufReader::new(tty).read_until(b'\n', &mut line)?;
+    Ok(line)
 }

@@ -766,69 +766,15 @@ async fn ask_yes_records_the_key_for_ssh_and_no_refuses() {
 static FINGERPRINT: Mutex<String> = Mutex::new(String::new());
 
 const ONE_TIME_CODE: &str = "246810";
+use support::sshd::{KBD_INTERACTIVE, PASSWORD};
 
-/// An sshd whose keyboard-interactive goes through PAM, with `/etc/pam.d/sshd` replaced (in a
-/// private mount namespace, so the system's file is untouched) by a stack that accepts only
-/// [`ONE_TIME_CODE`] (pam_exec reads the answer to PAM's "Password: " question).
-fn pam_sshd(c: &Case, echo: &Echo) -> Sshd {
-    let pam_exec = [
-        "/lib/x86_64-linux-gnu/security/pam_exec.so",
-        "/usr/lib/x86_64-linux-gnu/security/pam_exec.so",
-        "/lib/security/pam_exec.so",
-    ];
-    assert!(
-        pam_exec.iter().any(|p| Path::new(p).exists()),
-        "pam_exec.so is missing: install libpam-modules (scripts/test does this)"
-    );
-    assert!(
-        Path::new("/etc/pam.d/sshd").exists(),
-        "/etc/pam.d/sshd is missing: install openssh-server"
-    );
-    let unshare = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "true"])
-        .status();
-    assert!(
-        matches!(unshare, Ok(s) if s.success()),
-        "`unshare --mount` does not work here (needs root / CAP_SYS_ADMIN): it keeps the \
-         test's PAM stack private to its sshd"
-    );
-    let check = c.write(
-        "check-code.sh",
-        &format!("#!/bin/sh\ncode=$(tr -d '\\000')\n[ \"$code\" = \"{ONE_TIME_CODE}\" ]\n"),
-    );
-    chmod_x(&check);
-    let pam = c.write(
-        "pam-sshd",
-        &format!(
-            "auth required pam_exec.so expose_authtok quiet {}\n\
-             auth required pam_permit.so\n\
-             account required pam_permit.so\nsession required pam_permit.so\n\
-             password required pam_deny.so\n",
-            check.display()
-        ),
-    );
-    let script = format!(
-        "mount --bind {} /etc/pam.d/sshd && exec \"$0\" \"$@\"",
-        pam.display()
-    );
-    Sshd::start_with(
-        SshdOptions {
-            ip: "127.0.0.1".parse().expect("ip"),
-            authorized: Vec::new(),
-            permit_open: vec![("127.0.0.1".into(), echo.addr.port())],
-            extra: "",
-        },
-        "UsePAM yes\nKbdInteractiveAuthentication yes\nPermitRootLogin yes\n\
-         AuthenticationMethods keyboard-interactive",
-        &[
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-        ],
+/// [`Sshd::start_pam`] for `echo`, accepting only [`ONE_TIME_CODE`].
+fn pam_sshd(c: &Case, echo: &Echo, methods: &str) -> Sshd {
+    Sshd::start_pam(
+        c.dir.path(),
+        vec![("127.0.0.1".into(), echo.addr.port())],
+        methods,
+        ONE_TIME_CODE,
     )
 }
 
@@ -836,7 +782,7 @@ fn pam_sshd(c: &Case, echo: &Echo) -> Sshd {
 async fn keyboard_interactive_one_time_code_through_pam() {
     let c = Case::new();
     let echo = Echo::start().await;
-    let s = pam_sshd(&c, &echo);
+    let s = pam_sshd(&c, &echo, KBD_INTERACTIVE);
     std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
     c.configure(s.addr, "  StrictHostKeyChecking yes\n  IdentityFile none\n");
 
@@ -975,4 +921,176 @@ async fn binary_asks_for_a_passphrase_through_ssh_askpass() {
         .expect("exits after Ctrl-C")
         .expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+/// The `password` method against a real sshd (PAM checks the password): the right one, wrong
+/// ones `NumberOfPasswordPrompts` times, `BatchMode yes` and nobody to ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_through_pam() {
+    let c = Case::new();
+    let echo = Echo::start().await;
+    let s = pam_sshd(&c, &echo, PASSWORD);
+    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    let base = "  StrictHostKeyChecking yes\n  IdentityFile none\n";
+    c.configure(s.addr, base);
+
+    // The right password.
+    let r = Recorder::new();
+    c.connect(&echo, &r.options(Some(|_| Some(ONE_TIME_CODE.into()))))
+        .await
+        .expect("connects with the password");
+    let asked = r.asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let q = &asked[0];
+    assert_eq!(q.kind, PromptKind::Password);
+    assert!(!q.echo);
+    assert!(q.preamble.is_empty(), "{q:?}");
+    assert_eq!(
+        q.question(),
+        format!(
+            "hop 1 (shell, {}): {}@127.0.0.1's password: ",
+            s.addr,
+            login_user()
+        )
+    );
+    assert_eq!(r.authenticated(), format!("{} (password)", login_user()));
+
+    // Wrong every time: ssh's 3 attempts, "Permission denied, please try again." before the
+    // second and third, then a failure naming the method.
+    let r = Recorder::new();
+    let e = c
+        .connect(&echo, &r.options(Some(|_| Some("wrong".into()))))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(e.to_string().contains("password"), "{e}");
+    let asked = r.asked();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked[0].preamble.is_empty());
+    for q in &asked[1..] {
+        assert_eq!(q.preamble, ["Permission denied, please try again."]);
+    }
+
+    // Wrong, then right: the second attempt gets in.
+    let r = Recorder::new();
+    let opts = r.options(Some(|q| {
+        Some(if q.preamble.is_empty() {
+            "wrong".into()
+        } else {
+            ONE_TIME_CODE.into()
+        })
+    }));
+    c.connect(&echo, &opts).await.expect("second attempt");
+    assert_eq!(r.asked().len(), 2);
+
+    // NumberOfPasswordPrompts 1: one attempt; 0: none, and the error says why.
+    c.configure(s.addr, &format!("{base}  NumberOfPasswordPrompts 1\n"));
+    let r = Recorder::new();
+    c.connect(&echo, &r.options(Some(|_| Some("wrong".into()))))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(r.asked().len(), 1);
+    c.configure(s.addr, &format!("{base}  NumberOfPasswordPrompts 0\n"));
+    let r = Recorder::new();
+    let e = c
+        .connect(&echo, &r.options(Some(|_| Some(ONE_TIME_CODE.into()))))
+        .await
+        .expect_err("no attempts allowed");
+    assert!(r.asked().is_empty());
+    assert!(
+        e.to_string()
+            .contains("not tried: password (NumberOfPasswordPrompts 0)"),
+        "{e}"
+    );
+
+    // BatchMode yes: not asked although someone could answer.
+    c.configure(s.addr, &format!("{base}  BatchMode yes\n"));
+    let r = Recorder::new();
+    let e = c
+        .connect(&echo, &r.options(Some(|_| Some(ONE_TIME_CODE.into()))))
+        .await
+        .expect_err("batch mode");
+    assert!(r.asked().is_empty());
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(
+        e.to_string()
+            .contains("not tried: password (BatchMode yes)"),
+        "{e}"
+    );
+
+    // Nobody to ask: not tried, and the error says why.
+    c.configure(s.addr, base);
+    let e = c
+        .connect(&echo, &Recorder::new().options(None))
+        .await
+        .expect_err("nobody to ask");
+    assert!(
+        e.to_string()
+            .contains("not tried: password (no terminal or SSH_ASKPASS to ask)"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("the server accepts: password"),
+        "{e}"
+    );
+}
+
+/// `BatchMode yes` asks nothing, even with someone to answer: an unknown host key under
+/// `StrictHostKeyChecking ask` is refused (as `ssh`'s `confirm()` returns no), an encrypted
+/// key is skipped with a hint; `NumberOfPasswordPrompts` bounds passphrase questions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_mode_asks_nothing_and_password_prompts_bound_passphrases() {
+    let c = Case::new();
+    let echo = Echo::start().await;
+    let key = c.keygen("id_ed25519", "ed25519", PASSPHRASE);
+    let s = sshd(vec![public_of(&key)], &echo, "");
+    let never = |q: &PromptRequest| -> Option<String> { panic!("BatchMode: asked {q:?}") };
+
+    c.configure(
+        s.addr,
+        &format!(
+            "  StrictHostKeyChecking ask\n  BatchMode yes\n  IdentityFile {}\n",
+            key.display()
+        ),
+    );
+    let e = c
+        .connect(&echo, &Recorder::new().options(Some(never)))
+        .await
+        .expect_err("unknown host key");
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(e.to_string().contains("BatchMode"), "{e}");
+    assert_eq!(c.known_hosts_text(), "");
+
+    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    let e = c
+        .connect(&echo, &Recorder::new().options(Some(never)))
+        .await
+        .expect_err("encrypted key");
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "{} (encrypted, and BatchMode yes does not ask for its passphrase; add it to \
+             ssh-agent with `ssh-add {}`)",
+            key.display(),
+            key.display()
+        )),
+        "{e}"
+    );
+
+    // Without BatchMode, NumberOfPasswordPrompts 2: two wrong passphrases, then the key is
+    // given up.
+    c.configure(
+        s.addr,
+        &format!(
+            "  StrictHostKeyChecking yes\n  NumberOfPasswordPrompts 2\n  IdentityFile {}\n",
+            key.display()
+        ),
+    );
+    let r = Recorder::new();
+    let e = c
+        .connect(&echo, &r.options(Some(|_| Some("wrong".into()))))
+        .await
+        .expect_err("wrong passphrases");
+    assert_eq!(r.asked().len(), 2);
+    assert!(e.to_string().contains("wrong passphrase 2 times"), "{e}");
 }

@@ -24,7 +24,8 @@
 //! Compared: hostname, user, port, proxyjump, proxycommand, identity and certificate files
 //! (expanded, as `ssh -v` loads them), user/global known-hosts files, stricthostkeychecking,
 //! hostkeyalias, connecttimeout, serveraliveinterval/countmax, identitiesonly, identityagent,
-//! hashknownhosts and the pubkey/password/kbd-interactive switches.
+//! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode and
+//! numberofpasswordprompts.
 //!
 //! `PGTUNNEL_SSH_CONFIG_CASES=DIR` runs the comparison on another directory of cases, such
 //! as random ones from `tests/data/ssh_config/generate_random_cases.py` (seeds 7 and 11,
@@ -47,7 +48,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 20] = [
+const FIELDS: [&str; 22] = [
     "hostname",
     "user",
     "port",
@@ -68,6 +69,8 @@ const FIELDS: [&str; 20] = [
     "pubkeyauthentication",
     "passwordauthentication",
     "kbdinteractiveauthentication",
+    "batchmode",
+    "numberofpasswordprompts",
 ];
 
 #[derive(Debug, Clone)]
@@ -248,6 +251,18 @@ fn ssh_g(case: &Case, q: &Query) -> Result<BTreeMap<String, Vec<String>>, String
         map.entry(k.to_string()).or_default().push(v.to_string());
     }
     Ok(map)
+}
+
+/// Whether the `ssh` in use is Debian's (with Debian's patches).
+fn debian_ssh() -> bool {
+    static DEBIAN: OnceLock<bool> = OnceLock::new();
+    *DEBIAN.get_or_init(|| {
+        Command::new("ssh")
+            .arg("-V")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).contains("Debian"))
+            .unwrap_or(false)
+    })
 }
 
 /// The identity and certificate files `ssh` loads (expanded), from `ssh -v`.
@@ -456,6 +471,11 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
             "kbdinteractiveauthentication",
             yes_no(c.kbd_interactive_authentication),
         ),
+        ("batchmode", yes_no(c.batch_mode)),
+        (
+            "numberofpasswordprompts",
+            c.number_of_password_prompts.to_string(),
+        ),
     ])
 }
 
@@ -529,6 +549,11 @@ fn theirs(
         (
             "kbdinteractiveauthentication",
             one("kbdinteractiveauthentication").unwrap_or_else(dash),
+        ),
+        ("batchmode", one("batchmode").unwrap_or_else(dash)),
+        (
+            "numberofpasswordprompts",
+            one("numberofpasswordprompts").unwrap_or_else(dash),
         ),
     ])
 }
@@ -607,7 +632,19 @@ fn resolution_matches_ssh_g() {
                         }
                     };
                     let mine = match mine {
-                        Ok(c) => ours(&c),
+                        Ok(c) => {
+                            let mut m = ours(&c);
+                            // Debian's `keepalive-extensions` patch (not upstream OpenSSH)
+                            // makes BatchMode's default ServerAliveInterval 300 s. pgtunnel
+                            // follows upstream (unset, and pgtunnel's own 30 s keepalive).
+                            if debian_ssh()
+                                && c.batch_mode
+                                && !c.origins.contains_key("serveraliveinterval")
+                            {
+                                m.insert("serveraliveinterval", "300".into());
+                            }
+                            m
+                        }
                         Err(e) => {
                             failures.push(format!("{label}: we failed: {e}"));
                             continue;

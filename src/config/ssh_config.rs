@@ -67,6 +67,8 @@ pub const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
 const MAX_INCLUDE_DEPTH: usize = 16;
 /// OpenSSH's `SSH_MAX_IDENTITY_FILES` and `SSH_MAX_CERTIFICATE_FILES`.
 const MAX_KEY_FILES: usize = 100;
+/// OpenSSH's `NumberOfPasswordPrompts` default.
+pub const DEFAULT_PASSWORD_PROMPTS: u32 = 3;
 /// What `ssh -G` lists when no `IdentityFile` is configured (OpenSSH 9.2).
 const DEFAULT_IDENTITY_FILES: [&str; 7] = [
     "~/.ssh/id_rsa",
@@ -226,6 +228,12 @@ pub struct HostConfig {
     pub password_authentication: bool,
     /// `KbdInteractiveAuthentication` (or its alias `ChallengeResponseAuthentication`).
     pub kbd_interactive_authentication: bool,
+    /// `BatchMode`: never ask anything (an unknown host key under `ask` is refused; no
+    /// passphrase, password or keyboard-interactive questions).
+    pub batch_mode: bool,
+    /// `NumberOfPasswordPrompts` (default 3): passphrase questions per key, password
+    /// attempts and keyboard-interactive attempts.
+    pub number_of_password_prompts: u32,
     /// Where each value came from: lowercase keyword (`hostname`, `identityfile` for the
     /// first identity file, ...) to the line that set it. Command-line values and defaults
     /// have no entry.
@@ -369,6 +377,8 @@ enum Setting {
     PubkeyAuthentication(bool),
     PasswordAuthentication(bool),
     KbdInteractiveAuthentication(bool),
+    BatchMode(bool),
+    NumberOfPasswordPrompts(u32),
 }
 
 /// The keywords we read (aliases map to one canonical name).
@@ -397,6 +407,8 @@ enum Keyword {
     PubkeyAuthentication,
     PasswordAuthentication,
     KbdInteractiveAuthentication,
+    BatchMode,
+    NumberOfPasswordPrompts,
 }
 
 impl Keyword {
@@ -428,6 +440,8 @@ impl Keyword {
             | "challengeresponseauthentication"
             | "skeyauthentication"
             | "tisauthentication" => Keyword::KbdInteractiveAuthentication,
+            "batchmode" => Keyword::BatchMode,
+            "numberofpasswordprompts" => Keyword::NumberOfPasswordPrompts,
             _ => return None,
         })
     }
@@ -737,6 +751,14 @@ fn parse_setting(
             .map(Some)
             .ok_or_else(|| format!("{name}: invalid time value \"{a}\""))
     };
+    // OpenSSH's `parse_int` (`atoi_err`): 0 to INT_MAX.
+    let int = || -> Result<u32, String> {
+        let a = one()?;
+        a.parse::<u32>()
+            .ok()
+            .filter(|&n| n <= i32::MAX as u32 && !a.starts_with('+'))
+            .ok_or_else(|| format!("{name}: integer value \"{a}\" is invalid"))
+    };
     let list = || -> Result<Vec<String>, String> {
         for (i, a) in args.iter().enumerate() {
             if a.is_empty() {
@@ -769,6 +791,7 @@ fn parse_setting(
         Keyword::HashKnownHosts => Setting::HashKnownHosts(flag()?),
         Keyword::PasswordAuthentication => Setting::PasswordAuthentication(flag()?),
         Keyword::KbdInteractiveAuthentication => Setting::KbdInteractiveAuthentication(flag()?),
+        Keyword::BatchMode => Setting::BatchMode(flag()?),
         Keyword::PubkeyAuthentication => {
             let a = one()?;
             Setting::PubkeyAuthentication(match a.to_ascii_lowercase().as_str() {
@@ -797,15 +820,8 @@ fn parse_setting(
         }
         Keyword::ConnectTimeout => Setting::ConnectTimeout(time()?),
         Keyword::ServerAliveInterval => Setting::ServerAliveInterval(time()?),
-        Keyword::ServerAliveCountMax => {
-            let a = one()?;
-            let n = a
-                .parse::<u32>()
-                .ok()
-                .filter(|&n| n <= i32::MAX as u32 && !a.starts_with('+'))
-                .ok_or_else(|| format!("{name}: integer value \"{a}\" is invalid"))?;
-            Setting::ServerAliveCountMax(n)
-        }
+        Keyword::ServerAliveCountMax => Setting::ServerAliveCountMax(int()?),
+        Keyword::NumberOfPasswordPrompts => Setting::NumberOfPasswordPrompts(int()?),
         Keyword::UserKnownHostsFile => Setting::UserKnownHostsFile(list()?),
         Keyword::GlobalKnownHostsFile => Setting::GlobalKnownHostsFile(list()?),
         Keyword::ProxyCommand => Setting::ProxyCommand(raw_value(rest).to_string()),
@@ -951,6 +967,8 @@ struct Options {
     pubkey_authentication: Option<Valued<bool>>,
     password_authentication: Option<Valued<bool>>,
     kbd_interactive_authentication: Option<Valued<bool>>,
+    batch_mode: Option<Valued<bool>>,
+    number_of_password_prompts: Option<Valued<u32>>,
     /// A `Match final` was seen: evaluate again with the final host name.
     want_final: bool,
 }
@@ -1024,6 +1042,10 @@ impl Options {
             }
             Setting::KbdInteractiveAuthentication(v) => {
                 set_first(&mut self.kbd_interactive_authentication, *v, origin)
+            }
+            Setting::BatchMode(v) => set_first(&mut self.batch_mode, *v, origin),
+            Setting::NumberOfPasswordPrompts(v) => {
+                set_first(&mut self.number_of_password_prompts, *v, origin)
             }
         }
         Ok(())
@@ -1423,6 +1445,13 @@ fn finish(o: Options, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, C
         &o.kbd_interactive_authentication,
     )
     .unwrap_or(true);
+    let batch_mode = take(&mut origins, "batchmode", &o.batch_mode).unwrap_or(false);
+    let number_of_password_prompts = take(
+        &mut origins,
+        "numberofpasswordprompts",
+        &o.number_of_password_prompts,
+    )
+    .unwrap_or(DEFAULT_PASSWORD_PROMPTS);
     let strict_host_key_checking = take(
         &mut origins,
         "stricthostkeychecking",
@@ -1468,6 +1497,8 @@ fn finish(o: Options, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, C
         pubkey_authentication,
         password_authentication,
         kbd_interactive_authentication,
+        batch_mode,
+        number_of_password_prompts,
         origins,
     })
 }
@@ -1946,6 +1977,31 @@ Host *
         // A different port or user is not a loop.
         resolve("Host a\n  ProxyJump a:2222\n", "a");
         resolve("Host a\n  ProxyJump x@a\n", "a");
+    }
+
+    #[test]
+    fn batch_mode_and_password_prompts() {
+        let c = resolve(
+            "Host x\n  NumberOfPasswordPrompts 1\n  BatchMode yes\n",
+            "x",
+        );
+        assert!(c.batch_mode);
+        assert_eq!(c.number_of_password_prompts, 1);
+        assert_eq!(c.origins["numberofpasswordprompts"], at(2));
+        assert_eq!(c.origins["batchmode"], at(3));
+        let c = resolve(
+            "BatchMode no\nBatchMode yes\nNumberOfPasswordPrompts 0\n",
+            "x",
+        );
+        assert!(!c.batch_mode);
+        assert_eq!(c.number_of_password_prompts, 0);
+        let c = resolve("", "x");
+        assert!(!c.batch_mode);
+        assert_eq!(c.number_of_password_prompts, DEFAULT_PASSWORD_PROMPTS);
+        assert!(!c.origins.contains_key("batchmode"));
+        assert!(parse_err("NumberOfPasswordPrompts -1\n").contains("integer value"));
+        assert!(parse_err("NumberOfPasswordPrompts 2147483648\n").contains("integer value"));
+        assert!(parse_err("BatchMode maybe\n").contains("unsupported value"));
     }
 
     #[test]

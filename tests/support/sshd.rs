@@ -314,3 +314,89 @@ impl ManualHops {
         home.write_config(&config);
     }
 }
+
+/// sshd_config lines for [`Sshd::start_pam`]: keyboard-interactive only.
+pub const KBD_INTERACTIVE: &str =
+    "KbdInteractiveAuthentication yes\nAuthenticationMethods keyboard-interactive";
+/// sshd_config lines for [`Sshd::start_pam`]: password only (sshd hands the password to
+/// PAM's auth stack).
+pub const PASSWORD: &str = "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
+                            AuthenticationMethods password";
+
+impl Sshd {
+    /// An sshd whose keyboard-interactive or password authentication (`methods`: sshd_config
+    /// lines, [`KBD_INTERACTIVE`] or [`PASSWORD`]) goes through PAM, with `/etc/pam.d/sshd`
+    /// replaced (in a private mount namespace, so the system's file is untouched) by a stack
+    /// that accepts only `secret` (pam_exec reads the answer to PAM's "Password: " question,
+    /// or the password sshd hands to PAM). `dir` holds the stack and its check script.
+    pub fn start_pam(
+        dir: &Path,
+        permit_open: Vec<(String, u16)>,
+        methods: &str,
+        secret: &str,
+    ) -> Sshd {
+        use std::os::unix::fs::PermissionsExt;
+        let pam_exec = [
+            "/lib/x86_64-linux-gnu/security/pam_exec.so",
+            "/usr/lib/x86_64-linux-gnu/security/pam_exec.so",
+            "/lib/security/pam_exec.so",
+        ];
+        assert!(
+            pam_exec.iter().any(|p| Path::new(p).exists()),
+            "pam_exec.so is missing: install libpam-modules (scripts/test does this)"
+        );
+        assert!(
+            Path::new("/etc/pam.d/sshd").exists(),
+            "/etc/pam.d/sshd is missing: install openssh-server"
+        );
+        let unshare = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "true"])
+            .status();
+        assert!(
+            matches!(unshare, Ok(s) if s.success()),
+            "`unshare --mount` does not work here (needs root / CAP_SYS_ADMIN): it keeps the \
+             test's PAM stack private to its sshd"
+        );
+        let check = dir.join("check-code.sh");
+        std::fs::write(
+            &check,
+            format!("#!/bin/sh\ncode=$(tr -d '\\000')\n[ \"$code\" = \"{secret}\" ]\n"),
+        )
+        .expect("write check script");
+        std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let pam = dir.join("pam-sshd");
+        std::fs::write(
+            &pam,
+            format!(
+                "auth required pam_exec.so expose_authtok quiet {}\n\
+                 auth required pam_permit.so\n\
+                 account required pam_permit.so\nsession required pam_permit.so\n\
+                 password required pam_deny.so\n",
+                check.display()
+            ),
+        )
+        .expect("write PAM stack");
+        let script = format!(
+            "mount --bind {} /etc/pam.d/sshd && exec \"$0\" \"$@\"",
+            pam.display()
+        );
+        Sshd::start_with(
+            SshdOptions {
+                ip: "127.0.0.1".parse().expect("ip"),
+                authorized: Vec::new(),
+                permit_open,
+                extra: "",
+            },
+            &format!("UsePAM yes\nPermitRootLogin yes\n{methods}"),
+            &[
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ],
+        )
+    }
+}

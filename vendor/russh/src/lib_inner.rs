@@ -186,6 +186,12 @@ pub enum Error {
     #[error("No authentication method")]
     NoAuthMethod,
 
+    /// The server answered a password with SSH_MSG_USERAUTH_PASSWD_CHANGEREQ (RFC 4252,
+    /// section 8): the password has expired. Holds the server's message. This client does
+    /// not change passwords. (Password change request (patch, part D).)
+    #[error("the server requires a new password: {0}")]
+    PasswordChangeRequired(String),
+
     #[error("Channel send error")]
     SendError,
 

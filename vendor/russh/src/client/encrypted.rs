@@ -250,6 +250,22 @@ impl Session {
                                 // write responses
                                 enc.client_send_auth_response(&responses)?;
                                 return Ok(());
+                            } else if let Some(auth::Method::Password { .. }) =
+                                self.common.auth_method
+                            {
+                                // Password change request (patch, part D): message 60 in
+                                // answer to a password is SSH_MSG_USERAUTH_PASSWD_CHANGEREQ
+                                // (RFC 4252, section 8). Upstream fell through to the PK_OK
+                                // path below, did nothing, and the caller waited forever.
+                                // Report it; the caller gives up or tries something else.
+                                let prompt = map_err!(String::decode(&mut r))?;
+                                let _lang = map_err!(String::decode(&mut r))?;
+                                map_err!(ensure_end(&r))?;
+                                self.common.auth_method = None;
+                                self.sender
+                                    .send(Reply::AuthPasswordChangeRequest { prompt })
+                                    .map_err(|_| crate::Error::SendError)?;
+                                return Ok(());
                             }
 
                             // continue with userauth_pk_ok

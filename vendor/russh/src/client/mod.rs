@@ -149,6 +149,10 @@ enum Reply {
     AuthGssapiError {
         error: auth::GssapiError,
     },
+    /// Password change request (patch, part D): SSH_MSG_USERAUTH_PASSWD_CHANGEREQ.
+    AuthPasswordChangeRequest {
+        prompt: String,
+    },
 }
 
 #[derive(Debug)]
@@ -466,6 +470,10 @@ impl<H: Handler> Handle<H> {
     async fn wait_recv_reply(&mut self) -> Result<AuthResult, crate::Error> {
         loop {
             match self.receiver.recv().await {
+                // Password change request (patch, part D).
+                Some(Reply::AuthPasswordChangeRequest { prompt }) => {
+                    return Err(crate::Error::PasswordChangeRequired(prompt));
+                }
                 Some(Reply::AuthSuccess) => return Ok(AuthResult::Success),
                 Some(Reply::AuthFailure {
                     proceed_with_methods: remaining_methods,
