@@ -87,11 +87,16 @@ pub enum HopError {
         reason: String,
     },
     /// Connecting plus the SSH handshake took longer than ConnectTimeout.
-    #[error("no SSH session within {}s (ConnectTimeout)", after.as_secs())]
+    #[error("no SSH session within {}s (ConnectTimeout): {stage}", after.as_secs())]
     Timeout {
         /// The limit.
         after: Duration,
+        /// How far it got ("the server accepted the connection but sent nothing", ...).
+        stage: String,
     },
+    /// The peer is not an SSH server, or went away during the handshake; says what it sent.
+    #[error("{0}")]
+    Handshake(String),
     /// The server's host key is not in known_hosts and StrictHostKeyChecking refuses unknown keys.
     #[error(
         "host key for {name} is not known ({fingerprint}); refusing to connect because \
@@ -209,6 +214,7 @@ impl Error {
                 | HopError::Unreachable { .. }
                 | HopError::Timeout { .. }
                 | HopError::ProxyCommand { .. }
+                | HopError::Handshake(_)
                 | HopError::Ssh(_) => ErrorKind::Connect,
             },
         }

@@ -92,6 +92,8 @@ impl fmt::Display for HopSpec {
         }
         match self.port {
             Some(port) => write!(f, "{}", HostPort(&self.host, port)),
+            // An IPv6 literal keeps its brackets without a port too: `parse_hop` needs them.
+            None if self.host.contains(':') => write!(f, "[{}]", self.host),
             None => write!(f, "{}", self.host),
         }
     }

@@ -821,8 +821,43 @@ pub fn has_cert_authority(files: &[KnownHostsFile], name: &str) -> bool {
 /// The line `ssh` appends for a newly accepted key (without the newline): the lowercased
 /// `name` — hashed as `|1|salt|hash` with a fresh random salt when `hashed`
 /// (`HashKnownHosts yes`) — then the key type and base64 key, without the comment.
+///
+/// A name that cannot be written as itself is refused (`InvalidInput`) rather than written as
+/// something else: empty, or, unhashed, one with blanks or control characters (the line would
+/// not parse back), pattern characters `* ? ! ,` (it would vouch for the key for other hosts:
+/// a name `*` trusts it for every host), 1023 bytes or more (OpenSSH's matcher gives up on a
+/// pattern that long: never found again) or a leading `#`, `|` or `@` (a comment, a hashed
+/// field, a marker). Hashing writes any name safely.
 pub fn format_entry(name: &str, key: &PublicKey, hashed: bool) -> io::Result<String> {
     let name = name.to_ascii_lowercase();
+    let refuse = |why: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the host name {name:?} cannot be recorded in known_hosts{why} \
+                 (HashKnownHosts yes records any name; or set a HostKeyAlias)"
+            ),
+        ))
+    };
+    if name.is_empty() {
+        return refuse(": it is empty");
+    }
+    if !hashed {
+        if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return refuse(" as it is: it holds blanks or control characters");
+        }
+        if name.contains(['*', '?', '!', ',']) {
+            return refuse(" as it is: it holds pattern characters and would match other hosts");
+        }
+        if name.len() >= MAX_SUBPATTERN {
+            return refuse(
+                " as it is: it is too long to be matched (ssh gives up on such patterns)",
+            );
+        }
+        if name.starts_with(['#', '|', '@']) {
+            return refuse(" as it is: it starts with a comment, hash or marker character");
+        }
+    }
     let host = if hashed {
         let mut salt = [0u8; SHA1_LEN];
         rand::Rng::fill_bytes(&mut rand::rng(), &mut salt);

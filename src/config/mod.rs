@@ -6,6 +6,8 @@
 //! revoked or unknown. Both are pure: they take text and return values; reading files is a
 //! thin wrapper.
 
+#[cfg(test)]
+mod fuzz;
 mod glob;
 mod jump;
 pub mod known_hosts;
