@@ -47,6 +47,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PENDING_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connections served at once, by default (the binary lowers it to fit the file limit).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// A chain that stays up this long resets the reconnection backoff.
+const STABLE: Duration = Duration::from_secs(60);
 /// How often the serve loop checks that the chain is still up.
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
 /// Refusals (over `--max-connections`) are logged at most this often.
@@ -172,6 +174,8 @@ pub struct Tunnel {
 /// One established chain. Connections hold it while they use it.
 struct Generation {
     sessions: Sessions,
+    /// When it came up.
+    since: Instant,
     /// Becomes true when the chain is lost: connections on it reset their clients.
     lost: watch::Sender<bool>,
 }
@@ -243,6 +247,7 @@ impl Tunnel {
         let target = Arc::new(target);
         let first = Arc::new(Generation {
             sessions,
+            since: Instant::now(),
             lost: watch::channel(false).0,
         });
         let (state_tx, state_rx) = watch::channel(ChainState::Up(first.clone()));
@@ -252,6 +257,9 @@ impl Tunnel {
         let mut refusals = RefusalLog::default();
         let mut conns = JoinSet::new();
         let mut reconnecting: Option<Reconnecting> = None;
+        // Chains lost soon after coming up, in a row: a bastion that accepts and then drops
+        // us is retried with backoff too, not in a tight loop.
+        let mut flaps = 0u32;
         let mut health = tokio::time::interval(HEALTH_CHECK);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -299,6 +307,11 @@ impl Tunnel {
                     warn!("lost the SSH session to {label}: {reason}");
                     let _ = generation.lost.send(true);
                     let _ = state_tx.send(ChainState::Down);
+                    flaps = if generation.since.elapsed() < STABLE {
+                        flaps.saturating_add(1)
+                    } else {
+                        0
+                    };
                     if let Some(old) = current.take() {
                         // The rest of the chain is useless without this hop: close it.
                         tokio::spawn(async move { old.sessions.disconnect().await });
@@ -310,7 +323,7 @@ impl Tunnel {
                                 "re-establishing the chain (local port stays open; new connections wait up to {}s)",
                                 limits.pending_timeout.as_secs()
                             );
-                            reconnecting = Some(Box::pin(reestablish(how.clone())));
+                            reconnecting = Some(Box::pin(reestablish(how.clone(), flaps)));
                         }
                     }
                 }
@@ -327,6 +340,7 @@ impl Tunnel {
                             info!("chain re-established (attempt {attempts}); serving again");
                             let generation = Arc::new(Generation {
                                 sessions,
+                                since: Instant::now(),
                                 lost: watch::channel(false).0,
                             });
                             let _ = state_tx.send(ChainState::Up(generation.clone()));
@@ -378,13 +392,28 @@ impl Tunnel {
     }
 }
 
-/// Brings the chain up again: the first attempt at once, then with backoff. Only a refused
-/// host key stops it: retrying cannot fix that, and the user must look.
-async fn reestablish(how: Reconnect) -> Result<(Sessions, u32), Error> {
-    let mut failures = 0u32;
+/// Brings the chain up again: the first attempt at once, then with backoff. After `flaps`
+/// chains in a row that were lost within [`STABLE`] of coming up, the backoff goes on from
+/// there instead of starting over: a bastion that lets us in and drops us again is not
+/// hammered (nor made to collect a signature of ours per attempt). Only a refused host key
+/// stops it: retrying cannot fix that, and the user must look.
+async fn reestablish(how: Reconnect, flaps: u32) -> Result<(Sessions, u32), Error> {
+    if flaps > 0 {
+        let delay = how.backoff.delay(flaps);
+        warn!(
+            "the chain was lost {flaps} time(s) in a row within {}s of coming up; waiting {}s \
+             before reconnecting",
+            STABLE.as_secs(),
+            delay.as_secs_f32()
+        );
+        tokio::time::sleep(delay).await;
+    }
+    let mut failures = flaps;
+    let mut attempts = 0u32;
     loop {
+        attempts = attempts.saturating_add(1);
         match connect_chain(&how.chain, &how.opts).await {
-            Ok(sessions) => return Ok((sessions, failures + 1)),
+            Ok(sessions) => return Ok((sessions, attempts)),
             Err(e) if e.kind() == ErrorKind::HostKey => {
                 warn!("re-establishing the chain: {e}; giving up");
                 return Err(e);
@@ -393,7 +422,7 @@ async fn reestablish(how: Reconnect) -> Result<(Sessions, u32), Error> {
                 failures = failures.saturating_add(1);
                 let delay = how.backoff.delay(failures);
                 warn!(
-                    "re-establishing the chain, attempt {failures} failed: {e}; next attempt in {}s",
+                    "re-establishing the chain, attempt {attempts} failed: {e}; next attempt in {}s",
                     delay.as_secs_f32()
                 );
                 tokio::time::sleep(delay).await;

@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -466,14 +467,24 @@ async fn serve(
             }
         });
     }
-    let shutdown = async move {
-        tokio::select! {
-            _ = shutdown_signal() => {}
-            Ok(_) = stop_rx => {}
+    // Ctrl-C/SIGTERM wins over the after-ready step: a self-check cut short by the user's own
+    // Ctrl-C is not a failure.
+    let signalled = Arc::new(AtomicBool::new(false));
+    let shutdown = {
+        let signalled = signalled.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => signalled.store(true, Ordering::SeqCst),
+                Ok(_) = stop_rx => {}
+            }
         }
     };
     let ended = tunnel.serve(shutdown).await;
-    let early = early_exit.lock().ok().and_then(|mut slot| slot.take());
+    let early = early_exit
+        .lock()
+        .ok()
+        .and_then(|mut slot| slot.take())
+        .filter(|_| !signalled.load(Ordering::SeqCst));
     match ended {
         Ended::Shutdown { closed_at_deadline } => {
             if closed_at_deadline > 0 {

@@ -461,3 +461,31 @@ async fn connections_wait_for_a_lost_chain_only_so_long() {
     tunnel.signal(Signal::SIGINT);
     assert_eq!(tunnel.wait(LIMIT).await.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bastion_that_keeps_dropping_us_is_retried_with_backoff() {
+    // sshd drops a connection that has had no channel open for a second
+    // (UnusedConnectionTimeout, OpenSSH 9.2): an idle one-hop tunnel is let in and dropped
+    // again and again. pgtunnel must not reconnect in a tight loop.
+    let home = Home::new();
+    let service = Service::start("127.0.0.3:0".parse().expect("addr")).await;
+    let shell = Sshd::start(support::sshd::SshdOptions {
+        ip: "127.0.0.1".parse().expect("ip"),
+        authorized: vec![home.public()],
+        permit_open: vec![("127.0.0.3".into(), service.addr.port())],
+        extra: "UnusedConnectionTimeout 1",
+    });
+    home.trust_addr(shell.addr, &shell.host_key);
+    let user = support::sshd::login_user();
+    home.write_config(&home.block("shell.foo.com", shell.addr, &user, HOP_EXTRA));
+    let cfg = home.config.to_str().expect("utf-8 path");
+    let target = service.addr.to_string();
+    let mut tunnel = Pgtunnel::start(&home, &["-F", cfg, "--via", "shell.foo.com", &target]).await;
+    tunnel
+        .wait_for_stderr("lost 2 time(s) in a row within 60s of coming up; waiting 2s")
+        .await;
+    // Still serving between the drops.
+    assert!(tunnel.running());
+    tunnel.signal(Signal::SIGINT);
+    assert_eq!(tunnel.wait(LIMIT).await.code(), Some(0));
+}
