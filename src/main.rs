@@ -630,10 +630,16 @@ impl Progress {
 
     fn finish(&self) {
         if let Ok(mut state) = self.state.lock() {
+            let drawn = !state.is_empty();
             for (_, bar) in state.drain() {
                 if !bar.is_finished() {
                     bar.abandon();
                 }
+            }
+            // indicatif leaves the cursor at the end of the last bar's line: end that line,
+            // or the next output (the ready line) would continue it.
+            if drawn && self.bars.is_some() {
+                eprintln!();
             }
         }
     }

@@ -146,6 +146,13 @@ pub fn parse_hop(input: &str) -> Result<HopSpec, SpecError> {
             if user.is_empty() {
                 return Err(malformed(WHAT, input, "empty user before `@`"));
             }
+            if user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(malformed(
+                    WHAT,
+                    input,
+                    "the user name holds a blank or a control character",
+                ));
+            }
             (Some(user.to_string()), hostport)
         }
         None => (None, rest),
