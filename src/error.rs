@@ -147,6 +147,15 @@ pub enum HopError {
         #[source]
         source: std::io::Error,
     },
+    /// An accepted host key could not be written to known_hosts.
+    #[error("cannot record the host key in known_hosts file {}: {source}", path.display())]
+    KnownHostsWrite {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// No authentication method worked.
     #[error("authentication failed for user `{user}`; tried: {tried}{server}", server = server_methods.as_deref().map(|m| format!("; the server accepts: {m}")).unwrap_or_default())]
     Auth {
@@ -208,7 +217,7 @@ impl Error {
                 HopError::HostKeyUnknown { .. }
                 | HopError::HostKeyChanged { .. }
                 | HopError::HostKeyRevoked { .. } => ErrorKind::HostKey,
-                HopError::KnownHosts { .. } => ErrorKind::Config,
+                HopError::KnownHosts { .. } | HopError::KnownHostsWrite { .. } => ErrorKind::Config,
                 HopError::Auth { .. } => ErrorKind::Auth,
                 HopError::Connect { .. }
                 | HopError::Unreachable { .. }

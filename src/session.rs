@@ -872,7 +872,7 @@ impl HopHandler {
             ));
         };
         append_known_host(file, name, public, self.hash_known_hosts).map_err(|source| {
-            HopError::KnownHosts {
+            HopError::KnownHostsWrite {
                 path: file.clone(),
                 source,
             }

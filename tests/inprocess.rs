@@ -372,3 +372,31 @@ async fn shutdown_closes_idle_connections_at_the_drain_deadline() {
         .unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_new_refuses_to_record_a_name_that_would_match_every_host() {
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let b = bastion(&home, &[("127.0.0.1", echo.addr.port())]).await;
+    // `HostKeyAlias *`: written unhashed, that entry would trust the key for every host, so
+    // the writer refuses it.
+    std::fs::write(&home.known_hosts, "").unwrap();
+    home.write_config(&format!(
+        "Host hop1\n  HostName 127.0.0.1\n  Port {}\n  User {USER}\n  IdentityFile {}\n  \
+         UserKnownHostsFile {}\n  StrictHostKeyChecking accept-new\n  HostKeyAlias *\n",
+        b.addr().port(),
+        home.key_path.display(),
+        home.known_hosts.display()
+    ));
+    let chain = home.chain(Some("hop1"), &echo.addr.to_string()).unwrap();
+    let err = Running::start(&chain).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot record the host key in known_hosts file") && text.contains("hop 1"),
+        "{text}"
+    );
+    assert!(b.requests().is_empty());
+    assert_eq!(echo.connections(), 0);
+    assert_eq!(std::fs::read_to_string(&home.known_hosts).unwrap(), "");
+}
