@@ -47,7 +47,7 @@ Examples:
 Exit codes:
   0 stopped by Ctrl-C/SIGTERM   2 bad arguments or config   3 host key refused
   4 authentication failed       5 connection failed or lost  6 --require-encrypted refused
-  1 anything else";
+  1 anything else               130 Ctrl-C while connecting";
 
 /// Forward a local port to a PostgreSQL server (or any TCP service) through SSH hops.
 #[derive(Debug, Parser)]
