@@ -19,6 +19,7 @@ use pgtunnel::session::{AgentSource, ConnectOptions};
 use pgtunnel::spec::parse_target;
 use pgtunnel::tunnel::{self, ConfigSource, Request};
 use russh::keys::PublicKey;
+use support::process::Pgtunnel;
 use support::sshd::{Sshd, SshdOptions, login_user, ssh_keygen};
 use support::{Echo, echo_round_trip};
 
@@ -834,7 +835,6 @@ async fn keyboard_interactive_one_time_code_through_pam() {
 /// for an encrypted key's passphrase, with the hop's name in the question.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_asks_for_a_passphrase_through_ssh_askpass() {
-    use tokio::io::AsyncBufReadExt;
     let c = Case::new();
     let echo = Echo::start().await;
     let key = c.keygen("id_ed25519", "ed25519", PASSPHRASE);
@@ -857,48 +857,22 @@ async fn binary_asks_for_a_passphrase_through_ssh_askpass() {
     );
     chmod_x(&askpass);
     let target = echo.addr.to_string();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
-        .env_clear()
-        .env("HOME", c.dir.path())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .args([
+    let mut tunnel = Pgtunnel::start_in(
+        c.dir.path(),
+        &[
             "-F",
             c.config.to_str().expect("utf-8"),
             "--via",
             "shell",
             &target,
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn pgtunnel");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("read stdout") {
-            if line.starts_with("ready: ") {
-                return Some(line);
-            }
-        }
-        None
-    })
-    .await
-    .expect("ready within 30 s");
-    let Some(ready) = ready else {
-        let out = child.wait_with_output().await.expect("wait");
-        panic!("pgtunnel exited: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let addr: SocketAddr = ready
-        .trim_start_matches("ready: ")
-        .split_whitespace()
-        .next()
-        .expect("address")
-        .parse()
-        .expect("socket address");
+        ],
+        &[
+            ("SSH_ASKPASS", askpass.as_os_str()),
+            ("SSH_ASKPASS_REQUIRE", "force".as_ref()),
+        ],
+    )
+    .await;
+    let addr = tunnel.addr;
     echo_round_trip(addr, 64 * 1024, 5).await;
     let text = std::fs::read_to_string(&asked).expect("askpass was run");
     assert_eq!(
@@ -910,16 +884,8 @@ async fn binary_asks_for_a_passphrase_through_ssh_askpass() {
         ),
         "one question, naming the hop and the key"
     );
-    let pid = child.id().expect("pid").to_string();
-    let status = Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits after Ctrl-C")
-        .expect("wait");
+    tunnel.signal(nix::sys::signal::Signal::SIGINT);
+    let status = tunnel.wait(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0));
 }
 

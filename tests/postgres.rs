@@ -8,15 +8,13 @@
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::pg::{PG_USER, SERVER_NAME, TLS_USER, TestPg, assert_success, password};
+use support::process::Pgtunnel;
 use support::sshd::{ManualHops, Sshd};
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pgtunnel");
 const PG_IP: &str = "127.0.0.3";
 
 struct Topology {
@@ -364,40 +362,11 @@ async fn tls_inside_the_tunnel_require_and_verify_full_with_hostaddr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_pg_dump_and_pgbench_through_the_pgtunnel_binary() {
     let t = topology().await;
-    let mut child = tokio::process::Command::new(BIN)
-        .env_clear()
-        .env("HOME", t.home.dir.path())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("USER", "localuser")
-        .arg("-F")
-        .arg(&t.home.config)
-        .args(["--via", "db.foo.com", &t.target()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pgtunnel");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut report = Vec::new();
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = stdout.next_line().await.expect("read stdout") {
-            if line.starts_with("ready: ") {
-                return line;
-            }
-            report.push(line);
-        }
-        panic!("pgtunnel exited before it was ready: {report:?}");
-    })
-    .await
-    .expect("ready within 30 s");
-    // ready: 127.0.0.1:PORT -> 127.0.0.3:PGPORT ; connect with: psql "host=127.0.0.1 port=PORT"
-    let addr: SocketAddr = ready
-        .trim_start_matches("ready: ")
-        .split_whitespace()
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {ready:?}"));
+    let cfg = t.home.config.to_str().expect("utf-8 path");
+    let mut tunnel =
+        Pgtunnel::start(&t.home, &["-F", cfg, "--via", "db.foo.com", &t.target()]).await;
+    let addr = tunnel.addr;
+    let report = &tunnel.report;
     let text = report.join("\n");
     assert!(
         text.contains(&format!("db.foo.com -> {}", t.target())),
@@ -492,15 +461,7 @@ async fn psql_pg_dump_and_pgbench_through_the_pgtunnel_binary() {
     assert_eq!(history, "200", "every transaction reached the server");
 
     // Ctrl-C: exit 0.
-    let pid = child.id().expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("SIGINT");
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("pgtunnel exits")
-        .expect("wait");
+    tunnel.signal(nix::sys::signal::Signal::SIGINT);
+    let status = tunnel.wait(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0));
 }

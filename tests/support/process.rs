@@ -2,7 +2,9 @@
 //! codes, signals, its open files and memory in /proc), and signals to whole process trees
 //! (sshd serves each connection from a child that outlives a signal to the listener).
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,18 +24,26 @@ pub struct Pgtunnel {
     pid: i32,
     /// Where it listens (from the ready line).
     pub addr: SocketAddr,
+    /// What it printed on stdout before the ready line (the path report).
+    pub report: Vec<String>,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Pgtunnel {
     /// Starts `pgtunnel ARGS` with `home` as $HOME and waits (up to 60 s) for its ready line.
     pub async fn start(home: &Home, args: &[&str]) -> Pgtunnel {
+        Pgtunnel::start_in(home.dir.path(), args, &[]).await
+    }
+
+    /// Like [`Pgtunnel::start`], with `home` as $HOME and `env` added to its environment.
+    pub async fn start_in(home: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Pgtunnel {
         let mut child = Command::new(BIN)
             .args(args)
             .env_clear()
-            .env("HOME", home.dir.path())
+            .env("HOME", home)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("USER", "localuser")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -55,11 +65,13 @@ impl Pgtunnel {
         });
         let out = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(out).lines();
+        let mut report = Vec::new();
         let ready = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.starts_with("ready: ") {
                     return Some(line);
                 }
+                report.push(line);
             }
             None
         })
@@ -85,6 +97,7 @@ impl Pgtunnel {
             child,
             pid,
             addr,
+            report,
             stderr,
         }
     }
