@@ -80,6 +80,23 @@ impl Case {
         std::fs::write(&self.config, text).expect("write config");
     }
 
+    /// known_hosts trusts `s`'s host key, under the name OpenSSH uses.
+    fn trust(&self, s: &Sshd) {
+        std::fs::write(&self.known_hosts, known_line(&name_of(s.addr), &s.host_key))
+            .expect("write");
+    }
+
+    /// ssh_config: `shell` on `addr`, strict host key checking, `key` as the identity.
+    fn configure_key(&self, addr: SocketAddr, key: &Path) {
+        self.configure(
+            addr,
+            &format!(
+                "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
+                key.display()
+            ),
+        );
+    }
+
     fn known_hosts_text(&self) -> String {
         std::fs::read_to_string(&self.known_hosts).unwrap_or_default()
     }
@@ -247,17 +264,11 @@ async fn hashed_known_hosts_entry_is_accepted() {
     let echo = Echo::start().await;
     let key = c.keygen("id_ed25519", "ed25519", "");
     let s = sshd(vec![public_of(&key)], &echo, "");
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    c.trust(&s);
     // ssh-keygen -H hashes the names, as HashKnownHosts would.
     ssh_keygen(&["-H", "-f", c.known_hosts.to_str().expect("utf-8")]);
     assert!(c.known_hosts_text().starts_with("|1|"), "hashed");
-    c.configure(
-        s.addr,
-        &format!(
-            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
-            key.display()
-        ),
-    );
+    c.configure_key(s.addr, &key);
     let r = Recorder::new();
     c.connect(&echo, &r.options(None)).await.expect("connects");
     assert!(r.verified().1.contains("known_hosts"), "{:?}", r.verified());
@@ -276,13 +287,7 @@ async fn host_known_only_by_its_rsa_key_connects_although_the_server_prefers_ed2
     );
     let rsa_pub = public_of(&rsa_host);
     std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &rsa_pub)).expect("write");
-    c.configure(
-        s.addr,
-        &format!(
-            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
-            key.display()
-        ),
-    );
+    c.configure_key(s.addr, &key);
     let r = Recorder::new();
     c.connect(&echo, &r.options(None))
         .await
@@ -368,13 +373,7 @@ async fn ca_signed_host_certificate_is_accepted_through_cert_authority() {
         ),
     )
     .expect("write");
-    c.configure(
-        s.addr,
-        &format!(
-            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
-            key.display()
-        ),
-    );
+    c.configure_key(s.addr, &key);
     let r = Recorder::new();
     c.connect(&echo, &r.options(None)).await.expect("connects");
     assert!(
@@ -402,14 +401,8 @@ async fn encrypted_key_through_a_real_ssh_agent() {
     let echo = Echo::start().await;
     let key = c.keygen("id_ed25519", "ed25519", PASSPHRASE);
     let s = sshd(vec![public_of(&key)], &echo, "");
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
-    c.configure(
-        s.addr,
-        &format!(
-            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
-            key.display()
-        ),
-    );
+    c.trust(&s);
+    c.configure_key(s.addr, &key);
     let sock = c.path("agent.sock");
     let mut agent = Command::new("ssh-agent")
         .arg("-D")
@@ -478,7 +471,7 @@ async fn encrypted_key_asks_for_its_passphrase_only_when_the_server_accepts_it()
     let other = c.keygen("id_other", "ed25519", "other passphrase");
     let key = c.keygen("id_ecdsa", "ecdsa", PASSPHRASE);
     let s = sshd(vec![public_of(&key)], &echo, "");
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    c.trust(&s);
     // The key the server does not accept comes first: ssh offers it, is refused, and never
     // asks for its passphrase.
     c.configure(
@@ -530,14 +523,8 @@ async fn encrypted_key_without_a_prompter_says_how_to_use_the_agent() {
     let echo = Echo::start().await;
     let key = c.keygen("id_ed25519", "ed25519", PASSPHRASE);
     let s = sshd(vec![public_of(&key)], &echo, "");
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
-    c.configure(
-        s.addr,
-        &format!(
-            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
-            key.display()
-        ),
-    );
+    c.trust(&s);
+    c.configure_key(s.addr, &key);
     let e = c
         .connect(&echo, &Recorder::new().options(None))
         .await
@@ -582,15 +569,9 @@ async fn user_certificates_from_certificate_file_and_next_to_the_key() {
             public_path(&ca).display()
         ),
     );
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    c.trust(&s);
     // 1. <key>-cert.pub next to the key.
-    c.configure(
-        s.addr,
-        &format!(
-            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
-            key.display()
-        ),
-    );
+    c.configure_key(s.addr, &key);
     let r = Recorder::new();
     c.connect(&echo, &r.options(None)).await.expect("connects");
     assert!(
@@ -617,13 +598,7 @@ async fn user_certificates_from_certificate_file_and_next_to_the_key() {
         r.authenticated()
     );
     // 3. Without the certificate the key alone is refused.
-    c.configure(
-        s.addr,
-        &format!(
-            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
-            key.display()
-        ),
-    );
+    c.configure_key(s.addr, &key);
     let e = c
         .connect(&echo, &Recorder::new().options(None))
         .await
@@ -784,7 +759,7 @@ async fn keyboard_interactive_one_time_code_through_pam() {
     let c = Case::new();
     let echo = Echo::start().await;
     let s = pam_sshd(&c, &echo, KBD_INTERACTIVE);
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    c.trust(&s);
     c.configure(s.addr, "  StrictHostKeyChecking yes\n  IdentityFile none\n");
 
     let r = Recorder::new();
@@ -839,14 +814,8 @@ async fn binary_asks_for_a_passphrase_through_ssh_askpass() {
     let echo = Echo::start().await;
     let key = c.keygen("id_ed25519", "ed25519", PASSPHRASE);
     let s = sshd(vec![public_of(&key)], &echo, "");
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
-    c.configure(
-        s.addr,
-        &format!(
-            "  StrictHostKeyChecking yes\n  IdentityFile {}\n",
-            key.display()
-        ),
-    );
+    c.trust(&s);
+    c.configure_key(s.addr, &key);
     let asked = c.path("asked.txt");
     let askpass = c.write(
         "askpass.sh",
@@ -896,7 +865,7 @@ async fn password_through_pam() {
     let c = Case::new();
     let echo = Echo::start().await;
     let s = pam_sshd(&c, &echo, PASSWORD);
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    c.trust(&s);
     let base = "  StrictHostKeyChecking yes\n  IdentityFile none\n";
     c.configure(s.addr, base);
 
@@ -1027,7 +996,7 @@ async fn batch_mode_asks_nothing_and_password_prompts_bound_passphrases() {
     assert!(e.to_string().contains("BatchMode"), "{e}");
     assert_eq!(c.known_hosts_text(), "");
 
-    std::fs::write(&c.known_hosts, known_line(&name_of(s.addr), &s.host_key)).expect("write");
+    c.trust(&s);
     let e = c
         .connect(&echo, &Recorder::new().options(Some(never)))
         .await
