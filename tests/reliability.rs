@@ -489,3 +489,44 @@ async fn a_bastion_that_keeps_dropping_us_is_retried_with_backoff() {
     tunnel.signal(Signal::SIGINT);
     assert_eq!(tunnel.wait(LIMIT).await.code(), Some(0));
 }
+
+/// Without ServerAliveInterval in the config, the library's default keepalive applies (here
+/// shortened through `ConnectOptions::default_keepalive`; the binary's is 30 s) with OpenSSH's
+/// default ServerAliveCountMax of 3: a silent hop is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_keepalive_finds_a_silent_hop() {
+    let home = Home::new();
+    let service = Service::start("127.0.0.3:0".parse().expect("addr")).await;
+    let hops = ManualHops::start(&home, ("127.0.0.3", service.addr.port()));
+    hops.write_config(&home, "");
+    let chain = home
+        .chain(Some("db.foo.com"), &service.addr.to_string())
+        .expect("chain");
+    assert!(
+        chain
+            .hops
+            .iter()
+            .all(|h| h.config.server_alive_interval.is_none()),
+        "no ServerAliveInterval configured"
+    );
+    let opts = pgtunnel::session::ConnectOptions {
+        default_keepalive: Duration::from_secs(1),
+        ..options()
+    };
+    let tunnel = pgtunnel::tunnel::start(&chain, "127.0.0.1:0".parse().expect("addr"), &opts)
+        .await
+        .expect("tunnel up")
+        .reconnect(None);
+    let served = tokio::spawn(tunnel.serve(std::future::pending()));
+    hops.shell.freeze();
+    let ended = timeout(LIMIT, served)
+        .await
+        .expect("the silent hop is found")
+        .expect("serve task");
+    match ended {
+        pgtunnel::forward::Ended::ChainLost { reason, .. } => {
+            assert!(reason.contains("no answer to keepalives"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
