@@ -80,13 +80,18 @@ pub type HopStream = ChannelStream<Msg>;
 pub struct HopSession {
     label: HopLabel,
     handle: Handle<HopHandler>,
-    open_failures: Arc<Mutex<Option<(u32, String)>>>,
-    end_reason: EndReason,
+    notes: Arc<HandlerNotes>,
 }
 
-/// Why a session ended, as the session's handler heard it (a peer's disconnect message, a
-/// keepalive timeout, an I/O error).
-type EndReason = Arc<Mutex<Option<String>>>;
+/// What a session's handler learns that the rest of the program asks about later.
+#[derive(Debug, Default)]
+struct HandlerNotes {
+    /// The last channel-open failure: its code and the server's text.
+    open_failure: Mutex<Option<(u32, String)>>,
+    /// Why the session ended (a peer's disconnect message, a keepalive timeout, an I/O
+    /// error); the first reason heard is kept.
+    end_reason: Mutex<Option<String>>,
+}
 
 impl std::fmt::Debug for HopSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,7 +114,11 @@ impl HopSession {
 
     /// Why the session ended, when it has and the reason is known.
     pub fn end_reason(&self) -> Option<String> {
-        self.end_reason.lock().ok().and_then(|slot| slot.clone())
+        self.notes
+            .end_reason
+            .lock()
+            .ok()
+            .and_then(|slot| slot.clone())
     }
 
     /// Like [`HopSession::open_direct_tcpip`], but the channel itself rather than a byte
@@ -158,7 +167,8 @@ impl HopSession {
                 // The handler records the server's text just after the failure is delivered.
                 tokio::task::yield_now().await;
                 let text = self
-                    .open_failures
+                    .notes
+                    .open_failure
                     .lock()
                     .ok()
                     .and_then(|mut slot| slot.take())
@@ -336,8 +346,7 @@ async fn connect_through(
 struct Unauthenticated {
     handle: Handle<HopHandler>,
     label: HopLabel,
-    open_failures: Arc<Mutex<Option<(u32, String)>>>,
-    end_reason: EndReason,
+    notes: Arc<HandlerNotes>,
 }
 
 async fn handshake<S>(
@@ -358,8 +367,7 @@ where
         hop.config.host_key_alias.as_deref(),
     );
     let preferred = host_key_preferences(&files, &lookup);
-    let open_failures = Arc::new(Mutex::new(None));
-    let end_reason: EndReason = Arc::new(Mutex::new(None));
+    let notes = Arc::new(HandlerNotes::default());
     let handler = HopHandler {
         label: label.clone(),
         lookup,
@@ -368,11 +376,10 @@ where
         write_file: hop.config.user_known_hosts_files.first().cloned(),
         hash_known_hosts: hop.config.hash_known_hosts,
         observer: opts.observer.clone(),
-        open_failures: open_failures.clone(),
+        notes: notes.clone(),
         prompts: opts.prompts.clone(),
         batch_mode: hop.config.batch_mode,
         clock: clock.clone(),
-        end_reason: end_reason.clone(),
     };
     let keepalive = hop
         .config
@@ -398,8 +405,7 @@ where
     Ok(Unauthenticated {
         handle,
         label,
-        open_failures,
-        end_reason,
+        notes,
     })
 }
 
@@ -717,13 +723,12 @@ struct HopHandler {
     /// `HashKnownHosts`: write new entries hashed, as `ssh` would.
     hash_known_hosts: bool,
     observer: Observer,
-    open_failures: Arc<Mutex<Option<(u32, String)>>>,
+    notes: Arc<HandlerNotes>,
     /// Who answers `StrictHostKeyChecking ask`.
     prompts: Option<Prompts>,
     /// `BatchMode yes`: `ask` refuses without asking, as `ssh`'s `confirm()` does.
     batch_mode: bool,
     clock: PromptClock,
-    end_reason: EndReason,
 }
 
 fn offered_key(key: &PublicKeyOrCertificate) -> PublicKey {
@@ -972,7 +977,7 @@ impl client::Handler for HopHandler {
         _language: &str,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        if let Ok(mut slot) = self.open_failures.lock() {
+        if let Ok(mut slot) = self.notes.open_failure.lock() {
             *slot = Some((reason.code(), description.to_string()));
         }
         Ok(())
@@ -998,7 +1003,7 @@ impl client::Handler for HopHandler {
             client::DisconnectReason::Error(HandlerError::HostKey(e)) => e.to_string(),
         };
         debug!(hop = %self.label, "session ended: {text}");
-        if let Ok(mut slot) = self.end_reason.lock() {
+        if let Ok(mut slot) = self.notes.end_reason.lock() {
             slot.get_or_insert(text);
         }
         match reason {
@@ -1029,8 +1034,7 @@ async fn authenticate(
     let Unauthenticated {
         mut handle,
         label,
-        open_failures,
-        end_reason,
+        notes,
     } = session;
     let ctx = AuthContext {
         observer: &opts.observer,
@@ -1058,8 +1062,7 @@ async fn authenticate(
     Ok(HopSession {
         label,
         handle,
-        open_failures,
-        end_reason,
+        notes,
     })
 }
 
