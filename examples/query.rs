@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use pgtunnel::demo::{self, Demo, DemoTarget};
-use pgtunnel::session::{AgentSource, ConnectOptions};
 use pgtunnel::spec::{DEFAULT_LISTEN, parse_hops, parse_target};
+use pgtunnel::ssh::session::{AgentSource, ConnectOptions};
 use pgtunnel::tunnel::{self, ConfigSource, Request};
 
 const USAGE: &str = "usage: query --demo
@@ -36,7 +36,7 @@ pub async fn query_through(
     let ssh_config = tunnel::load_config(&request.config, &env)?;
     let chain = tunnel::plan(&request, &ssh_config, &env)?;
     println!("chain: {chain}");
-    print!("{}", pgtunnel::path::analyze(request.listen, &chain));
+    print!("{}", pgtunnel::plan::path::analyze(request.listen, &chain));
     let opts = ConnectOptions {
         agent,
         ..Default::default()

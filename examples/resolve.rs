@@ -50,10 +50,10 @@ pub fn report(args: &[String]) -> Result<String, String> {
     let env = tunnel::local_env();
     let ssh_config = tunnel::load_config(&request.config, &env).map_err(|e| e.to_string())?;
     let chain = tunnel::plan(&request, &ssh_config, &env).map_err(|e| e.to_string())?;
-    let report = pgtunnel::path::analyze(request.listen, &chain);
+    let report = pgtunnel::plan::path::analyze(request.listen, &chain);
     Ok(format!(
         "chain: {chain}\n\n{}\n{report}",
-        pgtunnel::explain::explain(&chain)
+        pgtunnel::plan::explain::explain(&chain)
     ))
 }
 

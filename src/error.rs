@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::chain::ChainError;
 use crate::config::ConfigError;
+use crate::plan::chain::ChainError;
 use crate::spec::SpecError;
 
 /// Anything that stops pgtunnel from starting or serving.

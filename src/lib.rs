@@ -35,21 +35,16 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-mod auth;
-pub mod bastion;
-pub mod chain;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod event;
-pub mod explain;
 pub mod forward;
-pub mod path;
-pub mod pgcluster;
-pub mod pgwire;
-pub mod prompt;
-pub mod session;
+pub mod pg;
+pub mod plan;
 pub mod spec;
+pub mod ssh;
 pub mod tunnel;
 
 pub use error::{Error, ErrorKind};

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 
-use crate::chain::{Chain, resolve_chain};
 use crate::config::{ConfigError, LocalEnv, SshConfig};
 use crate::error::Error;
 use crate::forward::{Backoff, Reconnect, Tunnel};
-use crate::path::PathReport;
-use crate::session::{ConnectOptions, connect_chain};
+use crate::plan::chain::{Chain, resolve_chain};
+use crate::plan::path::PathReport;
 use crate::spec::{HopSpec, Target};
+use crate::ssh::session::{ConnectOptions, connect_chain};
 
 /// Which ssh_config to read (`-F`).
 #[derive(Debug, Clone, PartialEq, Eq)]

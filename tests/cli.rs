@@ -153,7 +153,7 @@ async fn unknown_host_key_exits_3_and_bad_credentials_exit_4() {
 
     // Known key, but the bastion does not accept our key.
     home.trust(b.addr().port(), b.host_key());
-    let other = pgtunnel::bastion::generate_key().expect("key");
+    let other = pgtunnel::demo::bastion::generate_key().expect("key");
     write_private_key(&other, &home.key_path);
     let out = run(&home, &["-F", cfg, "--via", "shell.foo.com", &target]).await;
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));

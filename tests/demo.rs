@@ -65,7 +65,7 @@ impl Drop for DemoProcess {
 }
 
 fn require_postgres() -> PathBuf {
-    match pgtunnel::pgcluster::find_bindir() {
+    match pgtunnel::demo::pgcluster::find_bindir() {
         Ok(dir) => dir,
         Err(e) => panic!(
             "these tests need PostgreSQL's server binaries (scripts/test installs them): {e}"

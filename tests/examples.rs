@@ -60,7 +60,7 @@ fn resolve_prints_the_chain_and_its_path_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_opens_a_tunnel_and_runs_sql_through_the_demo_topology() {
-    if let Err(e) = pgtunnel::pgcluster::find_bindir() {
+    if let Err(e) = pgtunnel::demo::pgcluster::find_bindir() {
         panic!("this test needs PostgreSQL's server binaries (scripts/test installs them): {e}");
     }
     let rows = query::query_demo(

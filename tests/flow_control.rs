@@ -166,7 +166,10 @@ async fn read_source(tcp: &mut TcpStream, offset: &mut usize, len: usize, block:
 async fn two_hops(
     home: &Home,
     target: SocketAddr,
-) -> (Vec<pgtunnel::bastion::Bastion>, pgtunnel::chain::Chain) {
+) -> (
+    Vec<pgtunnel::demo::bastion::Bastion>,
+    pgtunnel::plan::chain::Chain,
+) {
     let b2 = bastion(home, &[("127.0.0.1", target.port())]).await;
     let b1 = bastion(home, &[("127.0.0.1", b2.addr().port())]).await;
     home.write_config(&format!(

@@ -220,9 +220,12 @@ async fn library_error(behaviour: Behaviour, hop: usize) -> String {
         "shell,fake"
     };
     let chain = home.chain(Some(via), "127.0.0.1:5432").expect("chain");
-    let result = timeout(LIMIT, pgtunnel::session::connect_chain(&chain, &options()))
-        .await
-        .unwrap_or_else(|_| panic!("{behaviour:?} as hop {hop}: connect_chain hung"));
+    let result = timeout(
+        LIMIT,
+        pgtunnel::ssh::session::connect_chain(&chain, &options()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{behaviour:?} as hop {hop}: connect_chain hung"));
     let err = result.expect_err("a hostile hop must fail");
     assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     assert_eq!(err.hop().map(|h| h.index), Some(hop), "{err}");
@@ -317,10 +320,13 @@ async fn a_peer_that_closes_at_once_or_sends_terminal_escapes() {
         });
         home.write_config(&home.host_block("fake", port, CONNECT_TIMEOUT));
         let chain = home.chain(Some("fake"), "127.0.0.1:5432").expect("chain");
-        let err = timeout(LIMIT, pgtunnel::session::connect_chain(&chain, &options()))
-            .await
-            .expect("connect_chain hung")
-            .expect_err("must fail");
+        let err = timeout(
+            LIMIT,
+            pgtunnel::ssh::session::connect_chain(&chain, &options()),
+        )
+        .await
+        .expect("connect_chain hung")
+        .expect_err("must fail");
         assert_eq!(
             err.to_string(),
             format!("hop 1 (fake, 127.0.0.1:{port}): {expect}")

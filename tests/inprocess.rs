@@ -19,7 +19,7 @@ async fn line_of_bastions(
     home: &Home,
     n: usize,
     target: std::net::SocketAddr,
-) -> Vec<pgtunnel::bastion::Bastion> {
+) -> Vec<pgtunnel::demo::bastion::Bastion> {
     // Start from the end so each knows the next one's address.
     let mut next = ("127.0.0.1".to_string(), target.port());
     let mut out = Vec::new();
@@ -124,7 +124,7 @@ async fn changed_host_key_on_hop_2_is_refused_and_nothing_reaches_the_target() {
     let echo = Echo::start().await;
     let bastions = line_of_bastions(&home, 2, echo.addr).await;
     // Replace hop 2's known key with another one.
-    let impostor = pgtunnel::bastion::generate_key().unwrap();
+    let impostor = pgtunnel::demo::bastion::generate_key().unwrap();
     std::fs::write(&home.known_hosts, "").unwrap();
     home.trust(bastions[0].addr().port(), bastions[0].host_key());
     home.trust(bastions[1].addr().port(), impostor.public_key());
@@ -180,10 +180,10 @@ async fn wrong_credentials_on_hop_2_name_hop_2() {
     let echo = Echo::start().await;
     let b2 = {
         let other = Home::new(); // hop 2 only accepts someone else's key
-        let config = pgtunnel::bastion::BastionConfig::generate(USER, vec![other.public()])
+        let config = pgtunnel::demo::bastion::BastionConfig::generate(USER, vec![other.public()])
             .unwrap()
             .allow(&[("127.0.0.1", echo.addr.port())]);
-        pgtunnel::bastion::Bastion::start("127.0.0.1:0".parse().unwrap(), config)
+        pgtunnel::demo::bastion::Bastion::start("127.0.0.1:0".parse().unwrap(), config)
             .await
             .unwrap()
     };

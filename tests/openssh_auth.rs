@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use pgtunnel::error::{ErrorKind, HopError};
 use pgtunnel::event::{Event, Observer};
-use pgtunnel::prompt::{Answer, PromptError, PromptKind, PromptRequest, Prompts};
-use pgtunnel::session::{AgentSource, ConnectOptions};
 use pgtunnel::spec::parse_target;
+use pgtunnel::ssh::prompt::{Answer, PromptError, PromptKind, PromptRequest, Prompts};
+use pgtunnel::ssh::session::{AgentSource, ConnectOptions};
 use pgtunnel::tunnel::{self, ConfigSource, Request};
 use russh::keys::PublicKey;
 use support::process::Pgtunnel;

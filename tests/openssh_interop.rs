@@ -88,7 +88,7 @@ async fn permit_open_proves_the_path_and_refusals_carry_sshd_reason() {
 async fn wrong_host_key_for_real_sshd_hop_2_is_refused() {
     let t = topology().await;
     // Replace db's known key with another one.
-    let other = pgtunnel::bastion::generate_key().expect("key");
+    let other = pgtunnel::demo::bastion::generate_key().expect("key");
     let text = std::fs::read_to_string(&t.home.known_hosts).expect("known_hosts");
     let db_name = format!("[127.0.0.2]:{}", t.db.addr.port());
     let kept: String = text

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use pgtunnel::error::ErrorKind;
 use pgtunnel::event::Observer;
-use pgtunnel::prompt::{Answer, PromptError, PromptKind, PromptRequest, Prompts};
-use pgtunnel::session::{AgentSource, ConnectOptions};
 use pgtunnel::spec::{parse_hops, parse_target};
+use pgtunnel::ssh::prompt::{Answer, PromptError, PromptKind, PromptRequest, Prompts};
+use pgtunnel::ssh::session::{AgentSource, ConnectOptions};
 use pgtunnel::tunnel::{self, ConfigSource, Request};
 
 const PYTHON: &str = "/usr/bin/python3";

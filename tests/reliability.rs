@@ -509,7 +509,7 @@ async fn the_default_keepalive_finds_a_silent_hop() {
             .all(|h| h.config.server_alive_interval.is_none()),
         "no ServerAliveInterval configured"
     );
-    let opts = pgtunnel::session::ConnectOptions {
+    let opts = pgtunnel::ssh::session::ConnectOptions {
         default_keepalive: Duration::from_secs(1),
         ..options()
     };

@@ -447,7 +447,7 @@ fn keys() -> &'static [russh::keys::PublicKey] {
     KEYS.get_or_init(|| {
         (0..3)
             .map(|_| {
-                crate::bastion::generate_key()
+                crate::demo::bastion::generate_key()
                     .unwrap_or_else(|e| panic!("key: {e}"))
                     .public_key()
                     .clone()

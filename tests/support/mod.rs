@@ -1,4 +1,4 @@
-//! Test fixtures: in-process bastions (the library's own [`pgtunnel::bastion`]), target
+//! Test fixtures: in-process bastions (the library's own [`pgtunnel::demo::bastion`]), target
 //! services on loopback, and a throw-away home with keys, known_hosts and ssh_config.
 #![allow(dead_code)]
 
@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pgtunnel::bastion::{Bastion, BastionConfig, generate_key};
-use pgtunnel::chain::Chain;
 use pgtunnel::config::LocalEnv;
+use pgtunnel::demo::bastion::{Bastion, BastionConfig, generate_key};
 use pgtunnel::forward::{Ended, Tunnel};
-use pgtunnel::session::{AgentSource, ConnectOptions};
+use pgtunnel::plan::chain::Chain;
 use pgtunnel::spec::{parse_hops, parse_target};
+use pgtunnel::ssh::session::{AgentSource, ConnectOptions};
 use pgtunnel::tunnel::{self, ConfigSource, Request};
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{PrivateKey, PublicKey};

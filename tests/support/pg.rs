@@ -1,4 +1,4 @@
-//! A throw-away PostgreSQL cluster for the tests (the library's [`pgtunnel::pgcluster`], the
+//! A throw-away PostgreSQL cluster for the tests (the library's [`pgtunnel::demo::pgcluster`], the
 //! same code `pgtunnel demo` uses), with TLS: a test CA made with the `openssl` command and a
 //! server certificate for [`SERVER_NAME`]. Dropping it stops the server and removes it all.
 //!
@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pgtunnel::pgcluster::{Cluster, ClusterOptions};
+use pgtunnel::demo::pgcluster::{Cluster, ClusterOptions};
 
 /// The name in the server certificate (the manual's database host).
 pub const SERVER_NAME: &str = "db.foo.com";

@@ -14,12 +14,13 @@ use std::time::Duration;
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pgtunnel::config::LocalEnv;
+#[cfg(feature = "demo")]
 use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
 use pgtunnel::event::{Event, Observer};
 use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect};
-use pgtunnel::session::{AgentSource, ConnectOptions};
 use pgtunnel::spec::{self, HopSpec, Target};
+use pgtunnel::ssh::session::{AgentSource, ConnectOptions};
 use pgtunnel::tunnel::{self, ConfigSource, Request};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -149,6 +150,7 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    #[cfg(feature = "demo")]
     /// Run the PostgreSQL manual's bastion topology in this process (two SSH servers on
     /// loopback, shell.foo.com and db.foo.com, and a throw-away PostgreSQL cluster, or an echo
     /// service without PostgreSQL) and tunnel through it.
@@ -174,7 +176,9 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(match &args.command {
-        Some(Command::Demo { common, .. }) | Some(Command::Explain { common, .. }) => common,
+        #[cfg(feature = "demo")]
+        Some(Command::Demo { common, .. }) => common,
+        Some(Command::Explain { common, .. }) => common,
         None => &args.common,
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -245,6 +249,7 @@ fn init_logging(args: &Common) {
 
 async fn run(args: Args) -> Result<ExitCode, Error> {
     let (target, common) = match args.command {
+        #[cfg(feature = "demo")]
         Some(Command::Demo {
             check,
             target,
@@ -266,9 +271,9 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             let env = tunnel::local_env();
             let config = tunnel::load_config(&request.config, &env)?;
             let chain = tunnel::plan(&request, &config, &env)?;
-            print!("{}", pgtunnel::explain::explain(&chain));
+            print!("{}", pgtunnel::plan::explain::explain(&chain));
             println!();
-            print!("{}", pgtunnel::path::analyze(request.listen, &chain));
+            print!("{}", pgtunnel::plan::path::analyze(request.listen, &chain));
             return Ok(ExitCode::SUCCESS);
         }
         None => (args.target, args.common),
@@ -299,6 +304,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
 }
 
 /// `pgtunnel demo`: the manual's topology in-process, then the real tunnel through it.
+#[cfg(feature = "demo")]
 async fn run_demo(
     check: bool,
     target: demo::DemoTarget,
@@ -396,14 +402,14 @@ async fn serve(
     let chain = tunnel::plan(&request, &config, &env)?;
 
     // Check the path before touching the network, then bind so the report shows the port.
-    let planned = pgtunnel::path::analyze(request.listen, &chain);
+    let planned = pgtunnel::plan::path::analyze(request.listen, &chain);
     tunnel::check_encryption(&planned, request.require_encrypted)?;
     let listener = tunnel::bind(request.listen).await?;
     let local = listener.local_addr().map_err(|source| Error::Listen {
         addr: request.listen,
         source,
     })?;
-    let report = pgtunnel::path::analyze(local, &chain);
+    let report = pgtunnel::plan::path::analyze(local, &chain);
     if !common.quiet {
         println!("pgtunnel: {chain}");
         print!("{report}");
@@ -422,7 +428,7 @@ async fn serve(
         ..Default::default()
     };
     let sessions = tokio::select! {
-        s = pgtunnel::session::connect_chain(&chain, &opts) => s,
+        s = pgtunnel::ssh::session::connect_chain(&chain, &opts) => s,
         _ = tokio::signal::ctrl_c() => {
             // A question may have turned echo off.
             terminal::restore_terminal();

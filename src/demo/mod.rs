@@ -1,7 +1,7 @@
 //! `pgtunnel demo`: the PostgreSQL manual's topology in one process, so anyone can watch the
 //! real tunnel code work without any server of their own.
 //!
-//! Two in-process SSH servers ([`crate::bastion`], the same code the integration tests use)
+//! Two in-process SSH servers ([`crate::demo::bastion`], the same code the integration tests use)
 //! listen on loopback: the bastion `shell.foo.com` and the inner host `db.foo.com`, each with
 //! its own freshly generated host key. The bastion's allow-list lets it reach only
 //! `db.foo.com`; `db.foo.com`'s lets it reach only the service. A throw-away directory holds
@@ -10,11 +10,14 @@
 //! strict host-key checking exactly as it would against real servers.
 //!
 //! The service is a real throw-away PostgreSQL cluster when PostgreSQL's server binaries are
-//! installed ([`crate::pgcluster`]: `initdb` in a temporary directory, listening on 127.0.0.1
+//! installed ([`crate::demo::pgcluster`]: `initdb` in a temporary directory, listening on 127.0.0.1
 //! and a free port, `trust` for the demo user, stopped and removed when the demo ends), so
 //! `psql` works through the demo tunnel; otherwise an echo server (every byte comes back).
-//! [`Demo::self_check`] talks PostgreSQL's protocol through the whole chain ([`crate::pgwire`])
+//! [`Demo::self_check`] talks PostgreSQL's protocol through the whole chain ([`crate::pg::wire`])
 //! or pushes 1 MiB through the echo and compares checksums.
+
+pub mod bastion;
+pub mod pgcluster;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,8 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::bastion::{Bastion, BastionConfig, generate_key};
-use crate::pgcluster::{Cluster, ClusterOptions, PgClusterError};
+use crate::demo::bastion::{Bastion, BastionConfig, generate_key};
+use crate::demo::pgcluster::{Cluster, ClusterOptions, PgClusterError};
 use crate::spec::{HopSpec, Target};
 use crate::tunnel::{ConfigSource, Request};
 
@@ -288,7 +291,7 @@ impl Demo {
     /// (`SSLRequest`), then logs in as the demo user and checks a query's answer, including a
     /// 1 MiB value. Bounded by a 30 s timeout per step.
     pub async fn postgres_check(addr: SocketAddr) -> Result<String, DemoError> {
-        use crate::pgwire;
+        use crate::pg::wire as pgwire;
         let limit = std::time::Duration::from_secs(30);
         let fail = |e: pgwire::PgWireError| DemoError::Check(e.to_string());
         let tls = pgwire::offers_tls(addr, limit).await.map_err(fail)?;

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::chain::Chain;
+use crate::plan::chain::Chain;
 use crate::spec::HostPort;
 
 /// How one segment is protected.
@@ -234,8 +234,8 @@ pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::resolve_chain;
     use crate::config::{LocalEnv, SshConfig};
+    use crate::plan::chain::resolve_chain;
     use crate::spec::{parse_hops, parse_target};
 
     fn chain(via: &str, target: &str) -> Chain {

@@ -13,7 +13,7 @@
 //!   its passphrase asked for) only when the server would accept it;
 //! - RSA signatures are rsa-sha2-512/256, never SHA-1 `ssh-rsa`.
 //!
-//! Questions go through [`crate::prompt::Prompts`]; without one, encrypted keys, passwords and
+//! Questions go through [`crate::ssh::prompt::Prompts`]; without one, encrypted keys, passwords and
 //! keyboard-interactive are skipped and the failure says so.
 
 use std::path::{Path, PathBuf};
@@ -31,11 +31,11 @@ use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
 use tokio::net::UnixStream;
 use tracing::debug;
 
-use crate::chain::Hop;
 use crate::config::known_hosts;
 use crate::error::HopError;
 use crate::event::{Event, Observer};
-use crate::prompt::{PromptClock, PromptError, PromptKind, PromptRequest, Prompts};
+use crate::plan::chain::Hop;
+use crate::ssh::prompt::{PromptClock, PromptError, PromptKind, PromptRequest, Prompts};
 
 /// Keyboard-interactive rounds (INFO_REQUESTs) accepted within one attempt.
 const MAX_INFO_REQUESTS: usize = 16;
@@ -583,7 +583,7 @@ pub(crate) async fn authenticate<H: client::Handler>(
                         } else {
                             format!(
                                 ": \"{}\"",
-                                crate::prompt::clean_server_text(message.trim_end())
+                                crate::ssh::prompt::clean_server_text(message.trim_end())
                             )
                         }
                     ));
@@ -919,7 +919,7 @@ async fn keyboard_interactive<H: client::Handler>(
                 seen = true;
                 let mut preamble = Vec::new();
                 for text in [&name, &instructions] {
-                    let t = crate::prompt::clean_server_text(text.trim_end());
+                    let t = crate::ssh::prompt::clean_server_text(text.trim_end());
                     if !t.is_empty() {
                         preamble.push(t);
                     }
@@ -936,7 +936,7 @@ async fn keyboard_interactive<H: client::Handler>(
                         preamble: if i == 0 { preamble.clone() } else { Vec::new() },
                         prompt: format!(
                             "({user}@{host}) {}",
-                            crate::prompt::clean_server_text(&q.prompt)
+                            crate::ssh::prompt::clean_server_text(&q.prompt)
                         ),
                         echo: q.echo,
                     };

@@ -1,6 +1,6 @@
 //! The binary's answers to the library's questions: the terminal (`/dev/tty`, no echo for
 //! secrets) or `SSH_ASKPASS`, chosen with OpenSSH's rules
-//! ([`pgtunnel::prompt::askpass_choice`]). The spinners are hidden while a question is shown.
+//! ([`pgtunnel::ssh::prompt::askpass_choice`]). The spinners are hidden while a question is shown.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use indicatif::MultiProgress;
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
-use pgtunnel::prompt::{
+use pgtunnel::ssh::prompt::{
     Answer, Askpass, AskpassChoice, PromptError, PromptRequest, Prompter, Prompts, askpass_choice,
 };
 use zeroize::Zeroizing;

@@ -36,10 +36,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::chain::Chain;
 use crate::error::{Error, ErrorKind, HopLabel};
-use crate::session::{ConnectOptions, Sessions, connect_chain};
+use crate::plan::chain::Chain;
 use crate::spec::Target;
+use crate::ssh::session::{ConnectOptions, Sessions, connect_chain};
 
 /// How long open connections may keep going after shutdown is asked for, by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -5,8 +5,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::chain::{Chain, Hop, HopSource};
 use crate::config::{ProxyJump, StrictHostKeyChecking};
+use crate::plan::chain::{Chain, Hop, HopSource};
 
 /// Renders the explanation of `chain`.
 pub fn explain(chain: &Chain) -> String {
@@ -216,8 +216,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::chain::resolve_chain;
     use crate::config::{LocalEnv, SshConfig};
+    use crate::plan::chain::resolve_chain;
     use crate::spec::{parse_hops, parse_target};
 
     #[test]

@@ -16,16 +16,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use crate::auth::AuthContext;
-use crate::prompt::{
+use crate::ssh::auth::AuthContext;
+use crate::ssh::prompt::{
     Confirmation, PromptClock, PromptError, PromptKind, PromptRequest, Prompts, parse_confirmation,
 };
 
-use crate::chain::{Chain, Hop};
 use crate::config::StrictHostKeyChecking;
 use crate::config::known_hosts::{self, KnownHostsFile, Verdict};
 use crate::error::{Error, HopError, HopLabel};
 use crate::event::{Event, Observer};
+use crate::plan::chain::{Chain, Hop};
 
 /// Connect + SSH handshake limit when the config sets no ConnectTimeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -1045,7 +1045,7 @@ async fn authenticate(
     let how = clock
         .limit(
             AUTH_TIMEOUT,
-            crate::auth::authenticate(&mut handle, hop, &ctx),
+            crate::ssh::auth::authenticate(&mut handle, hop, &ctx),
         )
         .await
         .ok_or_else(|| {
