@@ -20,7 +20,7 @@ pub mod bastion;
 pub mod pgcluster;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use russh::keys::ssh_key::LineEnding;
 use sha2::{Digest, Sha256};
@@ -140,87 +140,10 @@ impl Demo {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(io("create a temporary directory"))?;
-
-        let mut fallback = None;
-        let postgres = match target {
-            DemoTarget::Echo => None,
-            DemoTarget::Postgres => Some(start_postgres().await?),
-            DemoTarget::Auto => match start_postgres().await {
-                Ok(cluster) => Some(cluster),
-                Err(e) => {
-                    fallback = Some(e.to_string());
-                    None
-                }
-            },
-        };
-        let (service_addr, service) = match postgres {
-            Some(cluster) => (cluster.addr(), Service::Postgres(Box::new(cluster))),
-            None => {
-                let listener = TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .map_err(io("start the echo service"))?;
-                let addr = listener
-                    .local_addr()
-                    .map_err(io("start the echo service"))?;
-                (addr, Service::Echo(tokio::spawn(echo_service(listener))))
-            }
-        };
-        let service_port = service_addr.port();
-
-        let client_key = generate_key().map_err(|e| DemoError::Key(e.to_string()))?;
-        let client_public = client_key.public_key().clone();
-        let loopback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-
-        // Inner host first: the bastion's allow-list needs its address.
-        let db_config = BastionConfig::generate(USER, vec![client_public.clone()])
-            .map_err(|e| DemoError::Key(e.to_string()))?
-            .allow(&[("localhost", service_port), ("127.0.0.1", service_port)]);
-        let db = Bastion::start(loopback, db_config)
-            .await
-            .map_err(io("start the demo db.foo.com SSH server"))?;
-        let shell_config = BastionConfig::generate(USER, vec![client_public])
-            .map_err(|e| DemoError::Key(e.to_string()))?
-            .allow(&[("127.0.0.1", db.addr().port())]);
-        let shell = Bastion::start(loopback, shell_config)
-            .await
-            .map_err(io("start the demo shell.foo.com SSH server"))?;
-
-        let key_path = dir.path().join("id_ed25519");
-        let key_text = client_key
-            .to_openssh(LineEnding::LF)
-            .map_err(|e| DemoError::Key(e.to_string()))?;
-        write_private(&key_path, key_text.as_bytes()).map_err(io("write the demo client key"))?;
-
-        // Known by alias (HostKeyAlias), as many real setups do.
-        let known_hosts = dir.path().join("known_hosts");
-        let mut known = String::new();
-        for (name, bastion) in [(SHELL, &shell), (DB, &db)] {
-            let mut key = bastion.host_key().clone();
-            key.set_comment("");
-            let text = key
-                .to_openssh()
-                .map_err(|e| DemoError::Key(e.to_string()))?;
-            known.push_str(&format!("{name} {text}\n"));
-        }
-        std::fs::write(&known_hosts, known).map_err(io("write the demo known_hosts"))?;
-
-        let config = dir.path().join("ssh_config");
-        let block = |alias: &str, port: u16, extra: &str| {
-            format!(
-                "Host {alias}\n    HostName 127.0.0.1\n    Port {port}\n    User {USER}\n    \
-                 HostKeyAlias {alias}\n    IdentityFile {key}\n    IdentitiesOnly yes\n    \
-                 UserKnownHostsFile {known}\n    StrictHostKeyChecking yes\n{extra}\n",
-                key = key_path.display(),
-                known = known_hosts.display(),
-            )
-        };
-        let text = format!(
-            "# Written by `pgtunnel demo`; deleted when it exits.\n{}{}",
-            block(SHELL, shell.addr().port(), ""),
-            block(DB, db.addr().port(), &format!("    ProxyJump {SHELL}\n")),
-        );
-        std::fs::write(&config, text).map_err(io("write the demo ssh_config"))?;
-
+        let (service_addr, service, fallback) = start_service(target).await?;
+        let client_key = generate_key().map_err(key_error)?;
+        let (shell, db) = start_bastions(client_key.public_key(), service_addr.port()).await?;
+        let config = write_client_files(dir.path(), &client_key, &shell, &db)?;
         Ok(Demo {
             dir,
             config,
@@ -475,6 +398,108 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Echoes every byte; on EOF finishes echoing and closes its side.
+fn key_error(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Key(e.to_string())
+}
+
+/// The demo's service: PostgreSQL (per `target`), else the echo service; with the reason
+/// for falling back under [`DemoTarget::Auto`].
+async fn start_service(
+    target: DemoTarget,
+) -> Result<(SocketAddr, Service, Option<String>), DemoError> {
+    let mut fallback = None;
+    let postgres = match target {
+        DemoTarget::Echo => None,
+        DemoTarget::Postgres => Some(start_postgres().await?),
+        DemoTarget::Auto => match start_postgres().await {
+            Ok(cluster) => Some(cluster),
+            Err(e) => {
+                fallback = Some(e.to_string());
+                None
+            }
+        },
+    };
+    if let Some(cluster) = postgres {
+        return Ok((
+            cluster.addr(),
+            Service::Postgres(Box::new(cluster)),
+            fallback,
+        ));
+    }
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(io("start the echo service"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("start the echo service"))?;
+    let echo = Service::Echo(tokio::spawn(echo_service(listener)));
+    Ok((addr, echo, fallback))
+}
+
+/// `shell.foo.com` and `db.foo.com` on 127.0.0.1, each accepting `client`, each allowed to
+/// reach only the next step (`db.foo.com`, then the service on `service_port`).
+async fn start_bastions(
+    client: &russh::keys::PublicKey,
+    service_port: u16,
+) -> Result<(Bastion, Bastion), DemoError> {
+    let loopback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Inner host first: the bastion's allow-list needs its address.
+    let db_config = BastionConfig::generate(USER, vec![client.clone()])
+        .map_err(key_error)?
+        .allow(&[("localhost", service_port), ("127.0.0.1", service_port)]);
+    let db = Bastion::start(loopback, db_config)
+        .await
+        .map_err(io("start the demo db.foo.com SSH server"))?;
+    let shell_config = BastionConfig::generate(USER, vec![client.clone()])
+        .map_err(key_error)?
+        .allow(&[("127.0.0.1", db.addr().port())]);
+    let shell = Bastion::start(loopback, shell_config)
+        .await
+        .map_err(io("start the demo shell.foo.com SSH server"))?;
+    Ok((shell, db))
+}
+
+/// The client key, a known_hosts with both host keys (by alias, HostKeyAlias, as many real
+/// setups do) and the ssh_config with both aliases, in `dir`; returns the ssh_config's path.
+fn write_client_files(
+    dir: &Path,
+    client_key: &russh::keys::PrivateKey,
+    shell: &Bastion,
+    db: &Bastion,
+) -> Result<PathBuf, DemoError> {
+    let key_path = dir.join("id_ed25519");
+    let key_text = client_key.to_openssh(LineEnding::LF).map_err(key_error)?;
+    write_private(&key_path, key_text.as_bytes()).map_err(io("write the demo client key"))?;
+
+    let known_hosts = dir.join("known_hosts");
+    let mut known = String::new();
+    for (name, bastion) in [(SHELL, shell), (DB, db)] {
+        let mut key = bastion.host_key().clone();
+        key.set_comment("");
+        let text = key.to_openssh().map_err(key_error)?;
+        known.push_str(&format!("{name} {text}\n"));
+    }
+    std::fs::write(&known_hosts, known).map_err(io("write the demo known_hosts"))?;
+
+    let config = dir.join("ssh_config");
+    let block = |alias: &str, port: u16, extra: &str| {
+        format!(
+            "Host {alias}\n    HostName 127.0.0.1\n    Port {port}\n    User {USER}\n    \
+             HostKeyAlias {alias}\n    IdentityFile {key}\n    IdentitiesOnly yes\n    \
+             UserKnownHostsFile {known}\n    StrictHostKeyChecking yes\n{extra}\n",
+            key = key_path.display(),
+            known = known_hosts.display(),
+        )
+    };
+    let text = format!(
+        "# Written by `pgtunnel demo`; deleted when it exits.\n{}{}",
+        block(SHELL, shell.addr().port(), ""),
+        block(DB, db.addr().port(), &format!("    ProxyJump {SHELL}\n")),
+    );
+    std::fs::write(&config, text).map_err(io("write the demo ssh_config"))?;
+    Ok(config)
+}
+
 async fn echo_service(listener: TcpListener) {
     while let Ok((mut tcp, _)) = listener.accept().await {
         tokio::spawn(async move {

@@ -177,52 +177,69 @@ fn server_user() -> Result<Option<nix::unistd::User>, PgClusterError> {
     }
 }
 
-impl Cluster {
-    /// Runs `initdb` and starts the server; returns once it accepts connections (bounded:
-    /// 60 s). Blocking: from async code, call it in `spawn_blocking`.
-    pub fn start(opts: &ClusterOptions) -> Result<Cluster, PgClusterError> {
+/// A cluster being made: the server binaries, the user they run as, the private directory.
+struct Setup {
+    bindir: PathBuf,
+    user: Option<nix::unistd::User>,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Finds the binaries and makes the directory, private to the server's user (the Unix
+    /// socket lives there and pg_hba.conf trusts it: only that user, and root, may enter).
+    fn new() -> Result<Setup, PgClusterError> {
+        use std::os::unix::fs::PermissionsExt;
         let bindir = find_bindir()?;
         let user = server_user()?;
-        let mut dir = tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix("pgtunnel-pg-")
             .tempdir()
             .map_err(io("create a temporary directory"))?;
-        let own = |path: &Path| -> Result<(), PgClusterError> {
-            if let Some(u) = &user {
-                nix::unistd::chown(path, Some(u.uid), Some(u.gid)).map_err(|e| {
-                    PgClusterError::Io {
-                        what: format!("give {} to user {}", path.display(), u.name),
-                        source: e.into(),
-                    }
-                })?;
-            }
-            Ok(())
-        };
-        // The Unix socket lives here and pg_hba.conf trusts it: only the server's user (and
-        // root) may enter.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-                .map_err(io("make the cluster directory private"))?;
-        }
-        own(dir.path())?;
-        let data = dir.path().join("data");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(io("make the cluster directory private"))?;
+        let setup = Setup { bindir, user, dir };
+        setup.own(setup.dir.path())?;
+        Ok(setup)
+    }
 
-        let mut initdb = Command::new(bindir.join("initdb"));
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Gives `path` to the server's user (when we are root).
+    fn own(&self, path: &Path) -> Result<(), PgClusterError> {
+        if let Some(u) = &self.user {
+            nix::unistd::chown(path, Some(u.uid), Some(u.gid)).map_err(|e| PgClusterError::Io {
+                what: format!("give {} to user {}", path.display(), u.name),
+                source: e.into(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Writes a file only the server's user may read.
+    fn write_owned(&self, path: &Path, bytes: &[u8]) -> Result<(), PgClusterError> {
+        write_private(path, bytes)?;
+        self.own(path)
+    }
+
+    /// Runs `initdb`; returns the major version it made.
+    fn initdb(&self, opts: &ClusterOptions) -> Result<String, PgClusterError> {
+        let data = self.data();
+        let mut initdb = Command::new(self.bindir.join("initdb"));
         initdb
             .arg("-D")
             .arg(&data)
             .args(["-U", &opts.superuser, "-A", "trust", "-E", "UTF8"])
             .args(["--no-locale", "--no-sync", "--no-instructions"]);
+        let pwfile = self.dir.path().join("pwfile");
         if let Some(password) = &opts.password {
-            let pwfile = dir.path().join("pwfile");
-            write_private(&pwfile, password.as_bytes())?;
-            own(&pwfile)?;
+            self.write_owned(&pwfile, password.as_bytes())?;
             initdb.arg(format!("--pwfile={}", pwfile.display()));
         }
-        as_user(&mut initdb, &user, dir.path());
+        as_user(&mut initdb, &self.user, self.dir.path());
         let out = initdb.output().map_err(io("run initdb"))?;
-        let _ = std::fs::remove_file(dir.path().join("pwfile"));
+        let _ = std::fs::remove_file(&pwfile);
         if !out.status.success() {
             return Err(PgClusterError::Initdb {
                 status: out.status.to_string(),
@@ -233,12 +250,13 @@ impl Cluster {
                 ),
             });
         }
-        let version = String::from_utf8_lossy(
-            &std::fs::read(data.join("PG_VERSION")).map_err(io("read PG_VERSION"))?,
-        )
-        .trim()
-        .to_string();
+        let version = std::fs::read(data.join("PG_VERSION")).map_err(io("read PG_VERSION"))?;
+        Ok(String::from_utf8_lossy(&version).trim().to_string())
+    }
 
+    /// pg_hba.conf, postgresql.conf settings, extra files, set-up SQL.
+    fn configure(&self, opts: &ClusterOptions) -> Result<(), PgClusterError> {
+        let data = self.data();
         let mut hba = opts.hba.join("\n");
         hba.push('\n');
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(io("write pg_hba.conf"))?;
@@ -252,74 +270,99 @@ impl Cluster {
         }
         append(&data.join("postgresql.conf"), &conf)?;
         for (name, bytes) in &opts.files {
-            let path = data.join(name);
-            write_private(&path, bytes)?;
-            own(&path)?;
+            self.write_owned(&data.join(name), bytes)?;
         }
         if !opts.init_sql.is_empty() {
-            single_user(&bindir, &data, &user, dir.path(), &opts.init_sql)?;
+            single_user(
+                &self.bindir,
+                &data,
+                &self.user,
+                self.dir.path(),
+                &opts.init_sql,
+            )?;
         }
+        Ok(())
+    }
 
-        let log = dir.path().join("postgres.log");
+    /// Starts `postgres` on `listen` and `port`, its output to `log`.
+    fn spawn_server(&self, listen: IpAddr, port: u16, log: &Path) -> Result<Child, PgClusterError> {
+        let log_file = std::fs::File::create(log).map_err(io("create the server log"))?;
+        let log_err = log_file.try_clone().map_err(io("open the server log"))?;
+        let mut postgres = Command::new(self.bindir.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(self.data())
+            .arg("-c")
+            .arg(format!("listen_addresses={listen}"))
+            .arg("-c")
+            .arg(format!("port={port}"))
+            .arg("-c")
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err);
+        as_user(&mut postgres, &self.user, self.dir.path());
+        // Its own process group: a terminal's Ctrl-C reaches us, and we stop the server
+        // after the tunnel has drained.
+        std::os::unix::process::CommandExt::process_group(&mut postgres, 0);
+        postgres.spawn().map_err(io("start postgres"))
+    }
+}
+
+/// A free port on `listen` (free now: another process may take it before the server does).
+fn free_port(listen: IpAddr) -> Result<u16, PgClusterError> {
+    Ok(std::net::TcpListener::bind((listen, 0))
+        .and_then(|l| l.local_addr())
+        .map_err(io(format!("find a free port on {listen}")))?
+        .port())
+}
+
+impl Cluster {
+    /// Runs `initdb` and starts the server; returns once it accepts connections (bounded:
+    /// 60 s). Blocking: from async code, call it in `spawn_blocking`.
+    pub fn start(opts: &ClusterOptions) -> Result<Cluster, PgClusterError> {
+        let mut setup = Setup::new()?;
+        let version = setup.initdb(opts)?;
+        setup.configure(opts)?;
+        let log = setup.dir.path().join("postgres.log");
         let mut last = String::new();
         // The port is found free, then handed to the server: retry if another process took it
         // in between.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind((opts.listen, 0))
-                .and_then(|l| l.local_addr())
-                .map_err(io(format!("find a free port on {}", opts.listen)))?
-                .port();
-            let log_file = std::fs::File::create(&log).map_err(io("create the server log"))?;
-            let log_err = log_file.try_clone().map_err(io("open the server log"))?;
-            let mut postgres = Command::new(bindir.join("postgres"));
-            postgres
-                .arg("-D")
-                .arg(&data)
-                .arg("-c")
-                .arg(format!("listen_addresses={}", opts.listen))
-                .arg("-c")
-                .arg(format!("port={port}"))
-                .arg("-c")
-                .arg(format!("unix_socket_directories={}", dir.path().display()))
-                .stdin(Stdio::null())
-                .stdout(log_file)
-                .stderr(log_err);
-            as_user(&mut postgres, &user, dir.path());
-            // Its own process group: a terminal's Ctrl-C reaches us, and we stop the server
-            // after the tunnel has drained.
-            std::os::unix::process::CommandExt::process_group(&mut postgres, 0);
-            let child = postgres.spawn().map_err(io("start postgres"))?;
+            let port = free_port(opts.listen)?;
+            let child = setup.spawn_server(opts.listen, port, &log)?;
             let mut cluster = Cluster {
                 child: Some(child),
                 addr: SocketAddr::new(opts.listen, port),
-                bindir: bindir.clone(),
-                data: data.clone(),
+                bindir: setup.bindir.clone(),
+                data: setup.data(),
                 superuser: opts.superuser.clone(),
                 version: version.clone(),
-                dir,
+                dir: setup.dir,
             };
-            match cluster.wait_ready(Duration::from_secs(60)) {
+            let reason = match cluster.wait_ready(Duration::from_secs(60)) {
                 Ok(()) => return Ok(cluster),
-                Err(reason) => {
-                    cluster.stop();
-                    last = std::fs::read_to_string(&log).unwrap_or_default();
-                    let retry = last.contains("could not bind") || last.contains("in use");
-                    if !retry {
-                        return Err(PgClusterError::Start {
-                            reason,
-                            log: tail(&last),
-                        });
-                    }
-                    // Take the directory back for the next attempt.
-                    dir = std::mem::replace(
-                        &mut cluster.dir,
-                        tempfile::Builder::new()
-                            .prefix("pgtunnel-pg-unused-")
-                            .tempdir()
-                            .map_err(io("create a temporary directory"))?,
-                    );
-                }
+                Err(reason) => reason,
+            };
+            cluster.stop();
+            last = std::fs::read_to_string(&log).unwrap_or_default();
+            if !(last.contains("could not bind") || last.contains("in use")) {
+                return Err(PgClusterError::Start {
+                    reason,
+                    log: tail(&last),
+                });
             }
+            // Take the directory back for the next attempt.
+            setup.dir = std::mem::replace(
+                &mut cluster.dir,
+                tempfile::Builder::new()
+                    .prefix("pgtunnel-pg-unused-")
+                    .tempdir()
+                    .map_err(io("create a temporary directory"))?,
+            );
         }
         Err(PgClusterError::Start {
             reason: "no free port after 5 attempts".into(),

@@ -116,37 +116,18 @@ pub fn is_loopback_name(host: &str) -> bool {
 
 /// Builds the report for a tunnel listening on `listen` through `chain`.
 pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
-    let mut segments = Vec::new();
+    let listener = listener_segment(listen);
     let mut notes = Vec::new();
-    let listen_str = listen.to_string();
-    let port_str = if listen.port() == 0 {
-        // Not bound yet: the OS picks the port.
-        HostPort(&listen.ip().to_string(), 0)
-            .to_string()
-            .trim_end_matches(":0")
-            .to_string()
-            + ":PORT"
-    } else {
-        listen_str
-    };
     let local = listen.ip().is_loopback();
-    segments.push(Segment {
-        from: if local { "you".into() } else { "anyone".into() },
-        to: port_str.clone(),
-        protection: if local {
-            Protection::Loopback
-        } else {
-            Protection::ExposedListener
-        },
-        detail: String::new(),
-    });
     if !local {
         notes.push(format!(
-            "Warning: the tunnel listens on {port_str}, which is not a loopback address. \
+            "Warning: the tunnel listens on {}, which is not a loopback address. \
              Anyone who can reach it uses your tunnel, with your SSH credentials, and their \
-             traffic to this machine is plain TCP. Listen on 127.0.0.1 unless you mean it."
+             traffic to this machine is plain TCP. Listen on 127.0.0.1 unless you mean it.",
+            listener.to
         ));
     }
+    let mut segments = vec![listener];
 
     let mut from = if local {
         listen.ip().to_string()
@@ -160,39 +141,70 @@ pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
         } else {
             format!("{} ({})", hop.spec.host, hop.addr())
         };
-        segments.push(Segment {
-            from: from.clone(),
-            to,
-            protection: Protection::Ssh,
-            detail: String::new(),
-        });
+        segments.push(segment(&from, to, Protection::Ssh));
         from = hop.spec.host.clone();
     }
 
-    let last = chain.hops.last();
-    let last_name = last.map(|h| h.spec.host.clone()).unwrap_or_default();
-    let target = &chain.target;
-    let target_host = target.host.to_ascii_lowercase();
-    let protection = if is_loopback_name(&target.host) {
+    let protection = target_protection(chain);
+    segments.push(segment(&from, chain.target.to_string(), protection));
+    let last_name = chain
+        .hops
+        .last()
+        .map(|h| h.spec.host.clone())
+        .unwrap_or_default();
+    for s in &mut segments {
+        s.detail = s.protection.describe(&last_name);
+    }
+    notes.extend(target_notes(protection, chain, &last_name));
+    PathReport { segments, notes }
+}
+
+fn segment(from: &str, to: String, protection: Protection) -> Segment {
+    Segment {
+        from: from.to_string(),
+        to,
+        protection,
+        detail: String::new(),
+    }
+}
+
+/// The user's client to our listener (`ADDR:PORT` once bound).
+fn listener_segment(listen: SocketAddr) -> Segment {
+    let to = if listen.port() == 0 {
+        // Not bound yet: the OS picks the port.
+        HostPort(&listen.ip().to_string(), 0)
+            .to_string()
+            .trim_end_matches(":0")
+            .to_string()
+            + ":PORT"
+    } else {
+        listen.to_string()
+    };
+    if listen.ip().is_loopback() {
+        segment("you", to, Protection::Loopback)
+    } else {
+        segment("anyone", to, Protection::ExposedListener)
+    }
+}
+
+/// The last segment: the last hop to the target.
+fn target_protection(chain: &Chain) -> Protection {
+    let target_host = chain.target.host.to_ascii_lowercase();
+    if is_loopback_name(&chain.target.host) {
         Protection::SameHostLoopback
-    } else if last.is_some_and(|h| {
+    } else if chain.hops.last().is_some_and(|h| {
         target_host == h.config.host_name.to_ascii_lowercase()
             || target_host == h.spec.host.to_ascii_lowercase()
     }) {
         Protection::SameHostExternal
     } else {
         Protection::Plain
-    };
-    segments.push(Segment {
-        from: from.clone(),
-        to: target.to_string(),
-        protection,
-        detail: String::new(),
-    });
-    for s in &mut segments {
-        s.detail = s.protection.describe(&last_name);
     }
+}
 
+/// What to know about the last segment, and how to encrypt it when it is plain TCP.
+fn target_notes(protection: Protection, chain: &Chain, last_name: &str) -> Vec<String> {
+    let target = &chain.target;
     let pg_sees = format!(
         "If the service is PostgreSQL: it sees these connections as coming from {last_name} \
          (the last hop), not from you, and not as SSL unless the client itself asks for TLS: pg_hba.conf rules must \
@@ -201,7 +213,7 @@ pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
     match protection {
         Protection::Plain => {
             let hops: Vec<String> = chain.hops.iter().map(|h| h.spec.to_string()).collect();
-            notes.push(format!(
+            let fix = format!(
                 "The last segment, {last_name} -> {target}, is plain TCP: anyone on that network \
                  can read it. To encrypt it, either\n  \
                  - make {th} a hop too and target its loopback, if you can log in there:\n      \
@@ -211,24 +223,22 @@ pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
                 th = target.host,
                 via = hops.join(","),
                 port = target.port,
-            ));
-            notes.push(pg_sees);
+            );
+            vec![fix, pg_sees]
         }
         Protection::SameHostExternal => {
-            notes.push(format!(
+            let listen = format!(
                 "The target is {last_name}'s own external name, so the traffic stays on that \
                  machine, but the server sees the connection arrive on that address, which \
                  PostgreSQL's default listen_addresses = 'localhost' does not open. Target \
                  localhost:{} instead unless the server listens there.",
                 target.port
-            ));
-            notes.push(pg_sees);
+            );
+            vec![listen, pg_sees]
         }
-        Protection::SameHostLoopback => notes.push(pg_sees),
-        _ => {}
+        Protection::SameHostLoopback => vec![pg_sees],
+        _ => Vec::new(),
     }
-
-    PathReport { segments, notes }
 }
 
 #[cfg(test)]
