@@ -134,90 +134,120 @@ pub async fn simple_query(
 ) -> Result<QueryResult, PgWireError> {
     bounded(addr, timeout, async {
         let mut tcp = connect(addr).await?;
-        let mut body = Vec::new();
-        body.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
-        for (k, v) in [
-            ("user", user),
-            ("database", database),
-            ("application_name", "pgtunnel"),
-        ] {
-            cstr(&mut body, k);
-            cstr(&mut body, v);
-        }
-        body.push(0);
-        let mut startup = Vec::with_capacity(body.len() + 4);
-        startup.extend_from_slice(&frame_len(addr, body.len())?.to_be_bytes());
-        startup.extend_from_slice(&body);
-        tcp.write_all(&startup)
-            .await
-            .map_err(io(addr, "send the startup message"))?;
-
-        let mut result = QueryResult::default();
-        // Start-up: authentication, parameters, ReadyForQuery.
-        loop {
-            let (tag, payload) = read_message(&mut tcp, addr).await?;
-            match tag {
-                b'R' => {
-                    let code = be_u32(&payload, 0).ok_or_else(|| short(addr, "Authentication"))?;
-                    let method = match code {
-                        0 => continue,
-                        2 => "Kerberos V5",
-                        3 => "cleartext password",
-                        5 => "MD5 password",
-                        7 => "GSSAPI",
-                        9 => "SSPI",
-                        10 => "SASL (SCRAM)",
-                        _ => "an unknown method",
-                    };
-                    return Err(PgWireError::AuthRequired { addr, method });
-                }
-                b'S' => {
-                    let mut parts = payload.split(|b| *b == 0);
-                    let name = parts.next().unwrap_or_default();
-                    let value = parts.next().unwrap_or_default();
-                    result.parameters.push((
-                        String::from_utf8_lossy(name).into_owned(),
-                        String::from_utf8_lossy(value).into_owned(),
-                    ));
-                }
-                b'K' | b'N' => {}
-                b'E' => return Err(server_error(addr, &payload)),
-                b'Z' => break,
-                other => return Err(unexpected(addr, other, "start-up")),
-            }
-        }
-
-        let mut query = Vec::with_capacity(sql.len() + 6);
-        query.push(b'Q');
-        query.extend_from_slice(&frame_len(addr, sql.len() + 1)?.to_be_bytes());
-        cstr(&mut query, sql);
-        tcp.write_all(&query)
-            .await
-            .map_err(io(addr, "send the query"))?;
-        let mut error = None;
-        loop {
-            let (tag, payload) = read_message(&mut tcp, addr).await?;
-            match tag {
-                b'T' => {
-                    result.columns = parse_row_description(addr, &payload)?;
-                    result.rows.clear();
-                }
-                b'D' => result.rows.push(parse_data_row(addr, &payload)?),
-                b'C' | b'I' | b'N' | b'S' => {}
-                b'E' => error = Some(server_error(addr, &payload)),
-                b'Z' => break,
-                other => return Err(unexpected(addr, other, "a query")),
-            }
-        }
+        let parameters = start_up(&mut tcp, addr, user, database).await?;
+        let mut result = query(&mut tcp, addr, sql).await;
         // Terminate; the server closes the connection.
         let _ = tcp.write_all(&[b'X', 0, 0, 0, 4]).await;
         let _ = tcp.shutdown().await;
-        match error {
-            Some(e) => Err(e),
-            None => Ok(result),
+        if let Ok(r) = &mut result {
+            r.parameters = parameters;
         }
+        result
     })
     .await
+}
+
+/// The startup message, then authentication (`trust` only), parameters, `ReadyForQuery`.
+/// Returns the server's parameters.
+async fn start_up(
+    tcp: &mut TcpStream,
+    addr: SocketAddr,
+    user: &str,
+    database: &str,
+) -> Result<Vec<(String, String)>, PgWireError> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
+    for (k, v) in [
+        ("user", user),
+        ("database", database),
+        ("application_name", "pgtunnel"),
+    ] {
+        cstr(&mut body, k);
+        cstr(&mut body, v);
+    }
+    body.push(0);
+    let mut startup = Vec::with_capacity(body.len() + 4);
+    startup.extend_from_slice(&frame_len(addr, body.len())?.to_be_bytes());
+    startup.extend_from_slice(&body);
+    tcp.write_all(&startup)
+        .await
+        .map_err(io(addr, "send the startup message"))?;
+
+    let mut parameters = Vec::new();
+    loop {
+        let (tag, payload) = read_message(tcp, addr).await?;
+        match tag {
+            b'R' => {
+                let code = be_u32(&payload, 0).ok_or_else(|| short(addr, "Authentication"))?;
+                if code == 0 {
+                    continue;
+                }
+                let method = auth_method(code);
+                return Err(PgWireError::AuthRequired { addr, method });
+            }
+            b'S' => {
+                let mut parts = payload.split(|b| *b == 0);
+                let name = parts.next().unwrap_or_default();
+                let value = parts.next().unwrap_or_default();
+                parameters.push((
+                    String::from_utf8_lossy(name).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                ));
+            }
+            b'K' | b'N' => {}
+            b'E' => return Err(server_error(addr, &payload)),
+            b'Z' => return Ok(parameters),
+            other => return Err(unexpected(addr, other, "start-up")),
+        }
+    }
+}
+
+/// The method an `AuthenticationXXX` request code asks for.
+fn auth_method(code: u32) -> &'static str {
+    match code {
+        2 => "Kerberos V5",
+        3 => "cleartext password",
+        5 => "MD5 password",
+        7 => "GSSAPI",
+        9 => "SSPI",
+        10 => "SASL (SCRAM)",
+        _ => "an unknown method",
+    }
+}
+
+/// One simple `Query` up to `ReadyForQuery`: the last statement's rows, or the first error.
+async fn query(
+    tcp: &mut TcpStream,
+    addr: SocketAddr,
+    sql: &str,
+) -> Result<QueryResult, PgWireError> {
+    let mut message = Vec::with_capacity(sql.len() + 6);
+    message.push(b'Q');
+    message.extend_from_slice(&frame_len(addr, sql.len() + 1)?.to_be_bytes());
+    cstr(&mut message, sql);
+    tcp.write_all(&message)
+        .await
+        .map_err(io(addr, "send the query"))?;
+    let mut result = QueryResult::default();
+    let mut error = None;
+    loop {
+        let (tag, payload) = read_message(tcp, addr).await?;
+        match tag {
+            b'T' => {
+                result.columns = parse_row_description(addr, &payload)?;
+                result.rows.clear();
+            }
+            b'D' => result.rows.push(parse_data_row(addr, &payload)?),
+            b'C' | b'I' | b'N' | b'S' => {}
+            b'E' => error = Some(server_error(addr, &payload)),
+            b'Z' => break,
+            other => return Err(unexpected(addr, other, "a query")),
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
 }
 
 async fn bounded<T>(
