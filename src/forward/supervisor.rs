@@ -277,20 +277,23 @@ impl Supervisor {
                 _ = &mut stop => break,
                 lost = closed(&live) => lost,
             };
-            self.lose(live, &hop, &reason);
+            warn!("lost the SSH session to {hop}: {reason}");
             let Some(how) = self.reconnect.clone() else {
-                self.state.send_replace(ChainState::Lost { hop, reason });
+                self.lose(live, ChainState::Lost { hop, reason });
                 return None;
             };
+            self.lose(
+                live,
+                ChainState::Recovering {
+                    hop,
+                    reason,
+                    attempt: 0,
+                },
+            );
             info!(
                 "re-establishing the chain (local port stays open; new connections wait up to {}s)",
                 self.pending_timeout.as_secs()
             );
-            self.state.send_replace(ChainState::Recovering {
-                hop,
-                reason,
-                attempt: 0,
-            });
             let result = tokio::select! {
                 _ = &mut stop => break,
                 result = reestablish(how, self.flaps, &self.state) => result,
@@ -310,10 +313,10 @@ impl Supervisor {
         self.current
     }
 
-    /// The chain `live` lost `hop`: connections on it reset their clients (each logs it);
-    /// the rest of the chain is useless without the hop and is closed.
-    fn lose(&mut self, live: LiveChain, hop: &HopLabel, reason: &str) {
-        warn!("lost the SSH session to {hop}: {reason}");
+    /// `live` lost a hop: publishes `now` (connections on it reset their clients, each
+    /// logs it) and closes the rest of the chain, useless without the hop.
+    fn lose(&mut self, live: LiveChain, now: ChainState) {
+        self.state.send_replace(now);
         self.flaps = if live.since().elapsed() < STABLE {
             self.flaps.saturating_add(1)
         } else {
