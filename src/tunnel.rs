@@ -106,6 +106,12 @@ pub fn plan(request: &Request, config: &SshConfig, env: &LocalEnv) -> Result<Cha
     )?)
 }
 
+/// Reads the request's ssh_config and resolves its hop chain: [`load_config`], then [`plan`].
+pub fn resolve(request: &Request, env: &LocalEnv) -> Result<Chain, Error> {
+    let config = load_config(&request.config, env)?;
+    plan(request, &config, env)
+}
+
 /// Refuses a path with unencrypted segments when `require_encrypted` is set.
 pub fn check_encryption(report: &PathReport, require_encrypted: bool) -> Result<(), Error> {
     let segments = report.unencrypted();

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use pgtunnel::error::{ErrorKind, HopError};
-use pgtunnel::forward::Ended;
+use pgtunnel::forward::{Ended, Limits};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -308,9 +308,14 @@ async fn shutdown_lets_open_connections_finish() {
     let chain = home
         .chain(Some("hop1,hop2"), &echo.addr.to_string())
         .unwrap();
-    let mut running = Running::start_with(&chain, |t| t.drain_timeout(Duration::from_secs(20)))
-        .await
-        .unwrap();
+    let mut running = Running::start_with(&chain, |t| {
+        t.limits(Limits {
+            drain_timeout: Duration::from_secs(20),
+            ..Limits::default()
+        })
+    })
+    .await
+    .unwrap();
     let mut tcp = TcpStream::connect(running.addr).await.unwrap();
     tcp.write_all(b"before").await.unwrap();
     let mut buf = [0u8; 6];
@@ -348,9 +353,14 @@ async fn shutdown_closes_idle_connections_at_the_drain_deadline() {
     let echo = Echo::start().await;
     let _b = line_of_bastions(&home, 1, echo.addr).await;
     let chain = home.chain(Some("hop1"), &echo.addr.to_string()).unwrap();
-    let mut running = Running::start_with(&chain, |t| t.drain_timeout(Duration::from_millis(500)))
-        .await
-        .unwrap();
+    let mut running = Running::start_with(&chain, |t| {
+        t.limits(Limits {
+            drain_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        })
+    })
+    .await
+    .unwrap();
     let mut tcp = TcpStream::connect(running.addr).await.unwrap();
     tcp.write_all(b"x").await.unwrap();
     let mut one = [0u8; 1];

@@ -530,3 +530,55 @@ async fn the_default_keepalive_finds_a_silent_hop() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The supervisor publishes the chain's state: up with its hops, then which hop was lost
+/// while it brings the chain up again, then stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_state_names_the_lost_hop_while_recovering() {
+    use pgtunnel::forward::{ChainState, Ended};
+    let home = Home::new();
+    let service = Service::start("127.0.0.3:0".parse().expect("addr")).await;
+    let mut hops = ManualHops::start(&home, ("127.0.0.3", service.addr.port()));
+    hops.write_config(&home, "");
+    let chain = home
+        .chain(Some("db.foo.com"), &service.addr.to_string())
+        .expect("chain");
+    let tunnel = pgtunnel::tunnel::start(&chain, "127.0.0.1:0".parse().expect("addr"), &options())
+        .await
+        .expect("tunnel up");
+    let mut watch = tunnel.chain();
+    match watch.current() {
+        ChainState::Up(live) => {
+            let names: Vec<&str> = live.hops().map(|h| h.name.as_str()).collect();
+            assert_eq!(names, ["shell.foo.com", "db.foo.com"]);
+        }
+        other => panic!("not up: {other:?}"),
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(tunnel.serve(async move {
+        let _ = stopped.await;
+    }));
+
+    // db.foo.com (hop 2) goes away; shell.foo.com's session stays up.
+    hops.db.kill_all();
+    let lost = timeout(LIMIT, async {
+        loop {
+            match watch.changed().await {
+                Some(ChainState::Recovering { hop, .. }) => break hop,
+                Some(_) => {}
+                None => panic!("the supervisor finished"),
+            }
+        }
+    })
+    .await
+    .expect("the loss is published");
+    assert_eq!(lost.index, 2, "{lost}");
+
+    let _ = stop.send(());
+    let ended = timeout(LIMIT, serving)
+        .await
+        .expect("tunnel stops")
+        .expect("serve task");
+    assert!(matches!(ended, Ended::Shutdown { .. }), "{ended:?}");
+    assert!(matches!(watch.current(), ChainState::Stopping));
+}

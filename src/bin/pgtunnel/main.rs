@@ -1,33 +1,39 @@
-//! The `pgtunnel` binary: parse arguments, set up logging and the progress display, call the
-//! library, map errors to exit codes.
+//! The `pgtunnel` binary, after bore's: parse the arguments, build the tunnel (resolve,
+//! report, connect), serve until something stops it, and turn how it stopped into the exit
+//! code. Logging and the progress display are set up here; the library never touches the
+//! terminal.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pgtunnel::config::LocalEnv;
 #[cfg(feature = "demo")]
 use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
-use pgtunnel::event::{Event, Observer};
-use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect};
-use pgtunnel::spec::{self, HopSpec, Target};
-use pgtunnel::ssh::session::{AgentSource, ConnectOptions};
-use pgtunnel::tunnel::{self, ConfigSource, Request};
+use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect, Tunnel};
+use pgtunnel::plan::chain::Chain;
+use pgtunnel::plan::path;
+use pgtunnel::ssh::prompt::Prompts;
+use pgtunnel::ssh::session::{AgentSource, ConnectOptions, Sessions, connect_chain};
+use pgtunnel::tunnel::{self, Request};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
+mod args;
+mod progress;
 mod terminal;
 
-/// Exit codes (also in README.md).
+use args::{Args, Command, Common};
+use progress::Progress;
+
+/// Exit codes (also in README.md and `--help`).
 mod exit {
     pub const INTERNAL: u8 = 1;
     pub const CONFIG: u8 = 2;
@@ -35,152 +41,13 @@ mod exit {
     pub const AUTH: u8 = 4;
     pub const CONNECT: u8 = 5;
     pub const NOT_ENCRYPTED: u8 = 6;
-}
-
-const AFTER_HELP: &str = "\
-Examples:
-  pgtunnel demo                                         # try it: no servers needed
-  pgtunnel explain db-prod                              # where every setting comes from
-  pgtunnel --via joe@shell.foo.com db.foo.com:5432
-  pgtunnel --via shell.foo.com,db.foo.com localhost     # every segment encrypted
-  pgtunnel db-prod                                      # an ssh_config alias with ProxyJump
-
-Exit codes:
-  0 stopped by Ctrl-C/SIGTERM   2 bad arguments or config   3 host key refused
-  4 authentication failed       5 connection failed or lost  6 --require-encrypted refused
-  1 anything else               130 Ctrl-C while connecting";
-
-/// Forward a local port to a PostgreSQL server (or any TCP service) through SSH hops.
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about,
-    after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
-struct Args {
-    #[command(subcommand)]
-    command: Option<Command>,
-
-    /// The service as seen from the last hop: host[:port] (port 5432 by default; IPv6 in
-    /// brackets). Its name is resolved by the last hop.
-    #[arg(value_name = "TARGET", value_parser = spec::parse_target, required = true)]
-    target: Option<Target>,
-
-    /// Jump hosts, like ssh -J: HOP[,HOP...], each an ssh_config alias, [user@]host[:port] or
-    /// ssh://[user@]host[:port].
-    #[arg(
-        short = 'J',
-        long = "via",
-        value_name = "HOP[,HOP...]",
-        value_delimiter = ',',
-        value_parser = spec::parse_hop
-    )]
-    via: Option<Vec<HopSpec>>,
-
-    /// ssh config file (default ~/.ssh/config; `none` reads none).
-    #[arg(short = 'F', long = "config", value_name = "FILE")]
-    config: Option<String>,
-
-    /// Refuse to start when any segment that leaves a machine is not encrypted.
-    #[arg(long)]
-    require_encrypted: bool,
-
-    #[command(flatten)]
-    common: Common,
-}
-
-/// Options shared by the tunnel and `demo`.
-#[derive(Debug, clap::Args)]
-struct Common {
-    /// Local listen address [ADDR:]PORT (default 127.0.0.1 and a free port).
-    #[arg(short = 'L', long = "listen", value_name = "[ADDR:]PORT", value_parser = spec::parse_listen)]
-    listen: Option<std::net::SocketAddr>,
-
-    /// Seconds open connections may keep going after Ctrl-C/SIGTERM.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    drain_timeout: u64,
-
-    /// When a hop's session is lost, exit (status 5) instead of re-establishing the chain.
-    #[arg(long)]
-    no_reconnect: bool,
-
-    /// Seconds a connection that arrives while the chain is down waits for it.
-    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
-    wait_for_chain: u64,
-
-    /// Connections served at once; more are closed at once (default 1024, or what the
-    /// open-file limit allows).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: Option<u32>,
-
-    /// More output (-v: debug, -vv: trace).
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-
-    /// Less output: only the ready line, warnings and errors.
-    #[arg(short, long)]
-    quiet: bool,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum Command {
-    /// Show, like `ssh -G` but for the whole chain, every hop's resolved settings and the
-    /// file and line that set each one; then the path report. Connects to nothing.
-    Explain {
-        /// The service as seen from the last hop: host[:port].
-        #[arg(value_name = "TARGET", value_parser = spec::parse_target)]
-        target: Target,
-
-        /// Jump hosts, like ssh -J: HOP[,HOP...].
-        #[arg(
-            short = 'J',
-            long = "via",
-            value_name = "HOP[,HOP...]",
-            value_delimiter = ',',
-            value_parser = spec::parse_hop
-        )]
-        via: Option<Vec<HopSpec>>,
-
-        /// ssh config file (default ~/.ssh/config; `none` reads none).
-        #[arg(short = 'F', long = "config", value_name = "FILE")]
-        config: Option<String>,
-
-        #[command(flatten)]
-        common: Common,
-    },
-    #[cfg(feature = "demo")]
-    /// Run the PostgreSQL manual's bastion topology in this process (two SSH servers on
-    /// loopback, shell.foo.com and db.foo.com, and a throw-away PostgreSQL cluster, or an echo
-    /// service without PostgreSQL) and tunnel through it.
-    Demo {
-        /// Exit after the self-check (status 0 if the data came back intact, 1 otherwise).
-        #[arg(long)]
-        check: bool,
-
-        /// The service: auto (PostgreSQL if installed, else echo), postgres or echo.
-        #[arg(
-            long,
-            value_name = "auto|postgres|echo",
-            default_value = "auto",
-            env = "PGTUNNEL_DEMO_TARGET"
-        )]
-        target: demo::DemoTarget,
-
-        #[command(flatten)]
-        common: Common,
-    },
+    /// Ctrl-C while the chain was coming up.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(match &args.command {
-        #[cfg(feature = "demo")]
-        Some(Command::Demo { common, .. }) => common,
-        Some(Command::Explain { common, .. }) => common,
-        None => &args.common,
-    });
+    init_logging(args.common());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -248,59 +115,48 @@ fn init_logging(args: &Common) {
 }
 
 async fn run(args: Args) -> Result<ExitCode, Error> {
-    let (target, common) = match args.command {
+    match args.command {
         #[cfg(feature = "demo")]
         Some(Command::Demo {
             check,
             target,
             common,
-        }) => return run_demo(check, target, common).await,
+        }) => run_demo(check, target, common).await,
         Some(Command::Explain {
             target,
-            via,
-            config,
+            route,
             common,
-        }) => {
-            let request = Request {
-                target,
-                via,
-                config: ConfigSource::from_arg(config.as_deref()),
-                listen: common.listen.unwrap_or(spec::DEFAULT_LISTEN),
-                require_encrypted: false,
+        }) => explain(&route.request(target, &common, false)),
+        None => {
+            let Some(target) = args.target else {
+                // clap requires TARGET without a subcommand; keep the binary panic-free regardless.
+                eprintln!("pgtunnel: TARGET is required (see --help)");
+                return Ok(ExitCode::from(exit::CONFIG));
             };
-            let env = tunnel::local_env();
-            let config = tunnel::load_config(&request.config, &env)?;
-            let chain = tunnel::plan(&request, &config, &env)?;
-            print!("{}", pgtunnel::plan::explain::explain(&chain));
-            println!();
-            print!("{}", pgtunnel::plan::path::analyze(request.listen, &chain));
-            return Ok(ExitCode::SUCCESS);
+            let setup = Setup {
+                request: args
+                    .route
+                    .request(target, &args.common, args.require_encrypted),
+                env: tunnel::local_env(),
+                agent: AgentSource::Environment,
+                questions: Questions::AskTheUser,
+                ready_hint: Box::new(|addr| {
+                    format!("connect with: {}", tunnel::psql_command(addr))
+                }),
+                self_check: None,
+            };
+            serve(setup, &args.common).await
         }
-        None => (args.target, args.common),
-    };
-    let Some(target) = target else {
-        // clap requires TARGET without a subcommand; keep the binary panic-free regardless.
-        eprintln!("pgtunnel: TARGET is required (see --help)");
-        return Ok(ExitCode::from(exit::CONFIG));
-    };
-    let request = Request {
-        target,
-        via: args.via,
-        config: ConfigSource::from_arg(args.config.as_deref()),
-        listen: common.listen.unwrap_or(spec::DEFAULT_LISTEN),
-        require_encrypted: args.require_encrypted,
-    };
-    let ready = |addr: SocketAddr| format!("connect with: {}", tunnel::psql_command(addr));
-    serve(
-        request,
-        tunnel::local_env(),
-        AgentSource::Environment,
-        true,
-        &common,
-        ready,
-        None,
-    )
-    .await
+    }
+}
+
+/// `pgtunnel explain`: every hop's settings and where they come from, then the path report.
+fn explain(request: &Request) -> Result<ExitCode, Error> {
+    let chain = tunnel::resolve(request, &tunnel::local_env())?;
+    print!("{}", pgtunnel::plan::explain::explain(&chain));
+    println!();
+    print!("{}", path::analyze(request.listen, &chain));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `pgtunnel demo`: the manual's topology in-process, then the real tunnel through it.
@@ -325,27 +181,51 @@ async fn run_demo(
             return Ok(ExitCode::from(exit::INTERNAL));
         }
     };
-    let (shell, db) = demo.ssh_addrs();
     if let Some(reason) = demo.fallback_reason() {
         warn!("demo: using an echo service instead of PostgreSQL: {reason}");
     }
     if !common.quiet {
-        println!(
-            "demo: SSH servers {} on {shell} and {} on {db} (in this process, fresh host keys; \
-             {} may reach only {}), {}",
-            demo::SHELL,
-            demo::DB,
-            demo::SHELL,
-            demo::DB,
-            demo.service_description()
-        );
-        println!("demo: running the equivalent of: {}", demo.command_line());
-        println!();
+        introduce(&demo);
     }
-    let request = demo.request(common.listen.unwrap_or(spec::DEFAULT_LISTEN));
-    let ready = |addr: SocketAddr| demo.try_hint(addr);
-    let postgres = demo.is_postgres();
-    let after_ready: AfterReady = Box::new(move |addr| {
+    let setup = Setup {
+        request: demo.request(common.listen()),
+        env: LocalEnv {
+            home: demo.dir().to_path_buf(),
+            ..tunnel::local_env()
+        },
+        agent: AgentSource::Disabled,
+        // The demo's known_hosts and keys are complete: nothing to ask.
+        questions: Questions::NoneToAsk,
+        ready_hint: Box::new(|addr| demo.try_hint(addr)),
+        self_check: Some(demo_self_check(demo.is_postgres(), check)),
+    };
+    let code = serve(setup, &common).await;
+    drop(demo);
+    code
+}
+
+/// What the demo runs and what to type.
+#[cfg(feature = "demo")]
+fn introduce(demo: &Demo) {
+    let (shell, db) = demo.ssh_addrs();
+    println!(
+        "demo: SSH servers {} on {shell} and {} on {db} (in this process, fresh host keys; \
+         {} may reach only {}), {}",
+        demo::SHELL,
+        demo::DB,
+        demo::SHELL,
+        demo::DB,
+        demo.service_description()
+    );
+    println!("demo: running the equivalent of: {}", demo.command_line());
+    println!();
+}
+
+/// The demo's check once the tunnel is ready: the data must come back intact. With `--check`
+/// (or when it fails) it stops the tunnel.
+#[cfg(feature = "demo")]
+fn demo_self_check(postgres: bool, check: bool) -> SelfCheck {
+    Box::new(move |addr| {
         Box::pin(async move {
             let result = if postgres {
                 Demo::postgres_check(addr).await
@@ -363,84 +243,134 @@ async fn run_demo(
                 }
             }
         })
-    });
-    let env = LocalEnv {
-        home: demo.dir().to_path_buf(),
-        ..tunnel::local_env()
-    };
-    let code = serve(
-        request,
-        env,
-        AgentSource::Disabled,
-        // The demo's known_hosts and keys are complete: nothing to ask.
-        false,
-        &common,
-        ready,
-        Some(after_ready),
-    )
-    .await;
-    drop(demo);
-    code
+    })
 }
 
 /// Runs once the tunnel is ready; `Some(code)` stops the tunnel and exits with `code`.
-type AfterReady =
+type SelfCheck =
     Box<dyn FnOnce(SocketAddr) -> Pin<Box<dyn Future<Output = Option<ExitCode>> + Send>> + Send>;
 
-/// Resolve, report, connect, print the ready line, serve until Ctrl-C (or `after_ready`
-/// says stop).
-async fn serve(
+/// Whether bringing the chain up may ask the user (passwords, passphrases, new host keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Questions {
+    /// On the terminal or through `SSH_ASKPASS`, as OpenSSH would.
+    AskTheUser,
+    /// Never: everything needed is configured (the demo).
+    #[cfg(feature = "demo")]
+    NoneToAsk,
+}
+
+impl Questions {
+    fn prompts(self, progress: &Progress) -> Option<Prompts> {
+        match self {
+            Questions::AskTheUser => terminal::prompts(progress.bars()),
+            #[cfg(feature = "demo")]
+            Questions::NoneToAsk => None,
+        }
+    }
+}
+
+/// What to bring up and how: the tunnel's or the demo's.
+struct Setup<'a> {
     request: Request,
     env: LocalEnv,
     agent: AgentSource,
-    ask: bool,
-    common: &Common,
-    ready_hint: impl Fn(SocketAddr) -> String,
-    after_ready: Option<AfterReady>,
-) -> Result<ExitCode, Error> {
-    let config = tunnel::load_config(&request.config, &env)?;
-    let chain = tunnel::plan(&request, &config, &env)?;
+    questions: Questions,
+    /// What to do with the port, for the ready line.
+    ready_hint: Box<dyn Fn(SocketAddr) -> String + 'a>,
+    self_check: Option<SelfCheck>,
+}
 
-    // Check the path before touching the network, then bind so the report shows the port.
-    let planned = pgtunnel::plan::path::analyze(request.listen, &chain);
+/// Why the binary stopped a serving tunnel.
+#[derive(Debug)]
+enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// The self-check asked to exit with this code.
+    SelfCheck(ExitCode),
+}
+
+/// Resolve, report, connect, print the ready line, serve until a [`Stop`] (or the tunnel
+/// ends by itself).
+async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
+    let Setup {
+        request,
+        env,
+        agent,
+        questions,
+        ready_hint,
+        self_check,
+    } = setup;
+    let (chain, listener, local) = plan_and_bind(&request, &env, common.quiet).await?;
+    let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
+    let opts = ConnectOptions {
+        observer: progress.observer(),
+        prompts: questions.prompts(&progress),
+        agent,
+        ..Default::default()
+    };
+    let Some(sessions) = connect(&chain, &opts, &progress).await? else {
+        return Ok(ExitCode::from(exit::INTERRUPTED));
+    };
+    let tunnel = Tunnel::new(listener, sessions, chain.target.clone())
+        .limits(limits(common))
+        .reconnect(reconnect(common, &chain, &opts));
+    println!("ready: {local} -> {} ; {}", chain.target, ready_hint(local));
+
+    let self_check = self_check.map(|check| start_self_check(check, local));
+    let mut stop = None;
+    let ended = tunnel
+        .serve(async { stop = Some(stop_reason(self_check).await) })
+        .await;
+    Ok(exit_code(ended, stop))
+}
+
+/// Resolves the chain and checks the path before touching the network, then binds (so the
+/// report shows the port) and prints the chain and the path report.
+async fn plan_and_bind(
+    request: &Request,
+    env: &LocalEnv,
+    quiet: bool,
+) -> Result<(Chain, TcpListener, SocketAddr), Error> {
+    let chain = tunnel::resolve(request, env)?;
+    let planned = path::analyze(request.listen, &chain);
     tunnel::check_encryption(&planned, request.require_encrypted)?;
     let listener = tunnel::bind(request.listen).await?;
     let local = listener.local_addr().map_err(|source| Error::Listen {
         addr: request.listen,
         source,
     })?;
-    let report = pgtunnel::plan::path::analyze(local, &chain);
-    if !common.quiet {
+    if !quiet {
         println!("pgtunnel: {chain}");
-        print!("{report}");
+        print!("{}", path::analyze(local, &chain));
         println!();
     }
+    Ok((chain, listener, local))
+}
 
-    let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
-    let opts = ConnectOptions {
-        observer: progress.observer(),
-        prompts: if ask {
-            terminal::prompts(progress.bars.clone())
-        } else {
-            None
-        },
-        agent,
-        ..Default::default()
-    };
+/// Brings the chain up, showing progress; `None` when Ctrl-C interrupted it.
+async fn connect(
+    chain: &Chain,
+    opts: &ConnectOptions,
+    progress: &Progress,
+) -> Result<Option<Sessions>, Error> {
     let sessions = tokio::select! {
-        s = pgtunnel::ssh::session::connect_chain(&chain, &opts) => s,
+        s = connect_chain(chain, opts) => s,
         _ = tokio::signal::ctrl_c() => {
             // A question may have turned echo off.
             terminal::restore_terminal();
             progress.finish();
             eprintln!("pgtunnel: interrupted while connecting");
-            return Ok(ExitCode::from(130));
+            return Ok(None);
         }
     };
     progress.finish();
-    let sessions = sessions?;
+    sessions.map(Some)
+}
 
-    let reconnect = (!common.no_reconnect).then(|| Reconnect {
+/// How to bring the chain up again, unless `--no-reconnect`.
+fn reconnect(common: &Common, chain: &Chain, opts: &ConnectOptions) -> Option<Reconnect> {
+    (!common.no_reconnect).then(|| Reconnect {
         chain: chain.clone(),
         opts: ConnectOptions {
             // Reconnection progress goes to the log: the spinners are done by now.
@@ -448,49 +378,51 @@ async fn serve(
             ..opts.clone()
         },
         backoff: Backoff::default(),
-    });
-    let limits = Limits {
+    })
+}
+
+fn limits(common: &Common) -> Limits {
+    Limits {
         drain_timeout: Duration::from_secs(common.drain_timeout),
         pending_timeout: Duration::from_secs(common.wait_for_chain),
         max_connections: fit_connection_limit(common.max_connections),
-    };
-    let tunnel = pgtunnel::forward::Tunnel::new(listener, sessions, chain.target.clone())
-        .limits(limits)
-        .reconnect(reconnect);
-    println!("ready: {local} -> {} ; {}", chain.target, ready_hint(local));
-
-    // Stop on Ctrl-C/SIGTERM, or when the after-ready step asks to.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<ExitCode>();
-    let early_exit = Arc::new(Mutex::new(None));
-    if let Some(after) = after_ready {
-        let early_exit = early_exit.clone();
-        tokio::spawn(async move {
-            if let Some(code) = after(local).await {
-                if let Ok(mut slot) = early_exit.lock() {
-                    *slot = Some(code);
-                }
-                let _ = stop_tx.send(code);
-            }
-        });
     }
-    // Ctrl-C/SIGTERM wins over the after-ready step: a self-check cut short by the user's own
-    // Ctrl-C is not a failure.
-    let signalled = Arc::new(AtomicBool::new(false));
-    let shutdown = {
-        let signalled = signalled.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown_signal() => signalled.store(true, Ordering::SeqCst),
-                Ok(_) = stop_rx => {}
-            }
+}
+
+/// Runs the self-check on its own task (it may outlive a stop, and print its result while
+/// connections drain); its answer arrives on the receiver, if it asks to stop.
+fn start_self_check(check: SelfCheck, local: SocketAddr) -> oneshot::Receiver<ExitCode> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        if let Some(code) = check(local).await {
+            let _ = tx.send(code);
+        }
+    });
+    rx
+}
+
+/// Resolves with the first reason to stop: Ctrl-C/SIGTERM, or the self-check asking to.
+async fn stop_reason(self_check: Option<oneshot::Receiver<ExitCode>>) -> Stop {
+    let check = async {
+        match self_check {
+            Some(rx) => match rx.await {
+                Ok(code) => code,
+                // The check passed and does not stop the tunnel.
+                Err(_) => std::future::pending().await,
+            },
+            None => std::future::pending().await,
         }
     };
-    let ended = tunnel.serve(shutdown).await;
-    let early = early_exit
-        .lock()
-        .ok()
-        .and_then(|mut slot| slot.take())
-        .filter(|_| !signalled.load(Ordering::SeqCst));
+    tokio::select! {
+        () = shutdown_signal() => Stop::Signal,
+        code = check => Stop::SelfCheck(code),
+    }
+}
+
+/// The exit code for how serving ended and what stopped it (`None`: nothing did, the tunnel
+/// ended by itself). Whichever stop came first counts: a self-check cut short by the user's
+/// own Ctrl-C is not a failure.
+fn exit_code(ended: Ended, stop: Option<Stop>) -> ExitCode {
     match ended {
         Ended::Shutdown { closed_at_deadline } => {
             if closed_at_deadline > 0 {
@@ -499,17 +431,20 @@ async fn serve(
                 );
             }
             info!("stopped");
-            Ok(early.unwrap_or(ExitCode::SUCCESS))
+            match stop {
+                Some(Stop::SelfCheck(code)) => code,
+                Some(Stop::Signal) | None => ExitCode::SUCCESS,
+            }
         }
         Ended::ChainLost { hop, reason } => {
             eprintln!(
                 "pgtunnel: lost the SSH session to {hop}: {reason} (--no-reconnect: exiting)"
             );
-            Ok(ExitCode::from(exit::CONNECT))
+            ExitCode::from(exit::CONNECT)
         }
         Ended::ReconnectRefused { error, kind } => {
             eprintln!("pgtunnel: could not re-establish the chain: {error}");
-            Ok(ExitCode::from(code_for(kind)))
+            ExitCode::from(code_for(kind))
         }
     }
 }
@@ -565,102 +500,4 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     info!("shutting down");
-}
-
-/// Spinners per hop on a terminal, plain lines otherwise.
-struct Progress {
-    bars: Option<MultiProgress>,
-    state: Arc<Mutex<HashMap<usize, ProgressBar>>>,
-    quiet: bool,
-}
-
-impl Progress {
-    /// Spinners when `spinners` (a terminal) and not `quiet`; log lines otherwise.
-    fn new(quiet: bool, spinners: bool) -> Self {
-        let bars = (!quiet && spinners).then(MultiProgress::new);
-        Progress {
-            bars,
-            state: Arc::new(Mutex::new(HashMap::new())),
-            quiet,
-        }
-    }
-
-    fn observer(&self) -> Observer {
-        let bars = self.bars.clone();
-        let state = self.state.clone();
-        let quiet = self.quiet;
-        Observer::new(move |event| {
-            let Some(bars) = &bars else {
-                match event {
-                    Event::Warning(w) => warn!("{w}"),
-                    Event::HopFailed { .. } => {}
-                    other if !quiet => info!("{}", describe(&other)),
-                    _ => {}
-                }
-                return;
-            };
-            let Ok(mut state) = state.lock() else {
-                return;
-            };
-            match &event {
-                Event::Connecting { hop, .. } => {
-                    let bar = bars.add(ProgressBar::new_spinner());
-                    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
-                        bar.set_style(style);
-                    }
-                    bar.enable_steady_tick(Duration::from_millis(100));
-                    bar.set_message(describe(&event));
-                    state.insert(hop.index, bar);
-                }
-                Event::HostKeyVerified { hop, .. } => {
-                    if let Some(bar) = state.get(&hop.index) {
-                        bar.set_message(describe(&event));
-                    }
-                }
-                Event::Authenticated { hop, .. } => {
-                    if let Some(bar) = state.get(&hop.index) {
-                        bar.finish_with_message(format!("✓ {}", describe(&event)));
-                    }
-                }
-                Event::HopFailed { hop } => {
-                    if let Some(bar) = state.get(&hop.index) {
-                        bar.abandon_with_message(format!("✗ {hop}: failed"));
-                    }
-                }
-                Event::Warning(w) => {
-                    let _ = bars.println(format!("warning: {w}"));
-                }
-            }
-        })
-    }
-
-    fn finish(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            let drawn = !state.is_empty();
-            for (_, bar) in state.drain() {
-                if !bar.is_finished() {
-                    bar.abandon();
-                }
-            }
-            // indicatif leaves the cursor at the end of the last bar's line: end that line,
-            // or the next output (the ready line) would continue it.
-            if drawn && self.bars.is_some() {
-                eprintln!();
-            }
-        }
-    }
-}
-
-fn describe(event: &Event) -> String {
-    match event {
-        Event::Connecting { hop, how } => format!("{hop}: connecting ({how})"),
-        Event::HostKeyVerified {
-            hop,
-            fingerprint,
-            how,
-        } => format!("{hop}: host key {fingerprint} verified ({how})"),
-        Event::Authenticated { hop, how } => format!("{hop}: authenticated as {how}"),
-        Event::HopFailed { hop } => format!("{hop}: failed"),
-        Event::Warning(w) => format!("warning: {w}"),
-    }
 }

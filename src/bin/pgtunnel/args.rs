@@ -1,0 +1,174 @@
+//! The command line (clap): the tunnel's arguments, and the `explain` and `demo`
+//! subcommands.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+#[cfg(feature = "demo")]
+use pgtunnel::demo;
+use pgtunnel::spec::{self, HopSpec, Target};
+use pgtunnel::tunnel::{ConfigSource, Request};
+
+const AFTER_HELP: &str = "\
+Examples:
+  pgtunnel demo                                         # try it: no servers needed
+  pgtunnel explain db-prod                              # where every setting comes from
+  pgtunnel --via joe@shell.foo.com db.foo.com:5432
+  pgtunnel --via shell.foo.com,db.foo.com localhost     # every segment encrypted
+  pgtunnel db-prod                                      # an ssh_config alias with ProxyJump
+
+Exit codes:
+  0 stopped by Ctrl-C/SIGTERM   2 bad arguments or config   3 host key refused
+  4 authentication failed       5 connection failed or lost  6 --require-encrypted refused
+  1 anything else               130 Ctrl-C while connecting";
+
+/// Forward a local port to a PostgreSQL server (or any TCP service) through SSH hops.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The service as seen from the last hop: host[:port] (port 5432 by default; IPv6 in
+    /// brackets). Its name is resolved by the last hop.
+    #[arg(value_name = "TARGET", value_parser = spec::parse_target, required = true)]
+    pub target: Option<Target>,
+
+    #[command(flatten)]
+    pub route: Route,
+
+    /// Refuse to start when any segment that leaves a machine is not encrypted.
+    #[arg(long)]
+    pub require_encrypted: bool,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl Args {
+    /// The options every command has.
+    pub fn common(&self) -> &Common {
+        match &self.command {
+            #[cfg(feature = "demo")]
+            Some(Command::Demo { common, .. }) => common,
+            Some(Command::Explain { common, .. }) => common,
+            None => &self.common,
+        }
+    }
+}
+
+/// How the chain is found: the tunnel's and `explain`'s.
+#[derive(Debug, clap::Args)]
+pub struct Route {
+    /// Jump hosts, like ssh -J: HOP[,HOP...], each an ssh_config alias, [user@]host[:port] or
+    /// ssh://[user@]host[:port].
+    #[arg(
+        short = 'J',
+        long = "via",
+        value_name = "HOP[,HOP...]",
+        value_delimiter = ',',
+        value_parser = spec::parse_hop
+    )]
+    pub via: Option<Vec<HopSpec>>,
+
+    /// ssh config file (default ~/.ssh/config; `none` reads none).
+    #[arg(short = 'F', long = "config", value_name = "FILE")]
+    pub config: Option<String>,
+}
+
+impl Route {
+    /// The request for `target` along this route.
+    pub fn request(self, target: Target, common: &Common, require_encrypted: bool) -> Request {
+        Request {
+            target,
+            via: self.via,
+            config: ConfigSource::from_arg(self.config.as_deref()),
+            listen: common.listen(),
+            require_encrypted,
+        }
+    }
+}
+
+/// Options shared by the tunnel and the subcommands.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Local listen address [ADDR:]PORT (default 127.0.0.1 and a free port).
+    #[arg(short = 'L', long = "listen", value_name = "[ADDR:]PORT", value_parser = spec::parse_listen)]
+    pub listen: Option<SocketAddr>,
+
+    /// Seconds open connections may keep going after Ctrl-C/SIGTERM.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub drain_timeout: u64,
+
+    /// When a hop's session is lost, exit (status 5) instead of re-establishing the chain.
+    #[arg(long)]
+    pub no_reconnect: bool,
+
+    /// Seconds a connection that arrives while the chain is down waits for it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    pub wait_for_chain: u64,
+
+    /// Connections served at once; more are closed at once (default 1024, or what the
+    /// open-file limit allows).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// More output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less output: only the ready line, warnings and errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl Common {
+    /// `--listen`, or the default.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or(spec::DEFAULT_LISTEN)
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Show, like `ssh -G` but for the whole chain, every hop's resolved settings and the
+    /// file and line that set each one; then the path report. Connects to nothing.
+    Explain {
+        /// The service as seen from the last hop: host[:port].
+        #[arg(value_name = "TARGET", value_parser = spec::parse_target)]
+        target: Target,
+
+        #[command(flatten)]
+        route: Route,
+
+        #[command(flatten)]
+        common: Common,
+    },
+    #[cfg(feature = "demo")]
+    /// Run the PostgreSQL manual's bastion topology in this process (two SSH servers on
+    /// loopback, shell.foo.com and db.foo.com, and a throw-away PostgreSQL cluster, or an echo
+    /// service without PostgreSQL) and tunnel through it.
+    Demo {
+        /// Exit after the self-check (status 0 if the data came back intact, 1 otherwise).
+        #[arg(long)]
+        check: bool,
+
+        /// The service: auto (PostgreSQL if installed, else echo), postgres or echo.
+        #[arg(
+            long,
+            value_name = "auto|postgres|echo",
+            default_value = "auto",
+            env = "PGTUNNEL_DEMO_TARGET"
+        )]
+        target: demo::DemoTarget,
+
+        #[command(flatten)]
+        common: Common,
+    },
+}

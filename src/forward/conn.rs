@@ -1,0 +1,219 @@
+//! One connection: wait for the chain if it is being recovered, open a `direct-tcpip`
+//! channel to the target on the innermost session, copy bytes both ways with half-close, and
+//! reset the client (RST, never a clean EOF) when the chain carrying it is lost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::Msg;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::limits::Stats;
+use super::supervisor::{ChainWatch, LiveChain, session_closed};
+use crate::spec::Target;
+
+/// Bytes read from a local client per channel write.
+const COPY_BUFFER: usize = 32 * 1024;
+
+/// One accepted connection and what it needs.
+pub(super) struct Handler {
+    pub(super) tcp: TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) chain: ChainWatch,
+    pub(super) target: Arc<Target>,
+    /// Signalled at shutdown's drain deadline.
+    pub(super) stop: watch::Receiver<()>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) pending_timeout: Duration,
+    pub(super) _permit: OwnedSemaphorePermit,
+}
+
+/// How a connection's copying ended.
+enum Finish {
+    /// Both directions ended cleanly.
+    Done,
+    /// The session carrying the channel ended.
+    Lost,
+    /// Something else failed.
+    Failed(String),
+    /// Shutdown's drain deadline.
+    Stopped,
+}
+
+impl Handler {
+    pub(super) async fn run(mut self) {
+        if let Err(e) = self.tcp.set_nodelay(true) {
+            debug!(peer = %self.peer, "set_nodelay: {e}");
+        }
+        let Some((live, channel)) = self.open().await else {
+            return;
+        };
+        let Handler {
+            tcp,
+            peer,
+            mut chain,
+            target,
+            mut stop,
+            stats,
+            ..
+        } = self;
+        Stats::count(&stats.open);
+        debug!(%peer, "connection open to {target}");
+        let (mut tcp_read, mut tcp_write) = tcp.into_split();
+        let finish = tokio::select! {
+            finish = pump(&mut tcp_read, &mut tcp_write, channel, &stats) => finish,
+            () = chain.lost(&live) => Finish::Lost,
+            _ = stop.changed() => Finish::Stopped,
+        };
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+        let why = match finish {
+            Finish::Done => {
+                let _ = tcp_write.shutdown().await;
+                debug!(%peer, "connection closed");
+                return;
+            }
+            Finish::Stopped => "shutdown's drain deadline".to_string(),
+            Finish::Failed(why) => why,
+            Finish::Lost => match live.closed_hop() {
+                Some(hop) => format!("the SSH session to {} ended", hop.label()),
+                None => "the SSH session carrying it ended".to_string(),
+            },
+        };
+        Stats::count(&stats.reset);
+        info!(%peer, "connection reset: {why}");
+        // RST, not FIN: whatever the client was receiving did not end cleanly.
+        if let Ok(tcp) = tcp_read.reunite(tcp_write) {
+            reset_on_close(&tcp);
+        }
+    }
+
+    /// A channel to the target on the chain that is up, waiting for the chain up to the
+    /// pending timeout. `None`: the client was turned away (and told so) already.
+    async fn open(&mut self) -> Option<(LiveChain, russh::Channel<Msg>)> {
+        let deadline = Instant::now() + self.pending_timeout;
+        loop {
+            let Some(live) = self.chain.up_by(deadline).await else {
+                self.give_up();
+                return None;
+            };
+            let last = live.sessions().last()?;
+            let (host, port) = (&self.target.host, self.target.port);
+            match last.open_direct_tcpip_channel(host, port, self.peer).await {
+                Ok(channel) => return Some((live, channel)),
+                Err(_) if session_closed(last) => {
+                    // The chain died under us; the supervisor will notice. Wait for the next.
+                    debug!(peer = %self.peer, "chain lost while opening a channel; waiting for it to return");
+                    self.chain.changed_by(deadline).await;
+                }
+                Err(reason) => {
+                    Stats::count(&self.stats.refused);
+                    warn!(
+                        peer = %self.peer,
+                        "{} could not open a connection to {}: {reason}",
+                        last.label(),
+                        self.target
+                    );
+                    let _ = self.tcp.shutdown().await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Turns the client away: the chain stayed down, or serving is ending.
+    fn give_up(&mut self) {
+        Stats::count(&self.stats.rejected);
+        let peer = self.peer;
+        if self.chain.giving_up() {
+            debug!(%peer, "closing a connection that was waiting for the chain: shutting down");
+        } else {
+            warn!(
+                %peer,
+                "closing connection: the chain is still down after {}s",
+                self.pending_timeout.as_secs_f32()
+            );
+        }
+        // Closed (reset) when the handler drops it.
+        reset_on_close(&self.tcp);
+    }
+}
+
+/// Makes closing a client connection reset it (RST, not FIN).
+fn reset_on_close(tcp: &TcpStream) {
+    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+}
+
+/// Copies both ways until both directions have ended, one fails, or the session under the
+/// channel ends. The channel's messages tell these apart: EOF and CLOSE end the data
+/// cleanly, while a queue that closes without a CLOSE means the session is gone (a byte
+/// stream over the channel would report both as EOF, and the client would take a lost
+/// chain for the end of the data).
+async fn pump(
+    tcp_read: &mut OwnedReadHalf,
+    tcp_write: &mut OwnedWriteHalf,
+    channel: russh::Channel<Msg>,
+    stats: &Stats,
+) -> Finish {
+    let (mut rx, tx) = channel.split();
+    let down = async {
+        loop {
+            match rx.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    tcp_write
+                        .write_all(&data)
+                        .await
+                        .map_err(|e| Finish::Failed(format!("writing to the client: {e}")))?;
+                    Stats::add(&stats.bytes_down, data.len() as u64);
+                }
+                Some(ChannelMsg::Eof) => {
+                    let _ = tcp_write.shutdown().await;
+                }
+                Some(ChannelMsg::Close) => return Ok(()),
+                Some(_) => {}
+                None => return Err(Finish::Lost),
+            }
+        }
+    };
+    let up = async {
+        let mut buf = vec![0u8; COPY_BUFFER];
+        loop {
+            let n = tcp_read
+                .read(&mut buf)
+                .await
+                .map_err(|e| Finish::Failed(format!("reading from the client: {e}")))?;
+            if n == 0 {
+                let _ = tx.eof().await;
+                return Ok::<(), Finish>(());
+            }
+            tx.data(&buf[..n])
+                .await
+                .map_err(|e| Finish::Failed(format!("sending to the target: {e}")))?;
+            Stats::add(&stats.bytes_up, n as u64);
+        }
+    };
+    tokio::pin!(down, up);
+    let mut up_done = false;
+    let outcome = loop {
+        tokio::select! {
+            // The target closed the channel: nothing more either way.
+            r = &mut down => break r,
+            r = &mut up, if !up_done => match r {
+                Ok(()) => up_done = true,
+                Err(e) => break Err(e),
+            },
+        }
+    };
+    let _ = tx.close().await;
+    match outcome {
+        Ok(()) => Finish::Done,
+        Err(finish) => finish,
+    }
+}
