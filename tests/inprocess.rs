@@ -410,3 +410,27 @@ async fn accept_new_refuses_to_record_a_name_that_would_match_every_host() {
     assert_eq!(echo.connections(), 0);
     assert_eq!(std::fs::read_to_string(&home.known_hosts).unwrap(), "");
 }
+
+/// `Bastion::stop` ends its sessions as a dying server would (russh runs each session on a
+/// task of its own, which aborting the bastion's task used to leave running): without
+/// reconnecting, the tunnel through it ends with the chain lost at hop 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_bastion_ends_the_chain_through_it() {
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let bastions = line_of_bastions(&home, 1, echo.addr).await;
+    let chain = home.chain(Some("hop1"), &echo.addr.to_string()).unwrap();
+    let mut running = Running::start_with(&chain, |t| t.reconnect(None))
+        .await
+        .unwrap();
+    echo_round_trip(running.addr, 1024, 1).await;
+    bastions[0].stop();
+    let ended = tokio::time::timeout(Duration::from_secs(30), &mut running.task)
+        .await
+        .expect("the tunnel notices the lost session")
+        .expect("tunnel task");
+    match ended {
+        Ended::ChainLost { hop, .. } => assert_eq!(hop.index, 1, "{hop}"),
+        other => panic!("expected the chain lost at hop 1, got {other:?}"),
+    }
+}

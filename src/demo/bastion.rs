@@ -70,12 +70,15 @@ pub struct ForwardRequest {
     pub allowed: bool,
 }
 
+/// A session's task and a handle on its socket.
+type Running = (JoinHandle<()>, socket2::Socket);
+
 /// A running bastion. Dropping it stops the server and its sessions.
 pub struct Bastion {
     addr: SocketAddr,
     host_key: PublicKey,
     log: Arc<Mutex<Vec<ForwardRequest>>>,
-    sessions: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    sessions: Arc<Mutex<Vec<Running>>>,
     accept: JoinHandle<()>,
 }
 
@@ -115,6 +118,12 @@ impl Bastion {
                         continue;
                     };
                     let _ = tcp.set_nodelay(true);
+                    // A second handle on the socket: `stop` shuts it down, which ends the
+                    // session (russh runs it on a task of its own that aborting ours would
+                    // leave running).
+                    let Ok(socket) = socket2::SockRef::from(&tcp).try_clone() else {
+                        continue;
+                    };
                     let handler = BastionHandler {
                         config: shared.clone(),
                         log: log.clone(),
@@ -132,8 +141,8 @@ impl Bastion {
                         }
                     });
                     if let Ok(mut s) = sessions.lock() {
-                        s.retain(|t: &JoinHandle<()>| !t.is_finished());
-                        s.push(task);
+                        s.retain(|(t, _): &Running| !t.is_finished());
+                        s.push((task, socket));
                     }
                 }
             }
@@ -166,8 +175,9 @@ impl Bastion {
     pub fn stop(&self) {
         self.accept.abort();
         if let Ok(mut sessions) = self.sessions.lock() {
-            for s in sessions.drain(..) {
-                s.abort();
+            for (task, socket) in sessions.drain(..) {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+                task.abort();
             }
         }
     }
