@@ -19,7 +19,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::MethodKind;
 use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
@@ -28,6 +27,7 @@ use russh::keys::ssh_encoding::Encode;
 use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::private::KeypairData;
 use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
+use russh::{MethodKind, MethodSet};
 use tokio::net::UnixStream;
 use tracing::debug;
 
@@ -223,7 +223,8 @@ fn key_for_cert(cert: &Path) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-fn method_names(methods: &[MethodKind]) -> String {
+/// The server's methods as the error lists them.
+fn method_names(methods: &MethodSet) -> String {
     methods
         .iter()
         .map(|m| match m {
@@ -448,209 +449,320 @@ fn describe_load_failure(path: &Path, f: &LoadFailure) -> String {
 /// Collects what was tried, for the error.
 struct Attempts {
     tried: Vec<String>,
-    server_methods: Option<String>,
+    /// The methods the server last said it accepts.
+    server_methods: Option<MethodSet>,
 }
 
 impl Attempts {
-    fn failed(&mut self, what: String, result: &AuthResult) -> Option<bool> {
-        match result {
-            AuthResult::Success => None,
-            AuthResult::Failure {
-                remaining_methods,
-                partial_success,
-            } => {
-                self.server_methods = Some(method_names(remaining_methods));
-                if *partial_success {
-                    self.tried
-                        .push(format!("{what} (accepted; more is required)"));
-                } else {
-                    self.tried.push(what);
-                }
-                Some(*partial_success)
+    /// Notes a refused attempt (`partial`: accepted, but more is required).
+    fn refused(&mut self, what: String, partial: bool, remaining: &MethodSet) {
+        self.server_methods = Some(remaining.clone());
+        if partial {
+            self.tried
+                .push(format!("{what} (accepted; more is required)"));
+        } else {
+            self.tried.push(what);
+        }
+    }
+}
+
+/// One authentication method: an entry of OpenSSH's `authmethods[]` (sshconnect2.c).
+struct Method {
+    kind: MethodKind,
+    name: &'static str,
+    /// The option that turns it off, for the error.
+    option: &'static str,
+    /// Whether the config enables it.
+    enabled: fn(&Hop) -> bool,
+    /// It asks the user (OpenSSH's `batch_flag`): not used with `BatchMode yes`,
+    /// `NumberOfPasswordPrompts 0`, or nobody to ask.
+    asks: bool,
+}
+
+/// The methods in `PreferredAuthentications` order: OpenSSH's default (pgtunnel does not
+/// read the option; gssapi-with-mic and hostbased are not implemented).
+const METHODS: [Method; 3] = [
+    Method {
+        kind: MethodKind::PublicKey,
+        name: "publickey",
+        option: "PubkeyAuthentication",
+        enabled: |hop| hop.config.pubkey_authentication,
+        asks: false,
+    },
+    Method {
+        kind: MethodKind::KeyboardInteractive,
+        name: "keyboard-interactive",
+        option: "KbdInteractiveAuthentication",
+        enabled: |hop| hop.config.kbd_interactive_authentication,
+        asks: true,
+    },
+    Method {
+        kind: MethodKind::Password,
+        name: "password",
+        option: "PasswordAuthentication",
+        enabled: |hop| hop.config.password_authentication,
+        asks: true,
+    },
+];
+
+/// What one try of a method came to.
+enum Step {
+    /// The server answered a request: what was tried, and the answer.
+    Answered(String, AuthResult),
+    /// Nothing came of it (nothing sent, or nobody answered): a note for the error.
+    Skipped(String),
+}
+
+/// The state of `publickey`: the identities in order, the next one to try.
+struct PublicKeyState {
+    identities: Vec<Identity>,
+    next: usize,
+    /// What `server-sig-algs` says about RSA, asked for the first RSA key.
+    server_rsa: Option<ServerRsa>,
+}
+
+/// The state of a method that asks (`keyboard-interactive`, `password`): attempts made (at
+/// most NumberOfPasswordPrompts, as `attempt_kbdint` / `attempt_passwd`), and whether it is
+/// over (no answer, or nothing more to gain).
+#[derive(Default)]
+struct Asking {
+    attempts: usize,
+    done: bool,
+}
+
+/// The methods of one hop with their state (OpenSSH's `Authctxt`).
+struct Methods<'a, 'c> {
+    hop: &'a Hop,
+    ctx: &'a AuthContext<'c>,
+    user: String,
+    agent: Option<AgentClient<UnixStream>>,
+    publickey: PublicKeyState,
+    kbd: Asking,
+    password: Asking,
+}
+
+impl Methods<'_, '_> {
+    /// Whether `m` may be used at all on this hop.
+    fn usable(&self, m: &Method) -> bool {
+        (m.enabled)(self.hop) && !(m.asks && self.asks_nothing().is_some())
+    }
+
+    /// Why methods that ask are not used, if they are not: BatchMode, nobody to ask.
+    fn asks_nothing(&self) -> Option<&'static str> {
+        if self.hop.config.batch_mode {
+            Some("BatchMode yes")
+        } else if self.ctx.prompts.is_none() {
+            Some("no terminal or SSH_ASKPASS to ask")
+        } else {
+            None
+        }
+    }
+
+    /// Whether `kind` has something left to try.
+    fn has_more(&self, kind: MethodKind) -> bool {
+        let prompts = self.hop.config.number_of_password_prompts as usize;
+        match kind {
+            MethodKind::PublicKey => self.publickey.next < self.publickey.identities.len(),
+            MethodKind::KeyboardInteractive => !self.kbd.done && self.kbd.attempts < prompts,
+            MethodKind::Password => !self.password.done && self.password.attempts < prompts,
+            _ => false,
+        }
+    }
+
+    /// OpenSSH's `authmethod_get()`: the first method, in order, that the server allows, the
+    /// config enables and that has something left to try.
+    fn next(&self, allowed: &MethodSet) -> Option<&'static Method> {
+        METHODS
+            .iter()
+            .find(|m| allowed.contains(&m.kind) && self.usable(m) && self.has_more(m.kind))
+    }
+
+    /// `pubkey_reset()` and friends: after a partial success every method starts over.
+    fn reset(&mut self) {
+        self.publickey.next = 0;
+        self.kbd = Asking::default();
+        self.password = Asking::default();
+    }
+
+    /// One try of `m`.
+    async fn attempt<H: client::Handler>(
+        &mut self,
+        handle: &mut Handle<H>,
+        m: &Method,
+    ) -> Result<Step, HopError> {
+        match m.kind {
+            MethodKind::PublicKey => Ok(self.next_identity(handle).await),
+            MethodKind::KeyboardInteractive => {
+                self.kbd.attempts += 1;
+                let (what, result) =
+                    match keyboard_interactive(handle, &self.user, self.hop, self.ctx).await? {
+                        Kbd::Result(result) => ("keyboard-interactive", result),
+                        Kbd::NoQuestions(result) => {
+                            // OpenSSH does not try again after an attempt without questions.
+                            self.kbd.done = true;
+                            ("keyboard-interactive", result)
+                        }
+                        Kbd::Unanswered(result) => {
+                            self.kbd.done = true;
+                            ("keyboard-interactive (unanswered)", result)
+                        }
+                    };
+                Ok(Step::Answered(what.to_string(), result))
             }
+            MethodKind::Password => {
+                self.password.attempts += 1;
+                let attempt = self.password.attempts;
+                let step = match password_attempt(handle, &self.user, attempt, self.hop, self.ctx)
+                    .await?
+                {
+                    Password::Result(result) => Step::Answered("password".into(), result),
+                    Password::NoAnswer => Step::Skipped("password (no answer)".into()),
+                    Password::ChangeRequired(message) => Step::Skipped(change_required(&message)),
+                };
+                self.password.done = matches!(step, Step::Skipped(_));
+                Ok(step)
+            }
+            _ => Ok(Step::Skipped(m.name.to_string())),
+        }
+    }
+
+    /// The next identity of `publickey`.
+    async fn next_identity<H: client::Handler>(&mut self, handle: &mut Handle<H>) -> Step {
+        let next = self.publickey.next;
+        self.publickey.next += 1;
+        let Some(id) = self.publickey.identities.get(next) else {
+            return Step::Skipped("publickey".into());
+        };
+        let (agent, server_rsa) = (self.agent.as_mut(), &mut self.publickey.server_rsa);
+        try_identity(
+            handle, &self.user, id, agent, self.hop, self.ctx, server_rsa,
+        )
+        .await
+    }
+
+    /// The methods the server accepts that were not tried, and why.
+    fn not_tried(&self, allowed: &MethodSet) -> Option<String> {
+        let prompts = self.hop.config.number_of_password_prompts;
+        let reasons: Vec<String> = METHODS
+            .iter()
+            .filter(|m| allowed.contains(&m.kind))
+            .filter_map(|m| {
+                let why = if !(m.enabled)(self.hop) {
+                    format!("{} no", m.option)
+                } else if !m.asks {
+                    return None;
+                } else if self.hop.config.batch_mode {
+                    "BatchMode yes".into()
+                } else if prompts == 0 {
+                    "NumberOfPasswordPrompts 0".into()
+                } else {
+                    self.asks_nothing()?.into()
+                };
+                Some(format!("{} ({why})", m.name))
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| format!("not tried: {}", reasons.join(", ")))
+    }
+}
+
+/// The note for a password change request: the server waits for the old and a new password
+/// (OpenSSH asks for them); pgtunnel does not change passwords and goes on with other methods.
+fn change_required(message: &str) -> String {
+    format!(
+        "password (the server requires a new password{}; pgtunnel does not change passwords: \
+         change it with `ssh` first)",
+        if message.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": \"{}\"",
+                crate::ssh::prompt::clean_server_text(message.trim_end())
+            )
+        }
+    )
+}
+
+/// ssh-agent, when there is one to talk to.
+async fn connect_agent(hop: &Hop, ctx: &AuthContext<'_>) -> Option<AgentClient<UnixStream>> {
+    let sock = ctx.agent.as_ref()?;
+    match AgentClient::connect_uds(sock).await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            debug!(hop = %hop.label(), "no ssh-agent at {}: {e}", sock.display());
+            None
         }
     }
 }
 
 /// Authenticates on `handle`; returns how ("joe (publickey /home/joe/.ssh/id_ed25519)").
+///
+/// As `ssh_userauth2()`: a `none` request learns the methods the server allows; then, up to
+/// [`MAX_REQUESTS`] times, the next method ([`Methods::next`]) is tried, and the server's
+/// answer says which methods remain.
 pub(crate) async fn authenticate<H: client::Handler>(
     handle: &mut Handle<H>,
     hop: &Hop,
     ctx: &AuthContext<'_>,
 ) -> Result<String, HopError> {
-    let label = hop.label();
     let user = hop.config.user.clone();
-    let mut log = Attempts {
-        tried: Vec::new(),
-        server_methods: None,
-    };
-    let mut methods: Vec<MethodKind> = match handle.authenticate_none(&user).await {
+    let mut allowed = match handle.authenticate_none(&user).await {
         Ok(AuthResult::Success) => return Ok(format!("{user} (no authentication required)")),
         Ok(AuthResult::Failure {
             remaining_methods, ..
-        }) => remaining_methods.to_vec(),
+        }) => remaining_methods,
         Err(e) => return Err(HopError::Ssh(format!("authentication: {e}"))),
     };
-    log.server_methods = Some(method_names(&methods));
-
-    let mut agent = match &ctx.agent {
-        Some(sock) => match AgentClient::connect_uds(sock).await {
-            Ok(a) => Some(a),
-            Err(e) => {
-                debug!(hop = %label, "no ssh-agent at {}: {e}", sock.display());
-                None
-            }
-        },
-        None => None,
+    let mut log = Attempts {
+        tried: Vec::new(),
+        server_methods: Some(allowed.clone()),
     };
+    let mut agent = connect_agent(hop, ctx).await;
     let identities = if hop.config.pubkey_authentication {
         prepare_identities(hop, agent.as_mut(), ctx, &mut log).await
     } else {
         Vec::new()
     };
-
-    let mut next_key = 0usize;
-    let mut kbd_attempts = 0usize;
-    let mut kbd_done = false;
-    let mut password_attempts = 0usize;
-    let mut password_done = false;
-    let mut rsa_hash: Option<Option<Option<HashAlg>>> = None;
-    let nobody = ctx.prompts.is_none();
-    let batch = hop.config.batch_mode;
-    // NumberOfPasswordPrompts: attempts of each of keyboard-interactive and password
-    // (`attempt_kbdint` / `attempt_passwd` in sshconnect2.c).
-    let attempts = hop.config.number_of_password_prompts as usize;
+    let mut methods = Methods {
+        hop,
+        ctx,
+        user: user.clone(),
+        agent,
+        publickey: PublicKeyState {
+            identities,
+            next: 0,
+            server_rsa: None,
+        },
+        kbd: Asking::default(),
+        password: Asking::default(),
+    };
     let mut accepted: Vec<String> = Vec::new();
-
     for _ in 0..MAX_REQUESTS {
-        let pubkey = hop.config.pubkey_authentication
-            && methods.contains(&MethodKind::PublicKey)
-            && next_key < identities.len();
-        let kbd = hop.config.kbd_interactive_authentication
-            && methods.contains(&MethodKind::KeyboardInteractive)
-            && !kbd_done
-            && kbd_attempts < attempts
-            && !batch
-            && !nobody;
-        let password = hop.config.password_authentication
-            && methods.contains(&MethodKind::Password)
-            && !password_done
-            && password_attempts < attempts
-            && !batch
-            && !nobody;
-        let (what, result) = if pubkey {
-            let id = &identities[next_key];
-            next_key += 1;
-            match try_identity(handle, &user, id, agent.as_mut(), hop, ctx, &mut rsa_hash).await {
-                Tried::Result(what, result) => (what, result),
-                Tried::Skipped(note) => {
-                    log.tried.push(note);
-                    continue;
-                }
-            }
-        } else if kbd {
-            kbd_attempts += 1;
-            match keyboard_interactive(handle, &user, hop, ctx).await? {
-                Kbd::Result(result) => ("keyboard-interactive".to_string(), result),
-                Kbd::NoQuestions(result) => {
-                    // OpenSSH does not try again after an attempt without questions.
-                    kbd_done = true;
-                    ("keyboard-interactive".to_string(), result)
-                }
-                Kbd::Unanswered(result) => {
-                    kbd_done = true;
-                    ("keyboard-interactive (unanswered)".to_string(), result)
-                }
-            }
-        } else if password {
-            password_attempts += 1;
-            match password_attempt(handle, &user, password_attempts, hop, ctx).await? {
-                Password::Result(result) => ("password".to_string(), result),
-                Password::NoAnswer => {
-                    password_done = true;
-                    log.tried.push("password (no answer)".into());
-                    continue;
-                }
-                Password::ChangeRequired(message) => {
-                    // The server waits for the old and a new password (OpenSSH asks for
-                    // them); pgtunnel does not change passwords. Go on with other methods.
-                    password_done = true;
-                    log.tried.push(format!(
-                        "password (the server requires a new password{}; pgtunnel does not \
-                         change passwords: change it with `ssh` first)",
-                        if message.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                ": \"{}\"",
-                                crate::ssh::prompt::clean_server_text(message.trim_end())
-                            )
-                        }
-                    ));
-                    continue;
-                }
-            }
-        } else {
+        let Some(method) = methods.next(&allowed) else {
             break;
         };
-        match log.failed(what.clone(), &result) {
-            None => {
-                accepted.push(what);
-                return Ok(format!("{user} ({})", accepted.join(" + ")));
+        let (what, result) = match methods.attempt(handle, method).await? {
+            Step::Answered(what, result) => (what, result),
+            Step::Skipped(note) => {
+                log.tried.push(note);
+                continue;
             }
-            Some(partial) => {
-                if let Some(m) = &log.server_methods {
-                    methods = parse_methods(m);
-                }
-                if partial {
-                    accepted.push(what);
-                    // pubkey_reset(): after a partial success every key may be tried again.
-                    next_key = 0;
-                    kbd_done = false;
-                    kbd_attempts = 0;
-                    password_done = false;
-                    password_attempts = 0;
-                }
-            }
+        };
+        let AuthResult::Failure {
+            remaining_methods,
+            partial_success,
+        } = result
+        else {
+            accepted.push(what);
+            return Ok(format!("{user} ({})", accepted.join(" + ")));
+        };
+        log.refused(what.clone(), partial_success, &remaining_methods);
+        allowed = remaining_methods;
+        if partial_success {
+            accepted.push(what);
+            methods.reset();
         }
     }
-    let mut not_tried = Vec::new();
-    for (kind, option, on) in [
-        (
-            MethodKind::PublicKey,
-            "PubkeyAuthentication",
-            hop.config.pubkey_authentication,
-        ),
-        (
-            MethodKind::KeyboardInteractive,
-            "KbdInteractiveAuthentication",
-            hop.config.kbd_interactive_authentication,
-        ),
-        (
-            MethodKind::Password,
-            "PasswordAuthentication",
-            hop.config.password_authentication,
-        ),
-    ] {
-        if !methods.contains(&kind) {
-            continue;
-        }
-        let name = method_names(&[kind]);
-        let asks = kind != MethodKind::PublicKey;
-        if !on {
-            not_tried.push(format!("{name} ({option} no)"));
-        } else if asks && batch {
-            not_tried.push(format!("{name} (BatchMode yes)"));
-        } else if asks && attempts == 0 {
-            not_tried.push(format!("{name} (NumberOfPasswordPrompts 0)"));
-        } else if asks && nobody {
-            not_tried.push(format!("{name} (no terminal or SSH_ASKPASS to ask)"));
-        }
-    }
-    if !not_tried.is_empty() {
-        log.tried
-            .push(format!("not tried: {}", not_tried.join(", ")));
-    }
+    log.tried.extend(methods.not_tried(&allowed));
     Err(HopError::Auth {
         user,
         tried: if log.tried.is_empty() {
@@ -658,22 +770,8 @@ pub(crate) async fn authenticate<H: client::Handler>(
         } else {
             log.tried.join(", ")
         },
-        server_methods: log.server_methods,
+        server_methods: log.server_methods.as_ref().map(method_names),
     })
-}
-
-fn parse_methods(names: &str) -> Vec<MethodKind> {
-    names
-        .split(',')
-        .filter_map(|n| match n {
-            "password" => Some(MethodKind::Password),
-            "publickey" => Some(MethodKind::PublicKey),
-            "keyboard-interactive" => Some(MethodKind::KeyboardInteractive),
-            "hostbased" => Some(MethodKind::HostBased),
-            "none" => Some(MethodKind::None),
-            _ => None,
-        })
-        .collect()
 }
 
 async fn prepare_identities(
@@ -750,11 +848,6 @@ async fn prepare_identities(
     order_identities(certs, agent_ids, files, hop.config.identities_only)
 }
 
-enum Tried {
-    Result(String, AuthResult),
-    Skipped(String),
-}
-
 async fn try_identity<H: client::Handler>(
     handle: &mut Handle<H>,
     user: &str,
@@ -762,12 +855,12 @@ async fn try_identity<H: client::Handler>(
     agent: Option<&mut AgentClient<UnixStream>>,
     hop: &Hop,
     ctx: &AuthContext<'_>,
-    rsa_cache: &mut Option<Option<Option<HashAlg>>>,
-) -> Tried {
+    server_rsa: &mut Option<ServerRsa>,
+) -> Step {
     let (agent, file) = match &id.sign {
         SignWith::Agent => match agent {
             Some(a) => (Some(a), None),
-            None => return Tried::Skipped(format!("{} (ssh-agent gone)", id.name)),
+            None => return Step::Skipped(format!("{} (ssh-agent gone)", id.name)),
         },
         SignWith::File(p) => (None, Some(p.clone())),
     };
@@ -789,31 +882,16 @@ async fn try_identity<H: client::Handler>(
                     .failure
                     .take()
                     .unwrap_or(LoadFailure::Other("?".into()));
-                return Tried::Skipped(describe_load_failure(Path::new(&id.name), &f));
+                return Step::Skipped(describe_load_failure(Path::new(&id.name), &f));
             }
         },
     };
     let public = offer.public();
-    let hash = if public.algorithm().is_rsa() {
-        if rsa_cache.is_none() {
-            *rsa_cache = Some(handle.best_supported_rsa_hash().await.ok().flatten());
-        }
-        match rsa_signature((*rsa_cache).flatten()) {
-            Ok(h) => Some(h),
-            Err(why) => return Tried::Skipped(format!("{} (RSA: {why})", id.name)),
-        }
-    } else {
-        None
+    let hash = match signature_hash(handle, &public, server_rsa).await {
+        Ok(hash) => hash,
+        Err(why) => return Step::Skipped(format!("{} (RSA: {why})", id.name)),
     };
-    let fp = known_hosts::fingerprint(&public);
-    let what = match (&offer, &id.sign) {
-        (Offer::Cert(_), SignWith::Agent) => {
-            format!("publickey certificate {} via ssh-agent", id.name)
-        }
-        (Offer::Cert(_), SignWith::File(_)) => format!("publickey certificate {}", id.name),
-        (Offer::Key(_), SignWith::Agent) => format!("publickey {fp} from ssh-agent ({})", id.name),
-        (Offer::Key(_), SignWith::File(p)) => format!("publickey {}", p.display()),
-    };
+    let what = describe_offer(&offer, id);
     let result = match offer {
         Offer::Key(key) => {
             handle
@@ -827,29 +905,82 @@ async fn try_identity<H: client::Handler>(
         }
     };
     match result {
-        Ok(r) => Tried::Result(what, r),
-        Err(SignError::Send) => Tried::Skipped(format!("{what} (the session ended)")),
+        Ok(r) => Step::Answered(what, r),
+        Err(SignError::Send) => Step::Skipped(format!("{what} (the session ended)")),
         Err(SignError::Failed(e)) => match signer.failure.take() {
-            Some(f) => Tried::Skipped(describe_load_failure(
+            Some(f) => Step::Skipped(describe_load_failure(
                 signer.file.as_deref().unwrap_or(Path::new(&id.name)),
                 &f,
             )),
-            None => Tried::Skipped(format!("{what} ({e})")),
+            None => Step::Skipped(format!("{what} ({e})")),
         },
     }
 }
 
+/// What an attempt with `offer` is called in messages.
+fn describe_offer(offer: &Offer, id: &Identity) -> String {
+    match (offer, &id.sign) {
+        (Offer::Cert(_), SignWith::Agent) => {
+            format!("publickey certificate {} via ssh-agent", id.name)
+        }
+        (Offer::Cert(_), SignWith::File(_)) => format!("publickey certificate {}", id.name),
+        (Offer::Key(k), SignWith::Agent) => format!(
+            "publickey {} from ssh-agent ({})",
+            known_hosts::fingerprint(k),
+            id.name
+        ),
+        (Offer::Key(_), SignWith::File(p)) => format!("publickey {}", p.display()),
+    }
+}
+
+/// The hash of the signature for `public`: none but the key's own for non-RSA keys; for RSA,
+/// what [`rsa_signature`] makes of the server's `server-sig-algs` (asked once per hop).
+async fn signature_hash<H: client::Handler>(
+    handle: &Handle<H>,
+    public: &PublicKey,
+    server_rsa: &mut Option<ServerRsa>,
+) -> Result<Option<HashAlg>, &'static str> {
+    if !public.algorithm().is_rsa() {
+        return Ok(None);
+    }
+    let server = match server_rsa {
+        Some(known) => *known,
+        None => *server_rsa.insert(ServerRsa::of(handle).await),
+    };
+    rsa_signature(server).map(Some)
+}
+
+/// What the server's `server-sig-algs` extension says about RSA signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerRsa {
+    /// The server sent no `server-sig-algs`.
+    NotSaid,
+    /// It lists no rsa-sha2 algorithm.
+    Sha1Only,
+    /// Its best rsa-sha2 algorithm.
+    Sha2(HashAlg),
+}
+
+impl ServerRsa {
+    /// Asks the session what the server said (russh waits briefly for the extension).
+    async fn of<H: client::Handler>(handle: &Handle<H>) -> Self {
+        match handle.best_supported_rsa_hash().await {
+            Ok(Some(Some(hash))) => ServerRsa::Sha2(hash),
+            Ok(Some(None)) => ServerRsa::Sha1Only,
+            Ok(None) | Err(_) => ServerRsa::NotSaid,
+        }
+    }
+}
+
 /// OpenSSH 9.2's `key_sig_algorithm()` for an RSA key or certificate, with the default
-/// `PubkeyAcceptedAlgorithms` (rsa-sha2-512, rsa-sha2-256; not ssh-rsa since 8.8). `server`
-/// is the server's `server-sig-algs` extension as russh reports it: `None` when the server
-/// sent none, `Some(None)` when it lists no rsa-sha2 algorithm. Without the extension ssh
-/// falls back to the key's own name, `ssh-rsa`, which it no longer accepts: the key is not
-/// used (`no mutual signature algorithm`), and neither is it here.
-fn rsa_signature(server: Option<Option<HashAlg>>) -> Result<HashAlg, &'static str> {
+/// `PubkeyAcceptedAlgorithms` (rsa-sha2-512, rsa-sha2-256; not ssh-rsa since 8.8). Without
+/// `server-sig-algs` ssh falls back to the key's own name, `ssh-rsa`, which it no longer
+/// accepts: the key is not used (`no mutual signature algorithm`), and neither is it here.
+fn rsa_signature(server: ServerRsa) -> Result<HashAlg, &'static str> {
     match server {
-        Some(Some(hash)) => Ok(hash),
-        Some(None) => Err("the server accepts only ssh-rsa SHA-1 signatures"),
-        None => Err(
+        ServerRsa::Sha2(hash) => Ok(hash),
+        ServerRsa::Sha1Only => Err("the server accepts only ssh-rsa SHA-1 signatures"),
+        ServerRsa::NotSaid => Err(
             "the server does not say which signature algorithms it accepts (no \
              server-sig-algs), so, as with ssh 8.8 and later, only SHA-1 ssh-rsa would be left, \
              which is not used",
@@ -889,7 +1020,6 @@ async fn keyboard_interactive<H: client::Handler>(
         .map_err(ssh)?;
     let mut seen = false;
     let mut unanswered = false;
-    let host = host_for_prompts(hop);
     for _ in 0..MAX_INFO_REQUESTS {
         match reply {
             KeyboardInteractiveAuthResponse::Success => {
@@ -917,38 +1047,13 @@ async fn keyboard_interactive<H: client::Handler>(
                 prompts: questions,
             } => {
                 seen = true;
-                let mut preamble = Vec::new();
-                for text in [&name, &instructions] {
-                    let t = crate::ssh::prompt::clean_server_text(text.trim_end());
-                    if !t.is_empty() {
-                        preamble.push(t);
-                    }
-                }
-                let mut responses = Vec::with_capacity(questions.len());
-                for (i, q) in questions.iter().enumerate() {
-                    if unanswered {
-                        responses.push(String::new());
-                        continue;
-                    }
-                    let request = PromptRequest {
-                        hop: hop.label(),
-                        kind: PromptKind::KeyboardInteractive,
-                        preamble: if i == 0 { preamble.clone() } else { Vec::new() },
-                        prompt: format!(
-                            "({user}@{host}) {}",
-                            crate::ssh::prompt::clean_server_text(&q.prompt)
-                        ),
-                        echo: q.echo,
-                    };
-                    match prompts.ask(request, ctx.clock).await {
-                        Ok(a) => responses.push(a.to_string()),
-                        Err(e) => {
-                            debug!(hop = %hop.label(), "keyboard-interactive: {e}");
-                            unanswered = true;
-                            responses.push(String::new());
-                        }
-                    }
-                }
+                let request = InfoRequest {
+                    name: &name,
+                    instructions: &instructions,
+                    questions: &questions,
+                };
+                let responses =
+                    answer_info_request(&request, prompts, user, hop, ctx, &mut unanswered).await;
                 // The session waits for exactly this many answers before anything else.
                 reply = handle
                     .authenticate_keyboard_interactive_respond(responses)
@@ -960,6 +1065,60 @@ async fn keyboard_interactive<H: client::Handler>(
     Err(HopError::Ssh(format!(
         "keyboard-interactive: more than {MAX_INFO_REQUESTS} rounds of questions"
     )))
+}
+
+/// A keyboard-interactive INFO_REQUEST, as the server sent it.
+struct InfoRequest<'a> {
+    name: &'a str,
+    instructions: &'a str,
+    questions: &'a [russh::client::Prompt],
+}
+
+/// The answers to one INFO_REQUEST, asked one question at a time (the name and instructions,
+/// cleaned of control characters, before the first). Once a question gets no answer
+/// (`unanswered`), the others, in this round and later ones, get empty answers.
+async fn answer_info_request(
+    request: &InfoRequest<'_>,
+    prompts: &Prompts,
+    user: &str,
+    hop: &Hop,
+    ctx: &AuthContext<'_>,
+    unanswered: &mut bool,
+) -> Vec<String> {
+    let host = host_for_prompts(hop);
+    let mut preamble = Vec::new();
+    for text in [request.name, request.instructions] {
+        let t = crate::ssh::prompt::clean_server_text(text.trim_end());
+        if !t.is_empty() {
+            preamble.push(t);
+        }
+    }
+    let mut responses = Vec::with_capacity(request.questions.len());
+    for (i, q) in request.questions.iter().enumerate() {
+        if *unanswered {
+            responses.push(String::new());
+            continue;
+        }
+        let question = PromptRequest {
+            hop: hop.label(),
+            kind: PromptKind::KeyboardInteractive,
+            preamble: if i == 0 { preamble.clone() } else { Vec::new() },
+            prompt: format!(
+                "({user}@{host}) {}",
+                crate::ssh::prompt::clean_server_text(&q.prompt)
+            ),
+            echo: q.echo,
+        };
+        match prompts.ask(question, ctx.clock).await {
+            Ok(a) => responses.push(a.to_string()),
+            Err(e) => {
+                debug!(hop = %hop.label(), "keyboard-interactive: {e}");
+                *unanswered = true;
+                responses.push(String::new());
+            }
+        }
+    }
+    responses
 }
 
 /// What one `password` attempt came to.
@@ -1090,15 +1249,15 @@ mod tests {
     #[test]
     fn rsa_signature_as_key_sig_algorithm() {
         assert_eq!(
-            rsa_signature(Some(Some(HashAlg::Sha512))),
+            rsa_signature(ServerRsa::Sha2(HashAlg::Sha512)),
             Ok(HashAlg::Sha512)
         );
         assert_eq!(
-            rsa_signature(Some(Some(HashAlg::Sha256))),
+            rsa_signature(ServerRsa::Sha2(HashAlg::Sha256)),
             Ok(HashAlg::Sha256)
         );
-        assert!(rsa_signature(Some(None)).is_err_and(|e| e.contains("only ssh-rsa")));
-        assert!(rsa_signature(None).is_err_and(|e| e.contains("no server-sig-algs")));
+        assert!(rsa_signature(ServerRsa::Sha1Only).is_err_and(|e| e.contains("only ssh-rsa")));
+        assert!(rsa_signature(ServerRsa::NotSaid).is_err_and(|e| e.contains("no server-sig-algs")));
     }
 
     #[test]

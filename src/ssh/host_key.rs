@@ -194,47 +194,11 @@ impl HostKeyCheck {
         fingerprint: &str,
         public: &PublicKey,
     ) -> Result<String, HopError> {
-        let fingerprint_owned = || fingerprint.to_string();
-        match (decision, verdict) {
-            (
-                Decision::Accept,
-                Verdict::Known {
-                    path,
-                    line,
-                    cert_authority: false,
-                },
-            ) => Ok(format!("known_hosts {}:{line}", path.display())),
-            (
-                Decision::Accept,
-                Verdict::Known {
-                    path,
-                    line,
-                    cert_authority: true,
-                },
-            ) => Ok(format!(
-                "host certificate signed by the @cert-authority key at known_hosts {}:{line}",
-                path.display()
-            )),
-            (Decision::RefuseRevoked, Verdict::Revoked { path, line }) => {
-                Err(HopError::HostKeyRevoked {
-                    name,
-                    fingerprint: fingerprint_owned(),
-                    at: format!("{}:{line}", path.display()),
-                })
+        match decision {
+            Decision::Accept | Decision::RefuseRevoked | Decision::RefuseChanged => {
+                self.as_on_file(verdict, name, fingerprint)
             }
-            (Decision::RefuseChanged, Verdict::Changed { known }) => {
-                let known = known
-                    .iter()
-                    .map(|k| format!("{}:{} ({})", k.path.display(), k.line, k.fingerprint_sha256))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Err(HopError::HostKeyChanged {
-                    name,
-                    fingerprint: fingerprint_owned(),
-                    known,
-                })
-            }
-            (Decision::RecordConfirmed, _) => {
+            Decision::RecordConfirmed => {
                 let file = self.add_known_host(&name, public)?;
                 self.observer.emit(Event::Warning(format!(
                     "{}: permanently added '{name}' ({}) to the list of known hosts ({})",
@@ -247,7 +211,7 @@ impl HostKeyCheck {
                     file.display()
                 ))
             }
-            (Decision::AcceptUnrecorded, _) => {
+            Decision::AcceptUnrecorded => {
                 self.observer.emit(Event::Warning(format!(
                     "{}: host key {fingerprint} for {name} is not known; accepted because \
                      StrictHostKeyChecking is no",
@@ -255,15 +219,54 @@ impl HostKeyCheck {
                 )));
                 Ok("accepted unknown key (StrictHostKeyChecking no)".to_string())
             }
-            (Decision::Record, _) => {
+            Decision::Record => {
                 let file = self.add_known_host(&name, public)?;
                 Ok(format!("new key added to {}", file.display()))
             }
-            (Decision::RefuseUnknown(policy), _) => {
-                Err(self.unknown(name, fingerprint_owned(), policy))
-            }
-            // `decide` makes the other pairs only from other verdicts; `Ask` is resolved first.
-            (_, _) => Err(self.unknown(name, fingerprint_owned(), NOBODY_TO_ASK.into())),
+            Decision::RefuseUnknown(policy) => Err(self.unknown(name, fingerprint.into(), policy)),
+            // Resolved by asking before this is called.
+            Decision::Ask => Err(self.unknown(name, fingerprint.into(), NOBODY_TO_ASK.into())),
+        }
+    }
+
+    /// The outcome known_hosts alone decides: known (how), revoked or changed (the refusal).
+    fn as_on_file(
+        &self,
+        verdict: Verdict,
+        name: String,
+        fingerprint: &str,
+    ) -> Result<String, HopError> {
+        let fingerprint = fingerprint.to_string();
+        match verdict {
+            Verdict::Known {
+                path,
+                line,
+                cert_authority: false,
+            } => Ok(format!("known_hosts {}:{line}", path.display())),
+            Verdict::Known {
+                path,
+                line,
+                cert_authority: true,
+            } => Ok(format!(
+                "host certificate signed by the @cert-authority key at known_hosts {}:{line}",
+                path.display()
+            )),
+            Verdict::Revoked { path, line } => Err(HopError::HostKeyRevoked {
+                name,
+                fingerprint,
+                at: format!("{}:{line}", path.display()),
+            }),
+            Verdict::Changed { known } => Err(HopError::HostKeyChanged {
+                name,
+                fingerprint,
+                known: known
+                    .iter()
+                    .map(|k| format!("{}:{} ({})", k.path.display(), k.line, k.fingerprint_sha256))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+            // `decide` refuses unknown keys under `yes`, the strictest reading.
+            Verdict::Unknown => Err(self.unknown(name, fingerprint, "yes".into())),
         }
     }
 }
