@@ -519,7 +519,7 @@ async fn connection(conn: Conn) {
             .await
         {
             Ok(channel) => break (generation, channel),
-            Err(_) if last.is_closed() => {
+            Err(e) if e.session_ended() => {
                 // The chain died under us; the serve loop will notice. Wait for the next one.
                 debug!(%peer, "chain lost while opening a channel; waiting for it to return");
                 let _ = tokio::time::timeout_at(deadline, state.changed()).await;

@@ -32,7 +32,7 @@ use tokio::net::UnixStream;
 use tracing::debug;
 
 use crate::config::known_hosts;
-use crate::error::HopError;
+use crate::error::{HopError, SshStage};
 use crate::event::{Event, Observer};
 use crate::plan::chain::Hop;
 use crate::ssh::prompt::{PromptClock, PromptError, PromptKind, PromptRequest, Prompts};
@@ -710,7 +710,12 @@ pub(crate) async fn authenticate<H: client::Handler>(
         Ok(AuthResult::Failure {
             remaining_methods, ..
         }) => remaining_methods,
-        Err(e) => return Err(HopError::Ssh(format!("authentication: {e}"))),
+        Err(source) => {
+            return Err(HopError::Ssh {
+                stage: SshStage::Authentication,
+                source,
+            });
+        }
     };
     let mut log = Attempts {
         tried: Vec::new(),
@@ -1013,7 +1018,10 @@ async fn keyboard_interactive<H: client::Handler>(
             partial_success: false,
         }));
     };
-    let ssh = |e: russh::Error| HopError::Ssh(format!("keyboard-interactive: {e}"));
+    let ssh = |source| HopError::Ssh {
+        stage: SshStage::KeyboardInteractive,
+        source,
+    };
     let mut reply = handle
         .authenticate_keyboard_interactive_start(user, None)
         .await
@@ -1062,9 +1070,9 @@ async fn keyboard_interactive<H: client::Handler>(
             }
         }
     }
-    Err(HopError::Ssh(format!(
-        "keyboard-interactive: more than {MAX_INFO_REQUESTS} rounds of questions"
-    )))
+    Err(HopError::TooManyQuestions {
+        rounds: MAX_INFO_REQUESTS,
+    })
 }
 
 /// A keyboard-interactive INFO_REQUEST, as the server sent it.
@@ -1162,7 +1170,10 @@ async fn password_attempt<H: client::Handler>(
     match handle.authenticate_password(user, answer.as_str()).await {
         Ok(result) => Ok(Password::Result(result)),
         Err(russh::Error::PasswordChangeRequired(message)) => Ok(Password::ChangeRequired(message)),
-        Err(e) => Err(HopError::Ssh(format!("password: {e}"))),
+        Err(source) => Err(HopError::Ssh {
+            stage: SshStage::Password,
+            source,
+        }),
     }
 }
 

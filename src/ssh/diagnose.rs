@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::error::HopError;
+use crate::error::{HopError, SshStage};
 
 /// russh's error in words for a handshake or a session end.
 pub(crate) fn describe_ssh_error(e: &russh::Error) -> String {
@@ -92,24 +92,34 @@ impl Heard {
     }
 
     /// The handshake failed with `e`.
-    pub(crate) fn failure(&self, e: &russh::Error) -> HopError {
+    pub(crate) fn failure(&self, e: russh::Error) -> HopError {
         let (_, bytes) = self.snapshot();
         match said(&bytes) {
-            Said::NotSsh(what) => HopError::Handshake(what),
-            Said::Nothing if is_closed(e) => HopError::Handshake(
-                "the server closed the connection without sending anything (no SSH server there?)"
+            Said::NotSsh(what) => HopError::Handshake { what, cause: e },
+            Said::Nothing if is_closed(&e) => HopError::Handshake {
+                what: "the server closed the connection without sending anything (no SSH server \
+                       there?)"
                     .into(),
-            ),
-            Said::Nothing => HopError::Ssh(describe_ssh_error(e)),
-            Said::Banner(banner) if is_closed(e) => HopError::Handshake(format!(
-                "the server ({}) closed the connection during the key exchange",
-                quote(banner)
-            )),
-            Said::Banner(banner) => HopError::Ssh(format!(
-                "key exchange with {} failed: {}",
-                quote(banner),
-                describe_ssh_error(e)
-            )),
+                cause: e,
+            },
+            // Not closed: russh's own words say it.
+            Said::Nothing => HopError::Ssh {
+                stage: SshStage::Handshake,
+                source: e,
+            },
+            Said::Banner(banner) if is_closed(&e) => HopError::Handshake {
+                what: format!(
+                    "the server ({}) closed the connection during the key exchange",
+                    quote(banner)
+                ),
+                cause: e,
+            },
+            Said::Banner(banner) => HopError::Ssh {
+                stage: SshStage::KeyExchange {
+                    banner: quote(banner),
+                },
+                source: e,
+            },
         }
     }
 

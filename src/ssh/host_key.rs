@@ -350,10 +350,7 @@ impl HostKeyCheck {
     /// the prompt): to the first UserKnownHostsFile, hashed when HashKnownHosts is yes.
     fn add_known_host(&self, name: &str, public: &PublicKey) -> Result<PathBuf, HopError> {
         let Some(file) = &self.write_file else {
-            return Err(HopError::Ssh(
-                "the host key was accepted, but there is no UserKnownHostsFile to record it in"
-                    .into(),
-            ));
+            return Err(HopError::NoKnownHostsFile);
         };
         append_known_host(file, name, public, self.hash_known_hosts).map_err(|source| {
             HopError::KnownHostsWrite {

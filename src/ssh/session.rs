@@ -14,7 +14,7 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelId, ChannelOpenFailure};
 use tracing::{debug, info};
 
-use crate::error::{Error, HopError, HopLabel};
+use crate::error::{ChannelOpenError, Error, HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::{Chain, Hop};
 use crate::ssh::auth::AuthContext;
@@ -124,7 +124,7 @@ impl HopSession {
         host: &str,
         port: u16,
         originator: SocketAddr,
-    ) -> Result<russh::Channel<Msg>, String> {
+    ) -> Result<russh::Channel<Msg>, ChannelOpenError> {
         match self
             .handle
             .channel_open_direct_tcpip(
@@ -146,20 +146,14 @@ impl HopSession {
                     .ok()
                     .and_then(|mut slot| slot.take())
                     .filter(|(code, _)| *code == failure.code())
-                    .map(|(_, text)| text)
-                    .filter(|t| !t.is_empty());
-                let reason = open_failure_reason(&failure);
-                Err(match text {
-                    Some(text) if !text.eq_ignore_ascii_case(&reason) => {
-                        format!("{reason} ({text})")
-                    }
-                    _ => reason,
-                })
+                    .map(|(_, text)| text);
+                Err(ChannelOpenError::refused(failure, text))
             }
-            Err(e) if self.handle.is_closed() => {
-                Err(format!("the SSH session to {} has ended ({e})", self.label))
-            }
-            Err(e) => Err(e.to_string()),
+            Err(source) if self.handle.is_closed() => Err(ChannelOpenError::SessionEnded {
+                hop: self.label.clone(),
+                source,
+            }),
+            Err(e) => Err(ChannelOpenError::Ssh(e)),
         }
     }
 
@@ -169,16 +163,6 @@ impl HopSession {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "pgtunnel closing", "en")
             .await;
-    }
-}
-
-fn open_failure_reason(f: &ChannelOpenFailure) -> String {
-    match f {
-        ChannelOpenFailure::AdministrativelyProhibited => "administratively prohibited".into(),
-        ChannelOpenFailure::ConnectFailed => "connect failed".into(),
-        ChannelOpenFailure::UnknownChannelType => "unknown channel type".into(),
-        ChannelOpenFailure::ResourceShortage => "resource shortage".into(),
-        ChannelOpenFailure::Other { code, reason } => format!("error {code}: {reason}"),
     }
 }
 
@@ -297,7 +281,7 @@ async fn handshake(
         .await
         .map_err(|e| match e {
             HandlerError::HostKey(e) => e,
-            HandlerError::Ssh(e) => heard.failure(&e),
+            HandlerError::Ssh(e) => heard.failure(e),
         })?;
     Ok(Unauthenticated {
         handle,
@@ -419,11 +403,8 @@ async fn authenticate(
             crate::ssh::auth::authenticate(&mut handle, hop, &ctx),
         )
         .await
-        .ok_or_else(|| {
-            HopError::Ssh(format!(
-                "authentication took more than {} s",
-                AUTH_TIMEOUT.as_secs()
-            ))
+        .ok_or(HopError::AuthTimeout {
+            after: AUTH_TIMEOUT,
         })??;
     debug!(hop = %label, %how, "authenticated");
     opts.observer.emit(Event::Authenticated {

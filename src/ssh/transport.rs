@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::error::HopError;
+use crate::error::{HopError, ProxyCommandError};
 use crate::plan::chain::Hop;
 use crate::ssh::session::HopSession;
 
@@ -38,7 +38,7 @@ impl<'a> Route<'a> {
             Some(Ok(command)) => Ok(Route::ProxyCommand(command)),
             Some(Err(reason)) => Err(HopError::ProxyCommand {
                 command: hop.config.proxy_command.clone().unwrap_or_default(),
-                reason,
+                source: ProxyCommandError::Expand(reason),
             }),
         }
     }
@@ -70,8 +70,9 @@ impl<'a> Route<'a> {
                 let channel = prev
                     .open_direct_tcpip_channel(&hop.config.host_name, hop.config.port, origin)
                     .await
-                    .map_err(|reason| HopError::Unreachable {
-                        reason: format!("{} said: {reason}", prev.label()),
+                    .map_err(|source| HopError::Unreachable {
+                        via: prev.label().clone(),
+                        source: Box::new(source),
                     })?;
                 Ok(Box::new(channel.into_stream()))
             }
@@ -93,9 +94,9 @@ impl ProxyCommandStream {
         let shell = std::env::var_os("SHELL")
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "/bin/sh".into());
-        let fail = |reason: String| HopError::ProxyCommand {
+        let fail = |source| HopError::ProxyCommand {
             command: command.to_string(),
-            reason,
+            source,
         };
         let mut child = tokio::process::Command::new(&shell)
             .arg("-c")
@@ -105,9 +106,9 @@ impl ProxyCommandStream {
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| fail(format!("cannot run {}: {e}", shell.to_string_lossy())))?;
+            .map_err(|source| fail(ProxyCommandError::Spawn { shell, source }))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(fail("no pipes to the command".into()));
+            return Err(fail(ProxyCommandError::NoPipes));
         };
         Ok(ProxyCommandStream {
             child,
