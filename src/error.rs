@@ -374,17 +374,14 @@ mod tests {
     /// What the binary prints (`chain_of` in src/bin/pgtunnel/main.rs): the message, then each
     /// source whose text it does not already contain.
     fn chain_of(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            let s_text = s.to_string();
-            if !text.contains(&s_text) {
-                text.push_str(": ");
-                text.push_str(&s_text);
+        std::iter::successors(e.source(), |s| s.source()).fold(e.to_string(), |text, s| {
+            let more = s.to_string();
+            if text.contains(&more) {
+                text
+            } else {
+                format!("{text}: {more}")
             }
-            source = s.source();
-        }
-        text
+        })
     }
 
     fn label(index: usize) -> HopLabel {
