@@ -525,7 +525,7 @@ struct PublicKeyState {
 /// most NumberOfPasswordPrompts, as `attempt_kbdint` / `attempt_passwd`), and whether it is
 /// over (no answer, or nothing more to gain).
 #[derive(Default)]
-struct Asking {
+struct Tries {
     attempts: usize,
     done: bool,
 }
@@ -537,25 +537,19 @@ struct Methods<'a, 'c> {
     user: String,
     agent: Option<AgentClient<UnixStream>>,
     publickey: PublicKeyState,
-    kbd: Asking,
-    password: Asking,
+    kbd: Tries,
+    password: Tries,
 }
 
 impl Methods<'_, '_> {
-    /// Whether `m` may be used at all on this hop.
-    fn usable(&self, m: &Method) -> bool {
-        (m.enabled)(self.hop) && !(m.asks && self.asks_nothing().is_some())
-    }
-
-    /// Why methods that ask are not used, if they are not: BatchMode, nobody to ask.
-    fn asks_nothing(&self) -> Option<&'static str> {
-        if self.hop.config.batch_mode {
-            Some("BatchMode yes")
-        } else if self.ctx.prompts.is_none() {
-            Some("no terminal or SSH_ASKPASS to ask")
-        } else {
-            None
-        }
+    /// Why `m` is not used at all on this hop, if it is not ([`unused_because`]).
+    fn unused(&self, m: &Method) -> Option<String> {
+        let asking = Asking {
+            batch_mode: self.hop.config.batch_mode,
+            prompts: self.hop.config.number_of_password_prompts,
+            can_ask: self.ctx.prompts.is_some(),
+        };
+        unused_because(m, (m.enabled)(self.hop), &asking)
     }
 
     /// Whether `kind` has something left to try.
@@ -569,19 +563,18 @@ impl Methods<'_, '_> {
         }
     }
 
-    /// OpenSSH's `authmethod_get()`: the first method, in order, that the server allows, the
-    /// config enables and that has something left to try.
+    /// The next method to try: usable on this hop and with something left to try.
     fn next(&self, allowed: &MethodSet) -> Option<&'static Method> {
-        METHODS
-            .iter()
-            .find(|m| allowed.contains(&m.kind) && self.usable(m) && self.has_more(m.kind))
+        pick(allowed, |m| {
+            self.unused(m).is_none() && self.has_more(m.kind)
+        })
     }
 
     /// `pubkey_reset()` and friends: after a partial success every method starts over.
     fn reset(&mut self) {
         self.publickey.next = 0;
-        self.kbd = Asking::default();
-        self.password = Asking::default();
+        self.kbd = Tries::default();
+        self.password = Tries::default();
     }
 
     /// One try of `m`.
@@ -640,29 +633,51 @@ impl Methods<'_, '_> {
         .await
     }
 
-    /// The methods the server accepts that were not tried, and why.
+    /// The methods the server accepts that were not used at all, and why.
     fn not_tried(&self, allowed: &MethodSet) -> Option<String> {
-        let prompts = self.hop.config.number_of_password_prompts;
         let reasons: Vec<String> = METHODS
             .iter()
             .filter(|m| allowed.contains(&m.kind))
-            .filter_map(|m| {
-                let why = if !(m.enabled)(self.hop) {
-                    format!("{} no", m.option)
-                } else if !m.asks {
-                    return None;
-                } else if self.hop.config.batch_mode {
-                    "BatchMode yes".into()
-                } else if prompts == 0 {
-                    "NumberOfPasswordPrompts 0".into()
-                } else {
-                    self.asks_nothing()?.into()
-                };
-                Some(format!("{} ({why})", m.name))
-            })
+            .filter_map(|m| Some(format!("{} ({})", m.name, self.unused(m)?)))
             .collect();
         (!reasons.is_empty()).then(|| format!("not tried: {}", reasons.join(", ")))
     }
+}
+
+/// What decides whether methods that ask can be used.
+struct Asking {
+    batch_mode: bool,
+    /// NumberOfPasswordPrompts.
+    prompts: u32,
+    /// Someone answers questions.
+    can_ask: bool,
+}
+
+/// Why `m`, which the config enables or not (`enabled`), is not used at all, if it is not:
+/// the option that turns it off, or for a method that asks, `BatchMode`,
+/// `NumberOfPasswordPrompts 0` or nobody to ask (in that order of precedence).
+fn unused_because(m: &Method, enabled: bool, asking: &Asking) -> Option<String> {
+    if !enabled {
+        Some(format!("{} no", m.option))
+    } else if !m.asks {
+        None
+    } else if asking.batch_mode {
+        Some("BatchMode yes".into())
+    } else if asking.prompts == 0 {
+        Some("NumberOfPasswordPrompts 0".into())
+    } else if !asking.can_ask {
+        Some("no terminal or SSH_ASKPASS to ask".into())
+    } else {
+        None
+    }
+}
+
+/// OpenSSH's `authmethod_get()`: the first method of [`METHODS`], in that order (not the
+/// server's), that the server allows and `ready` accepts.
+fn pick(allowed: &MethodSet, ready: impl Fn(&Method) -> bool) -> Option<&'static Method> {
+    METHODS
+        .iter()
+        .find(|m| allowed.contains(&m.kind) && ready(m))
 }
 
 /// The note for a password change request: the server waits for the old and a new password
@@ -737,8 +752,8 @@ pub(crate) async fn authenticate<H: client::Handler>(
             next: 0,
             server_rsa: None,
         },
-        kbd: Asking::default(),
-        password: Asking::default(),
+        kbd: Tries::default(),
+        password: Tries::default(),
     };
     let mut accepted: Vec<String> = Vec::new();
     for _ in 0..MAX_REQUESTS {
@@ -1269,6 +1284,111 @@ mod tests {
         );
         assert!(rsa_signature(ServerRsa::Sha1Only).is_err_and(|e| e.contains("only ssh-rsa")));
         assert!(rsa_signature(ServerRsa::NotSaid).is_err_and(|e| e.contains("no server-sig-algs")));
+    }
+
+    fn set(kinds: &[MethodKind]) -> MethodSet {
+        MethodSet::from(kinds)
+    }
+
+    #[test]
+    fn methods_in_preferred_order_among_the_allowed() {
+        use MethodKind::{KeyboardInteractive as Kbd, Password, PublicKey};
+        let any = |_: &Method| true;
+        // The table's order, not the server's.
+        let allowed = set(&[Password, Kbd, PublicKey]);
+        assert_eq!(pick(&allowed, any).map(|m| m.kind), Some(PublicKey));
+        let no_keys = |m: &Method| m.kind != PublicKey;
+        assert_eq!(pick(&allowed, no_keys).map(|m| m.kind), Some(Kbd));
+        assert_eq!(pick(&set(&[Password]), any).map(|m| m.kind), Some(Password));
+        // Only what the server allows.
+        assert_eq!(
+            pick(&set(&[MethodKind::HostBased]), any).map(|m| m.kind),
+            None
+        );
+        assert_eq!(pick(&set(&[]), any).map(|m| m.kind), None);
+    }
+
+    #[test]
+    fn why_methods_are_not_used() {
+        let [publickey, kbd, password] = &METHODS;
+        let asking = |batch_mode, prompts, can_ask| Asking {
+            batch_mode,
+            prompts,
+            can_ask,
+        };
+        let why = |m, enabled, a: Asking| unused_because(m, enabled, &a);
+        // (method, enabled, BatchMode, NumberOfPasswordPrompts, can ask) -> why not.
+        let table = [
+            (publickey, true, true, 0, false, None),
+            (
+                publickey,
+                false,
+                false,
+                3,
+                true,
+                Some("PubkeyAuthentication no"),
+            ),
+            (kbd, true, false, 3, true, None),
+            (
+                kbd,
+                false,
+                true,
+                0,
+                false,
+                Some("KbdInteractiveAuthentication no"),
+            ),
+            (kbd, true, true, 0, false, Some("BatchMode yes")),
+            (
+                kbd,
+                true,
+                false,
+                0,
+                false,
+                Some("NumberOfPasswordPrompts 0"),
+            ),
+            (
+                kbd,
+                true,
+                false,
+                3,
+                false,
+                Some("no terminal or SSH_ASKPASS to ask"),
+            ),
+            (password, true, false, 1, true, None),
+            (
+                password,
+                false,
+                false,
+                3,
+                true,
+                Some("PasswordAuthentication no"),
+            ),
+            (password, true, true, 3, true, Some("BatchMode yes")),
+            (
+                password,
+                true,
+                false,
+                0,
+                true,
+                Some("NumberOfPasswordPrompts 0"),
+            ),
+            (
+                password,
+                true,
+                false,
+                3,
+                false,
+                Some("no terminal or SSH_ASKPASS to ask"),
+            ),
+        ];
+        for (m, enabled, batch, prompts, can_ask, expected) in table {
+            assert_eq!(
+                why(m, enabled, asking(batch, prompts, can_ask)).as_deref(),
+                expected,
+                "{} enabled={enabled} batch={batch} prompts={prompts} ask={can_ask}",
+                m.name
+            );
+        }
     }
 
     #[test]
