@@ -1,8 +1,12 @@
-//! One hop's SSH session, over any byte stream: host key check, authentication, channels.
+//! One hop's SSH session, and the chain of them: [`connect_chain`] brings the hops up in
+//! order, each by `connect_hop`: its byte stream (`transport`), the handshake with the host
+//! key check (`host_key`) recorded for diagnosis (`diagnose`) within ConnectTimeout, then
+//! authentication (`auth`); the [`HopSession`] then opens channels.
 //!
-//! Hop 1 runs over a TCP connection; hop N+1 runs over a `direct-tcpip` channel of hop N
-//! (`russh::client::connect_stream` over `channel.into_stream()`), so the whole chain lives in
-//! this process and hop N only ever sees hop N+1's encrypted bytes.
+//! Hop 1 runs over a TCP connection (or its `ProxyCommand`); hop N+1 runs over a
+//! `direct-tcpip` channel of hop N (`russh::client::connect_stream` over
+//! `channel.into_stream()`), so the whole chain lives in this process and hop N only ever sees
+//! hop N+1's encrypted bytes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
