@@ -69,6 +69,19 @@ struct Attempts {
 }
 
 impl Attempts {
+    /// The failure, with everything tried.
+    fn into_error(self, user: String) -> HopError {
+        HopError::Auth {
+            user,
+            tried: if self.tried.is_empty() {
+                "nothing: no ssh-agent keys, no identity files".into()
+            } else {
+                self.tried.join(", ")
+            },
+            server_methods: self.server_methods.as_ref().map(method_names),
+        }
+    }
+
     /// Notes a refused attempt (`partial`: accepted, but more is required).
     fn refused(&mut self, what: String, partial: bool, remaining: &MethodSet) {
         self.server_methods = Some(remaining.clone());
@@ -156,7 +169,31 @@ struct Methods<'a, 'c> {
     password: Tries,
 }
 
-impl Methods<'_, '_> {
+impl<'a, 'c> Methods<'a, 'c> {
+    /// The methods' initial state: ssh-agent connected (when there is one), identities listed
+    /// (when `PubkeyAuthentication` is on; what cannot be used goes to `log`).
+    async fn new(hop: &'a Hop, ctx: &'a AuthContext<'c>, user: String, log: &mut Attempts) -> Self {
+        let mut agent = connect_agent(hop, ctx).await;
+        let identities = if hop.config.pubkey_authentication {
+            prepare_identities(hop, agent.as_mut(), ctx, log).await
+        } else {
+            Vec::new()
+        };
+        Methods {
+            hop,
+            ctx,
+            user,
+            agent,
+            publickey: PublicKeyState {
+                identities,
+                next: 0,
+                server_rsa: None,
+            },
+            kbd: Tries::default(),
+            password: Tries::default(),
+        }
+    }
+
     /// Why `m` is not used at all on this hop, if it is not ([`unused_because`]).
     fn unused(&self, m: &Method) -> Option<String> {
         let asking = Asking {
@@ -351,25 +388,7 @@ pub(crate) async fn authenticate<H: client::Handler>(
         tried: Vec::new(),
         server_methods: Some(allowed.clone()),
     };
-    let mut agent = connect_agent(hop, ctx).await;
-    let identities = if hop.config.pubkey_authentication {
-        prepare_identities(hop, agent.as_mut(), ctx, &mut log).await
-    } else {
-        Vec::new()
-    };
-    let mut methods = Methods {
-        hop,
-        ctx,
-        user: user.clone(),
-        agent,
-        publickey: PublicKeyState {
-            identities,
-            next: 0,
-            server_rsa: None,
-        },
-        kbd: Tries::default(),
-        password: Tries::default(),
-    };
+    let mut methods = Methods::new(hop, ctx, user.clone(), &mut log).await;
     let mut accepted: Vec<String> = Vec::new();
     for _ in 0..MAX_REQUESTS {
         let Some(method) = methods.next(&allowed) else {
@@ -398,15 +417,7 @@ pub(crate) async fn authenticate<H: client::Handler>(
         }
     }
     log.tried.extend(methods.not_tried(&allowed));
-    Err(HopError::Auth {
-        user,
-        tried: if log.tried.is_empty() {
-            "nothing: no ssh-agent keys, no identity files".into()
-        } else {
-            log.tried.join(", ")
-        },
-        server_methods: log.server_methods.as_ref().map(method_names),
-    })
+    Err(log.into_error(user))
 }
 
 enum Kbd {
