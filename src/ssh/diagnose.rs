@@ -309,4 +309,69 @@ mod tests {
             "the server did not speak SSH (it sent \"220 smtp.example ESMTP\")"
         );
     }
+
+    fn heard(connected: bool, bytes: &[u8]) -> Heard {
+        let heard = Heard::default();
+        if connected {
+            heard.connected();
+        }
+        heard.record(bytes);
+        heard
+    }
+
+    #[test]
+    fn failed_handshakes_say_what_the_server_did() {
+        let reset = || russh::Error::IO(std::io::ErrorKind::ConnectionReset.into());
+        let kex_closed = "the server (\"SSH-2.0-x\") closed the connection during the key exchange";
+        let silent =
+            "the server closed the connection without sending anything (no SSH server there?)";
+        let failed = "SSH session failed: Key exchange init failed";
+        let kex_failed =
+            "SSH session failed: key exchange with \"SSH-2.0-x\" failed: Key exchange init failed";
+        let smtp = "the server did not speak SSH (it sent \"220 smtp.example ESMTP\")";
+        let id = b"SSH-2.0-x\r\n";
+        let table: Vec<(&[u8], russh::Error, &str)> = vec![
+            (b"", russh::Error::HUP, silent),
+            (b"", russh::Error::KexInit, failed),
+            (id, russh::Error::Disconnect, kex_closed),
+            (id, reset(), kex_closed),
+            (id, russh::Error::KexInit, kex_failed),
+            (b"220 smtp.example ESMTP\r\n", russh::Error::Version, smtp),
+        ];
+        for (bytes, e, expected) in table {
+            let what = format!("{bytes:?} {e:?}");
+            assert_eq!(
+                heard(true, bytes).failure(e).to_string(),
+                expected,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_say_where_the_handshake_stood() {
+        let after = Duration::from_secs(5);
+        let stage = |connected, bytes: &[u8]| heard(connected, bytes).timeout(after).to_string();
+        let prefix = "no SSH session within 5s (ConnectTimeout): ";
+        assert_eq!(
+            stage(false, b""),
+            format!("{prefix}the connection to the server was not established")
+        );
+        assert_eq!(
+            stage(true, b""),
+            format!("{prefix}the server accepted the connection but sent nothing")
+        );
+        assert_eq!(
+            stage(true, b"SSH-2.0-x\r\n"),
+            format!("{prefix}the server (\"SSH-2.0-x\") stopped answering during the key exchange")
+        );
+        assert_eq!(
+            stage(true, &[b'x'; 300]),
+            format!(
+                "{prefix}the server did not speak SSH (it sent more than 255 bytes without a line \
+                 end: {})",
+                quote(&[b'x'; 300])
+            )
+        );
+    }
 }
