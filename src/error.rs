@@ -81,10 +81,14 @@ pub enum HopError {
         source: std::io::Error,
     },
     /// The previous hop could not open a channel to this one.
-    #[error("the previous hop could not reach it: {reason}")]
+    #[error("the previous hop could not reach it: {via} said: {source}")]
     Unreachable {
-        /// The SSH server's reason ("connect failed", "administratively prohibited", ...).
-        reason: String,
+        /// The previous hop.
+        via: HopLabel,
+        /// Its SSH server's refusal ("connect failed", "administratively prohibited", ...),
+        /// or its session ending.
+        #[source]
+        source: Box<ChannelOpenError>,
     },
     /// Connecting plus the SSH handshake took longer than ConnectTimeout.
     #[error("no SSH session within {}s (ConnectTimeout): {stage}", after.as_secs())]
@@ -95,8 +99,14 @@ pub enum HopError {
         stage: String,
     },
     /// The peer is not an SSH server, or went away during the handshake; says what it sent.
-    #[error("{0}")]
-    Handshake(String),
+    #[error("{what}")]
+    Handshake {
+        /// What the server sent (quoted), or that it closed the connection, and when.
+        what: String,
+        /// russh's error. Not a `source()`: `what` says it in the server's terms, and the
+        /// message must not repeat it in russh's.
+        cause: russh::Error,
+    },
     /// The server's host key is not in known_hosts and StrictHostKeyChecking refuses unknown keys.
     #[error(
         "host key for {name} is not known ({fingerprint}); refusing to connect because \
@@ -167,28 +177,144 @@ pub enum HopError {
         server_methods: Option<String>,
     },
     /// The hop's `ProxyCommand` could not be run.
-    #[error("ProxyCommand `{command}`: {reason}")]
+    #[error("ProxyCommand `{command}`: {source}")]
     ProxyCommand {
-        /// The command, as configured.
+        /// The command, as configured (or as expanded, once it could be).
         command: String,
         /// Why it failed.
-        reason: String,
+        #[source]
+        source: ProxyCommandError,
     },
     /// The SSH session failed (protocol error, disconnect, ...).
-    #[error("SSH session failed: {0}")]
-    Ssh(String),
+    #[error("SSH session failed: {}{source}", stage.prefix())]
+    Ssh {
+        /// What was under way.
+        stage: SshStage,
+        /// russh's error.
+        #[source]
+        source: russh::Error,
+    },
+    /// A host key was accepted, but there is no UserKnownHostsFile to record it in.
+    #[error(
+        "SSH session failed: the host key was accepted, but there is no UserKnownHostsFile to \
+         record it in"
+    )]
+    NoKnownHostsFile,
+    /// Authentication took longer than its limit.
+    #[error("SSH session failed: authentication took more than {} s", after.as_secs())]
+    AuthTimeout {
+        /// The limit.
+        after: Duration,
+    },
+    /// The server kept asking keyboard-interactive questions.
+    #[error("SSH session failed: keyboard-interactive: more than {rounds} rounds of questions")]
+    TooManyQuestions {
+        /// The rounds accepted.
+        rounds: usize,
+    },
 }
 
-/// The target could not be reached from the last hop.
+/// What was under way when an SSH session failed ([`HopError::Ssh`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshStage {
+    /// The handshake, before the server said anything recognisable.
+    Handshake,
+    /// The key exchange with a server that sent this identification line (quoted).
+    KeyExchange {
+        /// The server's identification line, quoted for display.
+        banner: String,
+    },
+    /// The `none` request that learns the server's methods.
+    Authentication,
+    /// Keyboard-interactive authentication.
+    KeyboardInteractive,
+    /// Password authentication.
+    Password,
+}
+
+impl SshStage {
+    /// The words before russh's error in the message.
+    fn prefix(&self) -> String {
+        match self {
+            SshStage::Handshake => String::new(),
+            SshStage::KeyExchange { banner } => format!("key exchange with {banner} failed: "),
+            SshStage::Authentication => "authentication: ".into(),
+            SshStage::KeyboardInteractive => "keyboard-interactive: ".into(),
+            SshStage::Password => "password: ".into(),
+        }
+    }
+}
+
+/// Why a `ProxyCommand` could not be run.
 #[derive(Debug, Error)]
-#[error("{hop} could not open a connection to {target}: {reason}")]
-pub struct TargetError {
-    /// The last hop.
-    pub hop: HopLabel,
-    /// `host:port` of the target.
-    pub target: String,
-    /// The SSH server's reason.
-    pub reason: String,
+pub enum ProxyCommandError {
+    /// Its `%` tokens could not be expanded.
+    #[error("{0}")]
+    Expand(String),
+    /// The shell could not be started.
+    #[error("cannot run {}: {source}", shell.to_string_lossy())]
+    Spawn {
+        /// `$SHELL`, or `/bin/sh`.
+        shell: std::ffi::OsString,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command's stdin or stdout is missing.
+    #[error("no pipes to the command")]
+    NoPipes,
+}
+
+/// Why a `direct-tcpip` channel could not be opened.
+#[derive(Debug, Error)]
+pub enum ChannelOpenError {
+    /// The hop's SSH server refused: its reason code, and its text when that adds something.
+    #[error("{}{}", failure_words(failure), text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    Refused {
+        /// The reason code.
+        failure: russh::ChannelOpenFailure,
+        /// The server's description, when not empty and not just the reason code's words.
+        text: Option<String>,
+    },
+    /// The session the channel was asked of has ended.
+    #[error("the SSH session to {hop} has ended ({source})")]
+    SessionEnded {
+        /// The hop whose session ended.
+        hop: HopLabel,
+        /// What russh said.
+        #[source]
+        source: russh::Error,
+    },
+    /// Anything else russh reports.
+    #[error("{0}")]
+    Ssh(#[source] russh::Error),
+}
+
+impl ChannelOpenError {
+    /// A refusal from the server's `code` and `text` (the text kept when it adds something).
+    pub fn refused(failure: russh::ChannelOpenFailure, text: Option<String>) -> Self {
+        let text = text
+            .filter(|t| !t.is_empty())
+            .filter(|t| !t.eq_ignore_ascii_case(&failure_words(&failure)));
+        ChannelOpenError::Refused { failure, text }
+    }
+
+    /// Whether the session ended under the request (rather than the server refusing it).
+    pub fn session_ended(&self) -> bool {
+        matches!(self, ChannelOpenError::SessionEnded { .. })
+    }
+}
+
+/// A channel-open reason code in words.
+fn failure_words(f: &russh::ChannelOpenFailure) -> String {
+    use russh::ChannelOpenFailure as F;
+    match f {
+        F::AdministrativelyProhibited => "administratively prohibited".into(),
+        F::ConnectFailed => "connect failed".into(),
+        F::UnknownChannelType => "unknown channel type".into(),
+        F::ResourceShortage => "resource shortage".into(),
+        F::Other { code, reason } => format!("error {code}: {reason}"),
+    }
 }
 
 /// Broad classes of failure, for exit codes.
@@ -223,8 +349,11 @@ impl Error {
                 | HopError::Unreachable { .. }
                 | HopError::Timeout { .. }
                 | HopError::ProxyCommand { .. }
-                | HopError::Handshake(_)
-                | HopError::Ssh(_) => ErrorKind::Connect,
+                | HopError::Handshake { .. }
+                | HopError::Ssh { .. }
+                | HopError::NoKnownHostsFile
+                | HopError::AuthTimeout { .. }
+                | HopError::TooManyQuestions { .. } => ErrorKind::Connect,
             },
         }
     }
@@ -235,5 +364,118 @@ impl Error {
             Error::Hop { hop, .. } => Some(hop),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the binary prints (`chain_of` in src/bin/pgtunnel/main.rs): the message, then each
+    /// source whose text it does not already contain.
+    fn chain_of(e: &dyn std::error::Error) -> String {
+        std::iter::successors(e.source(), |s| s.source()).fold(e.to_string(), |text, s| {
+            let more = s.to_string();
+            if text.contains(&more) {
+                text
+            } else {
+                format!("{text}: {more}")
+            }
+        })
+    }
+
+    fn label(index: usize) -> HopLabel {
+        HopLabel {
+            index,
+            name: "bastion".into(),
+            addr: "10.0.0.1:22".into(),
+        }
+    }
+
+    fn hop(source: HopError) -> String {
+        chain_of(&Error::Hop {
+            hop: label(2),
+            source: Box::new(source),
+        })
+    }
+
+    #[test]
+    fn typed_sources_print_as_the_strings_did() {
+        let refused = HopError::Unreachable {
+            via: label(1),
+            source: Box::new(ChannelOpenError::refused(
+                russh::ChannelOpenFailure::ConnectFailed,
+                Some("Connection refused".into()),
+            )),
+        };
+        assert_eq!(
+            hop(refused),
+            "hop 2 (bastion, 10.0.0.1:22): the previous hop could not reach it: hop 1 (bastion, \
+             10.0.0.1:22) said: connect failed (Connection refused)"
+        );
+        // The server's text is left out when it only repeats the reason code.
+        let plain = ChannelOpenError::refused(
+            russh::ChannelOpenFailure::AdministrativelyProhibited,
+            Some("Administratively Prohibited".into()),
+        );
+        assert_eq!(chain_of(&plain), "administratively prohibited");
+        assert!(!plain.session_ended());
+        let ended = ChannelOpenError::SessionEnded {
+            hop: label(1),
+            source: russh::Error::Disconnect,
+        };
+        assert!(ended.session_ended());
+        assert_eq!(
+            chain_of(&ended),
+            "the SSH session to hop 1 (bastion, 10.0.0.1:22) has ended (Disconnected)"
+        );
+        let kex = HopError::Ssh {
+            stage: SshStage::KeyExchange {
+                banner: "\"SSH-2.0-x\"".into(),
+            },
+            source: russh::Error::KexInit,
+        };
+        assert_eq!(
+            hop(kex),
+            "hop 2 (bastion, 10.0.0.1:22): SSH session failed: key exchange with \"SSH-2.0-x\" \
+             failed: Key exchange init failed"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out reading");
+        let ssh = HopError::Ssh {
+            stage: SshStage::Password,
+            source: russh::Error::IO(io),
+        };
+        assert_eq!(
+            hop(ssh),
+            "hop 2 (bastion, 10.0.0.1:22): SSH session failed: password: timed out reading"
+        );
+        let spawn = HopError::ProxyCommand {
+            command: "nc %h %p".into(),
+            source: ProxyCommandError::Spawn {
+                shell: "/bin/nosh".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+        };
+        assert_eq!(
+            hop(spawn),
+            "hop 2 (bastion, 10.0.0.1:22): ProxyCommand `nc %h %p`: cannot run /bin/nosh: entity \
+             not found"
+        );
+        // The handshake's description replaces russh's words.
+        let closed = HopError::Handshake {
+            what: "the server closed the connection without sending anything".into(),
+            cause: russh::Error::HUP,
+        };
+        assert_eq!(
+            hop(closed),
+            "hop 2 (bastion, 10.0.0.1:22): the server closed the connection without sending \
+             anything"
+        );
+        assert_eq!(
+            hop(HopError::AuthTimeout {
+                after: Duration::from_secs(60)
+            }),
+            "hop 2 (bastion, 10.0.0.1:22): SSH session failed: authentication took more than 60 s"
+        );
     }
 }

@@ -108,7 +108,7 @@ impl Handler {
             let (host, port) = (&self.target.host, self.target.port);
             match last.open_direct_tcpip_channel(host, port, self.peer).await {
                 Ok(channel) => return Some((live, channel)),
-                Err(_) if session_closed(last) => {
+                Err(e) if e.session_ended() || session_closed(last) => {
                     // The chain died under us; the supervisor will notice. Wait for the next.
                     debug!(peer = %self.peer, "chain lost while opening a channel; waiting for it to return");
                     self.chain.changed_by(deadline).await;

@@ -1,11 +1,22 @@
 //! One SSH session per hop, each over the previous hop's `direct-tcpip` channel.
 //!
-//! - [`session`]: connecting a hop over any stream (TCP, `ProxyCommand`, a nested channel),
-//!   the host key check, and the chain of sessions.
-//! - `auth`: the authentication methods, in OpenSSH's order.
+//! The flow of one hop, in the order it happens:
+//!
+//! - `transport`: how the hop's byte stream is obtained (TCP, `ProxyCommand`, or a
+//!   `direct-tcpip` channel of the previous hop's session).
+//! - `diagnose`: what the server sent first, recorded from that stream, turned into what went
+//!   wrong when the handshake fails or stalls (not SSH, closed in the key exchange, silent,
+//!   an endless line, an enormous banner).
+//! - `host_key`: the host key check (known_hosts x StrictHostKeyChecking x BatchMode x
+//!   whether anyone can be asked), a pure decision with the I/O around it.
+//! - `auth`: the authentication methods, as a table in OpenSSH's order.
 //! - [`prompt`]: questions for the user (passphrases, passwords, host keys), answered by
 //!   whatever the caller plugs in (the binary's terminal, `SSH_ASKPASS`, a test).
+//! - [`session`]: one hop's session from those parts, and the chain of sessions.
 
 mod auth;
+mod diagnose;
+mod host_key;
 pub mod prompt;
 pub mod session;
+mod transport;

@@ -289,6 +289,16 @@ pub fn clean_server_text(text: &str) -> String {
         .collect()
 }
 
+/// Server text that ends up inside one line (a disconnect message, a channel-open failure's
+/// description): [`clean_server_text`], and line breaks and tabs become spaces, so it cannot
+/// pass for a line of its own in the log.
+pub fn clean_server_line(text: &str) -> String {
+    clean_server_text(text)
+        .chars()
+        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+        .collect()
+}
+
 /// Where OpenSSH's `read_passphrase()` would ask, given the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AskpassChoice {
@@ -382,6 +392,15 @@ impl Prompter for Askpass {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_lines_cannot_move_the_cursor_or_break_the_line() {
+        assert_eq!(
+            clean_server_line("bye\x1b[2J\r\nFAKE: ok\tnow"),
+            "bye?[2J? FAKE: ok now"
+        );
+        assert_eq!(clean_server_line("plain words"), "plain words");
+    }
+
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {

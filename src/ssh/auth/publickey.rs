@@ -1,26 +1,14 @@
-//! User authentication on one hop, as OpenSSH's `ssh` does it (sshconnect2.c):
-//!
-//! - a `none` request first, to learn the methods the server accepts;
-//! - then, in OpenSSH's default order, `publickey`, `keyboard-interactive`, `password`, each
-//!   only if the server lists it and the config enables it (`PubkeyAuthentication`,
-//!   `KbdInteractiveAuthentication`, `PasswordAuthentication`); after a partial success
-//!   (`AuthenticationMethods a,b` on the server) the methods start over;
-//! - identities in `pubkey_prepare()`'s order: `CertificateFile` certificates, ssh-agent keys
-//!   that are also configured, the other agent keys (not with `IdentitiesOnly yes`), then the
-//!   configured (or default) identity files not in the agent, each followed by its
-//!   `<file>-cert.pub` when no `CertificateFile` is set;
-//! - every key is first offered without a signature; a key file's private half is read (and
-//!   its passphrase asked for) only when the server would accept it;
-//! - RSA signatures are rsa-sha2-512/256, never SHA-1 `ssh-rsa`.
-//!
-//! Questions go through [`crate::ssh::prompt::Prompts`]; without one, encrypted keys, passwords and
-//! keyboard-interactive are skipped and the failure says so.
+//! The `publickey` method: the identities in `pubkey_prepare()`'s order (`CertificateFile`
+//! certificates, ssh-agent keys that are also configured, the other agent keys unless
+//! `IdentitiesOnly yes`, then the configured or default identity files not in the agent, each
+//! followed by its `<file>-cert.pub` when no `CertificateFile` is set), each offered first
+//! without a signature; a key file's private half is read (and its passphrase asked for) only
+//! when the server would accept it. RSA signatures are rsa-sha2-512/256, never SHA-1 `ssh-rsa`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::MethodKind;
-use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
+use russh::client::{self, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::signature::Signer as _;
@@ -31,28 +19,15 @@ use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
 use tokio::net::UnixStream;
 use tracing::debug;
 
+use super::{Attempts, AuthContext, Step};
 use crate::config::known_hosts;
-use crate::error::HopError;
-use crate::event::{Event, Observer};
+use crate::event::Event;
 use crate::plan::chain::Hop;
-use crate::ssh::prompt::{PromptClock, PromptError, PromptKind, PromptRequest, Prompts};
-
-/// Keyboard-interactive rounds (INFO_REQUESTs) accepted within one attempt.
-const MAX_INFO_REQUESTS: usize = 16;
-/// Authentication requests sent on one hop, all methods together.
-const MAX_REQUESTS: usize = 256;
-
-/// What authentication needs besides the hop.
-pub(crate) struct AuthContext<'a> {
-    pub observer: &'a Observer,
-    pub prompts: Option<&'a Prompts>,
-    pub clock: &'a PromptClock,
-    pub agent: Option<PathBuf>,
-}
+use crate::ssh::prompt::{PromptError, PromptKind, PromptRequest};
 
 /// What is offered: a plain key or a certificate.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Offer {
+pub(super) enum Offer {
     Key(PublicKey),
     Cert(Box<Certificate>),
 }
@@ -77,7 +52,7 @@ impl Offer {
 
 /// Who signs for an identity.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum SignWith {
+pub(super) enum SignWith {
     /// ssh-agent holds the private key.
     Agent,
     /// This private key file (read, and its passphrase asked for, when needed).
@@ -86,7 +61,7 @@ pub(crate) enum SignWith {
 
 /// One identity to try, in order.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Identity {
+pub(super) struct Identity {
     /// What is offered; `None` for a key file whose public half cannot be read without its
     /// passphrase (it is then read before it is offered, as OpenSSH does).
     pub offer: Option<Offer>,
@@ -97,7 +72,7 @@ pub(crate) struct Identity {
 
 /// An identity file (or its certificate) from the configuration, with what could be read of it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FileIdentity {
+pub(super) struct FileIdentity {
     pub path: PathBuf,
     pub offer: Option<Offer>,
 }
@@ -105,7 +80,7 @@ pub(crate) struct FileIdentity {
 /// OpenSSH's `pubkey_prepare()` order (pure): `certs` (CertificateFile, with the private key
 /// file that goes with each), agent identities that are also in `files` (in the agent's
 /// order), the other agent identities unless `identities_only`, then the rest of `files`.
-pub(crate) fn order_identities(
+pub(super) fn order_identities(
     certs: Vec<(Certificate, PathBuf, Option<PathBuf>)>,
     agent: Vec<(Offer, String)>,
     files: Vec<FileIdentity>,
@@ -175,7 +150,7 @@ pub(crate) fn order_identities(
 /// The public half of a key file, as `sshkey_load_public()` finds it: from the file itself
 /// (an OpenSSH-format private key carries its public key in the clear, even when encrypted;
 /// or an unencrypted key of another format), else from `<file>.pub`.
-pub(crate) fn read_public(path: &Path) -> Option<PublicKey> {
+pub(super) fn read_public(path: &Path) -> Option<PublicKey> {
     if let Ok(text) = std::fs::read_to_string(path) {
         if let Ok(k) = PrivateKey::from_openssh(text.as_bytes()) {
             return Some(k.public_key().clone());
@@ -193,7 +168,7 @@ pub(crate) fn read_public(path: &Path) -> Option<PublicKey> {
 }
 
 /// A user certificate from `path` (`None` if absent, unreadable or not a user certificate).
-pub(crate) fn read_user_cert(path: &Path) -> Option<Certificate> {
+pub(super) fn read_user_cert(path: &Path) -> Option<Certificate> {
     let text = std::fs::read_to_string(path).ok()?;
     let cert = Certificate::from_openssh(text.trim()).ok()?;
     (cert.cert_type() == CertType::User).then_some(cert)
@@ -221,21 +196,6 @@ fn key_for_cert(cert: &Path) -> Option<PathBuf> {
         .or_else(|| s.strip_suffix(".pub"))?;
     let p = PathBuf::from(base);
     p.exists().then_some(p)
-}
-
-fn method_names(methods: &[MethodKind]) -> String {
-    methods
-        .iter()
-        .map(|m| match m {
-            MethodKind::None => "none",
-            MethodKind::Password => "password",
-            MethodKind::PublicKey => "publickey",
-            MethodKind::HostBased => "hostbased",
-            MethodKind::KeyboardInteractive => "keyboard-interactive",
-            _ => "other",
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Why a key file's private half could not be used.
@@ -445,238 +405,7 @@ fn describe_load_failure(path: &Path, f: &LoadFailure) -> String {
     }
 }
 
-/// Collects what was tried, for the error.
-struct Attempts {
-    tried: Vec<String>,
-    server_methods: Option<String>,
-}
-
-impl Attempts {
-    fn failed(&mut self, what: String, result: &AuthResult) -> Option<bool> {
-        match result {
-            AuthResult::Success => None,
-            AuthResult::Failure {
-                remaining_methods,
-                partial_success,
-            } => {
-                self.server_methods = Some(method_names(remaining_methods));
-                if *partial_success {
-                    self.tried
-                        .push(format!("{what} (accepted; more is required)"));
-                } else {
-                    self.tried.push(what);
-                }
-                Some(*partial_success)
-            }
-        }
-    }
-}
-
-/// Authenticates on `handle`; returns how ("joe (publickey /home/joe/.ssh/id_ed25519)").
-pub(crate) async fn authenticate<H: client::Handler>(
-    handle: &mut Handle<H>,
-    hop: &Hop,
-    ctx: &AuthContext<'_>,
-) -> Result<String, HopError> {
-    let label = hop.label();
-    let user = hop.config.user.clone();
-    let mut log = Attempts {
-        tried: Vec::new(),
-        server_methods: None,
-    };
-    let mut methods: Vec<MethodKind> = match handle.authenticate_none(&user).await {
-        Ok(AuthResult::Success) => return Ok(format!("{user} (no authentication required)")),
-        Ok(AuthResult::Failure {
-            remaining_methods, ..
-        }) => remaining_methods.to_vec(),
-        Err(e) => return Err(HopError::Ssh(format!("authentication: {e}"))),
-    };
-    log.server_methods = Some(method_names(&methods));
-
-    let mut agent = match &ctx.agent {
-        Some(sock) => match AgentClient::connect_uds(sock).await {
-            Ok(a) => Some(a),
-            Err(e) => {
-                debug!(hop = %label, "no ssh-agent at {}: {e}", sock.display());
-                None
-            }
-        },
-        None => None,
-    };
-    let identities = if hop.config.pubkey_authentication {
-        prepare_identities(hop, agent.as_mut(), ctx, &mut log).await
-    } else {
-        Vec::new()
-    };
-
-    let mut next_key = 0usize;
-    let mut kbd_attempts = 0usize;
-    let mut kbd_done = false;
-    let mut password_attempts = 0usize;
-    let mut password_done = false;
-    let mut rsa_hash: Option<Option<Option<HashAlg>>> = None;
-    let nobody = ctx.prompts.is_none();
-    let batch = hop.config.batch_mode;
-    // NumberOfPasswordPrompts: attempts of each of keyboard-interactive and password
-    // (`attempt_kbdint` / `attempt_passwd` in sshconnect2.c).
-    let attempts = hop.config.number_of_password_prompts as usize;
-    let mut accepted: Vec<String> = Vec::new();
-
-    for _ in 0..MAX_REQUESTS {
-        let pubkey = hop.config.pubkey_authentication
-            && methods.contains(&MethodKind::PublicKey)
-            && next_key < identities.len();
-        let kbd = hop.config.kbd_interactive_authentication
-            && methods.contains(&MethodKind::KeyboardInteractive)
-            && !kbd_done
-            && kbd_attempts < attempts
-            && !batch
-            && !nobody;
-        let password = hop.config.password_authentication
-            && methods.contains(&MethodKind::Password)
-            && !password_done
-            && password_attempts < attempts
-            && !batch
-            && !nobody;
-        let (what, result) = if pubkey {
-            let id = &identities[next_key];
-            next_key += 1;
-            match try_identity(handle, &user, id, agent.as_mut(), hop, ctx, &mut rsa_hash).await {
-                Tried::Result(what, result) => (what, result),
-                Tried::Skipped(note) => {
-                    log.tried.push(note);
-                    continue;
-                }
-            }
-        } else if kbd {
-            kbd_attempts += 1;
-            match keyboard_interactive(handle, &user, hop, ctx).await? {
-                Kbd::Result(result) => ("keyboard-interactive".to_string(), result),
-                Kbd::NoQuestions(result) => {
-                    // OpenSSH does not try again after an attempt without questions.
-                    kbd_done = true;
-                    ("keyboard-interactive".to_string(), result)
-                }
-                Kbd::Unanswered(result) => {
-                    kbd_done = true;
-                    ("keyboard-interactive (unanswered)".to_string(), result)
-                }
-            }
-        } else if password {
-            password_attempts += 1;
-            match password_attempt(handle, &user, password_attempts, hop, ctx).await? {
-                Password::Result(result) => ("password".to_string(), result),
-                Password::NoAnswer => {
-                    password_done = true;
-                    log.tried.push("password (no answer)".into());
-                    continue;
-                }
-                Password::ChangeRequired(message) => {
-                    // The server waits for the old and a new password (OpenSSH asks for
-                    // them); pgtunnel does not change passwords. Go on with other methods.
-                    password_done = true;
-                    log.tried.push(format!(
-                        "password (the server requires a new password{}; pgtunnel does not \
-                         change passwords: change it with `ssh` first)",
-                        if message.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                ": \"{}\"",
-                                crate::ssh::prompt::clean_server_text(message.trim_end())
-                            )
-                        }
-                    ));
-                    continue;
-                }
-            }
-        } else {
-            break;
-        };
-        match log.failed(what.clone(), &result) {
-            None => {
-                accepted.push(what);
-                return Ok(format!("{user} ({})", accepted.join(" + ")));
-            }
-            Some(partial) => {
-                if let Some(m) = &log.server_methods {
-                    methods = parse_methods(m);
-                }
-                if partial {
-                    accepted.push(what);
-                    // pubkey_reset(): after a partial success every key may be tried again.
-                    next_key = 0;
-                    kbd_done = false;
-                    kbd_attempts = 0;
-                    password_done = false;
-                    password_attempts = 0;
-                }
-            }
-        }
-    }
-    let mut not_tried = Vec::new();
-    for (kind, option, on) in [
-        (
-            MethodKind::PublicKey,
-            "PubkeyAuthentication",
-            hop.config.pubkey_authentication,
-        ),
-        (
-            MethodKind::KeyboardInteractive,
-            "KbdInteractiveAuthentication",
-            hop.config.kbd_interactive_authentication,
-        ),
-        (
-            MethodKind::Password,
-            "PasswordAuthentication",
-            hop.config.password_authentication,
-        ),
-    ] {
-        if !methods.contains(&kind) {
-            continue;
-        }
-        let name = method_names(&[kind]);
-        let asks = kind != MethodKind::PublicKey;
-        if !on {
-            not_tried.push(format!("{name} ({option} no)"));
-        } else if asks && batch {
-            not_tried.push(format!("{name} (BatchMode yes)"));
-        } else if asks && attempts == 0 {
-            not_tried.push(format!("{name} (NumberOfPasswordPrompts 0)"));
-        } else if asks && nobody {
-            not_tried.push(format!("{name} (no terminal or SSH_ASKPASS to ask)"));
-        }
-    }
-    if !not_tried.is_empty() {
-        log.tried
-            .push(format!("not tried: {}", not_tried.join(", ")));
-    }
-    Err(HopError::Auth {
-        user,
-        tried: if log.tried.is_empty() {
-            "nothing: no ssh-agent keys, no identity files".into()
-        } else {
-            log.tried.join(", ")
-        },
-        server_methods: log.server_methods,
-    })
-}
-
-fn parse_methods(names: &str) -> Vec<MethodKind> {
-    names
-        .split(',')
-        .filter_map(|n| match n {
-            "password" => Some(MethodKind::Password),
-            "publickey" => Some(MethodKind::PublicKey),
-            "keyboard-interactive" => Some(MethodKind::KeyboardInteractive),
-            "hostbased" => Some(MethodKind::HostBased),
-            "none" => Some(MethodKind::None),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn prepare_identities(
+pub(super) async fn prepare_identities(
     hop: &Hop,
     agent: Option<&mut AgentClient<UnixStream>>,
     ctx: &AuthContext<'_>,
@@ -750,24 +479,19 @@ async fn prepare_identities(
     order_identities(certs, agent_ids, files, hop.config.identities_only)
 }
 
-enum Tried {
-    Result(String, AuthResult),
-    Skipped(String),
-}
-
-async fn try_identity<H: client::Handler>(
+pub(super) async fn try_identity<H: client::Handler>(
     handle: &mut Handle<H>,
     user: &str,
     id: &Identity,
     agent: Option<&mut AgentClient<UnixStream>>,
     hop: &Hop,
     ctx: &AuthContext<'_>,
-    rsa_cache: &mut Option<Option<Option<HashAlg>>>,
-) -> Tried {
+    server_rsa: &mut Option<ServerRsa>,
+) -> Step {
     let (agent, file) = match &id.sign {
         SignWith::Agent => match agent {
             Some(a) => (Some(a), None),
-            None => return Tried::Skipped(format!("{} (ssh-agent gone)", id.name)),
+            None => return Step::Skipped(format!("{} (ssh-agent gone)", id.name)),
         },
         SignWith::File(p) => (None, Some(p.clone())),
     };
@@ -789,31 +513,16 @@ async fn try_identity<H: client::Handler>(
                     .failure
                     .take()
                     .unwrap_or(LoadFailure::Other("?".into()));
-                return Tried::Skipped(describe_load_failure(Path::new(&id.name), &f));
+                return Step::Skipped(describe_load_failure(Path::new(&id.name), &f));
             }
         },
     };
     let public = offer.public();
-    let hash = if public.algorithm().is_rsa() {
-        if rsa_cache.is_none() {
-            *rsa_cache = Some(handle.best_supported_rsa_hash().await.ok().flatten());
-        }
-        match rsa_signature((*rsa_cache).flatten()) {
-            Ok(h) => Some(h),
-            Err(why) => return Tried::Skipped(format!("{} (RSA: {why})", id.name)),
-        }
-    } else {
-        None
+    let hash = match signature_hash(handle, &public, server_rsa).await {
+        Ok(hash) => hash,
+        Err(why) => return Step::Skipped(format!("{} (RSA: {why})", id.name)),
     };
-    let fp = known_hosts::fingerprint(&public);
-    let what = match (&offer, &id.sign) {
-        (Offer::Cert(_), SignWith::Agent) => {
-            format!("publickey certificate {} via ssh-agent", id.name)
-        }
-        (Offer::Cert(_), SignWith::File(_)) => format!("publickey certificate {}", id.name),
-        (Offer::Key(_), SignWith::Agent) => format!("publickey {fp} from ssh-agent ({})", id.name),
-        (Offer::Key(_), SignWith::File(p)) => format!("publickey {}", p.display()),
-    };
+    let what = describe_offer(&offer, id);
     let result = match offer {
         Offer::Key(key) => {
             handle
@@ -827,183 +536,86 @@ async fn try_identity<H: client::Handler>(
         }
     };
     match result {
-        Ok(r) => Tried::Result(what, r),
-        Err(SignError::Send) => Tried::Skipped(format!("{what} (the session ended)")),
+        Ok(r) => Step::Answered(what, r),
+        Err(SignError::Send) => Step::Skipped(format!("{what} (the session ended)")),
         Err(SignError::Failed(e)) => match signer.failure.take() {
-            Some(f) => Tried::Skipped(describe_load_failure(
+            Some(f) => Step::Skipped(describe_load_failure(
                 signer.file.as_deref().unwrap_or(Path::new(&id.name)),
                 &f,
             )),
-            None => Tried::Skipped(format!("{what} ({e})")),
+            None => Step::Skipped(format!("{what} ({e})")),
         },
+    }
+}
+
+/// What an attempt with `offer` is called in messages.
+fn describe_offer(offer: &Offer, id: &Identity) -> String {
+    match (offer, &id.sign) {
+        (Offer::Cert(_), SignWith::Agent) => {
+            format!("publickey certificate {} via ssh-agent", id.name)
+        }
+        (Offer::Cert(_), SignWith::File(_)) => format!("publickey certificate {}", id.name),
+        (Offer::Key(k), SignWith::Agent) => format!(
+            "publickey {} from ssh-agent ({})",
+            known_hosts::fingerprint(k),
+            id.name
+        ),
+        (Offer::Key(_), SignWith::File(p)) => format!("publickey {}", p.display()),
+    }
+}
+
+/// The hash of the signature for `public`: none but the key's own for non-RSA keys; for RSA,
+/// what [`rsa_signature`] makes of the server's `server-sig-algs` (asked once per hop).
+async fn signature_hash<H: client::Handler>(
+    handle: &Handle<H>,
+    public: &PublicKey,
+    server_rsa: &mut Option<ServerRsa>,
+) -> Result<Option<HashAlg>, &'static str> {
+    if !public.algorithm().is_rsa() {
+        return Ok(None);
+    }
+    let server = match server_rsa {
+        Some(known) => *known,
+        None => *server_rsa.insert(ServerRsa::of(handle).await),
+    };
+    rsa_signature(server).map(Some)
+}
+
+/// What the server's `server-sig-algs` extension says about RSA signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ServerRsa {
+    /// The server sent no `server-sig-algs`.
+    NotSaid,
+    /// It lists no rsa-sha2 algorithm.
+    Sha1Only,
+    /// Its best rsa-sha2 algorithm.
+    Sha2(HashAlg),
+}
+
+impl ServerRsa {
+    /// Asks the session what the server said (russh waits briefly for the extension).
+    pub(super) async fn of<H: client::Handler>(handle: &Handle<H>) -> Self {
+        match handle.best_supported_rsa_hash().await {
+            Ok(Some(Some(hash))) => ServerRsa::Sha2(hash),
+            Ok(Some(None)) => ServerRsa::Sha1Only,
+            Ok(None) | Err(_) => ServerRsa::NotSaid,
+        }
     }
 }
 
 /// OpenSSH 9.2's `key_sig_algorithm()` for an RSA key or certificate, with the default
-/// `PubkeyAcceptedAlgorithms` (rsa-sha2-512, rsa-sha2-256; not ssh-rsa since 8.8). `server`
-/// is the server's `server-sig-algs` extension as russh reports it: `None` when the server
-/// sent none, `Some(None)` when it lists no rsa-sha2 algorithm. Without the extension ssh
-/// falls back to the key's own name, `ssh-rsa`, which it no longer accepts: the key is not
-/// used (`no mutual signature algorithm`), and neither is it here.
-fn rsa_signature(server: Option<Option<HashAlg>>) -> Result<HashAlg, &'static str> {
+/// `PubkeyAcceptedAlgorithms` (rsa-sha2-512, rsa-sha2-256; not ssh-rsa since 8.8). Without
+/// `server-sig-algs` ssh falls back to the key's own name, `ssh-rsa`, which it no longer
+/// accepts: the key is not used (`no mutual signature algorithm`), and neither is it here.
+fn rsa_signature(server: ServerRsa) -> Result<HashAlg, &'static str> {
     match server {
-        Some(Some(hash)) => Ok(hash),
-        Some(None) => Err("the server accepts only ssh-rsa SHA-1 signatures"),
-        None => Err(
+        ServerRsa::Sha2(hash) => Ok(hash),
+        ServerRsa::Sha1Only => Err("the server accepts only ssh-rsa SHA-1 signatures"),
+        ServerRsa::NotSaid => Err(
             "the server does not say which signature algorithms it accepts (no \
              server-sig-algs), so, as with ssh 8.8 and later, only SHA-1 ssh-rsa would be left, \
              which is not used",
         ),
-    }
-}
-
-enum Kbd {
-    Result(AuthResult),
-    NoQuestions(AuthResult),
-    Unanswered(AuthResult),
-}
-
-fn host_for_prompts(hop: &Hop) -> String {
-    hop.config
-        .host_key_alias
-        .clone()
-        .unwrap_or_else(|| hop.config.host_name.clone())
-}
-
-async fn keyboard_interactive<H: client::Handler>(
-    handle: &mut Handle<H>,
-    user: &str,
-    hop: &Hop,
-    ctx: &AuthContext<'_>,
-) -> Result<Kbd, HopError> {
-    let Some(prompts) = ctx.prompts else {
-        return Ok(Kbd::Unanswered(AuthResult::Failure {
-            remaining_methods: russh::MethodSet::empty(),
-            partial_success: false,
-        }));
-    };
-    let ssh = |e: russh::Error| HopError::Ssh(format!("keyboard-interactive: {e}"));
-    let mut reply = handle
-        .authenticate_keyboard_interactive_start(user, None)
-        .await
-        .map_err(ssh)?;
-    let mut seen = false;
-    let mut unanswered = false;
-    let host = host_for_prompts(hop);
-    for _ in 0..MAX_INFO_REQUESTS {
-        match reply {
-            KeyboardInteractiveAuthResponse::Success => {
-                return Ok(Kbd::Result(AuthResult::Success));
-            }
-            KeyboardInteractiveAuthResponse::Failure {
-                remaining_methods,
-                partial_success,
-            } => {
-                let r = AuthResult::Failure {
-                    remaining_methods,
-                    partial_success,
-                };
-                return Ok(if unanswered {
-                    Kbd::Unanswered(r)
-                } else if seen {
-                    Kbd::Result(r)
-                } else {
-                    Kbd::NoQuestions(r)
-                });
-            }
-            KeyboardInteractiveAuthResponse::InfoRequest {
-                name,
-                instructions,
-                prompts: questions,
-            } => {
-                seen = true;
-                let mut preamble = Vec::new();
-                for text in [&name, &instructions] {
-                    let t = crate::ssh::prompt::clean_server_text(text.trim_end());
-                    if !t.is_empty() {
-                        preamble.push(t);
-                    }
-                }
-                let mut responses = Vec::with_capacity(questions.len());
-                for (i, q) in questions.iter().enumerate() {
-                    if unanswered {
-                        responses.push(String::new());
-                        continue;
-                    }
-                    let request = PromptRequest {
-                        hop: hop.label(),
-                        kind: PromptKind::KeyboardInteractive,
-                        preamble: if i == 0 { preamble.clone() } else { Vec::new() },
-                        prompt: format!(
-                            "({user}@{host}) {}",
-                            crate::ssh::prompt::clean_server_text(&q.prompt)
-                        ),
-                        echo: q.echo,
-                    };
-                    match prompts.ask(request, ctx.clock).await {
-                        Ok(a) => responses.push(a.to_string()),
-                        Err(e) => {
-                            debug!(hop = %hop.label(), "keyboard-interactive: {e}");
-                            unanswered = true;
-                            responses.push(String::new());
-                        }
-                    }
-                }
-                // The session waits for exactly this many answers before anything else.
-                reply = handle
-                    .authenticate_keyboard_interactive_respond(responses)
-                    .await
-                    .map_err(ssh)?;
-            }
-        }
-    }
-    Err(HopError::Ssh(format!(
-        "keyboard-interactive: more than {MAX_INFO_REQUESTS} rounds of questions"
-    )))
-}
-
-/// What one `password` attempt came to.
-enum Password {
-    /// The server's answer.
-    Result(AuthResult),
-    /// Nobody answered the question.
-    NoAnswer,
-    /// SSH_MSG_USERAUTH_PASSWD_CHANGEREQ, with the server's message: the password expired.
-    ChangeRequired(String),
-}
-
-async fn password_attempt<H: client::Handler>(
-    handle: &mut Handle<H>,
-    user: &str,
-    attempt: usize,
-    hop: &Hop,
-    ctx: &AuthContext<'_>,
-) -> Result<Password, HopError> {
-    let Some(prompts) = ctx.prompts else {
-        return Ok(Password::NoAnswer);
-    };
-    let request = PromptRequest {
-        hop: hop.label(),
-        kind: PromptKind::Password,
-        preamble: if attempt > 1 {
-            vec!["Permission denied, please try again.".into()]
-        } else {
-            Vec::new()
-        },
-        prompt: format!("{user}@{}'s password: ", host_for_prompts(hop)),
-        echo: false,
-    };
-    let answer = match prompts.ask(request, ctx.clock).await {
-        Ok(a) => a,
-        Err(e) => {
-            debug!(hop = %hop.label(), "password: {e}");
-            return Ok(Password::NoAnswer);
-        }
-    };
-    match handle.authenticate_password(user, answer.as_str()).await {
-        Ok(result) => Ok(Password::Result(result)),
-        Err(russh::Error::PasswordChangeRequired(message)) => Ok(Password::ChangeRequired(message)),
-        Err(e) => Err(HopError::Ssh(format!("password: {e}"))),
     }
 }
 
@@ -1090,15 +702,15 @@ mod tests {
     #[test]
     fn rsa_signature_as_key_sig_algorithm() {
         assert_eq!(
-            rsa_signature(Some(Some(HashAlg::Sha512))),
+            rsa_signature(ServerRsa::Sha2(HashAlg::Sha512)),
             Ok(HashAlg::Sha512)
         );
         assert_eq!(
-            rsa_signature(Some(Some(HashAlg::Sha256))),
+            rsa_signature(ServerRsa::Sha2(HashAlg::Sha256)),
             Ok(HashAlg::Sha256)
         );
-        assert!(rsa_signature(Some(None)).is_err_and(|e| e.contains("only ssh-rsa")));
-        assert!(rsa_signature(None).is_err_and(|e| e.contains("no server-sig-algs")));
+        assert!(rsa_signature(ServerRsa::Sha1Only).is_err_and(|e| e.contains("only ssh-rsa")));
+        assert!(rsa_signature(ServerRsa::NotSaid).is_err_and(|e| e.contains("no server-sig-algs")));
     }
 
     #[test]
