@@ -7,26 +7,47 @@
 //! encrypted.
 //!
 //! # Layout
-//! Data flows one way:
+//! The module tree is the path data takes, one way:
 //!
 //! ```text
-//! args -> spec -> chain -> path report -> sessions -> listener -> connections
+//! args (binary) -> spec -> plan -> ssh sessions -> forward -> events -> UI (binary)
 //! ```
 //!
-//! - [`spec`]: what the user typed, validated (TARGET, hops, listen address).
-//! - [`config`]: ssh_config resolution and known_hosts matching, with OpenSSH's semantics.
-//! - [`chain`]: hops from `--via` and `ProxyJump`, expanded recursively, loops refused (pure).
-//! - [`path`]: the segment report: which links are encrypted and what to do (pure).
-//! - [`session`]: one hop's SSH session over any stream: host key check, authentication.
-//! - [`forward`]: the listener, one `direct-tcpip` channel per connection, half-close, shutdown.
-//! - [`tunnel`]: the steps from a request to a running tunnel.
-//! - [`bastion`]: an in-process SSH server (demo and tests), built on russh.
-//! - [`pgcluster`]: a throw-away PostgreSQL cluster (demo and tests).
-//! - [`pgwire`]: just enough of PostgreSQL's protocol to check a server through a tunnel.
-//! - [`error`]: typed errors that name the hop, file or line at fault.
+//! - [`spec`]: what the user typed, validated: TARGET, hops (`--via`), the listen address.
+//! - [`config`]: the user's OpenSSH configuration, read with OpenSSH's semantics:
+//!   `ssh_config` (one table entry per keyword, the file and line of every value),
+//!   `known_hosts`, and the one port of OpenSSH's `match.c` both use. Pure but for reading
+//!   files.
+//! - [`plan`]: from a request and the config to a plan, before any connection: the chain of
+//!   hops (`--via` and `ProxyJump`, recursively, loops refused), the path report (which
+//!   segments are encrypted, and how to fix those that are not), `explain`. Pure.
+//! - [`ssh`]: one SSH session per hop, each over the previous hop's `direct-tcpip` channel:
+//!   transport (TCP, `ProxyCommand`, nested channel), what a failed handshake means, the host
+//!   key decision (pure) and its I/O, authentication as a method table in OpenSSH's order,
+//!   questions for the user through a trait the caller implements.
+//! - [`forward`]: serving a local port over a chain: a supervisor task that owns the chain,
+//!   recovers it and publishes its state on a `watch`; the accept loop with its connection
+//!   limit; one `direct-tcpip` channel per connection with half-close; drain on shutdown.
+//! - [`event`]: what the library reports while it works; the binary renders it (spinners on a
+//!   terminal, log lines otherwise). The library never touches the terminal.
+//! - [`tunnel`]: the steps above glued together, each usable on its own: load the config,
+//!   plan, check the path, bind, connect, serve.
+//! - [`pg`]: the bits of PostgreSQL's protocol the product uses (`SSLRequest`, a `trust`
+//!   log-in and a simple query, `ErrorResponse`).
+//! - [`error`]: typed errors that name the hop, file or line at fault, their sources kept
+//!   typed; [`ErrorKind`] maps them to the binary's exit codes.
+//! - `demo` (feature `demo`, on by default): `pgtunnel demo`, and the fixtures it shares with
+//!   the tests: an in-process SSH server (`demo::bastion`) and a throw-away PostgreSQL cluster
+//!   (`demo::pgcluster`). Not part of the tunnel: `cargo build --no-default-features` builds
+//!   the tunnel without them.
 //!
-//! The library never touches the terminal: progress is reported as [`event::Event`]s that the
-//! binary renders.
+//! The binary (`src/bin/pgtunnel/`) is thin: `args` (clap), `main` (build the request, serve
+//! until a stop reason, map it to an exit code), `progress` (events as spinners or log
+//! lines), `terminal` (answers to questions: `/dev/tty` or `SSH_ASKPASS`).
+//!
+//! Where the next features go: several tunnels sharing hop sessions read one supervisor's
+//! [`forward::ChainWatch`]; a status interface reads the same watch and [`forward::Stats`];
+//! PostgreSQL-aware features live in [`pg`] and are switched on by the request.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -248,7 +248,7 @@ impl PromptClock {
     }
 }
 
-/// The answer to "Are you sure you want to continue connecting (yes/no/[fingerprint])?".
+/// The answer to "Are you sure you want to continue connecting (yes/no/\[fingerprint\])?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmation {
     /// `yes` (any case) or the fingerprint itself.
