@@ -220,6 +220,46 @@ mod tests {
     use crate::plan::chain::resolve_chain;
     use crate::spec::{parse_hops, parse_target};
 
+    /// Every row of a rich configuration, byte for byte (pins the output across refactors).
+    #[test]
+    fn full_output_is_stable() {
+        let text = "Host db\n  HostName 10.0.0.5\n  ProxyJump joe@shell:2222,gw\n  \
+                    ServerAliveInterval 15\n  ServerAliveCountMax 5\n  ConnectTimeout 1m\n\
+                    Host shell\n  HostName Shell.Example\n  IdentityFile ~/.ssh/work\n  \
+                    IdentityFile ~/.ssh/%h_%r\n  CertificateFile ~/.ssh/work-cert.pub\n  \
+                    IdentitiesOnly yes\n  IdentityAgent ~/agent.sock\n  \
+                    UserKnownHostsFile ~/.ssh/kh1 ~/.ssh/kh2\n  GlobalKnownHostsFile none\n  \
+                    HostKeyAlias ShellKey\n  StrictHostKeyChecking accept-new\n  \
+                    NumberOfPasswordPrompts 1\nHost gw\n  User gwuser\n  Port 2200\n  \
+                    StrictHostKeyChecking no\n  IdentityFile none\nHost pc\n  \
+                    ProxyCommand nc %h %p\n  StrictHostKeyChecking yes\n  BatchMode yes\n\
+                    Host *\n  BatchMode no\n";
+        let env = LocalEnv {
+            local_user: "me".into(),
+            home: "/home/me".into(),
+            local_hostname: "laptop".into(),
+            uid: 1000,
+            env: Default::default(),
+        };
+        let config = SshConfig::parse_str(text, Path::new("/cfg"), &env.home).unwrap();
+        let render = |via: &str, target: &str| {
+            let chain = resolve_chain(
+                Some(&parse_hops(via).unwrap()),
+                &parse_target(target).unwrap(),
+                |q| config.resolve(q, &env),
+            )
+            .unwrap();
+            explain(&chain)
+        };
+        let got = format!(
+            "{}\n{}",
+            render("db", "localhost"),
+            render("pc,x", "[fd00::1]:6432")
+        );
+        let want = include_str!("testdata/explain_full.txt");
+        assert_eq!(got, want, "\n{got}");
+    }
+
     #[test]
     fn every_value_names_its_origin() {
         let text = "Host db\n  HostName 10.0.0.5\n  ProxyJump joe@shell:2222\n  \
