@@ -12,6 +12,7 @@ mod glob;
 mod jump;
 pub mod known_hosts;
 mod lexer;
+mod pattern;
 pub mod ssh_config;
 mod tokens;
 

@@ -54,10 +54,8 @@ use crate::spec::HopSpec;
 
 use super::glob::{glob, glob_tilde};
 use super::jump::{Jump, parse_proxy_jump};
-use super::lexer::{
-    ListMatch, a2port, argv_split, convtime, directive, match_hostname, match_pattern,
-    match_pattern_list, raw_value, strdelim,
-};
+use super::lexer::{a2port, argv_split, convtime, directive, raw_value, strdelim};
+use super::pattern::{ListMatch, host_line_matches, match_hostname, match_pattern_list};
 use super::tokens::{Expansion, expand, tilde_expand};
 
 /// The system-wide client configuration, read after the user's by [`SshConfig::load_default`].
@@ -1108,23 +1106,7 @@ fn eval_file(
         };
         match &item.kind {
             ItemKind::Host(patterns) => {
-                *active = false;
-                if never_match {
-                    continue;
-                }
-                for pattern in patterns {
-                    let (negated, pattern) = match pattern.strip_prefix('!') {
-                        Some(p) => (true, p),
-                        None => (false, pattern.as_str()),
-                    };
-                    if match_pattern(&pass.host, pattern) {
-                        if negated {
-                            *active = false;
-                            break;
-                        }
-                        *active = true;
-                    }
-                }
+                *active = !never_match && host_line_matches(&pass.host, patterns);
             }
             ItemKind::Match(criteria) => {
                 let matched = eval_match(criteria, o, pass, never_match, &origin())?;
@@ -1194,11 +1176,12 @@ fn eval_match(
             ),
             Criterion::User { negate, list } => (
                 *negate,
-                match_pattern_list(&user, list, false) == ListMatch::Yes,
+                match_pattern_list(user.as_bytes(), list.as_bytes(), false) == ListMatch::Yes,
             ),
             Criterion::LocalUser { negate, list } => (
                 *negate,
-                match_pattern_list(&pass.env.local_user, list, false) == ListMatch::Yes,
+                match_pattern_list(pass.env.local_user.as_bytes(), list.as_bytes(), false)
+                    == ListMatch::Yes,
             ),
             Criterion::Unsupported { name, arg } => {
                 // OpenSSH skips `exec` once an earlier criterion failed; in a block that can
