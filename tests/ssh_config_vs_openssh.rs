@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use pgtunnel::config::{HostConfig, HostQuery, LocalEnv, ProxyJump, SshConfig};
+use pgtunnel::config::{HostConfig, HostQuery, Keyword, LocalEnv, ProxyJump, SshConfig};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config");
 /// A variable the cases can reference as `${PGT_VAR}`.
@@ -639,7 +639,7 @@ fn resolution_matches_ssh_g() {
                             // follows upstream (unset, and pgtunnel's own 30 s keepalive).
                             if debian_ssh()
                                 && c.batch_mode
-                                && !c.origins.contains_key("serveraliveinterval")
+                                && !c.origins.contains_key(&Keyword::ServerAliveInterval)
                             {
                                 m.insert("serveraliveinterval", "300".into());
                             }

@@ -10,12 +10,14 @@
 mod fuzz;
 mod glob;
 mod jump;
+mod keyword;
 pub mod known_hosts;
 mod lexer;
 mod pattern;
 pub mod ssh_config;
 mod tokens;
 
+pub use keyword::Keyword;
 pub use ssh_config::{
     ConfigError, HostConfig, HostQuery, IdentityFile, LocalEnv, Origin, ProxyJump, SYSTEM_CONFIG,
     SshConfig, StrictHostKeyChecking,
