@@ -17,6 +17,7 @@
 //! Adding a keyword: one entry here, its parser below if none fits, and tests.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -263,6 +264,12 @@ keywords! {
         => /// `ConnectTimeout` (`None`: not set, or 0).
            connect_timeout: Option<Duration> = seconds,
         show show_connect_timeout;
+    /// `AddressFamily`.
+    AddressFamily ["addressfamily"] address_family -> AddressFamily,
+        first -> address_family: First<AddressFamily>
+        => /// `AddressFamily`: which addresses of `HostName` a TCP connection may use.
+           address_family: AddressFamily = value_or(AddressFamily::Any),
+        show |c: &HostConfig| c.address_family.configured().map(str::to_string);
     /// `HashKnownHosts`.
     HashKnownHosts ["hashknownhosts"] flag -> bool, first -> hash_known_hosts: First<bool>
         => /// `HashKnownHosts`.
@@ -299,6 +306,68 @@ pub enum StrictHostKeyChecking {
     No,
     /// `ask` (OpenSSH's default): prompt on a terminal, otherwise like `yes`.
     Ask,
+}
+
+/// `AddressFamily`: which of a host name's addresses a TCP connection may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddressFamily {
+    /// `any` (the default): IPv4 and IPv6.
+    #[default]
+    Any,
+    /// `inet`: IPv4 only.
+    Inet,
+    /// `inet6`: IPv6 only.
+    Inet6,
+}
+
+impl AddressFamily {
+    /// The value as written in ssh_config (and printed by `ssh -G`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressFamily::Any => "any",
+            AddressFamily::Inet => "inet",
+            AddressFamily::Inet6 => "inet6",
+        }
+    }
+
+    /// The name unless it is the default, `any`.
+    fn configured(self) -> Option<&'static str> {
+        (self != AddressFamily::Any).then_some(self.as_str())
+    }
+
+    /// Whether a connection to `addr` is allowed.
+    pub fn accepts(self, addr: &SocketAddr) -> bool {
+        match self {
+            AddressFamily::Any => true,
+            AddressFamily::Inet => addr.is_ipv4(),
+            AddressFamily::Inet6 => addr.is_ipv6(),
+        }
+    }
+
+    /// The addresses `host` resolved to that this family allows, in order; none is an error
+    /// like `ssh`'s (`getaddrinfo` refusing the name for that family).
+    pub fn filter(
+        self,
+        host: &str,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+    ) -> std::io::Result<Vec<SocketAddr>> {
+        let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| self.accepts(a)).collect();
+        if kept.is_empty() {
+            let family = if self == AddressFamily::Inet6 {
+                "IPv6"
+            } else {
+                "IPv4"
+            };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "could not resolve hostname {host}: no {family} address (AddressFamily {})",
+                    self.as_str()
+                ),
+            ));
+        }
+        Ok(kept)
+    }
 }
 
 /// `ProxyJump` after token expansion.
@@ -575,6 +644,19 @@ fn strict(a: &Args<'_>) -> Result<StrictHostKeyChecking, String> {
     )
 }
 
+/// OpenSSH's `multistate_addressfamily`.
+fn address_family(a: &Args<'_>) -> Result<AddressFamily, String> {
+    choice(
+        a,
+        &[
+            ("inet", AddressFamily::Inet),
+            ("inet6", AddressFamily::Inet6),
+            ("any", AddressFamily::Any),
+        ],
+        "any, inet or inet6",
+    )
+}
+
 /// A `convtime` value, or `None` for `none`.
 fn time(a: &Args<'_>) -> Result<Option<u32>, String> {
     let w = one(a)?;
@@ -735,5 +817,45 @@ mod tests {
         for &k in Keyword::ALL {
             assert_eq!(Keyword::from_lowercase(k.name()), Some(k));
         }
+        assert_eq!(Keyword::AddressFamily.name(), "addressfamily");
+    }
+
+    #[test]
+    fn address_family_values() {
+        let parse = |w: &str| {
+            let words = [w.to_string()];
+            address_family(&Args {
+                name: "addressfamily",
+                rest: w,
+                words: &words,
+            })
+        };
+        assert_eq!(parse("inet"), Ok(AddressFamily::Inet));
+        assert_eq!(parse("INET6"), Ok(AddressFamily::Inet6));
+        assert_eq!(parse("any"), Ok(AddressFamily::Any));
+        let err = parse("ipv4").unwrap_err();
+        assert!(err.contains("unsupported value \"ipv4\""), "{err}");
+    }
+
+    #[test]
+    fn address_family_filters_addresses() {
+        let v4: SocketAddr = "192.0.2.1:22".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:22".parse().unwrap();
+        assert!(AddressFamily::Any.accepts(&v4) && AddressFamily::Any.accepts(&v6));
+        assert!(AddressFamily::Inet.accepts(&v4) && !AddressFamily::Inet.accepts(&v6));
+        assert!(!AddressFamily::Inet6.accepts(&v4) && AddressFamily::Inet6.accepts(&v6));
+        assert_eq!(
+            AddressFamily::Inet6.filter("h", [v4, v6, v4]).unwrap(),
+            [v6]
+        );
+        assert_eq!(AddressFamily::Any.filter("h", [v6, v4]).unwrap(), [v6, v4]);
+        let err = AddressFamily::Inet.filter("gw.example", [v6]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable);
+        let text = err.to_string();
+        assert!(
+            text.contains("gw.example") && text.contains("IPv4") && text.contains("inet"),
+            "{text}"
+        );
+        assert!(AddressFamily::Inet6.filter("h", []).is_err());
     }
 }

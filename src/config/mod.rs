@@ -17,8 +17,8 @@ mod pattern;
 pub mod ssh_config;
 mod tokens;
 
-pub use keyword::Keyword;
-pub use ssh_config::{
-    ConfigError, HostConfig, HostQuery, IdentityFile, LocalEnv, Origin, ProxyJump, SYSTEM_CONFIG,
-    SshConfig, StrictHostKeyChecking,
+pub use keyword::{
+    AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, Keyword, ProxyJump,
+    StrictHostKeyChecking,
 };
+pub use ssh_config::{ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SshConfig};

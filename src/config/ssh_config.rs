@@ -51,9 +51,9 @@ use thiserror::Error;
 
 use super::glob::{glob, glob_tilde};
 use super::jump::Jump;
-use super::keyword::{Args, At, Derived, First, KeyFile, Keyword, Options, Setting, Valued};
-pub use super::keyword::{
-    DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, ProxyJump, StrictHostKeyChecking,
+use super::keyword::{
+    Args, At, Derived, First, HostConfig, IdentityFile, KeyFile, Keyword, Options, ProxyJump,
+    Setting, Valued,
 };
 use super::lexer::{argv_split, directive, strdelim};
 use super::pattern::{ListMatch, host_line_matches, match_hostname, match_pattern_list};
@@ -1059,6 +1059,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::config::keyword::{AddressFamily, DEFAULT_PASSWORD_PROMPTS, StrictHostKeyChecking};
     use crate::spec::HopSpec;
 
     const FILE: &str = "/cfg/config";
@@ -1509,6 +1510,24 @@ Host *
         assert!(parse_err("NumberOfPasswordPrompts -1\n").contains("integer value"));
         assert!(parse_err("NumberOfPasswordPrompts 2147483648\n").contains("integer value"));
         assert!(parse_err("BatchMode maybe\n").contains("unsupported value"));
+    }
+
+    #[test]
+    fn address_family_first_value_wins() {
+        let text = "Host x\n  AddressFamily INET6\nHost *\n  AddressFamily inet\n";
+        let c = resolve(text, "x");
+        assert_eq!(c.address_family, AddressFamily::Inet6);
+        assert_eq!(c.origins[&Keyword::AddressFamily], at(2));
+        assert_eq!(resolve(text, "y").address_family, AddressFamily::Inet);
+        let c = resolve("", "x");
+        assert_eq!(c.address_family, AddressFamily::Any);
+        assert!(!c.origins.contains_key(&Keyword::AddressFamily));
+        let err = parse_err("Host other\n  AddressFamily ipv4\n");
+        assert!(
+            err.starts_with("/cfg/config:2:") && err.contains("ipv4"),
+            "{err}"
+        );
+        assert!(parse_err("AddressFamily inet inet6\n").contains("extra arguments"));
     }
 
     #[test]

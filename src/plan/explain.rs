@@ -165,6 +165,36 @@ mod tests {
     }
 
     #[test]
+    fn address_family_is_shown_when_set() {
+        let env = LocalEnv {
+            local_user: "me".into(),
+            home: "/home/me".into(),
+            local_hostname: "laptop".into(),
+            uid: 1000,
+            env: Default::default(),
+        };
+        let text = "Host a\n  AddressFamily inet6\n";
+        let config = SshConfig::parse_str(text, Path::new("/cfg"), &env.home).unwrap();
+        let chain = resolve_chain(
+            Some(&parse_hops("a,b").unwrap()),
+            &parse_target("localhost").unwrap(),
+            |q| config.resolve(q, &env),
+        )
+        .unwrap();
+        let text = explain(&chain);
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("addressfamily"))
+            .collect();
+        // Hop a sets it; hop b has the default, which is not shown.
+        assert_eq!(
+            rows,
+            ["  addressfamily          inet6                                    /cfg:2"],
+            "{text}"
+        );
+    }
+
+    #[test]
     fn every_value_names_its_origin() {
         let text = "Host db\n  HostName 10.0.0.5\n  ProxyJump joe@shell:2222\n  \
                     ServerAliveInterval 15\nHost shell\n  HostName shell.example\n  \

@@ -294,7 +294,13 @@ async fn connect_first(hop: &Hop, opts: &ConnectOptions) -> Result<HopSession, H
     let clock = PromptClock::default();
     let heard = Heard::default();
     let setup = async {
-        let tcp = TcpStream::connect(addr)
+        // AddressFamily: only the resolved addresses of that family (none: an error).
+        let family = hop.config.address_family;
+        let addrs = tokio::net::lookup_host(addr)
+            .await
+            .and_then(|found| family.filter(&hop.config.host_name, found))
+            .map_err(|source| HopError::Connect { source })?;
+        let tcp = TcpStream::connect(&addrs[..])
             .await
             .map_err(|source| HopError::Connect { source })?;
         tcp.set_nodelay(true)
