@@ -195,6 +195,20 @@ impl HostConfig {
     }
 }
 
+#[cfg(test)]
+impl LocalEnv {
+    /// User `me` (uid 1000, home `/home/me`) on `laptop`, no environment: for tests.
+    pub(crate) fn fixture() -> LocalEnv {
+        LocalEnv {
+            local_user: "me".into(),
+            home: "/home/me".into(),
+            local_hostname: "laptop".into(),
+            uid: 1000,
+            env: Default::default(),
+        }
+    }
+}
+
 /// Parsed ssh_config files.
 #[derive(Debug, Clone, Default)]
 pub struct SshConfig {

@@ -124,6 +124,19 @@ mod tests {
     use crate::plan::chain::resolve_chain;
     use crate::spec::{parse_hops, parse_target};
 
+    /// The explanation of `--via via target` with `config` as the ssh_config file `/cfg`.
+    fn render(config: &str, via: &str, target: &str) -> String {
+        let env = LocalEnv::fixture();
+        let config = SshConfig::parse_str(config, Path::new("/cfg"), &env.home).unwrap();
+        let chain = resolve_chain(
+            Some(&parse_hops(via).unwrap()),
+            &parse_target(target).unwrap(),
+            |q| config.resolve(q, &env),
+        )
+        .unwrap();
+        explain(&chain)
+    }
+
     /// Every row of a rich configuration, byte for byte (pins the output across refactors).
     #[test]
     fn full_output_is_stable() {
@@ -138,27 +151,10 @@ mod tests {
                     StrictHostKeyChecking no\n  IdentityFile none\nHost pc\n  \
                     ProxyCommand nc %h %p\n  StrictHostKeyChecking yes\n  BatchMode yes\n\
                     Host *\n  BatchMode no\n";
-        let env = LocalEnv {
-            local_user: "me".into(),
-            home: "/home/me".into(),
-            local_hostname: "laptop".into(),
-            uid: 1000,
-            env: Default::default(),
-        };
-        let config = SshConfig::parse_str(text, Path::new("/cfg"), &env.home).unwrap();
-        let render = |via: &str, target: &str| {
-            let chain = resolve_chain(
-                Some(&parse_hops(via).unwrap()),
-                &parse_target(target).unwrap(),
-                |q| config.resolve(q, &env),
-            )
-            .unwrap();
-            explain(&chain)
-        };
         let got = format!(
             "{}\n{}",
-            render("db", "localhost"),
-            render("pc,x", "[fd00::1]:6432")
+            render(text, "db", "localhost"),
+            render(text, "pc,x", "[fd00::1]:6432")
         );
         let want = include_str!("testdata/explain_full.txt");
         assert_eq!(got, want, "\n{got}");
@@ -166,22 +162,7 @@ mod tests {
 
     #[test]
     fn address_family_is_shown_when_set() {
-        let env = LocalEnv {
-            local_user: "me".into(),
-            home: "/home/me".into(),
-            local_hostname: "laptop".into(),
-            uid: 1000,
-            env: Default::default(),
-        };
-        let text = "Host a\n  AddressFamily inet6\n";
-        let config = SshConfig::parse_str(text, Path::new("/cfg"), &env.home).unwrap();
-        let chain = resolve_chain(
-            Some(&parse_hops("a,b").unwrap()),
-            &parse_target("localhost").unwrap(),
-            |q| config.resolve(q, &env),
-        )
-        .unwrap();
-        let text = explain(&chain);
+        let text = render("Host a\n  AddressFamily inet6\n", "a,b", "localhost");
         let rows: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("addressfamily"))
@@ -199,21 +180,7 @@ mod tests {
         let text = "Host db\n  HostName 10.0.0.5\n  ProxyJump joe@shell:2222\n  \
                     ServerAliveInterval 15\nHost shell\n  HostName shell.example\n  \
                     IdentityFile ~/.ssh/work\n  HostKeyAlias shellkey\n  BatchMode yes\n";
-        let env = LocalEnv {
-            local_user: "me".into(),
-            home: "/home/me".into(),
-            local_hostname: "laptop".into(),
-            uid: 1000,
-            env: Default::default(),
-        };
-        let config = SshConfig::parse_str(text, Path::new("/cfg"), &env.home).unwrap();
-        let chain = resolve_chain(
-            Some(&parse_hops("db").unwrap()),
-            &parse_target("localhost").unwrap(),
-            |q| config.resolve(q, &env),
-        )
-        .unwrap();
-        let text = explain(&chain);
+        let text = render(text, "db", "localhost");
         assert!(
             text.contains("hop 1: joe@shell:2222 (from the ProxyJump of db)"),
             "{text}"
