@@ -1,4 +1,4 @@
-//! The ssh_config keywords pgtunnel reads: one [`keywords!`] entry per keyword.
+//! The ssh_config keywords pgtunnel reads: one `keywords!` entry per keyword.
 //!
 //! An entry names the keyword (canonical name first, then aliases), the function that parses
 //! its arguments and the type it yields, the function that applies a parsed value to the

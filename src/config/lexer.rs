@@ -196,7 +196,7 @@ pub(crate) fn a2port(s: &str) -> Option<u16> {
 }
 
 /// The TCP port of a service name (or alias) in `/etc/services`, like `getservbyname(3)`.
-pub(crate) fn service_port(name: &str) -> Option<u16> {
+fn service_port(name: &str) -> Option<u16> {
     static SERVICES: OnceLock<Vec<(Vec<String>, u16)>> = OnceLock::new();
     let services = SERVICES.get_or_init(|| {
         let text = std::fs::read_to_string("/etc/services").unwrap_or_default();

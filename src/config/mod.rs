@@ -4,7 +4,8 @@
 //! semantics (first value wins, `%` tokens, `ProxyJump` parsing) and the file and line that
 //! set each value. [`known_hosts`] decides whether a server's host key is known, changed,
 //! revoked or unknown. Both are pure: they take text and return values; reading files is a
-//! thin wrapper.
+//! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each);
+//! `pattern` is OpenSSH's `match.c`, shared by both.
 
 #[cfg(test)]
 mod fuzz;

@@ -3,7 +3,11 @@
 //! [`SshConfig`] holds the parsed files (the user's, then the system-wide one, with their
 //! `Include`s read in place); [`SshConfig::resolve`] evaluates them for one host the way
 //! `ssh` does and returns a [`HostConfig`] in which every value records the file and line
-//! that set it ([`HostConfig::origins`]).
+//! that set it ([`HostConfig::origins`], keyed by [`Keyword`]). The keywords themselves
+//! (names, parsers, first-value-wins slots, defaults, explain rows) are one table in
+//! `config/keyword.rs`; this module reads files, evaluates `Host`/`Match`/`Include` and
+//! derives the values that need more than a default (tokens, key and known-hosts files,
+//! ProxyJump/ProxyCommand).
 //!
 //! # Semantics (checked against `ssh -G` by `tests/ssh_config_vs_openssh.rs`)
 //! - Lines: case-insensitive keywords; `key value`, `key=value`, `key = value`; `"` and `'`
@@ -27,6 +31,8 @@
 //!   `Host`/`Match` block applies only when the block does, and a `Match` inside an included
 //!   file does not leak out), up to 16 levels deep, permissions checked as OpenSSH does.
 //! - `ProxyJump` and `ProxyCommand`: whichever applies first wins; `none` clears.
+//! - `AddressFamily` (`any`, `inet`, `inet6`; default `any`) filters the addresses hop 1's
+//!   HostName resolves to ([`crate::config::AddressFamily::filter`]).
 //! - Tokens (`%%`, `%C`, `%d`, `%h`, `%i`, `%j`, `%k`, `%L`, `%l`, `%n`, `%p`, `%r`, `%u`),
 //!   `${VAR}` and `~` are expanded in `IdentityFile`, `CertificateFile`, `UserKnownHostsFile`
 //!   and `IdentityAgent`; `HostName` takes `%h` and `%%`; `GlobalKnownHostsFile` only `~`.
