@@ -57,9 +57,10 @@ use thiserror::Error;
 
 use super::glob::{glob, glob_tilde};
 use super::jump::Jump;
-use super::keyword::{
-    Args, At, Derived, First, HostConfig, IdentityFile, KeyFile, Keyword, Options, ProxyJump,
-    Setting, Valued,
+use super::keyword::{Args, At, Derived, First, KeyFile, Keyword, Options, Setting, Valued};
+// The resolved types, at their paths from before the keyword table.
+pub use super::keyword::{
+    DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, ProxyJump, StrictHostKeyChecking,
 };
 use super::lexer::{argv_split, directive, strdelim};
 use super::pattern::{ListMatch, host_line_matches, match_hostname, match_pattern_list};
@@ -1079,7 +1080,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::keyword::{AddressFamily, DEFAULT_PASSWORD_PROMPTS, StrictHostKeyChecking};
+    use crate::config::keyword::AddressFamily;
     use crate::spec::HopSpec;
 
     const FILE: &str = "/cfg/config";
