@@ -240,45 +240,73 @@ fn malformed(what: &'static str, input: &str, reason: &'static str) -> SpecError
     }
 }
 
+/// A host name and what follows it, split the way OpenSSH's `hpdelim2()` and
+/// `cleanhostname()` do: the host is in `[...]` (brackets removed) or runs up to the first
+/// `:` (or `/`, with `slash`). Shared by TARGET, `--via` and `ProxyJump`, which each decide
+/// which hosts, delimiters and ports they accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delimited<'a> {
+    /// The host, without brackets.
+    pub host: &'a str,
+    /// The host was in brackets.
+    pub bracketed: bool,
+    /// The character after the host (after `]` when bracketed: any character), if any.
+    pub delim: Option<char>,
+    /// What follows `delim`.
+    pub after: &'a str,
+}
+
+/// Splits `s` into host, delimiter and rest (see [`Delimited`]); `None` for a `[` without
+/// its `]`.
+pub(crate) fn hpdelim(s: &str, slash: bool) -> Option<Delimited<'_>> {
+    let (host, bracketed, rest) = match s.strip_prefix('[') {
+        Some(inner) => {
+            let (host, rest) = inner.split_once(']')?;
+            (host, true, rest)
+        }
+        None => {
+            let end = s
+                .find(|c| c == ':' || (slash && c == '/'))
+                .unwrap_or(s.len());
+            (&s[..end], false, &s[end..])
+        }
+    };
+    let mut chars = rest.chars();
+    let delim = chars.next();
+    Some(Delimited {
+        host,
+        bracketed,
+        delim,
+        after: chars.as_str(),
+    })
+}
+
 /// Splits `host[:port]` / `[v6][:port]`; a bare IPv6 literal without brackets is refused
 /// because `fd00::5432` is ambiguous.
 fn split_host_port(what: &'static str, input: &str) -> Result<(String, Option<u16>), SpecError> {
     if input.is_empty() {
         return Err(SpecError::Empty { what });
     }
-    let (host, port) = if let Some(rest) = input.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| malformed(what, input, "missing `]` after the IPv6 address"))?;
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
+    let d = hpdelim(input, false)
+        .ok_or_else(|| malformed(what, input, "missing `]` after the IPv6 address"))?;
+    if d.bracketed && d.host.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(malformed(
+            what,
+            input,
+            "brackets must hold an IPv6 address, e.g. [fd00::5]:5432",
+        ));
+    }
+    let port = match d.delim {
+        None => None,
+        Some(':') if !d.bracketed && d.after.contains(':') => {
             return Err(malformed(
                 what,
                 input,
-                "brackets must hold an IPv6 address, e.g. [fd00::5]:5432",
+                "write an IPv6 address in brackets, e.g. [fd00::5]:5432",
             ));
         }
-        match after {
-            "" => (host, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => return Err(malformed(what, input, "expected `:PORT` after `]`")),
-            },
-        }
-    } else {
-        match input.matches(':').count() {
-            0 => (input, None),
-            1 => {
-                let (h, p) = input.split_once(':').unwrap_or((input, ""));
-                (h, Some(p))
-            }
-            _ => {
-                return Err(malformed(
-                    what,
-                    input,
-                    "write an IPv6 address in brackets, e.g. [fd00::5]:5432",
-                ));
-            }
-        }
+        Some(':') => Some(d.after),
+        Some(_) => return Err(malformed(what, input, "expected `:PORT` after `]`")),
     };
     let port = match port {
         None => None,
@@ -293,7 +321,7 @@ fn split_host_port(what: &'static str, input: &str) -> Result<(String, Option<u1
             }
         },
     };
-    Ok((host.to_string(), port))
+    Ok((d.host.to_string(), port))
 }
 
 fn check_host(what: &'static str, input: &str, host: &str) -> Result<(), SpecError> {

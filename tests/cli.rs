@@ -139,6 +139,31 @@ async fn unreachable_hop_names_the_hop_and_its_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_family_filters_the_first_hops_addresses() {
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let b = bastion(&home, &[("127.0.0.1", echo.addr.port())]).await;
+    let port = b.addr().port();
+    let cfg = home.config.to_str().expect("utf-8");
+    let target = echo.addr.to_string();
+    // HostName 127.0.0.1 has no IPv6 address: refused before any connection, naming the hop.
+    home.write_config(&home.host_block("shell.foo.com", port, "  AddressFamily inet6"));
+    let out = run(&home, &["-F", cfg, "--via", "shell.foo.com", &target]).await;
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let line = error_line(&out);
+    assert!(
+        line.contains("shell.foo.com") && line.contains("AddressFamily inet6"),
+        "{line}"
+    );
+    // `inet` keeps it: the connection gets as far as the (unknown) host key.
+    std::fs::write(&home.known_hosts, "").expect("empty known_hosts");
+    home.write_config(&home.host_block("shell.foo.com", port, "  AddressFamily inet"));
+    let out = run(&home, &["-F", cfg, "--via", "shell.foo.com", &target]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(error_line(&out).contains("not known"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_key_exits_3_and_bad_credentials_exit_4() {
     let home = Home::new();
     let echo = Echo::start().await;

@@ -24,8 +24,8 @@
 //! Compared: hostname, user, port, proxyjump, proxycommand, identity and certificate files
 //! (expanded, as `ssh -v` loads them), user/global known-hosts files, stricthostkeychecking,
 //! hostkeyalias, connecttimeout, serveraliveinterval/countmax, identitiesonly, identityagent,
-//! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode and
-//! numberofpasswordprompts.
+//! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode,
+//! numberofpasswordprompts and addressfamily.
 //!
 //! `PGTUNNEL_SSH_CONFIG_CASES=DIR` runs the comparison on another directory of cases, such
 //! as random ones from `tests/data/ssh_config/generate_random_cases.py` (seeds 7 and 11,
@@ -41,14 +41,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use pgtunnel::config::{HostConfig, HostQuery, LocalEnv, ProxyJump, SshConfig};
+use pgtunnel::config::{HostConfig, HostQuery, Keyword, LocalEnv, ProxyJump, SshConfig};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config");
 /// A variable the cases can reference as `${PGT_VAR}`.
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 22] = [
+const FIELDS: [&str; 23] = [
     "hostname",
     "user",
     "port",
@@ -71,6 +71,7 @@ const FIELDS: [&str; 22] = [
     "kbdinteractiveauthentication",
     "batchmode",
     "numberofpasswordprompts",
+    "addressfamily",
 ];
 
 #[derive(Debug, Clone)]
@@ -476,6 +477,7 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
             "numberofpasswordprompts",
             c.number_of_password_prompts.to_string(),
         ),
+        ("addressfamily", c.address_family.as_str().to_string()),
     ])
 }
 
@@ -555,6 +557,7 @@ fn theirs(
             "numberofpasswordprompts",
             one("numberofpasswordprompts").unwrap_or_else(dash),
         ),
+        ("addressfamily", one("addressfamily").unwrap_or_else(dash)),
     ])
 }
 
@@ -639,7 +642,7 @@ fn resolution_matches_ssh_g() {
                             // follows upstream (unset, and pgtunnel's own 30 s keepalive).
                             if debian_ssh()
                                 && c.batch_mode
-                                && !c.origins.contains_key("serveraliveinterval")
+                                && !c.origins.contains_key(&Keyword::ServerAliveInterval)
                             {
                                 m.insert("serveraliveinterval", "300".into());
                             }

@@ -21,9 +21,9 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 
 use super::known_hosts::{self, HostKeyLookup, KnownHostsFile, Verdict};
-use super::lexer;
 use super::ssh_config::{HostQuery, LocalEnv, SshConfig};
 use super::{jump, tokens};
+use super::{lexer, pattern};
 use crate::spec::{self, Target};
 
 /// No single call may take longer (they take microseconds; this only catches loops).
@@ -419,13 +419,13 @@ proptest! {
         let result = bounded("match_pattern", {
             let (pattern, name) = (pattern.clone(), name.clone());
             move || (
-                lexer::match_pattern(&name, &pattern),
-                lexer::match_hostname(&name, &pattern),
+                pattern::match_pattern(name.as_bytes(), pattern.as_bytes()),
+                pattern::match_hostname(&name, &pattern),
             )
         });
         // The name has no `z`; the pattern ends with one.
         prop_assert!(!result.0);
-        prop_assert_ne!(result.1, lexer::ListMatch::Yes);
+        prop_assert_ne!(result.1, pattern::ListMatch::Yes);
     }
 
     /// convtime and a2port agree with plain arithmetic on numbers, however large.

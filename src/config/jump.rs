@@ -1,13 +1,14 @@
 //! `ProxyJump` values, parsed with OpenSSH 9.x's rules.
 //!
-//! These differ from `-J/--via` parsing in [`crate::spec::parse_hop`], so they live here:
+//! These differ from `-J/--via` parsing in [`crate::spec::parse_hop`] (both split host and
+//! port with [`crate::spec::hpdelim`], OpenSSH's `hpdelim2`), so they live here:
 //! OpenSSH takes the value up to the first blank or `#`, `none` (any case) only when it is the
 //! whole value, and for each comma-separated element either an `ssh://[user[;params]@]host[:port][/]`
 //! URI (user URL-decoded, host checked like a domain name, so no IPv6 literal) or
 //! `[user@]host[:port]` split at the last `@`, with `[...]` around a host holding `:` and a
 //! service name allowed as port. Every element is checked, even in blocks that do not apply.
 
-use crate::spec::HopSpec;
+use crate::spec::{HopSpec, hpdelim};
 
 use super::lexer::a2port;
 
@@ -78,7 +79,7 @@ fn parse_uri(s: &str) -> Option<HopSpec> {
         }
         None => (None, s),
     };
-    let (host, after, delim) = hpdelim(rest, true)?;
+    let (host, after, delim) = hpdelim_jump(rest, true)?;
     let host = valid_domain(&host)?;
     let mut port = None;
     let mut path = after.unwrap_or("");
@@ -99,33 +100,24 @@ fn parse_uri(s: &str) -> Option<HopSpec> {
 /// `hpdelim2` + `cleanhostname`: host and what follows its `:` (a `/` only ends the host
 /// in URIs; OpenSSH 9.2 refuses it elsewhere).
 fn split_host_port(s: &str, uri: bool) -> Option<(String, Option<&str>)> {
-    let (host, after, _) = hpdelim(s, uri)?;
+    let (host, after, _) = hpdelim_jump(s, uri)?;
     Some((host, after))
 }
 
-fn hpdelim(s: &str, uri: bool) -> Option<(String, Option<&str>, Option<char>)> {
-    let end = if s.starts_with('[') {
-        s.find(']')? + 1
-    } else {
-        s.find([':', '/']).unwrap_or(s.len())
-    };
-    let (host, after, delim) = match s[end..].chars().next() {
-        None => (&s[..end], None, None),
-        Some(c @ (':' | '/')) if c == ':' || uri => (&s[..end], Some(&s[end + 1..]), Some(c)),
+/// [`hpdelim`] as `ProxyJump` takes it: `:` or, in URIs, `/` after the host; brackets hold any
+/// non-empty name.
+fn hpdelim_jump(s: &str, uri: bool) -> Option<(String, Option<&str>, Option<char>)> {
+    let d = hpdelim(s, true)?;
+    match d.delim {
+        None | Some(':') => {}
+        Some('/') if uri => {}
         Some(_) => return None,
-    };
-    if host.is_empty() {
+    }
+    // `[]`: OpenSSH would accept an empty host name; nothing can connect to it.
+    if d.host.is_empty() {
         return None;
     }
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() {
-        // `[]`: OpenSSH would accept an empty host name; nothing can connect to it.
-        return None;
-    }
-    Some((host.to_string(), after, delim))
+    Some((d.host.to_string(), d.delim.map(|_| d.after), d.delim))
 }
 
 /// OpenSSH `valid_domain(name, 0)`: letters, digits, `-`, `_` and single dots, starting with

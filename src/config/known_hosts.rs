@@ -58,12 +58,12 @@ use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
 use sha1::Sha1;
 
+use super::pattern::{ListMatch, MAX_SUBPATTERN, match_pattern_list};
+
 /// `|1|`: the prefix of a hashed host name.
 const HASH_MAGIC: &str = "|1|";
 /// Length of the HMAC-SHA1 salt and digest.
 const SHA1_LEN: usize = 20;
-/// `match_pattern_list()` gives up (no match) on a sub-pattern this long or longer.
-const MAX_SUBPATTERN: usize = 1023;
 /// The default SSH port: names on it are looked up without `[ ]:port`.
 const DEFAULT_PORT: u16 = 22;
 
@@ -131,8 +131,11 @@ impl Entry {
         match &self.hosts {
             Hosts::Hashed { field, salt } => hash_with_salt(name, salt) == *field,
             Hosts::Patterns(patterns) => {
-                match_pattern_list(name.to_ascii_lowercase().as_bytes(), patterns.as_bytes())
-                    == PatternMatch::Positive
+                match_pattern_list(
+                    name.to_ascii_lowercase().as_bytes(),
+                    patterns.as_bytes(),
+                    true,
+                ) == ListMatch::Yes
             }
         }
     }
@@ -332,78 +335,6 @@ fn hash_with_salt(name: &str, salt: &[u8]) -> String {
 /// ```
 pub fn hash_host(name: &str, salt: &[u8; SHA1_LEN]) -> String {
     hash_with_salt(name, salt)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PatternMatch {
-    Negative,
-    None,
-    Positive,
-}
-
-/// OpenSSH's `match_pattern_list(string, pattern, dolower = 1)`: `string` must already be
-/// lowercase; sub-patterns are lowercased.
-fn match_pattern_list(string: &[u8], list: &[u8]) -> PatternMatch {
-    let mut got_positive = false;
-    let mut i = 0;
-    while i < list.len() {
-        let negated = list[i] == b'!';
-        if negated {
-            i += 1;
-        }
-        let start = i;
-        while i < list.len() && list[i] != b',' {
-            i += 1;
-        }
-        if i - start >= MAX_SUBPATTERN {
-            return PatternMatch::None;
-        }
-        let sub = list[start..i].to_ascii_lowercase();
-        if i < list.len() {
-            i += 1; // the comma
-        }
-        if match_pattern(string, &sub) {
-            if negated {
-                return PatternMatch::Negative;
-            }
-            got_positive = true;
-        }
-    }
-    if got_positive {
-        PatternMatch::Positive
-    } else {
-        PatternMatch::None
-    }
-}
-
-/// OpenSSH's `match_pattern()`: `*` matches any run of bytes, `?` any one byte, everything
-/// else itself (case-sensitively; callers lowercase).
-fn match_pattern(s: &[u8], pattern: &[u8]) -> bool {
-    let (mut si, mut pi) = (0, 0);
-    // Where to resume after the last `*`: pattern index after it, and the string index it
-    // has consumed up to.
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        match pattern.get(pi) {
-            Some(b'*') => {
-                pi += 1;
-                star = Some((pi, si));
-            }
-            Some(&c) if c == b'?' || c == s[si] => {
-                pi += 1;
-                si += 1;
-            }
-            _ => match star {
-                Some((p, consumed)) => {
-                    pi = p;
-                    si = consumed + 1;
-                    star = Some((p, consumed + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[pi..].iter().all(|&c| c == b'*')
 }
 
 /// A key known for a host but different from the one offered.
@@ -974,28 +905,6 @@ mod tests {
             b.valid_principal(*p).expect("principal");
         }
         b.sign(ca).expect("sign")
-    }
-
-    #[test]
-    fn pattern_matching_follows_openssh() {
-        assert!(match_pattern(b"foo.example.com", b"*.example.com"));
-        assert!(match_pattern(b"foo.example.com", b"*"));
-        assert!(match_pattern(b"", b"*"));
-        assert!(match_pattern(b"ab", b"a?"));
-        assert!(!match_pattern(b"a", b"a?"));
-        assert!(match_pattern(b"abcbd", b"a*b*d"));
-        assert!(!match_pattern(b"abcbe", b"a*b*d"));
-        assert!(match_pattern(b"[h]:2222", b"[h]:*"));
-        assert!(!match_pattern(b"example.com", b"*.example.com"));
-        use PatternMatch::*;
-        assert_eq!(match_pattern_list(b"a.x", b"*.x,!b.x"), Positive);
-        assert_eq!(match_pattern_list(b"b.x", b"*.x,!b.x"), Negative);
-        assert_eq!(match_pattern_list(b"b.x", b"!b.x"), Negative);
-        assert_eq!(match_pattern_list(b"c.y", b"*.x,!b.x"), None);
-        assert_eq!(match_pattern_list(b"host", b"HOST"), Positive);
-        assert_eq!(match_pattern_list(b"", b"a,,b"), Positive);
-        let long = format!("host,{}", "x".repeat(MAX_SUBPATTERN));
-        assert_eq!(match_pattern_list(b"host", long.as_bytes()), None);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Splitting ssh_config lines and reading values exactly as OpenSSH 9.x does.
 //!
 //! Each function here mirrors one helper of OpenSSH (`strdelim`, `argv_split`, `convtime`,
-//! `a2port`, `match_pattern`, `match_pattern_list`), including its corner cases: `key=value`
-//! with one optional `=`, quotes that may start mid-word, a `#` that only starts a comment at
-//! the beginning of a word, wildcard lists with `!` negation. Nothing here does I/O except
+//! `a2port`), including its corner cases: `key=value` with one optional `=`, quotes that may
+//! start mid-word, a `#` that only starts a comment at the beginning of a word. Patterns are
+//! in [`super::pattern`]. Nothing here does I/O except
 //! [`service_port`], which reads `/etc/services` like `getservbyname(3)`.
 
 use std::sync::OnceLock;
@@ -196,7 +196,7 @@ pub(crate) fn a2port(s: &str) -> Option<u16> {
 }
 
 /// The TCP port of a service name (or alias) in `/etc/services`, like `getservbyname(3)`.
-pub(crate) fn service_port(name: &str) -> Option<u16> {
+fn service_port(name: &str) -> Option<u16> {
     static SERVICES: OnceLock<Vec<(Vec<String>, u16)>> = OnceLock::new();
     let services = SERVICES.get_or_init(|| {
         let text = std::fs::read_to_string("/etc/services").unwrap_or_default();
@@ -220,73 +220,6 @@ pub(crate) fn service_port(name: &str) -> Option<u16> {
         .iter()
         .find(|(names, _)| names.iter().any(|n| n == name))
         .map(|(_, port)| *port)
-}
-
-/// OpenSSH `match_pattern()`: `*` and `?` wildcards, case-sensitive, byte-wise.
-pub(crate) fn match_pattern(s: &str, pattern: &str) -> bool {
-    let (s, p) = (s.as_bytes(), pattern.as_bytes());
-    let (mut si, mut pi) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            si += 1;
-            pi += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// The outcome of [`match_pattern_list`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ListMatch {
-    /// A positive pattern matched and no negated one did.
-    Yes,
-    /// Nothing matched.
-    No,
-    /// A negated (`!pattern`) pattern matched.
-    Negated,
-}
-
-/// OpenSSH `match_pattern_list()`: a comma-separated list of patterns, each optionally
-/// negated with `!`; a matching negated pattern wins. With `lower`, patterns are lowercased.
-pub(crate) fn match_pattern_list(s: &str, list: &str, lower: bool) -> ListMatch {
-    let mut positive = false;
-    for sub in list.split(',') {
-        let (negated, sub) = match sub.strip_prefix('!') {
-            Some(rest) => (true, rest),
-            None => (false, sub),
-        };
-        let sub = if lower {
-            sub.to_ascii_lowercase()
-        } else {
-            sub.to_string()
-        };
-        if match_pattern(s, &sub) {
-            if negated {
-                return ListMatch::Negated;
-            }
-            positive = true;
-        }
-    }
-    if positive {
-        ListMatch::Yes
-    } else {
-        ListMatch::No
-    }
-}
-
-/// OpenSSH `match_hostname()`: [`match_pattern_list`] ignoring ASCII case.
-pub(crate) fn match_hostname(host: &str, list: &str) -> ListMatch {
-    match_pattern_list(&host.to_ascii_lowercase(), list, true)
 }
 
 #[cfg(test)]
@@ -362,29 +295,5 @@ mod tests {
         for bad in ["0", "65536", "", "x22", "-1", "99999999999999999999"] {
             assert_eq!(a2port(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn patterns() {
-        assert!(match_pattern("foo.example.com", "*.example.com"));
-        assert!(match_pattern("abc", "a?c"));
-        assert!(match_pattern("abc", "*"));
-        assert!(match_pattern("", "*"));
-        assert!(match_pattern("aXbXc", "a*b*c"));
-        assert!(!match_pattern("abc", "a?"));
-        assert!(!match_pattern("ABC", "abc"));
-        assert!(match_pattern("a*c", "a*c"));
-        assert!(match_pattern("ab", "a**b"));
-        assert!(!match_pattern("ab", "a*?b"));
-    }
-
-    #[test]
-    fn pattern_lists() {
-        assert_eq!(match_pattern_list("x", "y,x", false), ListMatch::Yes);
-        assert_eq!(match_pattern_list("x", "*,!x", false), ListMatch::Negated);
-        assert_eq!(match_pattern_list("x", "!y", false), ListMatch::No);
-        assert_eq!(match_pattern_list("X", "x", false), ListMatch::No);
-        assert_eq!(match_hostname("Host.Example", "host.*"), ListMatch::Yes);
-        assert_eq!(match_hostname("host.example", "HOST.*"), ListMatch::Yes);
     }
 }

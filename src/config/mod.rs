@@ -4,18 +4,22 @@
 //! semantics (first value wins, `%` tokens, `ProxyJump` parsing) and the file and line that
 //! set each value. [`known_hosts`] decides whether a server's host key is known, changed,
 //! revoked or unknown. Both are pure: they take text and return values; reading files is a
-//! thin wrapper.
+//! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each);
+//! `pattern` is OpenSSH's `match.c`, shared by both.
 
 #[cfg(test)]
 mod fuzz;
 mod glob;
 mod jump;
+mod keyword;
 pub mod known_hosts;
 mod lexer;
+mod pattern;
 pub mod ssh_config;
 mod tokens;
 
-pub use ssh_config::{
-    ConfigError, HostConfig, HostQuery, IdentityFile, LocalEnv, Origin, ProxyJump, SYSTEM_CONFIG,
-    SshConfig, StrictHostKeyChecking,
+pub use keyword::{
+    AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, Keyword, ProxyJump,
+    StrictHostKeyChecking,
 };
+pub use ssh_config::{ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SshConfig};

@@ -3,7 +3,11 @@
 //! [`SshConfig`] holds the parsed files (the user's, then the system-wide one, with their
 //! `Include`s read in place); [`SshConfig::resolve`] evaluates them for one host the way
 //! `ssh` does and returns a [`HostConfig`] in which every value records the file and line
-//! that set it ([`HostConfig::origins`]).
+//! that set it ([`HostConfig::origins`], keyed by [`Keyword`]). The keywords themselves
+//! (names, parsers, first-value-wins slots, defaults, explain rows) are one table in
+//! `config/keyword.rs`; this module reads files, evaluates `Host`/`Match`/`Include` and
+//! derives the values that need more than a default (tokens, key and known-hosts files,
+//! ProxyJump/ProxyCommand).
 //!
 //! # Semantics (checked against `ssh -G` by `tests/ssh_config_vs_openssh.rs`)
 //! - Lines: case-insensitive keywords; `key value`, `key=value`, `key = value`; `"` and `'`
@@ -27,6 +31,8 @@
 //!   `Host`/`Match` block applies only when the block does, and a `Match` inside an included
 //!   file does not leak out), up to 16 levels deep, permissions checked as OpenSSH does.
 //! - `ProxyJump` and `ProxyCommand`: whichever applies first wins; `none` clears.
+//! - `AddressFamily` (`any`, `inet`, `inet6`; default `any`) filters the addresses hop 1's
+//!   HostName resolves to ([`crate::config::AddressFamily::filter`]).
 //! - Tokens (`%%`, `%C`, `%d`, `%h`, `%i`, `%j`, `%k`, `%L`, `%l`, `%n`, `%p`, `%r`, `%u`),
 //!   `${VAR}` and `~` are expanded in `IdentityFile`, `CertificateFile`, `UserKnownHostsFile`
 //!   and `IdentityAgent`; `HostName` takes `%h` and `%%`; `GlobalKnownHostsFile` only `~`.
@@ -45,19 +51,19 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
-use crate::spec::HopSpec;
-
 use super::glob::{glob, glob_tilde};
-use super::jump::{Jump, parse_proxy_jump};
-use super::lexer::{
-    ListMatch, a2port, argv_split, convtime, directive, match_hostname, match_pattern,
-    match_pattern_list, raw_value, strdelim,
+use super::jump::Jump;
+use super::keyword::{Args, At, Derived, First, KeyFile, Keyword, Options, Setting, Valued};
+// The resolved types, at their paths from before the keyword table.
+pub use super::keyword::{
+    DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, ProxyJump, StrictHostKeyChecking,
 };
+use super::lexer::{argv_split, directive, strdelim};
+use super::pattern::{ListMatch, host_line_matches, match_hostname, match_pattern_list};
 use super::tokens::{Expansion, expand, tilde_expand};
 
 /// The system-wide client configuration, read after the user's by [`SshConfig::load_default`].
@@ -65,10 +71,6 @@ pub const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
 
 /// OpenSSH's `READCONF_MAX_DEPTH`.
 const MAX_INCLUDE_DEPTH: usize = 16;
-/// OpenSSH's `SSH_MAX_IDENTITY_FILES` and `SSH_MAX_CERTIFICATE_FILES`.
-const MAX_KEY_FILES: usize = 100;
-/// OpenSSH's `NumberOfPasswordPrompts` default.
-pub const DEFAULT_PASSWORD_PROMPTS: u32 = 3;
 /// What `ssh -G` lists when no `IdentityFile` is configured (OpenSSH 9.2).
 const DEFAULT_IDENTITY_FILES: [&str; 7] = [
     "~/.ssh/id_rsa",
@@ -160,95 +162,6 @@ pub struct LocalEnv {
     pub env: BTreeMap<String, String>,
 }
 
-/// `StrictHostKeyChecking`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrictHostKeyChecking {
-    /// `yes`: refuse unknown keys.
-    Yes,
-    /// `accept-new`: add unknown keys, refuse changed ones.
-    AcceptNew,
-    /// `no` / `off`: accept unknown keys (changed and revoked are still refused by pgtunnel).
-    No,
-    /// `ask` (OpenSSH's default): prompt on a terminal, otherwise like `yes`.
-    Ask,
-}
-
-/// `ProxyJump` after token expansion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProxyJump {
-    /// `ProxyJump none`: stop the expansion.
-    None,
-    /// The jump hosts, in connection order.
-    Hops(Vec<HopSpec>),
-}
-
-/// One host's resolved configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostConfig {
-    /// The host as typed (`%n`).
-    pub original_host: String,
-    /// `HostName` (tokens expanded), or the host as typed; lowercased like OpenSSH does.
-    pub host_name: String,
-    /// User, after command-line override and default.
-    pub user: String,
-    /// Port, after command-line override and default (22).
-    pub port: u16,
-    /// Identity files: configured ones (`IdentityFile none` removed), or OpenSSH's defaults.
-    pub identity_files: Vec<IdentityFile>,
-    /// `CertificateFile`s, expanded.
-    pub certificate_files: Vec<PathBuf>,
-    /// `ProxyJump`, if set.
-    pub proxy_jump: Option<ProxyJump>,
-    /// `ProxyCommand` as written (like `ssh -G`), if set and not `none`; see
-    /// [`HostConfig::expanded_proxy_command`].
-    pub proxy_command: Option<String>,
-    /// `ConnectTimeout` (`None`: not set, or 0).
-    pub connect_timeout: Option<Duration>,
-    /// `UserKnownHostsFile` (empty for `none`).
-    pub user_known_hosts_files: Vec<PathBuf>,
-    /// `GlobalKnownHostsFile` (empty for `none`).
-    pub global_known_hosts_files: Vec<PathBuf>,
-    /// `StrictHostKeyChecking`.
-    pub strict_host_key_checking: StrictHostKeyChecking,
-    /// `HostKeyAlias`, lowercased.
-    pub host_key_alias: Option<String>,
-    /// `ServerAliveInterval` (None = off).
-    pub server_alive_interval: Option<Duration>,
-    /// `ServerAliveCountMax`.
-    pub server_alive_count_max: u32,
-    /// `IdentitiesOnly`.
-    pub identities_only: bool,
-    /// `IdentityAgent`: a socket path, `none` or `SSH_AUTH_SOCK`.
-    pub identity_agent: Option<String>,
-    /// `HashKnownHosts`.
-    pub hash_known_hosts: bool,
-    /// `PubkeyAuthentication` (`unbound` and `host-bound` count as yes).
-    pub pubkey_authentication: bool,
-    /// `PasswordAuthentication`.
-    pub password_authentication: bool,
-    /// `KbdInteractiveAuthentication` (or its alias `ChallengeResponseAuthentication`).
-    pub kbd_interactive_authentication: bool,
-    /// `BatchMode`: never ask anything (an unknown host key under `ask` is refused; no
-    /// passphrase, password or keyboard-interactive questions).
-    pub batch_mode: bool,
-    /// `NumberOfPasswordPrompts` (default 3): passphrase questions per key, password
-    /// attempts and keyboard-interactive attempts.
-    pub number_of_password_prompts: u32,
-    /// Where each value came from: lowercase keyword (`hostname`, `identityfile` for the
-    /// first identity file, ...) to the line that set it. Command-line values and defaults
-    /// have no entry.
-    pub origins: BTreeMap<String, Origin>,
-}
-
-/// One identity file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityFile {
-    /// Path, expanded.
-    pub path: PathBuf,
-    /// Set in the config (not a default).
-    pub explicit: bool,
-}
-
 impl HostConfig {
     /// The name OpenSSH looks up in known_hosts: `HostKeyAlias` exactly as written (OpenSSH
     /// never adds the port to an alias: `ssh -o HostKeyAlias=x -p 2222` records `x`), else
@@ -286,6 +199,20 @@ impl HostConfig {
                 env: None,
             },
         ))
+    }
+}
+
+#[cfg(test)]
+impl LocalEnv {
+    /// User `me` (uid 1000, home `/home/me`) on `laptop`, no environment: for tests.
+    pub(crate) fn fixture() -> LocalEnv {
+        LocalEnv {
+            local_user: "me".into(),
+            home: "/home/me".into(),
+            local_hostname: "laptop".into(),
+            uid: 1000,
+            env: Default::default(),
+        }
     }
 }
 
@@ -354,95 +281,22 @@ enum Criterion {
     },
 }
 
-#[derive(Debug, Clone)]
-enum Setting {
-    HostName(String),
-    User(String),
-    Port(u16),
-    IdentityFile(String),
-    CertificateFile(String),
-    IdentitiesOnly(bool),
-    IdentityAgent(String),
-    ProxyJump(Jump),
-    ProxyCommand(String),
-    /// `None` for `none`, which leaves the option unset.
-    ConnectTimeout(Option<u32>),
-    UserKnownHostsFile(Vec<String>),
-    GlobalKnownHostsFile(Vec<String>),
-    StrictHostKeyChecking(StrictHostKeyChecking),
-    HostKeyAlias(String),
-    ServerAliveInterval(Option<u32>),
-    ServerAliveCountMax(u32),
-    HashKnownHosts(bool),
-    PubkeyAuthentication(bool),
-    PasswordAuthentication(bool),
-    KbdInteractiveAuthentication(bool),
-    BatchMode(bool),
-    NumberOfPasswordPrompts(u32),
-}
-
-/// The keywords we read (aliases map to one canonical name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keyword {
+/// A line's keyword: a block, an include, or a setting.
+#[derive(Debug, Clone, Copy)]
+enum Word {
     Host,
     Match,
     Include,
-    HostName,
-    User,
-    Port,
-    IdentityFile,
-    CertificateFile,
-    IdentitiesOnly,
-    IdentityAgent,
-    ProxyJump,
-    ProxyCommand,
-    ConnectTimeout,
-    UserKnownHostsFile,
-    GlobalKnownHostsFile,
-    StrictHostKeyChecking,
-    HostKeyAlias,
-    ServerAliveInterval,
-    ServerAliveCountMax,
-    HashKnownHosts,
-    PubkeyAuthentication,
-    PasswordAuthentication,
-    KbdInteractiveAuthentication,
-    BatchMode,
-    NumberOfPasswordPrompts,
+    Set(Keyword),
 }
 
-impl Keyword {
-    fn from_lowercase(keyword: &str) -> Option<Keyword> {
-        Some(match keyword {
-            "host" => Keyword::Host,
-            "match" => Keyword::Match,
-            "include" => Keyword::Include,
-            "hostname" => Keyword::HostName,
-            "user" => Keyword::User,
-            "port" => Keyword::Port,
-            "identityfile" | "identityfile2" => Keyword::IdentityFile,
-            "certificatefile" => Keyword::CertificateFile,
-            "identitiesonly" => Keyword::IdentitiesOnly,
-            "identityagent" => Keyword::IdentityAgent,
-            "proxyjump" => Keyword::ProxyJump,
-            "proxycommand" => Keyword::ProxyCommand,
-            "connecttimeout" => Keyword::ConnectTimeout,
-            "userknownhostsfile" => Keyword::UserKnownHostsFile,
-            "globalknownhostsfile" => Keyword::GlobalKnownHostsFile,
-            "stricthostkeychecking" => Keyword::StrictHostKeyChecking,
-            "hostkeyalias" => Keyword::HostKeyAlias,
-            "serveraliveinterval" => Keyword::ServerAliveInterval,
-            "serveralivecountmax" => Keyword::ServerAliveCountMax,
-            "hashknownhosts" => Keyword::HashKnownHosts,
-            "pubkeyauthentication" | "dsaauthentication" => Keyword::PubkeyAuthentication,
-            "passwordauthentication" => Keyword::PasswordAuthentication,
-            "kbdinteractiveauthentication"
-            | "challengeresponseauthentication"
-            | "skeyauthentication"
-            | "tisauthentication" => Keyword::KbdInteractiveAuthentication,
-            "batchmode" => Keyword::BatchMode,
-            "numberofpasswordprompts" => Keyword::NumberOfPasswordPrompts,
-            _ => return None,
+impl Word {
+    fn from_lowercase(name: &str) -> Option<Word> {
+        Some(match name {
+            "host" => Word::Host,
+            "match" => Word::Match,
+            "include" => Word::Include,
+            _ => Word::Set(Keyword::from_lowercase(name)?),
         })
     }
 }
@@ -538,10 +392,10 @@ impl SshConfig {
     pub fn resolve(&self, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, ConfigError> {
         let mut o = Options::default();
         if let Some(user) = &query.user {
-            o.user = Some(Valued::command_line(user.clone()));
+            o.user = First::command_line(user.clone());
         }
         if let Some(port) = query.port {
-            o.port = Some(Valued::command_line(port));
+            o.port = First::command_line(port);
         }
         let mut pass = Pass {
             host: query.host.clone(),
@@ -553,11 +407,11 @@ impl SshConfig {
         if o.want_final {
             // OpenSSH re-reads the files against the final host name, keeping what is set.
             let host = final_host_name(&o, &query.host)?;
-            let origin = o.host_name.take().and_then(|v| v.origin);
-            o.host_name = Some(Valued {
+            let origin = o.host_name.0.take().and_then(|v| v.origin);
+            o.host_name = First(Some(Valued {
                 value: host.clone(),
                 origin,
-            });
+            }));
             o.host_name_final = true;
             pass.host = host;
             pass.final_pass = true;
@@ -644,25 +498,32 @@ impl Loader {
                 line,
                 message,
             };
-            let Some(keyword) = Keyword::from_lowercase(&d.keyword) else {
+            let Some(word) = Word::from_lowercase(&d.keyword) else {
                 continue;
             };
             if d.rest.is_empty() {
                 return Err(at(format!("no argument after keyword \"{}\"", d.keyword)));
             }
             let args = argv_split(d.rest).map_err(|()| at("invalid quotes".into()))?;
-            let kind = match keyword {
-                Keyword::Host => {
+            let kind = match word {
+                Word::Host => {
                     if args.iter().any(String::is_empty) {
                         return Err(at("keyword host: empty argument".into()));
                     }
                     ItemKind::Host(args)
                 }
-                Keyword::Match => ItemKind::Match(parse_match(d.rest).map_err(at)?),
-                Keyword::Include => {
+                Word::Match => ItemKind::Match(parse_match(d.rest).map_err(at)?),
+                Word::Include => {
                     ItemKind::Include(self.include(&args, path, line, user_config, depth)?)
                 }
-                _ => ItemKind::Set(parse_setting(keyword, &d.keyword, d.rest, &args).map_err(at)?),
+                Word::Set(keyword) => {
+                    let args = Args {
+                        name: &d.keyword,
+                        rest: d.rest,
+                        words: &args,
+                    };
+                    ItemKind::Set(keyword.parse(&args).map_err(at)?)
+                }
             };
             items.push(Item { line, kind });
         }
@@ -715,144 +576,6 @@ impl Loader {
         }
         Ok(files)
     }
-}
-
-/// Parses one setting's arguments (`args` from `argv_split`, `rest` the raw text).
-fn parse_setting(
-    keyword: Keyword,
-    name: &str,
-    rest: &str,
-    args: &[String],
-) -> Result<Setting, String> {
-    let one = || -> Result<String, String> {
-        match args {
-            [] => Err(format!("{name}: missing argument")),
-            [a] if a.is_empty() => Err(format!("{name}: missing argument")),
-            [a] => Ok(a.clone()),
-            _ => Err(format!("keyword {name}: extra arguments at end of line")),
-        }
-    };
-    let flag = || -> Result<bool, String> {
-        let a = one()?;
-        match a.to_ascii_lowercase().as_str() {
-            "yes" | "true" => Ok(true),
-            "no" | "false" => Ok(false),
-            _ => Err(format!(
-                "{name}: unsupported value \"{a}\" (expected yes or no)"
-            )),
-        }
-    };
-    let time = || -> Result<Option<u32>, String> {
-        let a = one()?;
-        if a == "none" {
-            return Ok(None);
-        }
-        convtime(&a)
-            .map(Some)
-            .ok_or_else(|| format!("{name}: invalid time value \"{a}\""))
-    };
-    // OpenSSH's `parse_int` (`atoi_err`): 0 to INT_MAX.
-    let int = || -> Result<u32, String> {
-        let a = one()?;
-        a.parse::<u32>()
-            .ok()
-            .filter(|&n| n <= i32::MAX as u32 && !a.starts_with('+'))
-            .ok_or_else(|| format!("{name}: integer value \"{a}\" is invalid"))
-    };
-    let list = || -> Result<Vec<String>, String> {
-        for (i, a) in args.iter().enumerate() {
-            if a.is_empty() {
-                return Err(format!("keyword {name}: empty argument"));
-            }
-            if a.eq_ignore_ascii_case("none") && (i > 0 || args.len() > 1) {
-                return Err(format!(
-                    "keyword {name}: \"none\" argument must appear alone"
-                ));
-            }
-        }
-        Ok(args.to_vec())
-    };
-    Ok(match keyword {
-        Keyword::HostName => Setting::HostName(one()?),
-        Keyword::User => Setting::User(one()?),
-        Keyword::HostKeyAlias => Setting::HostKeyAlias(one()?),
-        Keyword::Port => {
-            let a = one()?;
-            Setting::Port(a2port(&a).ok_or_else(|| format!("bad port '{a}'"))?)
-        }
-        Keyword::IdentityFile => Setting::IdentityFile(one()?),
-        Keyword::CertificateFile => Setting::CertificateFile(one()?),
-        Keyword::IdentityAgent => {
-            let a = one()?;
-            check_agent_path(&a)?;
-            Setting::IdentityAgent(a)
-        }
-        Keyword::IdentitiesOnly => Setting::IdentitiesOnly(flag()?),
-        Keyword::HashKnownHosts => Setting::HashKnownHosts(flag()?),
-        Keyword::PasswordAuthentication => Setting::PasswordAuthentication(flag()?),
-        Keyword::KbdInteractiveAuthentication => Setting::KbdInteractiveAuthentication(flag()?),
-        Keyword::BatchMode => Setting::BatchMode(flag()?),
-        Keyword::PubkeyAuthentication => {
-            let a = one()?;
-            Setting::PubkeyAuthentication(match a.to_ascii_lowercase().as_str() {
-                "yes" | "true" | "unbound" | "host-bound" => true,
-                "no" | "false" => false,
-                _ => {
-                    return Err(format!(
-                        "{name}: unsupported value \"{a}\" (expected yes, no, unbound or host-bound)"
-                    ));
-                }
-            })
-        }
-        Keyword::StrictHostKeyChecking => {
-            let a = one()?;
-            Setting::StrictHostKeyChecking(match a.to_ascii_lowercase().as_str() {
-                "yes" | "true" => StrictHostKeyChecking::Yes,
-                "no" | "false" | "off" => StrictHostKeyChecking::No,
-                "ask" => StrictHostKeyChecking::Ask,
-                "accept-new" => StrictHostKeyChecking::AcceptNew,
-                _ => {
-                    return Err(format!(
-                        "{name}: unsupported value \"{a}\" (expected yes, accept-new, no, off or ask)"
-                    ));
-                }
-            })
-        }
-        Keyword::ConnectTimeout => Setting::ConnectTimeout(time()?),
-        Keyword::ServerAliveInterval => Setting::ServerAliveInterval(time()?),
-        Keyword::ServerAliveCountMax => Setting::ServerAliveCountMax(int()?),
-        Keyword::NumberOfPasswordPrompts => Setting::NumberOfPasswordPrompts(int()?),
-        Keyword::UserKnownHostsFile => Setting::UserKnownHostsFile(list()?),
-        Keyword::GlobalKnownHostsFile => Setting::GlobalKnownHostsFile(list()?),
-        Keyword::ProxyCommand => Setting::ProxyCommand(raw_value(rest).to_string()),
-        Keyword::ProxyJump => Setting::ProxyJump(parse_proxy_jump(raw_value(rest))?),
-        Keyword::Host | Keyword::Match | Keyword::Include => {
-            return Err(format!("{name}: not a setting"));
-        }
-    })
-}
-
-/// OpenSSH's checks on an `IdentityAgent` value while reading the file.
-fn check_agent_path(a: &str) -> Result<(), String> {
-    let mut rest = a;
-    while let Some(i) = rest.find("${") {
-        let after = &rest[i + 2..];
-        match after.find('}') {
-            Some(0) | None => return Err(format!("invalid environment expansion {a}")),
-            Some(end) => rest = &after[end + 1..],
-        }
-    }
-    if let Some(name) = a.strip_prefix('$')
-        && !name.starts_with('{')
-        && !valid_env_name(name)
-    {
-        return Err(format!("invalid environment name {a}"));
-    }
-    Ok(())
-}
-
-fn valid_env_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Parses a `Match` line's criteria the way `match_cfg_line` reads them (with `strdelim`).
@@ -917,170 +640,6 @@ fn parse_match(rest: &str) -> Result<Vec<Criterion>, String> {
     Ok(out)
 }
 
-/// A value and the line that set it (`None`: command line or derived).
-#[derive(Debug, Clone)]
-struct Valued<T> {
-    value: T,
-    origin: Option<Origin>,
-}
-
-impl<T> Valued<T> {
-    fn command_line(value: T) -> Self {
-        Valued {
-            value,
-            origin: None,
-        }
-    }
-}
-
-/// One key file line: as written, from a user config, where.
-#[derive(Debug, Clone)]
-struct KeyFile {
-    raw: String,
-    user_config: bool,
-    origin: Origin,
-}
-
-/// OpenSSH's `Options` while reading: `None` is "not set yet".
-#[derive(Debug, Default)]
-struct Options {
-    host_name: Option<Valued<String>>,
-    /// `host_name` is the final, expanded name (after a `Match final` pass).
-    host_name_final: bool,
-    user: Option<Valued<String>>,
-    port: Option<Valued<u16>>,
-    identity_files: Vec<KeyFile>,
-    certificate_files: Vec<KeyFile>,
-    identities_only: Option<Valued<bool>>,
-    identity_agent: Option<Valued<String>>,
-    /// Also set to `none` by a `ProxyJump` with hosts, as OpenSSH does.
-    proxy_command: Option<Valued<String>>,
-    proxy_jump: Option<Valued<Jump>>,
-    connect_timeout: Option<Valued<u32>>,
-    user_known_hosts: Option<Valued<Vec<String>>>,
-    global_known_hosts: Option<Valued<Vec<String>>>,
-    strict_host_key_checking: Option<Valued<StrictHostKeyChecking>>,
-    host_key_alias: Option<Valued<String>>,
-    server_alive_interval: Option<Valued<u32>>,
-    server_alive_count_max: Option<Valued<u32>>,
-    hash_known_hosts: Option<Valued<bool>>,
-    pubkey_authentication: Option<Valued<bool>>,
-    password_authentication: Option<Valued<bool>>,
-    kbd_interactive_authentication: Option<Valued<bool>>,
-    batch_mode: Option<Valued<bool>>,
-    number_of_password_prompts: Option<Valued<u32>>,
-    /// A `Match final` was seen: evaluate again with the final host name.
-    want_final: bool,
-}
-
-fn set_first<T>(slot: &mut Option<Valued<T>>, value: T, origin: &Origin) {
-    if slot.is_none() {
-        *slot = Some(Valued {
-            value,
-            origin: Some(origin.clone()),
-        });
-    }
-}
-
-impl Options {
-    fn apply(
-        &mut self,
-        setting: &Setting,
-        origin: &Origin,
-        user_config: bool,
-    ) -> Result<(), ConfigError> {
-        match setting {
-            Setting::HostName(v) => set_first(&mut self.host_name, v.clone(), origin),
-            Setting::User(v) => set_first(&mut self.user, v.clone(), origin),
-            Setting::Port(v) => set_first(&mut self.port, *v, origin),
-            Setting::IdentityFile(v) => {
-                add_key_file(&mut self.identity_files, v, user_config, origin, "identity")?
-            }
-            Setting::CertificateFile(v) => add_key_file(
-                &mut self.certificate_files,
-                v,
-                user_config,
-                origin,
-                "certificate",
-            )?,
-            Setting::IdentitiesOnly(v) => set_first(&mut self.identities_only, *v, origin),
-            Setting::IdentityAgent(v) => set_first(&mut self.identity_agent, v.clone(), origin),
-            Setting::ProxyCommand(v) => set_first(&mut self.proxy_command, v.clone(), origin),
-            Setting::ProxyJump(jump) => {
-                if self.proxy_command.is_none() && self.proxy_jump.is_none() {
-                    if matches!(jump, Jump::Hops(_)) {
-                        set_first(&mut self.proxy_command, "none".to_string(), origin);
-                    }
-                    set_first(&mut self.proxy_jump, jump.clone(), origin);
-                }
-            }
-            Setting::ConnectTimeout(Some(v)) => set_first(&mut self.connect_timeout, *v, origin),
-            Setting::ServerAliveInterval(Some(v)) => {
-                set_first(&mut self.server_alive_interval, *v, origin)
-            }
-            Setting::ConnectTimeout(None) | Setting::ServerAliveInterval(None) => {}
-            Setting::UserKnownHostsFile(v) if !v.is_empty() => {
-                set_first(&mut self.user_known_hosts, v.clone(), origin)
-            }
-            Setting::GlobalKnownHostsFile(v) if !v.is_empty() => {
-                set_first(&mut self.global_known_hosts, v.clone(), origin)
-            }
-            Setting::UserKnownHostsFile(_) | Setting::GlobalKnownHostsFile(_) => {}
-            Setting::StrictHostKeyChecking(v) => {
-                set_first(&mut self.strict_host_key_checking, *v, origin)
-            }
-            Setting::HostKeyAlias(v) => set_first(&mut self.host_key_alias, v.clone(), origin),
-            Setting::ServerAliveCountMax(v) => {
-                set_first(&mut self.server_alive_count_max, *v, origin)
-            }
-            Setting::HashKnownHosts(v) => set_first(&mut self.hash_known_hosts, *v, origin),
-            Setting::PubkeyAuthentication(v) => {
-                set_first(&mut self.pubkey_authentication, *v, origin)
-            }
-            Setting::PasswordAuthentication(v) => {
-                set_first(&mut self.password_authentication, *v, origin)
-            }
-            Setting::KbdInteractiveAuthentication(v) => {
-                set_first(&mut self.kbd_interactive_authentication, *v, origin)
-            }
-            Setting::BatchMode(v) => set_first(&mut self.batch_mode, *v, origin),
-            Setting::NumberOfPasswordPrompts(v) => {
-                set_first(&mut self.number_of_password_prompts, *v, origin)
-            }
-        }
-        Ok(())
-    }
-}
-
-/// OpenSSH `add_identity_file` / `add_certificate_file`: duplicates (same text, same kind of
-/// file) are dropped; at most 100.
-fn add_key_file(
-    files: &mut Vec<KeyFile>,
-    raw: &str,
-    user_config: bool,
-    origin: &Origin,
-    what: &str,
-) -> Result<(), ConfigError> {
-    if files.len() >= MAX_KEY_FILES {
-        return Err(ConfigError::Line {
-            file: origin.file.clone(),
-            line: origin.line,
-            message: format!("too many {what} files specified (max {MAX_KEY_FILES})"),
-        });
-    }
-    if !files
-        .iter()
-        .any(|f| f.raw == raw && f.user_config == user_config)
-    {
-        files.push(KeyFile {
-            raw: raw.to_string(),
-            user_config,
-            origin: origin.clone(),
-        });
-    }
-    Ok(())
-}
-
 /// What one evaluation pass matches against.
 struct Pass<'a> {
     /// `Host` patterns are matched against this: the host as typed, or in the final pass the
@@ -1108,23 +667,7 @@ fn eval_file(
         };
         match &item.kind {
             ItemKind::Host(patterns) => {
-                *active = false;
-                if never_match {
-                    continue;
-                }
-                for pattern in patterns {
-                    let (negated, pattern) = match pattern.strip_prefix('!') {
-                        Some(p) => (true, p),
-                        None => (false, pattern.as_str()),
-                    };
-                    if match_pattern(&pass.host, pattern) {
-                        if negated {
-                            *active = false;
-                            break;
-                        }
-                        *active = true;
-                    }
-                }
+                *active = !never_match && host_line_matches(&pass.host, patterns);
             }
             ItemKind::Match(criteria) => {
                 let matched = eval_match(criteria, o, pass, never_match, &origin())?;
@@ -1140,7 +683,12 @@ fn eval_file(
             }
             ItemKind::Set(setting) => {
                 if *active {
-                    o.apply(setting, &origin(), file.user_config)?;
+                    let origin = origin();
+                    let at = At {
+                        origin: &origin,
+                        user_config: file.user_config,
+                    };
+                    o.apply(setting, &at)?;
                 }
             }
         }
@@ -1158,15 +706,15 @@ fn eval_match(
 ) -> Result<bool, ConfigError> {
     let user = o
         .user
-        .as_ref()
-        .map_or(pass.env.local_user.as_str(), |u| u.value.as_str())
+        .get()
+        .map_or(pass.env.local_user.as_str(), String::as_str)
         .to_string();
     let host = if o.host_name_final {
         o.host_name
-            .as_ref()
-            .map_or_else(|| pass.host.clone(), |h| h.value.clone())
+            .get()
+            .map_or_else(|| pass.host.clone(), Clone::clone)
     } else {
-        match &o.host_name {
+        match &o.host_name.0 {
             Some(h) => expand_host_name(h, &pass.host)?,
             None => pass.host.clone(),
         }
@@ -1194,11 +742,12 @@ fn eval_match(
             ),
             Criterion::User { negate, list } => (
                 *negate,
-                match_pattern_list(&user, list, false) == ListMatch::Yes,
+                match_pattern_list(user.as_bytes(), list.as_bytes(), false) == ListMatch::Yes,
             ),
             Criterion::LocalUser { negate, list } => (
                 *negate,
-                match_pattern_list(&pass.env.local_user, list, false) == ListMatch::Yes,
+                match_pattern_list(pass.env.local_user.as_bytes(), list.as_bytes(), false)
+                    == ListMatch::Yes,
             ),
             Criterion::Unsupported { name, arg } => {
                 // OpenSSH skips `exec` once an earlier criterion failed; in a block that can
@@ -1252,7 +801,7 @@ fn origin_error(origin: &Option<Origin>, message: String) -> ConfigError {
 
 /// The host name ssh connects to: `HostName` expanded (or the host as typed), lowercased.
 fn final_host_name(o: &Options, host_arg: &str) -> Result<String, ConfigError> {
-    let host = match &o.host_name {
+    let host = match &o.host_name.0 {
         Some(h) if o.host_name_final => h.value.clone(),
         Some(h) => expand_host_name(h, host_arg)?,
         None => host_arg.to_string(),
@@ -1262,31 +811,84 @@ fn final_host_name(o: &Options, host_arg: &str) -> Result<String, ConfigError> {
 
 /// Fills defaults and expands tokens, like the end of OpenSSH's `main()` before `-G` prints.
 fn finish(o: Options, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, ConfigError> {
-    let mut origins = BTreeMap::new();
+    let mut origins = o.origins();
     let host_name = final_host_name(&o, &query.host)?;
-    record(&mut origins, "hostname", o.host_name.as_ref());
-    let user = take(&mut origins, "user", &o.user).unwrap_or_else(|| env.local_user.clone());
-    let port = take(&mut origins, "port", &o.port).unwrap_or(22);
+    let user = o
+        .user
+        .get()
+        .cloned()
+        .unwrap_or_else(|| env.local_user.clone());
+    let port = o.port.get().copied().unwrap_or(22);
+    let (proxy_jump, proxy_command) = proxy(&o, &host_name, &user, port)?;
+    // Only the one of ProxyJump/ProxyCommand in use has an origin.
+    if proxy_command.is_none() {
+        origins.remove(&Keyword::ProxyCommand);
+    }
+    if proxy_jump.is_none() {
+        origins.remove(&Keyword::ProxyJump);
+    }
+    let host_key_alias = o.host_key_alias.get().map(|a| a.to_ascii_lowercase());
+    let jump_host = match &proxy_jump {
+        Some(ProxyJump::Hops(hops)) => hops.last().map(|h| h.host.as_str()),
+        _ => None,
+    };
+    let values = token_values(
+        env,
+        query,
+        Host {
+            name: &host_name,
+            user: &user,
+            port,
+        },
+        host_key_alias.as_deref(),
+        jump_host.unwrap_or_default(),
+    );
+    let x = Expander {
+        tokens: values.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+        env,
+    };
+    let derived = Derived {
+        original_host: query.host.clone(),
+        identity_files: identity_files(&o, &x)?,
+        certificate_files: o
+            .certificate_files
+            .iter()
+            .map(|f| x.path_buf(&f.raw, "CertificateFile", &Some(f.origin.clone())))
+            .collect::<Result<_, _>>()?,
+        user_known_hosts_files: user_known_hosts_files(&o, &x)?,
+        global_known_hosts_files: global_known_hosts_files(&o, env)?,
+        identity_agent: identity_agent(&o, &x)?,
+        host_name,
+        user,
+        port,
+        proxy_jump,
+        proxy_command,
+        host_key_alias,
+        origins,
+    };
+    Ok(HostConfig::build(&o, derived))
+}
 
-    // ProxyJump / ProxyCommand.
+/// `ProxyJump` and `ProxyCommand` as OpenSSH uses them: the command unless `none`; the jump
+/// list (refused if it leads back to this very host), or `none` when no command follows it.
+fn proxy(
+    o: &Options,
+    host_name: &str,
+    user: &str,
+    port: u16,
+) -> Result<(Option<ProxyJump>, Option<String>), ConfigError> {
     let proxy_command = o
         .proxy_command
-        .as_ref()
-        .filter(|c| !c.value.eq_ignore_ascii_case("none"))
+        .get()
+        .filter(|c| !c.eq_ignore_ascii_case("none"))
         .cloned();
-    record(&mut origins, "proxycommand", proxy_command.as_ref());
-    let mut jump_host = String::new();
-    let proxy_jump = match &o.proxy_jump {
-        Some(
-            v @ Valued {
-                value: Jump::Hops(hops),
-                origin,
-            },
-        ) => {
-            record(&mut origins, "proxyjump", Some(v));
+    let proxy_jump = match &o.proxy_jump.0 {
+        Some(Valued {
+            value: Jump::Hops(hops),
+            origin,
+        }) => {
             if let Some(last) = hops.last() {
-                jump_host = last.host.clone();
-                let jump_user = last.user.as_deref().unwrap_or(&user);
+                let jump_user = last.user.as_deref().unwrap_or(user);
                 if last.host == host_name && last.port.unwrap_or(22) == port && jump_user == user {
                     return Err(origin_error(
                         origin,
@@ -1300,224 +902,148 @@ fn finish(o: Options, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, C
             Some(ProxyJump::Hops(hops.clone()))
         }
         // `ProxyJump none` followed by a ProxyCommand: OpenSSH uses the command.
-        Some(
-            v @ Valued {
-                value: Jump::None, ..
-            },
-        ) if proxy_command.is_none() => {
-            record(&mut origins, "proxyjump", Some(v));
-            Some(ProxyJump::None)
-        }
+        Some(Valued {
+            value: Jump::None, ..
+        }) if proxy_command.is_none() => Some(ProxyJump::None),
         _ => None,
     };
+    Ok((proxy_jump, proxy_command))
+}
 
-    let host_key_alias =
-        take(&mut origins, "hostkeyalias", &o.host_key_alias).map(|a| a.to_ascii_lowercase());
+/// Where ssh connects: the final host name, user and port.
+struct Host<'a> {
+    name: &'a str,
+    user: &'a str,
+    port: u16,
+}
 
-    // Token values (OpenSSH's DEFAULT_CLIENT_PERCENT_EXPAND_ARGS).
-    let port_s = port.to_string();
-    let uid_s = env.uid.to_string();
-    let home_s = env.home.to_string_lossy().into_owned();
-    let short_host = env
-        .local_hostname
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let conn_hash = connection_hash(&env.local_hostname, &host_name, &port_s, &user);
-    let key_alias = host_key_alias.clone().unwrap_or_else(|| query.host.clone());
-    let tokens = [
-        ('C', conn_hash.as_str()),
-        ('L', short_host.as_str()),
-        ('i', uid_s.as_str()),
-        ('k', key_alias.as_str()),
-        ('l', env.local_hostname.as_str()),
-        ('n', query.host.as_str()),
-        ('p', port_s.as_str()),
-        ('d', home_s.as_str()),
-        ('h', host_name.as_str()),
-        ('r', user.as_str()),
-        ('u', env.local_user.as_str()),
-        ('j', jump_host.as_str()),
-    ];
-    let full = Expansion {
-        tokens: &tokens,
-        env: Some(&env.env),
-    };
-    let path = |raw: &str, keyword: &str, origin: &Option<Origin>| -> Result<String, ConfigError> {
+/// The values of OpenSSH's `DEFAULT_CLIENT_PERCENT_EXPAND_ARGS` tokens.
+fn token_values(
+    env: &LocalEnv,
+    query: &HostQuery,
+    host: Host<'_>,
+    host_key_alias: Option<&str>,
+    jump_host: &str,
+) -> Vec<(char, String)> {
+    let port = host.port.to_string();
+    let short_host = env.local_hostname.split('.').next().unwrap_or_default();
+    vec![
+        (
+            'C',
+            connection_hash(&env.local_hostname, host.name, &port, host.user),
+        ),
+        ('L', short_host.to_string()),
+        ('i', env.uid.to_string()),
+        ('k', host_key_alias.unwrap_or(&query.host).to_string()),
+        ('l', env.local_hostname.clone()),
+        ('n', query.host.clone()),
+        ('p', port),
+        ('d', env.home.to_string_lossy().into_owned()),
+        ('h', host.name.to_string()),
+        ('r', host.user.to_string()),
+        ('u', env.local_user.clone()),
+        ('j', jump_host.to_string()),
+    ]
+}
+
+/// Expands `~`, `%` tokens and `${VAR}` in path-like values, naming the line on error.
+struct Expander<'a> {
+    tokens: Vec<(char, &'a str)>,
+    env: &'a LocalEnv,
+}
+
+impl Expander<'_> {
+    fn path(
+        &self,
+        raw: &str,
+        keyword: &str,
+        origin: &Option<Origin>,
+    ) -> Result<String, ConfigError> {
         let fail = |e: String| origin_error(origin, format!("{keyword} `{raw}`: {e}"));
-        let tilde = tilde_expand(raw, &env.home, &env.local_user).map_err(fail)?;
+        let tilde = tilde_expand(raw, &self.env.home, &self.env.local_user).map_err(fail)?;
+        let full = Expansion {
+            tokens: &self.tokens,
+            env: Some(&self.env.env),
+        };
         expand(&tilde, full).map_err(fail)
-    };
+    }
 
-    let mut identity_files = Vec::new();
+    fn path_buf(
+        &self,
+        raw: &str,
+        keyword: &str,
+        origin: &Option<Origin>,
+    ) -> Result<PathBuf, ConfigError> {
+        self.path(raw, keyword, origin).map(PathBuf::from)
+    }
+}
+
+/// The configured identity files (without `none`), or OpenSSH's defaults.
+fn identity_files(o: &Options, x: &Expander<'_>) -> Result<Vec<IdentityFile>, ConfigError> {
     if o.identity_files.is_empty() {
-        for raw in DEFAULT_IDENTITY_FILES {
-            identity_files.push(IdentityFile {
-                path: PathBuf::from(path(raw, "IdentityFile", &None)?),
-                explicit: false,
-            });
-        }
-    } else {
-        for f in &o.identity_files {
-            if f.raw.eq_ignore_ascii_case("none") {
-                continue;
-            }
-            identity_files.push(IdentityFile {
-                path: PathBuf::from(path(&f.raw, "IdentityFile", &Some(f.origin.clone()))?),
-                explicit: true,
-            });
-        }
-    }
-    if let Some(first) = o.identity_files.first() {
-        origins.insert("identityfile".into(), first.origin.clone());
-    }
-    let mut certificate_files = Vec::new();
-    for f in &o.certificate_files {
-        certificate_files.push(PathBuf::from(path(
-            &f.raw,
-            "CertificateFile",
-            &Some(f.origin.clone()),
-        )?));
-    }
-    if let Some(first) = o.certificate_files.first() {
-        origins.insert("certificatefile".into(), first.origin.clone());
-    }
-
-    let user_known_hosts_files = match &o.user_known_hosts {
-        Some(v) => {
-            record(&mut origins, "userknownhostsfile", Some(v));
-            known_hosts_list(&v.value, |raw| path(raw, "UserKnownHostsFile", &v.origin))?
-        }
-        None => known_hosts_list(&DEFAULT_USER_KNOWN_HOSTS.map(String::from), |raw| {
-            path(raw, "UserKnownHostsFile", &None)
-        })?,
-    };
-    let global = |raw: &str, origin: &Option<Origin>| {
-        tilde_expand(raw, &env.home, &env.local_user)
-            .map_err(|e| origin_error(origin, format!("GlobalKnownHostsFile `{raw}`: {e}")))
-    };
-    let global_known_hosts_files = match &o.global_known_hosts {
-        Some(v) => {
-            record(&mut origins, "globalknownhostsfile", Some(v));
-            known_hosts_list(&v.value, |raw| global(raw, &v.origin))?
-        }
-        None => known_hosts_list(&DEFAULT_GLOBAL_KNOWN_HOSTS.map(String::from), |raw| {
-            global(raw, &None)
-        })?,
-    };
-
-    let identity_agent = match &o.identity_agent {
-        Some(a) => {
-            record(&mut origins, "identityagent", Some(a));
-            let expanded = path(&a.value, "IdentityAgent", &a.origin)?;
-            Some(match expanded.strip_prefix('$') {
-                // The legacy `$VAR` form: the variable's value, or no agent.
-                Some(name) if !name.starts_with('{') => env
-                    .env
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| "none".to_string()),
-                _ => expanded,
+        return DEFAULT_IDENTITY_FILES
+            .iter()
+            .map(|raw| {
+                Ok(IdentityFile {
+                    path: x.path_buf(raw, "IdentityFile", &None)?,
+                    explicit: false,
+                })
             })
-        }
-        None => None,
-    };
+            .collect();
+    }
+    o.identity_files
+        .iter()
+        .filter(|f| !f.raw.eq_ignore_ascii_case("none"))
+        .map(|f: &KeyFile| {
+            Ok(IdentityFile {
+                path: x.path_buf(&f.raw, "IdentityFile", &Some(f.origin.clone()))?,
+                explicit: true,
+            })
+        })
+        .collect()
+}
 
-    let identities_only = take(&mut origins, "identitiesonly", &o.identities_only).unwrap_or(false);
-    let hash_known_hosts =
-        take(&mut origins, "hashknownhosts", &o.hash_known_hosts).unwrap_or(false);
-    let pubkey_authentication = take(
-        &mut origins,
-        "pubkeyauthentication",
-        &o.pubkey_authentication,
-    )
-    .unwrap_or(true);
-    let password_authentication = take(
-        &mut origins,
-        "passwordauthentication",
-        &o.password_authentication,
-    )
-    .unwrap_or(true);
-    let kbd_interactive_authentication = take(
-        &mut origins,
-        "kbdinteractiveauthentication",
-        &o.kbd_interactive_authentication,
-    )
-    .unwrap_or(true);
-    let batch_mode = take(&mut origins, "batchmode", &o.batch_mode).unwrap_or(false);
-    let number_of_password_prompts = take(
-        &mut origins,
-        "numberofpasswordprompts",
-        &o.number_of_password_prompts,
-    )
-    .unwrap_or(DEFAULT_PASSWORD_PROMPTS);
-    let strict_host_key_checking = take(
-        &mut origins,
-        "stricthostkeychecking",
-        &o.strict_host_key_checking,
-    )
-    .unwrap_or(StrictHostKeyChecking::Ask);
-    let seconds = |v: Option<u32>| {
-        v.filter(|&s| s > 0)
-            .map(|s| Duration::from_secs(u64::from(s)))
-    };
-    let connect_timeout = seconds(take(&mut origins, "connecttimeout", &o.connect_timeout));
-    let server_alive_interval = seconds(take(
-        &mut origins,
-        "serveraliveinterval",
-        &o.server_alive_interval,
-    ));
-    let server_alive_count_max = take(
-        &mut origins,
-        "serveralivecountmax",
-        &o.server_alive_count_max,
-    )
-    .unwrap_or(3);
+/// A known-hosts list as configured (with its line), or the default.
+fn known_hosts_setting(
+    slot: &First<Vec<String>>,
+    default: [&str; 2],
+) -> (Vec<String>, Option<Origin>) {
+    match &slot.0 {
+        Some(v) => (v.value.clone(), v.origin.clone()),
+        None => (default.map(String::from).to_vec(), None),
+    }
+}
 
-    Ok(HostConfig {
-        original_host: query.host.clone(),
-        host_name,
-        user,
-        port,
-        identity_files,
-        certificate_files,
-        proxy_jump,
-        proxy_command: proxy_command.map(|c| c.value),
-        connect_timeout,
-        user_known_hosts_files,
-        global_known_hosts_files,
-        strict_host_key_checking,
-        host_key_alias,
-        server_alive_interval,
-        server_alive_count_max,
-        identities_only,
-        identity_agent,
-        hash_known_hosts,
-        pubkey_authentication,
-        password_authentication,
-        kbd_interactive_authentication,
-        batch_mode,
-        number_of_password_prompts,
-        origins,
+/// `UserKnownHostsFile`: all expansions.
+fn user_known_hosts_files(o: &Options, x: &Expander<'_>) -> Result<Vec<PathBuf>, ConfigError> {
+    let (raw, origin) = known_hosts_setting(&o.user_known_hosts, DEFAULT_USER_KNOWN_HOSTS);
+    known_hosts_list(&raw, |r| x.path(r, "UserKnownHostsFile", &origin))
+}
+
+/// `GlobalKnownHostsFile`: only `~`.
+fn global_known_hosts_files(o: &Options, env: &LocalEnv) -> Result<Vec<PathBuf>, ConfigError> {
+    let (raw, origin) = known_hosts_setting(&o.global_known_hosts, DEFAULT_GLOBAL_KNOWN_HOSTS);
+    known_hosts_list(&raw, |r| {
+        tilde_expand(r, &env.home, &env.local_user)
+            .map_err(|e| origin_error(&origin, format!("GlobalKnownHostsFile `{r}`: {e}")))
     })
 }
 
-/// Notes where `keyword`'s value came from (nothing for command-line values).
-fn record<T>(origins: &mut BTreeMap<String, Origin>, keyword: &str, v: Option<&Valued<T>>) {
-    if let Some(origin) = v.and_then(|v| v.origin.as_ref()) {
-        origins.insert(keyword.to_string(), origin.clone());
-    }
-}
-
-/// A set value (recording its origin), or `None`.
-fn take<T: Clone>(
-    origins: &mut BTreeMap<String, Origin>,
-    keyword: &str,
-    slot: &Option<Valued<T>>,
-) -> Option<T> {
-    record(origins, keyword, slot.as_ref());
-    slot.as_ref().map(|v| v.value.clone())
+/// `IdentityAgent`, expanded; the legacy `$VAR` form is the variable's value, or no agent.
+fn identity_agent(o: &Options, x: &Expander<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(a) = &o.identity_agent.0 else {
+        return Ok(None);
+    };
+    let expanded = x.path(&a.value, "IdentityAgent", &a.origin)?;
+    Ok(Some(match expanded.strip_prefix('$') {
+        Some(name) if !name.starts_with('{') => x
+            .env
+            .env
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| "none".to_string()),
+        _ => expanded,
+    }))
 }
 
 /// OpenSSH 9.2 `ssh_connection_hash`: SHA-1 of `%l%h%p%r`, in hex (`%C`).
@@ -1551,8 +1077,11 @@ fn known_hosts_list(
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     use super::*;
+    use crate::config::keyword::AddressFamily;
+    use crate::spec::HopSpec;
 
     const FILE: &str = "/cfg/config";
 
@@ -1655,9 +1184,9 @@ Host *
         assert_eq!(c.host_name, "db1.internal");
         assert_eq!((c.user.as_str(), c.port), ("alice", 2200));
         assert_eq!(c.connect_timeout, Some(Duration::from_secs(90)));
-        assert_eq!(c.origins["hostname"], at(2));
-        assert_eq!(c.origins["user"], at(3));
-        assert_eq!(c.origins["port"], at(7));
+        assert_eq!(c.origins[&Keyword::HostName], at(2));
+        assert_eq!(c.origins[&Keyword::User], at(3));
+        assert_eq!(c.origins[&Keyword::Port], at(7));
         assert_eq!(c.known_hosts_name(), "[db1.internal]:2200");
         // The command line wins over the file, and has no origin.
         let c = parse(text)
@@ -1671,7 +1200,7 @@ Host *
             )
             .unwrap();
         assert_eq!((c.user.as_str(), c.port), ("joe", 2222));
-        assert!(!c.origins.contains_key("user") && !c.origins.contains_key("port"));
+        assert!(!c.origins.contains_key(&Keyword::User) && !c.origins.contains_key(&Keyword::Port));
     }
 
     #[test]
@@ -1755,7 +1284,7 @@ Match all
         assert_eq!((c.port, c.user.as_str()), (1, "orig"));
         assert_eq!(c.connect_timeout, Some(Duration::from_secs(5)));
         assert!(c.identities_only && c.hash_known_hosts);
-        assert_eq!(c.origins["port"], at(4));
+        assert_eq!(c.origins[&Keyword::Port], at(4));
         // `Match user` sees the command-line user.
         let c = parse("Match user joe\n  Port 7\n")
             .resolve(
@@ -1813,7 +1342,7 @@ Match !final
         assert_eq!((c.user.as_str(), c.port), ("fromreal", 4444));
         assert_eq!(c.server_alive_interval, Some(Duration::from_secs(9)));
         assert_eq!(c.host_name, "real.example");
-        assert_eq!(c.origins["hostname"], at(2));
+        assert_eq!(c.origins[&Keyword::HostName], at(2));
         // Without `Match final` there is no second pass.
         assert_eq!(
             resolve("Host alias\n HostName r\nHost r\n User x\n", "alias").user,
@@ -1860,7 +1389,7 @@ Host db
             c.global_known_hosts_files,
             [PathBuf::from("/home/me/global"), PathBuf::from("%h")]
         );
-        assert_eq!(c.origins["identityfile"], at(5));
+        assert_eq!(c.origins[&Keyword::IdentityFile], at(5));
         // Same vector as `ssh -G` printed for %C on OpenSSH 9.2.
         assert_eq!(
             connection_hash("vm", "b.example", "99", "U"),
@@ -1936,7 +1465,7 @@ Host *
             ]))
         );
         assert_eq!(c.proxy_command, None);
-        assert_eq!(c.origins["proxyjump"], at(2));
+        assert_eq!(c.origins[&Keyword::ProxyJump], at(2));
 
         let c = resolve(
             "Host x\n  ProxyCommand nc %h %p # as is\n  ProxyJump j1\n",
@@ -1987,8 +1516,8 @@ Host *
         );
         assert!(c.batch_mode);
         assert_eq!(c.number_of_password_prompts, 1);
-        assert_eq!(c.origins["numberofpasswordprompts"], at(2));
-        assert_eq!(c.origins["batchmode"], at(3));
+        assert_eq!(c.origins[&Keyword::NumberOfPasswordPrompts], at(2));
+        assert_eq!(c.origins[&Keyword::BatchMode], at(3));
         let c = resolve(
             "BatchMode no\nBatchMode yes\nNumberOfPasswordPrompts 0\n",
             "x",
@@ -1998,10 +1527,28 @@ Host *
         let c = resolve("", "x");
         assert!(!c.batch_mode);
         assert_eq!(c.number_of_password_prompts, DEFAULT_PASSWORD_PROMPTS);
-        assert!(!c.origins.contains_key("batchmode"));
+        assert!(!c.origins.contains_key(&Keyword::BatchMode));
         assert!(parse_err("NumberOfPasswordPrompts -1\n").contains("integer value"));
         assert!(parse_err("NumberOfPasswordPrompts 2147483648\n").contains("integer value"));
         assert!(parse_err("BatchMode maybe\n").contains("unsupported value"));
+    }
+
+    #[test]
+    fn address_family_first_value_wins() {
+        let text = "Host x\n  AddressFamily INET6\nHost *\n  AddressFamily inet\n";
+        let c = resolve(text, "x");
+        assert_eq!(c.address_family, AddressFamily::Inet6);
+        assert_eq!(c.origins[&Keyword::AddressFamily], at(2));
+        assert_eq!(resolve(text, "y").address_family, AddressFamily::Inet);
+        let c = resolve("", "x");
+        assert_eq!(c.address_family, AddressFamily::Any);
+        assert!(!c.origins.contains_key(&Keyword::AddressFamily));
+        let err = parse_err("Host other\n  AddressFamily ipv4\n");
+        assert!(
+            err.starts_with("/cfg/config:2:") && err.contains("ipv4"),
+            "{err}"
+        );
+        assert!(parse_err("AddressFamily inet inet6\n").contains("extra arguments"));
     }
 
     #[test]
@@ -2012,7 +1559,7 @@ Host *
         );
         assert_eq!(c.connect_timeout, Some(Duration::from_secs(7)));
         assert_eq!(c.server_alive_interval, None);
-        assert_eq!(c.origins["serveraliveinterval"], at(3));
+        assert_eq!(c.origins[&Keyword::ServerAliveInterval], at(3));
         let agent = |v: &str| resolve(&format!("IdentityAgent {v}\n"), "x").identity_agent;
         assert_eq!(agent("none").as_deref(), Some("none"));
         assert_eq!(agent("SSH_AUTH_SOCK").as_deref(), Some("SSH_AUTH_SOCK"));
@@ -2033,7 +1580,7 @@ Host *
         assert!(c.pubkey_authentication);
         assert!(!c.kbd_interactive_authentication && !c.password_authentication);
         assert_eq!(c.host_key_alias.as_deref(), Some("db"));
-        assert_eq!(c.origins["kbdinteractiveauthentication"], at(3));
+        assert_eq!(c.origins[&Keyword::KbdInteractiveAuthentication], at(3));
         assert_eq!(c.known_hosts_name(), "db");
         for (v, want) in [
             ("yes", StrictHostKeyChecking::Yes),
@@ -2077,7 +1624,7 @@ Host *
         // The `Host other` inside the included file does not turn off the includer's block.
         assert!(c.identities_only);
         assert_eq!(
-            c.origins["user"],
+            c.origins[&Keyword::User],
             Origin {
                 file: h.join(".ssh/conf.d/10-a.conf"),
                 line: 1

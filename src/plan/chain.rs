@@ -187,16 +187,16 @@ where
 
 type Expanded = Vec<(HopSpec, HostConfig, HopSource)>;
 
-fn expand_list<F>(
+/// The ssh_config lookup [`resolve_chain`] was given.
+type Resolver<'a> = &'a dyn Fn(&HostQuery) -> Result<HostConfig, ConfigError>;
+
+fn expand_list(
     list: &[HopSpec],
     source: &HopSource,
     stack: &mut Vec<String>,
-    resolve: &F,
+    resolve: Resolver<'_>,
     out: &mut Expanded,
-) -> Result<(), ChainError>
-where
-    F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
-{
+) -> Result<(), ChainError> {
     let Some((first, rest)) = list.split_first() else {
         return Ok(());
     };
@@ -209,16 +209,13 @@ where
     Ok(())
 }
 
-fn expand_hop<F>(
+fn expand_hop(
     spec: &HopSpec,
     source: &HopSource,
     stack: &mut Vec<String>,
-    resolve: &F,
+    resolve: Resolver<'_>,
     out: &mut Expanded,
-) -> Result<(), ChainError>
-where
-    F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
-{
+) -> Result<(), ChainError> {
     let key = spec.host.to_ascii_lowercase();
     if let Some(pos) = stack.iter().position(|h| *h == key) {
         let mut cycle = stack[pos..].to_vec();
@@ -287,14 +284,7 @@ mod tests {
             .map(|(a, h, j)| (a.to_string(), (h.to_string(), j.map(str::to_string))))
             .collect();
         move |q: &HostQuery| {
-            let env = LocalEnv {
-                local_user: "me".into(),
-                home: "/home/me".into(),
-                local_hostname: "laptop".into(),
-                uid: 1000,
-                env: Default::default(),
-            };
-            let mut c = SshConfig::empty().resolve(q, &env)?;
+            let mut c = SshConfig::empty().resolve(q, &LocalEnv::fixture())?;
             if let Some((h, j)) = table.get(&q.host) {
                 c.host_name = h.clone();
                 c.proxy_jump = j.as_ref().map(|j| match j.as_str() {

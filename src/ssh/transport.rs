@@ -57,7 +57,13 @@ impl<'a> Route<'a> {
         match self {
             Route::Tcp => {
                 let addr = (hop.config.host_name.clone(), hop.config.port);
-                let tcp = TcpStream::connect(addr)
+                // AddressFamily: only the resolved addresses of that family (none: an error).
+                let family = hop.config.address_family;
+                let addrs = tokio::net::lookup_host(addr)
+                    .await
+                    .and_then(|found| family.filter(&hop.config.host_name, found))
+                    .map_err(|source| HopError::Connect { source })?;
+                let tcp = TcpStream::connect(&addrs[..])
                     .await
                     .map_err(|source| HopError::Connect { source })?;
                 tcp.set_nodelay(true)

@@ -1,0 +1,861 @@
+//! The ssh_config keywords pgtunnel reads: one `keywords!` entry per keyword.
+//!
+//! An entry names the keyword (canonical name first, then aliases), the function that parses
+//! its arguments and the type it yields, the function that applies a parsed value to the
+//! [`Options`] being gathered (`first`: first value wins, as OpenSSH does; others for the
+//! keywords with quirks) and the slot it fills. An entry whose value reaches [`HostConfig`]
+//! as is (with a default) declares the field after `=>`; the others are derived in
+//! `ssh_config::finish` (token expansion, defaults that depend on other values). `show`
+//! gives the value `pgtunnel explain` prints for it (the row is named after the keyword and
+//! shows where the value came from); explain words a few rows itself (host name, port, user,
+//! transport, identity files, host key name).
+//!
+//! From the table the macro generates [`Keyword`] (with [`Keyword::ALL`], names and the name
+//! lookup), `Setting` (a parsed line), [`Options`] (a slot per keyword, with the line that
+//! filled it), `Options::apply`, `Options::origins` and the resolved fields of [`HostConfig`].
+//!
+//! Adding a keyword: one entry here, its parser below if none fits, and tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::jump::{Jump, parse_proxy_jump};
+use super::lexer::{a2port, convtime, raw_value};
+use super::ssh_config::{ConfigError, Origin};
+use crate::spec::HopSpec;
+
+/// OpenSSH's `NumberOfPasswordPrompts` default.
+pub const DEFAULT_PASSWORD_PROMPTS: u32 = 3;
+/// OpenSSH's `SSH_MAX_IDENTITY_FILES` and `SSH_MAX_CERTIFICATE_FILES`.
+const MAX_KEY_FILES: usize = 100;
+
+macro_rules! keywords {
+    (
+        $(#[$hc_meta:meta])*
+        pub struct HostConfig {
+            $( $(#[$hf_meta:meta])* pub $hf:ident: $hf_ty:ty, )*
+        }
+        $(#[$o_meta:meta])*
+        pub(crate) struct Options {
+            $( $(#[$of_meta:meta])* $of:ident: $of_ty:ty, )*
+        }
+        $(
+            $(#[$meta:meta])*
+            $kw:ident [$($name:literal),+]
+                $parse:ident -> $parsed:ty,
+                $apply:ident -> $field:ident: $slot:ty
+                $(=> $(#[$out_meta:meta])* $out:ident: $out_ty:ty = $resolve:expr)?
+                $(, show $show:expr)?;
+        )*
+    ) => {
+        /// An ssh_config keyword that sets a value (its aliases map to it).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Keyword {
+            $( $(#[$meta])* $kw, )*
+        }
+
+        impl Keyword {
+            /// Every keyword, in table order (the order `pgtunnel explain` shows them in).
+            pub const ALL: &'static [Keyword] = &[$(Keyword::$kw),*];
+
+            /// The canonical name, lowercase (as `ssh -G` prints it).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Keyword::$kw => [$($name),+][0], )*
+                }
+            }
+
+            /// The keyword named `name` (lowercase), aliases included.
+            pub(crate) fn from_lowercase(name: &str) -> Option<Keyword> {
+                match name {
+                    $( $($name)|+ => Some(Keyword::$kw), )*
+                    _ => None,
+                }
+            }
+
+            /// Parses one line's arguments.
+            pub(crate) fn parse(self, args: &Args<'_>) -> Result<Setting, String> {
+                match self {
+                    $( Keyword::$kw => $parse(args).map(Setting::$kw), )*
+                }
+            }
+
+            /// The value `pgtunnel explain` shows for this keyword, if it shows one in its
+            /// generic form (a row named after the keyword, with the value's origin).
+            pub fn explain_value(self, c: &HostConfig) -> Option<String> {
+                match self {
+                    $( Keyword::$kw => {
+                        let _ = c;
+                        Option::<String>::None $( .or(($show)(c)) )?
+                    } )*
+                }
+            }
+        }
+
+        /// One parsed setting line.
+        #[derive(Debug, Clone)]
+        pub(crate) enum Setting {
+            $( $kw($parsed), )*
+        }
+
+        $(#[$o_meta])*
+        #[derive(Debug, Default)]
+        pub(crate) struct Options {
+            $( pub(crate) $field: $slot, )*
+            $( $(#[$of_meta])* pub(crate) $of: $of_ty, )*
+        }
+
+        impl Options {
+            /// Applies one line that is in effect.
+            pub(crate) fn apply(&mut self, setting: &Setting, at: &At<'_>) -> Result<(), ConfigError> {
+                match setting {
+                    $( Setting::$kw(v) => $apply(self, |o: &mut Options| &mut o.$field, v, at), )*
+                }
+            }
+
+            /// Where each value set from a file came from.
+            pub(crate) fn origins(&self) -> BTreeMap<Keyword, Origin> {
+                let mut out = BTreeMap::new();
+                $(
+                    if let Some(origin) = Slot::origin(&self.$field) {
+                        out.insert(Keyword::$kw, origin.clone());
+                    }
+                )*
+                out
+            }
+        }
+
+        $(#[$hc_meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct HostConfig {
+            $( $(#[$hf_meta])* pub $hf: $hf_ty, )*
+            $( $( $(#[$out_meta])* pub $out: $out_ty, )? )*
+        }
+
+        /// The [`HostConfig`] fields `finish` derives by hand.
+        pub(crate) struct Derived {
+            $( pub(crate) $hf: $hf_ty, )*
+        }
+
+        impl HostConfig {
+            /// The derived fields, and the others from their slots (or their defaults).
+            pub(crate) fn build(o: &Options, d: Derived) -> HostConfig {
+                HostConfig {
+                    $( $hf: d.$hf, )*
+                    $( $( $out: ($resolve)(&o.$field), )? )*
+                }
+            }
+        }
+    };
+}
+
+keywords! {
+    /// One host's resolved configuration.
+    pub struct HostConfig {
+        /// The host as typed (`%n`).
+        pub original_host: String,
+        /// `HostName` (tokens expanded), or the host as typed; lowercased like OpenSSH does.
+        pub host_name: String,
+        /// User, after command-line override and default.
+        pub user: String,
+        /// Port, after command-line override and default (22).
+        pub port: u16,
+        /// Identity files: configured ones (`IdentityFile none` removed), or OpenSSH's defaults.
+        pub identity_files: Vec<IdentityFile>,
+        /// `CertificateFile`s, expanded.
+        pub certificate_files: Vec<PathBuf>,
+        /// `ProxyJump`, if set.
+        pub proxy_jump: Option<ProxyJump>,
+        /// `ProxyCommand` as written (like `ssh -G`), if set and not `none`; see
+        /// [`HostConfig::expanded_proxy_command`].
+        pub proxy_command: Option<String>,
+        /// `UserKnownHostsFile` (empty for `none`).
+        pub user_known_hosts_files: Vec<PathBuf>,
+        /// `GlobalKnownHostsFile` (empty for `none`).
+        pub global_known_hosts_files: Vec<PathBuf>,
+        /// `HostKeyAlias`, lowercased.
+        pub host_key_alias: Option<String>,
+        /// `IdentityAgent`: a socket path, `none` or `SSH_AUTH_SOCK`.
+        pub identity_agent: Option<String>,
+        /// Where each value came from: keyword (`IdentityFile` for the first identity file,
+        /// ...) to the line that set it. Command-line values and defaults have no entry.
+        pub origins: BTreeMap<Keyword, Origin>,
+    }
+
+    /// OpenSSH's `Options` while reading: an empty slot is "not set yet".
+    pub(crate) struct Options {
+        /// `host_name` is the final, expanded name (after a `Match final` pass).
+        host_name_final: bool,
+        /// A `Match final` was seen: evaluate again with the final host name.
+        want_final: bool,
+    }
+
+    /// `HostName`.
+    HostName ["hostname"] one -> String, first -> host_name: First<String>;
+    /// `Port`.
+    Port ["port"] port -> u16, first -> port: First<u16>;
+    /// `User`.
+    User ["user"] one -> String, first -> user: First<String>;
+    /// `ProxyCommand` (kept as written). Also set to `none` by a `ProxyJump` with hosts.
+    ProxyCommand ["proxycommand"] command -> String, first -> proxy_command: First<String>;
+    /// `ProxyJump`: whichever of it and `ProxyCommand` applies first wins.
+    ProxyJump ["proxyjump"] jump -> Jump, proxy_jump -> proxy_jump: First<Jump>,
+        show show_proxy_jump;
+    /// `IdentityFile`: accumulates (duplicates dropped).
+    IdentityFile ["identityfile", "identityfile2"] one -> String,
+        identity_file -> identity_files: Vec<KeyFile>;
+    /// `CertificateFile`: accumulates (duplicates dropped).
+    CertificateFile ["certificatefile"] one -> String,
+        certificate_file -> certificate_files: Vec<KeyFile>,
+        show show_certificate_files;
+    /// `IdentitiesOnly`.
+    IdentitiesOnly ["identitiesonly"] flag -> bool, first -> identities_only: First<bool>
+        => /// `IdentitiesOnly`.
+           identities_only: bool = value_or(false),
+        show |c: &HostConfig| Some(yes_no(c.identities_only));
+    /// `IdentityAgent`.
+    IdentityAgent ["identityagent"] agent -> String, first -> identity_agent: First<String>,
+        show |c: &HostConfig| Some(c.identity_agent.clone().unwrap_or_else(|| "SSH_AUTH_SOCK".into()));
+    /// `UserKnownHostsFile`: one list, set by the first line that applies.
+    UserKnownHostsFile ["userknownhostsfile"] list -> Option<Vec<String>>,
+        first_set -> user_known_hosts: First<Vec<String>>,
+        show |c: &HostConfig| Some(paths(&c.user_known_hosts_files));
+    /// `GlobalKnownHostsFile`: one list, set by the first line that applies.
+    GlobalKnownHostsFile ["globalknownhostsfile"] list -> Option<Vec<String>>,
+        first_set -> global_known_hosts: First<Vec<String>>,
+        show |c: &HostConfig| Some(paths(&c.global_known_hosts_files));
+    /// `HostKeyAlias`.
+    HostKeyAlias ["hostkeyalias"] one -> String, first -> host_key_alias: First<String>;
+    /// `StrictHostKeyChecking`.
+    StrictHostKeyChecking ["stricthostkeychecking"] strict -> StrictHostKeyChecking,
+        first -> strict_host_key_checking: First<StrictHostKeyChecking>
+        => /// `StrictHostKeyChecking`.
+           strict_host_key_checking: StrictHostKeyChecking = value_or(StrictHostKeyChecking::Ask),
+        show show_strict_host_key_checking;
+    /// `BatchMode`.
+    BatchMode ["batchmode"] flag -> bool, first -> batch_mode: First<bool>
+        => /// `BatchMode`: never ask anything (an unknown host key under `ask` is refused; no
+           /// passphrase, password or keyboard-interactive questions).
+           batch_mode: bool = value_or(false),
+        show show_batch_mode;
+    /// `NumberOfPasswordPrompts`.
+    NumberOfPasswordPrompts ["numberofpasswordprompts"] int -> u32,
+        first -> number_of_password_prompts: First<u32>
+        => /// `NumberOfPasswordPrompts` (default 3): passphrase questions per key, password
+           /// attempts and keyboard-interactive attempts.
+           number_of_password_prompts: u32 = value_or(DEFAULT_PASSWORD_PROMPTS),
+        show |c: &HostConfig| Some(c.number_of_password_prompts.to_string());
+    /// `ServerAliveInterval` (`none` leaves it unset).
+    ServerAliveInterval ["serveraliveinterval"] time -> Option<u32>,
+        first_set -> server_alive_interval: First<u32>
+        => /// `ServerAliveInterval` (None = off).
+           server_alive_interval: Option<Duration> = seconds,
+        show show_server_alive_interval;
+    /// `ServerAliveCountMax`.
+    ServerAliveCountMax ["serveralivecountmax"] int -> u32,
+        first -> server_alive_count_max: First<u32>
+        => /// `ServerAliveCountMax`.
+           server_alive_count_max: u32 = value_or(3),
+        show |c: &HostConfig| Some(c.server_alive_count_max.to_string());
+    /// `ConnectTimeout` (`none` leaves it unset).
+    ConnectTimeout ["connecttimeout"] time -> Option<u32>, first_set -> connect_timeout: First<u32>
+        => /// `ConnectTimeout` (`None`: not set, or 0).
+           connect_timeout: Option<Duration> = seconds,
+        show show_connect_timeout;
+    /// `AddressFamily`.
+    AddressFamily ["addressfamily"] address_family -> AddressFamily,
+        first -> address_family: First<AddressFamily>
+        => /// `AddressFamily`: which addresses of `HostName` a TCP connection may use.
+           address_family: AddressFamily = value_or(AddressFamily::Any),
+        show |c: &HostConfig| c.address_family.configured().map(str::to_string);
+    /// `HashKnownHosts`.
+    HashKnownHosts ["hashknownhosts"] flag -> bool, first -> hash_known_hosts: First<bool>
+        => /// `HashKnownHosts`.
+           hash_known_hosts: bool = value_or(false);
+    /// `PubkeyAuthentication`.
+    PubkeyAuthentication ["pubkeyauthentication", "dsaauthentication"] pubkey -> bool,
+        first -> pubkey_authentication: First<bool>
+        => /// `PubkeyAuthentication` (`unbound` and `host-bound` count as yes).
+           pubkey_authentication: bool = value_or(true);
+    /// `PasswordAuthentication`.
+    PasswordAuthentication ["passwordauthentication"] flag -> bool,
+        first -> password_authentication: First<bool>
+        => /// `PasswordAuthentication`.
+           password_authentication: bool = value_or(true);
+    /// `KbdInteractiveAuthentication` and its aliases.
+    KbdInteractiveAuthentication [
+        "kbdinteractiveauthentication",
+        "challengeresponseauthentication",
+        "skeyauthentication",
+        "tisauthentication"
+    ] flag -> bool, first -> kbd_interactive_authentication: First<bool>
+        => /// `KbdInteractiveAuthentication` (or its alias `ChallengeResponseAuthentication`).
+           kbd_interactive_authentication: bool = value_or(true);
+}
+
+/// `StrictHostKeyChecking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrictHostKeyChecking {
+    /// `yes`: refuse unknown keys.
+    Yes,
+    /// `accept-new`: add unknown keys, refuse changed ones.
+    AcceptNew,
+    /// `no` / `off`: accept unknown keys (changed and revoked are still refused by pgtunnel).
+    No,
+    /// `ask` (OpenSSH's default): prompt on a terminal, otherwise like `yes`.
+    Ask,
+}
+
+/// `AddressFamily`: which of a host name's addresses a TCP connection may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddressFamily {
+    /// `any` (the default): IPv4 and IPv6.
+    #[default]
+    Any,
+    /// `inet`: IPv4 only.
+    Inet,
+    /// `inet6`: IPv6 only.
+    Inet6,
+}
+
+impl AddressFamily {
+    /// The value as written in ssh_config (and printed by `ssh -G`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressFamily::Any => "any",
+            AddressFamily::Inet => "inet",
+            AddressFamily::Inet6 => "inet6",
+        }
+    }
+
+    /// The name unless it is the default, `any`.
+    fn configured(self) -> Option<&'static str> {
+        (self != AddressFamily::Any).then_some(self.as_str())
+    }
+
+    /// Whether a connection to `addr` is allowed.
+    pub fn accepts(self, addr: &SocketAddr) -> bool {
+        match self {
+            AddressFamily::Any => true,
+            AddressFamily::Inet => addr.is_ipv4(),
+            AddressFamily::Inet6 => addr.is_ipv6(),
+        }
+    }
+
+    /// The addresses `host` resolved to that this family allows, in order; none is an error
+    /// like `ssh`'s (`getaddrinfo` refusing the name for that family).
+    pub fn filter(
+        self,
+        host: &str,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+    ) -> std::io::Result<Vec<SocketAddr>> {
+        let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| self.accepts(a)).collect();
+        if kept.is_empty() {
+            let family = if self == AddressFamily::Inet6 {
+                "IPv6"
+            } else {
+                "IPv4"
+            };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "could not resolve hostname {host}: no {family} address (AddressFamily {})",
+                    self.as_str()
+                ),
+            ));
+        }
+        Ok(kept)
+    }
+}
+
+/// `ProxyJump` after token expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyJump {
+    /// `ProxyJump none`: stop the expansion.
+    None,
+    /// The jump hosts, in connection order.
+    Hops(Vec<HopSpec>),
+}
+
+/// One identity file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFile {
+    /// Path, expanded.
+    pub path: PathBuf,
+    /// Set in the config (not a default).
+    pub explicit: bool,
+}
+
+/// A value and the line that set it (`None`: command line or derived).
+#[derive(Debug, Clone)]
+pub(crate) struct Valued<T> {
+    pub(crate) value: T,
+    pub(crate) origin: Option<Origin>,
+}
+
+/// The slot of a first-value-wins keyword.
+#[derive(Debug, Clone)]
+pub(crate) struct First<T>(pub(crate) Option<Valued<T>>);
+
+impl<T> Default for First<T> {
+    fn default() -> Self {
+        First(None)
+    }
+}
+
+impl<T> First<T> {
+    /// A value from the command line (no origin).
+    pub(crate) fn command_line(value: T) -> Self {
+        First(Some(Valued {
+            value,
+            origin: None,
+        }))
+    }
+
+    /// The value, if set.
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.0.as_ref().map(|v| &v.value)
+    }
+}
+
+/// One key file line: as written, from a user config, where.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyFile {
+    pub(crate) raw: String,
+    pub(crate) user_config: bool,
+    pub(crate) origin: Origin,
+}
+
+/// A slot's origin, for [`Options::origins`].
+trait Slot {
+    fn origin(&self) -> Option<&Origin>;
+}
+
+impl<T> Slot for First<T> {
+    fn origin(&self) -> Option<&Origin> {
+        self.0.as_ref().and_then(|v| v.origin.as_ref())
+    }
+}
+
+/// The first key file's line.
+impl Slot for Vec<KeyFile> {
+    fn origin(&self) -> Option<&Origin> {
+        self.first().map(|f| &f.origin)
+    }
+}
+
+/// Where a line in effect is: its origin, and whether its file is a user configuration.
+pub(crate) struct At<'a> {
+    pub(crate) origin: &'a Origin,
+    pub(crate) user_config: bool,
+}
+
+/// One line's arguments: the keyword as written (lowercased), the raw rest of the line, and
+/// the words `argv_split` made of it.
+pub(crate) struct Args<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) rest: &'a str,
+    pub(crate) words: &'a [String],
+}
+
+// Appliers: `slot` picks the keyword's field out of the options.
+
+/// First value wins.
+fn first<T: Clone>(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut First<T>,
+    value: &T,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    let slot = slot(o);
+    if slot.0.is_none() {
+        slot.0 = Some(Valued {
+            value: value.clone(),
+            origin: Some(at.origin.clone()),
+        });
+    }
+    Ok(())
+}
+
+/// First value wins; `None` (`none`, an empty list) leaves the option unset.
+fn first_set<T: Clone>(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut First<T>,
+    value: &Option<T>,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    match value {
+        Some(value) => first(o, slot, value, at),
+        None => Ok(()),
+    }
+}
+
+/// `ProxyJump` applies only if neither it nor `ProxyCommand` did; with hosts, it sets
+/// `ProxyCommand none`, as OpenSSH does.
+fn proxy_jump(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut First<Jump>,
+    jump: &Jump,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    if o.proxy_command.0.is_some() || o.proxy_jump.0.is_some() {
+        return Ok(());
+    }
+    if matches!(jump, Jump::Hops(_)) {
+        first(o, |o| &mut o.proxy_command, &"none".to_string(), at)?;
+    }
+    first(o, slot, jump, at)
+}
+
+fn identity_file(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut Vec<KeyFile>,
+    raw: &str,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    add_key_file(slot(o), raw, at, "identity")
+}
+
+fn certificate_file(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut Vec<KeyFile>,
+    raw: &str,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    add_key_file(slot(o), raw, at, "certificate")
+}
+
+/// OpenSSH `add_identity_file` / `add_certificate_file`: duplicates (same text, same kind of
+/// file) are dropped; at most 100.
+fn add_key_file(
+    files: &mut Vec<KeyFile>,
+    raw: &str,
+    at: &At<'_>,
+    what: &str,
+) -> Result<(), ConfigError> {
+    if files.len() >= MAX_KEY_FILES {
+        return Err(ConfigError::Line {
+            file: at.origin.file.clone(),
+            line: at.origin.line,
+            message: format!("too many {what} files specified (max {MAX_KEY_FILES})"),
+        });
+    }
+    if !files
+        .iter()
+        .any(|f| f.raw == raw && f.user_config == at.user_config)
+    {
+        files.push(KeyFile {
+            raw: raw.to_string(),
+            user_config: at.user_config,
+            origin: at.origin.clone(),
+        });
+    }
+    Ok(())
+}
+
+// Resolvers: a slot to its HostConfig value.
+
+fn value_or<T: Clone>(default: T) -> impl Fn(&First<T>) -> T {
+    move |slot| slot.get().cloned().unwrap_or_else(|| default.clone())
+}
+
+/// Seconds, 0 meaning unset.
+fn seconds(slot: &First<u32>) -> Option<Duration> {
+    slot.get()
+        .filter(|&&s| s > 0)
+        .map(|&s| Duration::from_secs(u64::from(s)))
+}
+
+// Parsers, after OpenSSH's `process_config_line`.
+
+/// Exactly one non-empty argument.
+fn one(a: &Args<'_>) -> Result<String, String> {
+    match a.words {
+        [] => Err(format!("{}: missing argument", a.name)),
+        [w] if w.is_empty() => Err(format!("{}: missing argument", a.name)),
+        [w] => Ok(w.clone()),
+        _ => Err(format!(
+            "keyword {}: extra arguments at end of line",
+            a.name
+        )),
+    }
+}
+
+/// One of `choices` (ignoring case), or an error listing `expected`.
+fn choice<T: Copy>(a: &Args<'_>, choices: &[(&str, T)], expected: &str) -> Result<T, String> {
+    let w = one(a)?;
+    let lower = w.to_ascii_lowercase();
+    choices
+        .iter()
+        .find(|(name, _)| *name == lower)
+        .map(|&(_, v)| v)
+        .ok_or_else(|| {
+            format!(
+                "{}: unsupported value \"{w}\" (expected {expected})",
+                a.name
+            )
+        })
+}
+
+fn flag(a: &Args<'_>) -> Result<bool, String> {
+    choice(
+        a,
+        &[
+            ("yes", true),
+            ("true", true),
+            ("no", false),
+            ("false", false),
+        ],
+        "yes or no",
+    )
+}
+
+fn pubkey(a: &Args<'_>) -> Result<bool, String> {
+    choice(
+        a,
+        &[
+            ("yes", true),
+            ("true", true),
+            ("unbound", true),
+            ("host-bound", true),
+            ("no", false),
+            ("false", false),
+        ],
+        "yes, no, unbound or host-bound",
+    )
+}
+
+fn strict(a: &Args<'_>) -> Result<StrictHostKeyChecking, String> {
+    use StrictHostKeyChecking as S;
+    choice(
+        a,
+        &[
+            ("yes", S::Yes),
+            ("true", S::Yes),
+            ("no", S::No),
+            ("false", S::No),
+            ("off", S::No),
+            ("ask", S::Ask),
+            ("accept-new", S::AcceptNew),
+        ],
+        "yes, accept-new, no, off or ask",
+    )
+}
+
+/// OpenSSH's `multistate_addressfamily`.
+fn address_family(a: &Args<'_>) -> Result<AddressFamily, String> {
+    choice(
+        a,
+        &[
+            ("inet", AddressFamily::Inet),
+            ("inet6", AddressFamily::Inet6),
+            ("any", AddressFamily::Any),
+        ],
+        "any, inet or inet6",
+    )
+}
+
+/// A `convtime` value, or `None` for `none`.
+fn time(a: &Args<'_>) -> Result<Option<u32>, String> {
+    let w = one(a)?;
+    if w == "none" {
+        return Ok(None);
+    }
+    convtime(&w)
+        .map(Some)
+        .ok_or_else(|| format!("{}: invalid time value \"{w}\"", a.name))
+}
+
+/// OpenSSH's `parse_int` (`atoi_err`): 0 to INT_MAX.
+fn int(a: &Args<'_>) -> Result<u32, String> {
+    let w = one(a)?;
+    w.parse::<u32>()
+        .ok()
+        .filter(|&n| n <= i32::MAX as u32 && !w.starts_with('+'))
+        .ok_or_else(|| format!("{}: integer value \"{w}\" is invalid", a.name))
+}
+
+fn port(a: &Args<'_>) -> Result<u16, String> {
+    let w = one(a)?;
+    a2port(&w).ok_or_else(|| format!("bad port '{w}'"))
+}
+
+/// A file list; `none` must be alone. `None` when the line has no word (it sets nothing).
+fn list(a: &Args<'_>) -> Result<Option<Vec<String>>, String> {
+    for (i, w) in a.words.iter().enumerate() {
+        if w.is_empty() {
+            return Err(format!("keyword {}: empty argument", a.name));
+        }
+        if w.eq_ignore_ascii_case("none") && (i > 0 || a.words.len() > 1) {
+            return Err(format!(
+                "keyword {}: \"none\" argument must appear alone",
+                a.name
+            ));
+        }
+    }
+    Ok((!a.words.is_empty()).then(|| a.words.to_vec()))
+}
+
+/// The rest of the line as written.
+fn command(a: &Args<'_>) -> Result<String, String> {
+    Ok(raw_value(a.rest).to_string())
+}
+
+fn jump(a: &Args<'_>) -> Result<Jump, String> {
+    parse_proxy_jump(raw_value(a.rest))
+}
+
+/// OpenSSH's checks on an `IdentityAgent` value while reading the file.
+fn agent(a: &Args<'_>) -> Result<String, String> {
+    let w = one(a)?;
+    let mut rest = w.as_str();
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(0) | None => return Err(format!("invalid environment expansion {w}")),
+            Some(end) => rest = &after[end + 1..],
+        }
+    }
+    if let Some(name) = w.strip_prefix('$')
+        && !name.starts_with('{')
+        && !valid_env_name(name)
+    {
+        return Err(format!("invalid environment name {w}"));
+    }
+    Ok(w)
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+// How `pgtunnel explain` shows values.
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+fn paths(v: &[PathBuf]) -> String {
+    v.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn show_proxy_jump(c: &HostConfig) -> Option<String> {
+    match &c.proxy_jump {
+        Some(ProxyJump::Hops(list)) => {
+            let list: Vec<String> = list.iter().map(|h| h.to_string()).collect();
+            Some(list.join(","))
+        }
+        _ => None,
+    }
+}
+
+fn show_certificate_files(c: &HostConfig) -> Option<String> {
+    (!c.certificate_files.is_empty()).then(|| paths(&c.certificate_files))
+}
+
+fn show_strict_host_key_checking(c: &HostConfig) -> Option<String> {
+    Some(
+        match c.strict_host_key_checking {
+            StrictHostKeyChecking::Yes => "yes",
+            StrictHostKeyChecking::AcceptNew => "accept-new",
+            StrictHostKeyChecking::No => "no",
+            StrictHostKeyChecking::Ask if c.batch_mode => "ask (yes: BatchMode)",
+            StrictHostKeyChecking::Ask => "ask (yes without a terminal)",
+        }
+        .into(),
+    )
+}
+
+fn show_batch_mode(c: &HostConfig) -> Option<String> {
+    Some(if c.batch_mode {
+        "yes (nothing is asked)".into()
+    } else {
+        "no".into()
+    })
+}
+
+fn show_server_alive_interval(c: &HostConfig) -> Option<String> {
+    Some(match c.server_alive_interval {
+        Some(d) => secs(d),
+        None => "unset (pgtunnel keeps alive every 30s)".into(),
+    })
+}
+
+fn show_connect_timeout(c: &HostConfig) -> Option<String> {
+    Some(match c.connect_timeout {
+        Some(d) => secs(d),
+        None => "unset (pgtunnel gives up after 30s)".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_aliases() {
+        assert_eq!(Keyword::from_lowercase("hostname"), Some(Keyword::HostName));
+        assert_eq!(
+            Keyword::from_lowercase("identityfile2"),
+            Some(Keyword::IdentityFile)
+        );
+        assert_eq!(
+            Keyword::from_lowercase("tisauthentication"),
+            Some(Keyword::KbdInteractiveAuthentication)
+        );
+        assert_eq!(Keyword::from_lowercase("host"), None);
+        assert_eq!(Keyword::from_lowercase("HostName"), None);
+        for &k in Keyword::ALL {
+            assert_eq!(Keyword::from_lowercase(k.name()), Some(k));
+        }
+        assert_eq!(Keyword::AddressFamily.name(), "addressfamily");
+    }
+
+    #[test]
+    fn address_family_values() {
+        let parse = |w: &str| {
+            let words = [w.to_string()];
+            address_family(&Args {
+                name: "addressfamily",
+                rest: w,
+                words: &words,
+            })
+        };
+        assert_eq!(parse("inet"), Ok(AddressFamily::Inet));
+        assert_eq!(parse("INET6"), Ok(AddressFamily::Inet6));
+        assert_eq!(parse("any"), Ok(AddressFamily::Any));
+        let err = parse("ipv4").unwrap_err();
+        assert!(err.contains("unsupported value \"ipv4\""), "{err}");
+    }
+
+    #[test]
+    fn address_family_filters_addresses() {
+        let v4: SocketAddr = "192.0.2.1:22".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:22".parse().unwrap();
+        assert!(AddressFamily::Any.accepts(&v4) && AddressFamily::Any.accepts(&v6));
+        assert!(AddressFamily::Inet.accepts(&v4) && !AddressFamily::Inet.accepts(&v6));
+        assert!(!AddressFamily::Inet6.accepts(&v4) && AddressFamily::Inet6.accepts(&v6));
+        assert_eq!(
+            AddressFamily::Inet6.filter("h", [v4, v6, v4]).unwrap(),
+            [v6]
+        );
+        assert_eq!(AddressFamily::Any.filter("h", [v6, v4]).unwrap(), [v6, v4]);
+        let err = AddressFamily::Inet.filter("gw.example", [v6]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable);
+        let text = err.to_string();
+        assert!(
+            text.contains("gw.example") && text.contains("IPv4") && text.contains("inet"),
+            "{text}"
+        );
+        assert!(AddressFamily::Inet6.filter("h", []).is_err());
+    }
+}
