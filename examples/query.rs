@@ -74,10 +74,7 @@ pub async fn query_through(
 pub async fn query_demo(sql: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let demo = Demo::start_with(DemoTarget::Postgres).await?;
     let request = demo.request(DEFAULT_LISTEN);
-    let env = pgtunnel::config::LocalEnv {
-        home: demo.dir().to_path_buf(),
-        ..tunnel::local_env()
-    };
+    let env = tunnel::local_env().with_home(demo.dir());
     let conninfo = format!("user={} dbname={}", demo::USER, demo::DATABASE);
     query_through(request, env, AgentSource::Disabled, &conninfo, sql).await
 }

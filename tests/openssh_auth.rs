@@ -110,10 +110,7 @@ impl Case {
             listen: "127.0.0.1:0".parse().expect("listen"),
             require_encrypted: false,
         };
-        let env = pgtunnel::config::LocalEnv {
-            home: self.dir.path().to_path_buf(),
-            ..tunnel::local_env()
-        };
+        let env = tunnel::local_env().with_home(self.dir.path());
         let config = tunnel::load_config(&request.config, &env)?;
         let chain = tunnel::plan(&request, &config, &env)?;
         let t = tunnel::start(&chain, request.listen, opts).await?;

@@ -79,10 +79,7 @@ async fn password_change_request_is_a_clear_error_not_a_hang() {
         listen: "127.0.0.1:0".parse().expect("listen"),
         require_encrypted: false,
     };
-    let env = pgtunnel::config::LocalEnv {
-        home: dir.path().to_path_buf(),
-        ..tunnel::local_env()
-    };
+    let env = tunnel::local_env().with_home(dir.path());
     let cfg = tunnel::load_config(&request.config, &env).expect("config");
     let chain = tunnel::plan(&request, &cfg, &env).expect("plan");
     let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<PromptKind>::new()));

@@ -202,9 +202,18 @@ impl HostConfig {
     }
 }
 
-#[cfg(test)]
 impl LocalEnv {
+    /// The same machine and user with another home directory (`~`, `%d`, `~/.ssh/config`):
+    /// for a throw-away configuration such as the demo's.
+    pub fn with_home(self, home: impl Into<PathBuf>) -> LocalEnv {
+        LocalEnv {
+            home: home.into(),
+            ..self
+        }
+    }
+
     /// User `me` (uid 1000, home `/home/me`) on `laptop`, no environment: for tests.
+    #[cfg(test)]
     pub(crate) fn fixture() -> LocalEnv {
         LocalEnv {
             local_user: "me".into(),

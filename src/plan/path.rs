@@ -249,13 +249,7 @@ mod tests {
     use crate::spec::{parse_hops, parse_target};
 
     fn chain(via: &str, target: &str) -> Chain {
-        let env = LocalEnv {
-            local_user: "me".into(),
-            home: "/home/me".into(),
-            local_hostname: "laptop".into(),
-            uid: 1000,
-            env: Default::default(),
-        };
+        let env = LocalEnv::fixture();
         let cfg = SshConfig::empty();
         resolve_chain(
             Some(&parse_hops(via).unwrap()),

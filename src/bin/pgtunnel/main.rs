@@ -189,10 +189,7 @@ async fn run_demo(
     }
     let setup = Setup {
         request: demo.request(common.listen()),
-        env: LocalEnv {
-            home: demo.dir().to_path_buf(),
-            ..tunnel::local_env()
-        },
+        env: tunnel::local_env().with_home(demo.dir()),
         agent: AgentSource::Disabled,
         // The demo's known_hosts and keys are complete: nothing to ask.
         questions: Questions::NoneToAsk,
