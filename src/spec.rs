@@ -1,7 +1,8 @@
 //! What the user asked for, validated: the target, the jump hops and the listen address.
 //!
 //! These parsers take the strings exactly as typed on the command line and do no I/O, so
-//! every rule lives in one place and is unit-tested here. Names are never resolved locally:
+//! every rule lives in one place and is unit-tested here (a hop's grammar is OpenSSH's
+//! `parse_jump()`, shared with `ProxyJump` in `config::jump`). Names are never resolved locally:
 //! the target's host is sent as written to the last hop (like `ssh -W`).
 
 use std::borrow::Cow;
@@ -142,7 +143,7 @@ pub fn parse_target(input: &str) -> Result<Target, SpecError> {
 }
 
 /// Parses one hop of `-J/--via` (the list is split on commas by [`parse_hops`]) as `ssh -J`
-/// does: OpenSSH's jump-host grammar ([`crate::config::jump`], shared with `ProxyJump`) and the
+/// does: OpenSSH's jump-host grammar (`config::jump`, shared with `ProxyJump`) and the
 /// user and host name checks `ssh -J` adds. A few hops `ssh -J` would silently cut short (a
 /// blank, `#`, `none`) are refused instead, as are users with a blank or control character.
 pub fn parse_hop(input: &str) -> Result<HopSpec, SpecError> {
