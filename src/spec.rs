@@ -184,7 +184,7 @@ fn hop_error(input: &str, e: HopError) -> SpecError {
     const WHAT: &str = "hop";
     let reason = match e {
         HopError::Empty => return SpecError::Empty { what: WHAT },
-        HopError::BadPort(p) if p.contains(':') => {
+        HopError::BadPort(p) if p.contains(':') && !input.starts_with("ssh://") => {
             "write an IPv6 address in brackets, e.g. [fd00::5]:22"
         }
         HopError::BadPort(port) => {
@@ -563,6 +563,14 @@ mod tests {
             (
                 "fd00::1",
                 "write an IPv6 address in brackets, e.g. [fd00::5]:22",
+            ),
+            (
+                "u@fd00::1",
+                "write an IPv6 address in brackets, e.g. [fd00::5]:22",
+            ),
+            (
+                "ssh://h:22:33",
+                "port `22:33` is not a number from 1 to 65535",
             ),
         ] {
             let err = parse_hop(input).unwrap_err();
