@@ -1,13 +1,17 @@
 //! What the user asked for, validated: the target, the jump hops and the listen address.
 //!
 //! These parsers take the strings exactly as typed on the command line and do no I/O, so
-//! every rule lives in one place and is unit-tested here. Names are never resolved locally:
+//! every rule lives in one place and is unit-tested here (a hop's grammar is OpenSSH's
+//! `parse_jump()`, shared with `ProxyJump` in `config::jump`). Names are never resolved locally:
 //! the target's host is sent as written to the last hop (like `ssh -W`).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use thiserror::Error;
+
+use crate::config::jump::{self, HopError};
 
 /// The PostgreSQL port, used when TARGET has none.
 pub const DEFAULT_TARGET_PORT: u16 = 5432;
@@ -39,7 +43,7 @@ pub enum SpecError {
         /// The whole argument as typed.
         input: String,
         /// What is wrong.
-        reason: &'static str,
+        reason: Cow<'static, str>,
     },
 }
 
@@ -88,7 +92,20 @@ pub struct HopSpec {
 impl fmt::Display for HopSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(user) = &self.user {
-            write!(f, "{user}@")?;
+            // A user name from a URL-decoded ssh:// hop may not read back as `user@host`.
+            if user.contains([',', '#']) || user.starts_with("ssh://") {
+                write!(f, "ssh://")?;
+                for b in user.bytes() {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        write!(f, "{}", char::from(b))?;
+                    } else {
+                        write!(f, "%{b:02X}")?;
+                    }
+                }
+                write!(f, "@")?;
+            } else {
+                write!(f, "{user}@")?;
+            }
         }
         match self.port {
             Some(port) => write!(f, "{}", HostPort(&self.host, port)),
@@ -125,60 +142,88 @@ pub fn parse_target(input: &str) -> Result<Target, SpecError> {
     })
 }
 
-/// Parses one hop of `-J/--via` (the list is split on commas by [`parse_hops`]).
+/// Parses one hop of `-J/--via` (the list is split on commas by [`parse_hops`]) as `ssh -J`
+/// does: OpenSSH's jump-host grammar (`config::jump`, shared with `ProxyJump`) and the
+/// user and host name checks `ssh -J` adds. A few hops `ssh -J` would silently cut short (a
+/// blank, `#`, `none`) are refused instead, as are users with a blank or control character.
 pub fn parse_hop(input: &str) -> Result<HopSpec, SpecError> {
     const WHAT: &str = "hop";
-    if input.is_empty() {
-        return Err(SpecError::Empty { what: WHAT });
+    if let Some(reason) = cut_short(input) {
+        return Err(malformed(WHAT, input, reason));
     }
-    let rest = match input.strip_prefix("ssh://") {
-        Some(rest) => {
-            let rest = rest.strip_suffix('/').unwrap_or(rest);
-            if rest.contains('/') {
-                return Err(malformed(WHAT, input, "an ssh:// hop has no path"));
-            }
-            rest
-        }
-        None => input,
-    };
-    let (user, hostport) = match rest.rsplit_once('@') {
-        Some((user, hostport)) => {
-            if user.is_empty() {
-                return Err(malformed(WHAT, input, "empty user before `@`"));
-            }
-            if user.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(malformed(
-                    WHAT,
-                    input,
-                    "the user name holds a blank or a control character",
-                ));
-            }
-            (Some(user.to_string()), hostport)
-        }
-        None => (None, rest),
-    };
-    if hostport.is_empty() {
-        return Err(malformed(WHAT, input, "no host name"));
+    let hop = jump::parse_element(input).map_err(|e| hop_error(input, e))?;
+    if let Some(user) = &hop.user
+        && user.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(malformed(
+            WHAT,
+            input,
+            "the user name holds a blank or a control character",
+        ));
     }
-    let (host, port) = split_host_port(WHAT, hostport).map_err(|e| match e {
-        SpecError::BadPort { port, .. } => SpecError::BadPort {
-            what: WHAT,
-            input: input.to_string(),
-            port,
-        },
-        SpecError::Malformed { reason, .. } => malformed(WHAT, input, reason),
-        other => other,
-    })?;
-    check_host(WHAT, input, &host)?;
-    Ok(HopSpec { user, host, port })
+    check_host(WHAT, input, &hop.host)?;
+    jump::check_command_line(&hop).map_err(|e| hop_error(input, e))?;
+    Ok(hop)
+}
+
+/// Why `ssh -J` would take less than `input` says, if it would.
+fn cut_short(input: &str) -> Option<&'static str> {
+    if input.contains(char::is_whitespace) {
+        Some("ssh -J reads its value only up to the first blank: write the hop without blanks")
+    } else if input.contains('#') {
+        Some("ssh -J ignores everything from `#` (a comment): write the hop without it")
+    } else if input.eq_ignore_ascii_case("none") {
+        Some("to ssh -J, `none` means no jump host, not a host called none")
+    } else {
+        None
+    }
+}
+
+/// A [`HopError`] in `--via`'s words.
+fn hop_error(input: &str, e: HopError) -> SpecError {
+    const WHAT: &str = "hop";
+    let reason = match e {
+        HopError::Empty => return SpecError::Empty { what: WHAT },
+        HopError::BadPort(p) if p.contains(':') && !input.starts_with("ssh://") => {
+            "write an IPv6 address in brackets, e.g. [fd00::5]:22"
+        }
+        HopError::BadPort(port) => {
+            return SpecError::BadPort {
+                what: WHAT,
+                input: input.to_string(),
+                port,
+            };
+        }
+        HopError::UriIpv6(plain) => {
+            return malformed(
+                WHAT,
+                input,
+                format!("ssh -J refuses an IPv6 address in an ssh:// hop: write {plain}"),
+            );
+        }
+        HopError::EmptyUser => "empty user before `@`",
+        HopError::NoHost => "no host name",
+        HopError::UnclosedBracket => "missing `]` after the IPv6 address",
+        HopError::AfterHost => "expected `:PORT` after the host",
+        HopError::UriPath => "an ssh:// hop has no path",
+        HopError::UriUser => "the ssh:// user has a bad `%` escape or is not UTF-8",
+        HopError::UriHost => "the host of an ssh:// hop must be a domain name or an IPv4 address",
+        HopError::HostChars => {
+            "ssh -J refuses a host name with a shell metacharacter, a blank, a control character or a leading `-`"
+        }
+        HopError::UserChars => {
+            "ssh -J refuses a user name with a shell metacharacter, a control character, a leading `-`, `-` after a blank or a trailing `\\`"
+        }
+    };
+    malformed(WHAT, input, reason)
 }
 
 /// Parses a `-J` value: comma-separated hops, in connection order.
 pub fn parse_hops(input: &str) -> Result<Vec<HopSpec>, SpecError> {
-    if input.trim().is_empty() {
+    if input.is_empty() {
         return Err(SpecError::Empty { what: "--via" });
     }
-    input.split(',').map(|h| parse_hop(h.trim())).collect()
+    input.split(',').map(parse_hop).collect()
 }
 
 /// Default listen address: loopback, port chosen by the OS.
@@ -232,11 +277,11 @@ pub fn parse_listen(input: &str) -> Result<SocketAddr, SpecError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn malformed(what: &'static str, input: &str, reason: &'static str) -> SpecError {
+fn malformed(what: &'static str, input: &str, reason: impl Into<Cow<'static, str>>) -> SpecError {
     SpecError::Malformed {
         what,
         input: input.to_string(),
-        reason,
+        reason: reason.into(),
     }
 }
 
@@ -409,8 +454,9 @@ mod tests {
                 port: Some(2222)
             }
         );
+        // `ssh -J` refuses an IPv6 address in an ssh:// hop (see `hop_follows_ssh_j`).
         assert_eq!(
-            parse_hop("ssh://joe@[fd00::1]:22/").unwrap(),
+            parse_hop("joe@[fd00::1]:22").unwrap(),
             HopSpec {
                 user: Some("joe".into()),
                 host: "fd00::1".into(),
@@ -443,11 +489,156 @@ mod tests {
 
     #[test]
     fn hop_list() {
-        let hops = parse_hops("a, joe@b:2200,c").unwrap();
+        let hops = parse_hops("a,joe@b:2200,c").unwrap();
         assert_eq!(hops.len(), 3);
         assert_eq!(hops[1].port, Some(2200));
+        // `ssh -J` refuses a blank after a comma.
+        assert!(parse_hops("a, joe@b:2200,c").is_err());
         assert!(parse_hops("a,,b").is_err());
         assert!(parse_hops("").is_err());
+    }
+
+    fn hop(user: Option<&str>, host: &str, port: Option<u16>) -> HopSpec {
+        HopSpec {
+            user: user.map(str::to_string),
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// Inputs `--via` took differently from `ssh -J` before they shared one parser.
+    #[test]
+    fn hop_follows_ssh_j() {
+        for (input, want) in [
+            ("joe@h:ssh", hop(Some("joe"), "h", Some(22))),
+            ("h:", hop(None, "h", None)),
+            ("h:+5", hop(None, "h", Some(5))),
+            ("[db]", hop(None, "db", None)),
+            ("ssh://u%40v@j", hop(Some("u@v"), "j", None)),
+            ("ssh://u;x=1@j", hop(Some("u"), "j", None)),
+            ("ssh://h.", hop(None, "h", None)),
+            ("ssh://h:ssh/", hop(None, "h", Some(22))),
+            ("ssh://[h]", hop(None, "h", None)),
+        ] {
+            assert_eq!(parse_hop(input), Ok(want), "{input}");
+        }
+        for (input, reason) in [
+            (
+                "ssh://joe@[fd00::1]:22/",
+                "ssh -J refuses an IPv6 address in an ssh:// hop: write joe@[fd00::1]:22",
+            ),
+            (
+                "ssh://[::1]",
+                "ssh -J refuses an IPv6 address in an ssh:// hop: write [::1]",
+            ),
+            (
+                "ssh://a@b@c",
+                "the host of an ssh:// hop must be a domain name or an IPv4 address",
+            ),
+            (
+                "ssh://u%zz@h",
+                "the ssh:// user has a bad `%` escape or is not UTF-8",
+            ),
+            ("h/x", "expected `:PORT` after the host"),
+            (
+                "a;b",
+                "ssh -J refuses a host name with a shell metacharacter, a blank, a control character or a leading `-`",
+            ),
+            (
+                "u;x@h",
+                "ssh -J refuses a user name with a shell metacharacter, a control character, a leading `-`, `-` after a blank or a trailing `\\`",
+            ),
+            (
+                "-u@h",
+                "ssh -J refuses a user name with a shell metacharacter, a control character, a leading `-`, `-` after a blank or a trailing `\\`",
+            ),
+            (
+                "a#b",
+                "ssh -J ignores everything from `#` (a comment): write the hop without it",
+            ),
+            (
+                "NONE",
+                "to ssh -J, `none` means no jump host, not a host called none",
+            ),
+            (
+                "fd00::1",
+                "write an IPv6 address in brackets, e.g. [fd00::5]:22",
+            ),
+            (
+                "u@fd00::1",
+                "write an IPv6 address in brackets, e.g. [fd00::5]:22",
+            ),
+            (
+                "ssh://h:22:33",
+                "port `22:33` is not a number from 1 to 65535",
+            ),
+        ] {
+            let err = parse_hop(input).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("hop `{input}`: {reason}"),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn hop_reasons_in_via_words() {
+        for (input, reason) in [
+            ("@gw", "empty user before `@`"),
+            ("ssh://@gw", "empty user before `@`"),
+            ("joe@", "no host name"),
+            ("[]", "no host name"),
+            ("ssh://gw/db", "an ssh:// hop has no path"),
+            ("[fd00::1", "missing `]` after the IPv6 address"),
+            ("-oProxyCommand=x", "a host name cannot start with `-`"),
+            (
+                "ssh://a+b@h",
+                "the user name holds a blank or a control character",
+            ),
+        ] {
+            let err = parse_hop(input).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("hop `{input}`: {reason}"),
+                "{input}"
+            );
+        }
+        assert_eq!(parse_hop(""), Err(SpecError::Empty { what: "hop" }));
+        for (input, port) in [
+            ("h:0", "0"),
+            ("h:nosuchservice", "nosuchservice"),
+            ("ssh://h:/", ""),
+        ] {
+            assert!(
+                matches!(parse_hop(input), Err(SpecError::BadPort { port: p, .. }) if p == port),
+                "{input}"
+            );
+        }
+    }
+
+    /// A user name that `user@host` cannot carry prints as an ssh:// URI, which reads back.
+    #[test]
+    fn hop_display_reads_back() {
+        for input in [
+            "ssh://a%2Cb@h:22",
+            "ssh://a%23b@h",
+            "ssh://ssh%3A%2F%2Fx@h",
+            "u@v@h",
+            "[::1]",
+        ] {
+            let h = parse_hop(input).unwrap();
+            assert_eq!(parse_hop(&h.to_string()), Ok(h.clone()), "{input} -> {h}");
+            assert_eq!(
+                parse_hops(&format!("{h},{h}")),
+                Ok(vec![h.clone(), h]),
+                "{input}"
+            );
+        }
+        assert_eq!(
+            parse_hop("ssh://a%2Cb@h:22").unwrap().to_string(),
+            "ssh://a%2Cb@h:22"
+        );
     }
 
     #[test]

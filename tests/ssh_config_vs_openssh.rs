@@ -33,6 +33,10 @@
 //!
 //! A second test runs the same queries through the `ssh2-config` crate and prints where it
 //! deviates from `ssh -G`, which is why pgtunnel resolves configs itself.
+//!
+//! A third, `via_matches_ssh_j`, parses a table of tricky `--via` values and compares each with
+//! `ssh -F none -G -J VALUE x` (its `proxyjump` line, or its refusal); the values `--via`
+//! deliberately refuses although `ssh -J` takes them are marked there.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -806,5 +810,182 @@ fn ssh2_config_deviates_from_ssh_g() {
     assert!(
         total > 0,
         "ssh2-config now agrees with ssh -G on every case"
+    );
+}
+
+/// How `--via VALUE` should relate to `ssh -J VALUE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Both accept with the same hops, or both refuse.
+    Same,
+    /// `ssh -J` takes less than was written (or no jump host); `--via` refuses.
+    Stricter,
+    /// A name OpenSSH 10.3's `-J` checks refuse (Debian backports them to 9.2): `--via`
+    /// refuses; an `ssh` without those checks (it takes `-J 'a;b'`) accepts.
+    NameCheck,
+}
+
+/// `-J` values, tricky ones first: forms, ports, URIs, names, lists.
+const VIA_VALUES: &[(&str, Via)] = &[
+    ("ssh://joe@[fd00::1]:22/", Via::Same),
+    ("ssh://[::1]", Via::Same),
+    ("joe@h:ssh", Via::Same),
+    ("h:", Via::Same),
+    ("h:+5", Via::Same),
+    ("h:022", Via::Same),
+    ("h:0", Via::Same),
+    ("h:65535", Via::Same),
+    ("h:65536", Via::Same),
+    ("h:-1", Via::Same),
+    ("h:0x10", Via::Same),
+    ("h:nosuchservice", Via::Same),
+    ("ssh://u%40v@j", Via::Same),
+    ("ssh://u;x=1@j", Via::Same),
+    ("ssh://%c3%a9@h", Via::Same),
+    ("ssh://u%zz@h", Via::Same),
+    ("ssh://u%00@h", Via::Same),
+    ("ssh://a%2Cb@h", Via::Same),
+    ("joe@[fd00::1]:22", Via::Same),
+    ("[fd00::1]", Via::Same),
+    ("fd00::1", Via::Same),
+    ("[db]", Via::Same),
+    ("[h]x", Via::Same),
+    ("[fd00::1", Via::Same),
+    ("1.2.3.4", Via::Same),
+    ("ssh://1.2.3.4:22", Via::Same),
+    ("ssh://joe@h:22/", Via::Same),
+    ("ssh://h:ssh/", Via::Same),
+    ("ssh://h.", Via::Same),
+    ("ssh://h_x", Via::Same),
+    ("ssh://[h]", Via::Same),
+    ("ssh://h/", Via::Same),
+    ("ssh://h//", Via::Same),
+    ("ssh://h:22//", Via::Same),
+    ("ssh://h:/", Via::Same),
+    ("ssh://h:", Via::Same),
+    ("ssh://h/x", Via::Same),
+    ("ssh:///", Via::Same),
+    ("ssh://", Via::Same),
+    ("ssh://@h", Via::Same),
+    ("ssh://a@b@c", Via::Same),
+    ("ssh://h..x", Via::Same),
+    ("ssh://-h", Via::Same),
+    ("SSH://h", Via::Same),
+    ("h/x", Via::Same),
+    ("h/", Via::Same),
+    ("h::22", Via::Same),
+    ("u@h@g", Via::Same),
+    ("é@h", Via::Same),
+    ("u$@h", Via::Same),
+    ("@h", Via::Same),
+    ("u@", Via::Same),
+    ("", Via::Same),
+    (",", Via::Same),
+    ("a,", Via::Same),
+    (",a", Via::Same),
+    ("a,,b", Via::Same),
+    ("a, b", Via::Same),
+    (" a", Via::Same),
+    ("a,u@b:2200,ssh://c:23", Via::Same),
+    ("ssh://u@j:2222,joe@[fd00::1]", Via::Same),
+    ("a b", Via::Stricter),
+    ("a#b", Via::Stricter),
+    ("h:22#x", Via::Stricter),
+    ("none", Via::Stricter),
+    ("NONE", Via::Stricter),
+    ("a,none", Via::Stricter),
+    ("[]", Via::Stricter),
+    ("ssh://u+v@h", Via::Stricter),
+    ("ssh://%ff@h", Via::Stricter),
+    ("-oProxyCommand=x", Via::NameCheck),
+    ("u@-h", Via::NameCheck),
+    ("-u@h", Via::NameCheck),
+    ("ssh://-u@h", Via::NameCheck),
+    ("a;b", Via::NameCheck),
+    ("a'b", Via::NameCheck),
+    ("a$b", Via::NameCheck),
+    ("a|b", Via::NameCheck),
+    ("a\\", Via::NameCheck),
+    ("u;x@h", Via::NameCheck),
+    ("u`@h", Via::NameCheck),
+    ("u\\@h", Via::NameCheck),
+    ("ssh://u%20-v@h", Via::NameCheck),
+];
+
+/// `ssh -F none -G -J value x`: its `proxyjump` (`None` without one: `none`), or the refusal.
+fn ssh_j(home: &Path, value: &str) -> Result<Option<String>, String> {
+    let out = ssh(home, &["-F", "none", "-G", "-J", value, "x"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("proxyjump "))
+        .map(str::to_string))
+}
+
+/// A hop as `ssh -G` prints the last one: brackets around a host with `:` or only digits
+/// and dots.
+fn ssh_style(h: &pgtunnel::spec::HopSpec) -> String {
+    let mut s = h.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+    if h.host.contains(':') || h.host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let _ = write!(s, "[{}]", h.host);
+    } else {
+        s.push_str(&h.host);
+    }
+    if let Some(p) = h.port {
+        let _ = write!(s, ":{p}");
+    }
+    s
+}
+
+/// `ssh -J` as pgtunnel would print it: every hop parsed (`ssh -G` prints the earlier ones
+/// as written, so each is asked for alone).
+fn ssh_j_hops(home: &Path, value: &str) -> Result<Option<String>, String> {
+    let whole = ssh_j(home, value)?;
+    let Some((earlier, _)) = value.rsplit_once(',') else {
+        return Ok(whole);
+    };
+    let whole = whole.unwrap_or_default();
+    let last = whole.rsplit(',').next().unwrap_or_default();
+    let mut hops = Vec::new();
+    for element in earlier.split(',') {
+        hops.push(ssh_j(home, element)?.unwrap_or_default());
+    }
+    hops.push(last.to_string());
+    Ok(Some(hops.join(",")))
+}
+
+fn via_verdict(home: &Path, value: &str, kind: Via) -> Result<(), String> {
+    let theirs = ssh_j_hops(home, value);
+    let ours = pgtunnel::spec::parse_hops(value)
+        .map(|hops| hops.iter().map(ssh_style).collect::<Vec<_>>().join(","));
+    match (kind, theirs, ours) {
+        (Via::Same, Ok(Some(t)), Ok(o)) if t == o => Ok(()),
+        (Via::Same, Err(_), Err(_)) => Ok(()),
+        (Via::Stricter, Ok(_), Err(_)) => Ok(()),
+        (Via::NameCheck, Err(_), Err(_)) => Ok(()),
+        (Via::NameCheck, Ok(_), Err(_)) if ssh_j(home, "a;b").is_ok() => Ok(()),
+        (kind, theirs, ours) => Err(format!(
+            "{value:?} ({kind:?}): ssh -J {theirs:?}, --via {:?}",
+            ours.map_err(|e| e.to_string())
+        )),
+    }
+}
+
+/// `--via` against `ssh -J` (OpenSSH's `parse_jump()`, as for `ProxyJump`) on tricky values.
+#[test]
+fn via_matches_ssh_j() {
+    require_ssh();
+    let home = tempfile::tempdir().expect("tempdir");
+    let failures: Vec<String> = VIA_VALUES
+        .iter()
+        .filter_map(|&(value, kind)| via_verdict(home.path(), value, kind).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} deviation(s) from ssh -J:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }

@@ -10,7 +10,7 @@
 #[cfg(test)]
 mod fuzz;
 mod glob;
-mod jump;
+pub(crate) mod jump;
 mod keyword;
 pub mod known_hosts;
 mod lexer;
