@@ -531,6 +531,40 @@ async fn the_default_keepalive_finds_a_silent_hop() {
     }
 }
 
+/// `ServerAliveInterval 0` turns keepalives off, as in ssh, rather than leaving the interval
+/// unset: the default keepalive (1 s here, which finds a silent hop within about 4 s in
+/// `the_default_keepalive_finds_a_silent_hop`) is not used, so a silent hop ends nothing.
+/// (The wait is an upper bound: a slow machine could only make this pass wrongly, never fail.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_alive_interval_0_turns_the_default_keepalive_off() {
+    let home = Home::new();
+    let service = Service::start("127.0.0.3:0".parse().expect("addr")).await;
+    let hops = ManualHops::start(&home, ("127.0.0.3", service.addr.port()));
+    hops.write_config(&home, "  ServerAliveInterval 0\n");
+    let chain = home
+        .chain(Some("db.foo.com"), &service.addr.to_string())
+        .expect("chain");
+    assert!(
+        chain
+            .hops
+            .iter()
+            .all(|h| h.config.server_alive_interval == Some(Duration::ZERO)),
+        "ServerAliveInterval 0 is kept as 0, not as unset"
+    );
+    let opts = pgtunnel::ssh::session::ConnectOptions {
+        default_keepalive: Duration::from_secs(1),
+        ..options()
+    };
+    let tunnel = pgtunnel::tunnel::start(&chain, "127.0.0.1:0".parse().expect("addr"), &opts)
+        .await
+        .expect("tunnel up")
+        .reconnect(None);
+    let served = tokio::spawn(tunnel.serve(std::future::pending()));
+    hops.shell.freeze();
+    let ended = timeout(Duration::from_secs(8), served).await;
+    assert!(ended.is_err(), "no keepalive ended the session: {ended:?}");
+}
+
 /// The supervisor publishes the chain's state: up with its hops, then which hop was lost
 /// while it brings the chain up again, then stopping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -460,6 +460,7 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
         ),
         (
             "serveraliveinterval",
+            // Not set and 0 are both 0 (off) to ssh; pgtunnel keeps alive when not set.
             c.server_alive_interval
                 .map_or("0".into(), |d| d.as_secs().to_string()),
         ),

@@ -250,8 +250,9 @@ keywords! {
     /// `ServerAliveInterval` (`none` leaves it unset).
     ServerAliveInterval ["serveraliveinterval"] time -> Option<u32>,
         first_set -> server_alive_interval: First<u32>
-        => /// `ServerAliveInterval` (None = off).
-           server_alive_interval: Option<Duration> = seconds,
+        => /// `ServerAliveInterval`: `None` when not set (pgtunnel's default keepalive
+           /// applies), `Some(Duration::ZERO)` for `ServerAliveInterval 0` (off, as in ssh).
+           server_alive_interval: Option<Duration> = seconds_as_set,
         show show_server_alive_interval;
     /// `ServerAliveCountMax`.
     ServerAliveCountMax ["serveralivecountmax"] int -> u32,
@@ -561,6 +562,11 @@ fn value_or<T: Clone>(default: T) -> impl Fn(&First<T>) -> T {
     move |slot| slot.get().cloned().unwrap_or_else(|| default.clone())
 }
 
+/// Seconds as set (0 included).
+fn seconds_as_set(slot: &First<u32>) -> Option<Duration> {
+    slot.get().map(|&s| Duration::from_secs(u64::from(s)))
+}
+
 /// Seconds, 0 meaning unset.
 fn seconds(slot: &First<u32>) -> Option<Duration> {
     slot.get()
@@ -785,6 +791,7 @@ fn show_batch_mode(c: &HostConfig) -> Option<String> {
 
 fn show_server_alive_interval(c: &HostConfig) -> Option<String> {
     Some(match c.server_alive_interval {
+        Some(Duration::ZERO) => "0 (off: no keepalives)".into(),
         Some(d) => secs(d),
         None => "unset (pgtunnel keeps alive every 30s)".into(),
     })

@@ -44,7 +44,9 @@
 //! - An `IdentityAgent ${VAR}` naming an unset variable fails only when that value is used,
 //!   not while reading the file. `IdentityAgent $VAR` (the legacy form) is resolved to the
 //!   variable's value, or `none` when unset, as `ssh` does before connecting.
-//! - `ConnectTimeout 0` and `ServerAliveInterval 0` are reported as `None`.
+//! - `ConnectTimeout 0` is reported as `None`. `ServerAliveInterval` not set is `None`, and
+//!   pgtunnel then keeps alive by default (ssh does not); `ServerAliveInterval 0` is
+//!   `Some(0)`: off, as in ssh.
 //! - `ProxyJump []` (an empty host name) is refused.
 
 use std::collections::BTreeMap;
@@ -1567,8 +1569,15 @@ Host *
             "x",
         );
         assert_eq!(c.connect_timeout, Some(Duration::from_secs(7)));
-        assert_eq!(c.server_alive_interval, None);
+        // 0 is a value (off, as in ssh), not "unset": it wins over later lines.
+        assert_eq!(c.server_alive_interval, Some(Duration::ZERO));
         assert_eq!(c.origins[&Keyword::ServerAliveInterval], at(3));
+        let c = resolve("ServerAliveInterval 0\nServerAliveInterval 5\n", "x");
+        assert_eq!(c.server_alive_interval, Some(Duration::ZERO));
+        let c = resolve("ServerAliveInterval none\nServerAliveInterval 5\n", "x");
+        assert_eq!(c.server_alive_interval, Some(Duration::from_secs(5)));
+        let c = resolve("ServerAliveInterval none\n", "x");
+        assert_eq!(c.server_alive_interval, None);
         let agent = |v: &str| resolve(&format!("IdentityAgent {v}\n"), "x").identity_agent;
         assert_eq!(agent("none").as_deref(), Some("none"));
         assert_eq!(agent("SSH_AUTH_SOCK").as_deref(), Some("SSH_AUTH_SOCK"));

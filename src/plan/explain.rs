@@ -176,6 +176,24 @@ mod tests {
     }
 
     #[test]
+    fn server_alive_interval_0_is_shown_as_off() {
+        let text = "Host a\n  ServerAliveInterval 0\n";
+        let text = render(text, "a,b", "localhost");
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("serveraliveinterval"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "  serveraliveinterval    0 (off: no keepalives)                   /cfg:2",
+                "  serveraliveinterval    unset (pgtunnel keeps alive every 30s)   default",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
     fn every_value_names_its_origin() {
         let text = "Host db\n  HostName 10.0.0.5\n  ProxyJump joe@shell:2222\n  \
                     ServerAliveInterval 15\nHost shell\n  HostName shell.example\n  \

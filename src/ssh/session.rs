@@ -54,7 +54,8 @@ pub struct ConnectOptions {
     pub agent: AgentSource,
     /// Connect + handshake limit when ConnectTimeout is unset.
     pub default_connect_timeout: Duration,
-    /// Keepalive interval when ServerAliveInterval is unset.
+    /// Keepalive interval when ServerAliveInterval is not set (`ServerAliveInterval 0` turns
+    /// keepalives off, as in ssh); zero: no keepalives by default either.
     pub default_keepalive: Duration,
     /// Who answers questions (unknown host keys under `StrictHostKeyChecking ask`,
     /// passphrases, passwords, keyboard-interactive). `None`: nothing is asked.
@@ -269,17 +270,7 @@ async fn handshake(
         check,
         notes: notes.clone(),
     };
-    let keepalive = hop
-        .config
-        .server_alive_interval
-        .unwrap_or(opts.default_keepalive);
-    let config = client::Config {
-        keepalive_interval: Some(keepalive),
-        keepalive_max: hop.config.server_alive_count_max as usize,
-        nodelay: true,
-        preferred,
-        ..Default::default()
-    };
+    let config = client_config(hop, opts, preferred);
     let stream = Recording::new(stream, heard);
     let handle = client::connect_stream(Arc::new(config), stream, handler)
         .await
@@ -292,6 +283,27 @@ async fn handshake(
         label,
         notes,
     })
+}
+
+/// The russh client configuration for `hop`.
+fn client_config(hop: &Hop, opts: &ConnectOptions, preferred: russh::Preferred) -> client::Config {
+    client::Config {
+        keepalive_interval: keepalive_interval(
+            hop.config.server_alive_interval,
+            opts.default_keepalive,
+        ),
+        keepalive_max: hop.config.server_alive_count_max as usize,
+        nodelay: true,
+        preferred,
+        ..Default::default()
+    }
+}
+
+/// How often to send keepalives (`None`: never). `ServerAliveInterval 0` turns them off, as
+/// in ssh; when it is not set, `default` applies (pgtunnel keeps alive by default, unlike ssh),
+/// and a zero `default` turns them off too.
+fn keepalive_interval(configured: Option<Duration>, default: Duration) -> Option<Duration> {
+    Some(configured.unwrap_or(default)).filter(|d| !d.is_zero())
 }
 
 /// Errors the russh handler can return: russh's own, or our host key refusal.
@@ -436,5 +448,80 @@ fn agent_socket(hop: &Hop, opts: &ConnectOptions) -> Option<PathBuf> {
         AgentSource::Environment => std::env::var_os("SSH_AUTH_SOCK")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{LocalEnv, SshConfig};
+    use crate::plan::chain::resolve_chain;
+    use crate::spec::{parse_hops, parse_target};
+
+    /// The keepalive settings handed to russh for the one hop `h`, under `config`.
+    fn russh_keepalive(config: &str, default: Duration) -> (Option<Duration>, usize) {
+        let env = LocalEnv::fixture();
+        let config = SshConfig::parse_str(config, Path::new("/cfg"), &env.home).unwrap();
+        let chain = resolve_chain(
+            Some(&parse_hops("h").unwrap()),
+            &parse_target("localhost:5432").unwrap(),
+            |q| config.resolve(q, &env),
+        )
+        .unwrap();
+        let opts = ConnectOptions {
+            default_keepalive: default,
+            ..ConnectOptions::default()
+        };
+        let c = client_config(&chain.hops[0], &opts, Default::default());
+        (c.keepalive_interval, c.keepalive_max)
+    }
+
+    #[test]
+    fn an_explicit_server_alive_interval_0_sends_no_keepalives() {
+        let s = Duration::from_secs;
+        assert_eq!(russh_keepalive("", s(30)), (Some(s(30)), 3), "the default");
+        assert_eq!(russh_keepalive("", s(1)), (Some(s(1)), 3));
+        assert_eq!(
+            russh_keepalive("Host h\n  ServerAliveInterval 0\n", s(30)),
+            (None, 3),
+            "0 is off, as in ssh, not unset"
+        );
+        assert_eq!(
+            russh_keepalive(
+                "Host h\n  ServerAliveInterval 0\nHost *\n  ServerAliveInterval 9\n",
+                s(30)
+            ),
+            (None, 3),
+            "0 is a value: the first one wins"
+        );
+        assert_eq!(
+            russh_keepalive(
+                "Host h\n  ServerAliveInterval none\nHost *\n  ServerAliveInterval 9\n  ServerAliveCountMax 5\n",
+                s(30)
+            ),
+            (Some(s(9)), 5),
+            "none leaves it unset"
+        );
+        assert_eq!(
+            russh_keepalive("Host h\n  ServerAliveInterval none\n", s(30)),
+            (Some(s(30)), 3)
+        );
+        assert_eq!(
+            russh_keepalive("ServerAliveInterval 1m\n", s(30)),
+            (Some(s(60)), 3)
+        );
+        assert_eq!(russh_keepalive("", Duration::ZERO), (None, 3), "no default");
+    }
+
+    #[test]
+    fn keepalive_interval_table() {
+        let s = Duration::from_secs;
+        assert_eq!(keepalive_interval(None, s(30)), Some(s(30)));
+        assert_eq!(keepalive_interval(Some(s(5)), s(30)), Some(s(5)));
+        assert_eq!(keepalive_interval(Some(Duration::ZERO), s(30)), None);
+        assert_eq!(keepalive_interval(None, Duration::ZERO), None);
+        assert_eq!(keepalive_interval(Some(s(5)), Duration::ZERO), Some(s(5)));
     }
 }
