@@ -37,6 +37,9 @@
 //! A third, `via_matches_ssh_j`, parses a table of tricky `--via` values and compares each with
 //! `ssh -F none -G -J VALUE x` (its `proxyjump` line, or its refusal); the values `--via`
 //! deliberately refuses although `ssh -J` takes them are marked there.
+//!
+//! A fourth, `via_loops_match_ssh_j`, checks that a `--via` list has a "jumphost loop" exactly
+//! when `ssh -G -J PREVIOUS HOP` refuses one of its steps.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -988,5 +991,105 @@ fn via_matches_ssh_j() {
         "{} deviation(s) from ssh -J:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// The ssh_config for [`via_loops_match_ssh_j`].
+const LOOP_CONFIG: &str = "Host dotfiles.github.com\n  HostName github.com\n\
+                           Host up\n  HostName GitHub.com\n\
+                           Host p\n  HostName github.com\n  Port 2222\n\
+                           Host us\n  HostName github.com\n  User bob\n\
+                           Host jp\n  Port 2222\n\
+                           Host pct\n  HostName %h.example\n";
+
+/// `--via` values for [`via_loops_match_ssh_j`].
+const LOOP_VIAS: &[&str] = &[
+    "github.com,dotfiles.github.com",
+    "GitHub.com,dotfiles.github.com",
+    "github.com,up",
+    "github.com,p",
+    "github.com:2222,p",
+    "github.com:22,dotfiles.github.com",
+    "github.com,dotfiles.github.com:2222",
+    "github.com,us",
+    "bob@github.com,us",
+    "joe@github.com,us",
+    "bob@github.com,bob@dotfiles.github.com",
+    "bob@github.com,dotfiles.github.com",
+    "jp,jp",
+    "jp,jp:22",
+    "jp:2222,jp",
+    "a,github.com,dotfiles.github.com,b",
+    "github.com,x,dotfiles.github.com",
+    "dotfiles.github.com,github.com",
+    "pct.example,pct",
+    "127.0.0.1,127.0.0.1",
+    "[::1],[::1]",
+    "ssh://u@h:22,u@h",
+    "a,b,a",
+];
+
+/// A `--via` list has a "jumphost loop" exactly when `ssh -J` refuses one of its steps:
+/// every hop after the first is reached as `ssh -J PREVIOUS [-l USER] [-p PORT] HOST`
+/// (`ssh -G` makes the check before it prints).
+#[test]
+fn via_loops_match_ssh_j() {
+    require_ssh();
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = home.path().join("config");
+    write_file(&config, LOOP_CONFIG, 0o644);
+    let env = local_env(home.path());
+    let parsed = SshConfig::load_explicit(&config, &env.home).expect("config");
+    let mut failures = Vec::new();
+    let mut loops = 0;
+    for via in LOOP_VIAS {
+        let hops = pgtunnel::spec::parse_hops(via).expect("valid --via");
+        let mut theirs = None;
+        for pair in hops.windows(2) {
+            let (prev, spec) = (&pair[0], &pair[1]);
+            let mut args = vec!["-G".to_string(), "-F".into(), config.display().to_string()];
+            args.extend(["-J".to_string(), prev.to_string()]);
+            if let Some(user) = &spec.user {
+                args.extend(["-l".to_string(), user.clone()]);
+            }
+            if let Some(port) = spec.port {
+                args.extend(["-p".to_string(), port.to_string()]);
+            }
+            args.push(spec.host.clone());
+            let out = ssh(home.path(), &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() || stderr.contains("jumphost loop"),
+                "{via}: ssh {args:?} refused for another reason: {stderr}"
+            );
+            if !out.status.success() {
+                theirs = Some(stderr.trim().to_string());
+                break;
+            }
+        }
+        let ours = pgtunnel::plan::chain::resolve_chain(
+            Some(&hops),
+            &pgtunnel::spec::parse_target("db").expect("target"),
+            |q| parsed.resolve(q, &env),
+        );
+        let ours_loop = match &ours {
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.starts_with("jumphost loop via "), "{via}: {e}");
+                Some(e)
+            }
+            Ok(_) => None,
+        };
+        loops += usize::from(theirs.is_some());
+        if theirs.is_some() != ours_loop.is_some() {
+            failures.push(format!(
+                "--via {via}: ssh -J {theirs:?}, pgtunnel {ours_loop:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        loops > 5 && loops < LOOP_VIAS.len() - 5,
+        "{loops} loops: both kinds are covered"
     );
 }

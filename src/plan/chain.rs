@@ -19,6 +19,11 @@
 //!
 //! A loop (A's ProxyJump leads back to A) is an error naming the loop; OpenSSH would fork
 //! until it runs out of processes.
+//!
+//! Each host of a jump list (`--via` or a ProxyJump) after the first is also checked against
+//! the host written before it, as `ssh -J` does ([`jumps_to_itself`]): `--via
+//! github.com,dotfiles.github.com`, where the second's HostName is `github.com`, would reach
+//! github.com through github.com itself.
 
 use std::fmt;
 
@@ -38,6 +43,24 @@ pub enum ChainError {
     Loop {
         /// The hosts in the loop, first repeated at the end.
         cycle: Vec<String>,
+    },
+    /// A host of a jump list is the host written before it (same HostName, port and user),
+    /// which `ssh -J` refuses as "jumphost loop".
+    #[error(
+        "jumphost loop via {via}: {host} (HostName {host_name}, port {port}, user {user}) \
+         would be reached through itself"
+    )]
+    JumpLoop {
+        /// The hop before, as written.
+        via: String,
+        /// The hop, as written.
+        host: String,
+        /// Its resolved HostName.
+        host_name: String,
+        /// Its resolved port.
+        port: u16,
+        /// Its resolved user.
+        user: String,
     },
     /// Neither `--via` nor a ProxyJump for TARGET.
     #[error(
@@ -201,12 +224,35 @@ fn expand_list(
         return Ok(());
     };
     expand_hop(first, source, stack, resolve, out)?;
+    let mut via = first;
     for spec in rest {
         // Reached from the hop before it: its own ProxyJump/ProxyCommand do not apply.
         let config = resolve(&query(spec))?;
+        if jumps_to_itself(via, &config) {
+            return Err(ChainError::JumpLoop {
+                via: via.to_string(),
+                host: spec.to_string(),
+                host_name: config.host_name,
+                port: config.port,
+                user: config.user,
+            });
+        }
         push(out, spec.clone(), config, source.clone())?;
+        via = spec;
     }
     Ok(())
+}
+
+/// OpenSSH's "jumphost loop" check (ssh.c, `main()`, where the ProxyCommand is built from
+/// the jump host): the host ssh connects to, reached through the jump host `via`, is `via`
+/// itself. Compared: `via`'s host exactly as written (case and all) with the resolved,
+/// lowercased HostName; `via`'s port as written (22 when not given, not its configured
+/// Port) with the resolved port; `via`'s user as written (when not given, the user of the
+/// host being reached, so it always matches) with the resolved user.
+pub fn jumps_to_itself(via: &HopSpec, config: &HostConfig) -> bool {
+    via.host == config.host_name
+        && via.port.unwrap_or(22) == config.port
+        && via.user.as_deref().unwrap_or(&config.user) == config.user
 }
 
 fn expand_hop(
@@ -369,6 +415,82 @@ mod tests {
         let r = resolver(&[("db", "db", Some("a")), ("a", "a", Some("db"))]);
         let err = resolve_chain(None, &parse_target("db").unwrap(), r).unwrap_err();
         assert_eq!(err.to_string(), "ProxyJump loop: db -> a -> db");
+    }
+
+    /// `--via via` under the ssh_config `config`: the hops' names, or the error.
+    fn via_with(config: &str, via: &str) -> Result<Vec<String>, String> {
+        let env = LocalEnv::fixture();
+        let config = SshConfig::parse_str(config, std::path::Path::new("/cfg"), &env.home)
+            .map_err(|e| e.to_string())?;
+        resolve_chain(
+            Some(&parse_hops(via).unwrap()),
+            &parse_target("db:5432").unwrap(),
+            |q| config.resolve(q, &env),
+        )
+        .map(|c| names(&c))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_via_hop_that_is_the_hop_before_it_is_a_jumphost_loop() {
+        let config = "Host dotfiles.github.com\n  HostName github.com\n\
+                      Host up\n  HostName GitHub.com\n\
+                      Host p\n  HostName github.com\n  Port 2222\n\
+                      Host us\n  HostName github.com\n  User bob\n\
+                      Host jp\n  Port 2222\n";
+        let looped = |via: &str| match via_with(config, via) {
+            Err(e) if e.starts_with("jumphost loop via ") => true,
+            Err(e) => panic!("{via}: {e}"),
+            Ok(_) => false,
+        };
+        let err = via_with(config, "github.com,dotfiles.github.com").unwrap_err();
+        assert_eq!(
+            err,
+            "jumphost loop via github.com: dotfiles.github.com (HostName github.com, port 22, \
+             user me) would be reached through itself"
+        );
+        // The HostName is lowercased; the hop before is compared as written.
+        assert!(looped("github.com,up"));
+        assert!(!looped("GitHub.com,dotfiles.github.com"));
+        // Ports: the one written before (22 when none) against the resolved one.
+        assert!(!looped("github.com,p"));
+        assert!(looped("github.com:2222,p"));
+        assert!(looped("github.com:22,dotfiles.github.com"));
+        assert!(!looped("github.com,dotfiles.github.com:2222"));
+        // The hop before's own Port does not count: `jp` is compared as port 22.
+        assert!(looped("jp,jp:22"));
+        assert!(!looped("jp,jp"));
+        // Users: the one written before (when none, the reached host's own) against the
+        // resolved one.
+        assert!(looped("github.com,us"));
+        assert!(looped("bob@github.com,us"));
+        assert!(!looped("joe@github.com,us"));
+        assert!(looped("bob@github.com,bob@dotfiles.github.com"));
+        assert!(!looped("bob@github.com,dotfiles.github.com"));
+        // Only neighbours are compared; any pair in the list counts.
+        assert!(looped("a,github.com,dotfiles.github.com,b"));
+        assert!(!looped("github.com,x,dotfiles.github.com"));
+        assert!(!looped("dotfiles.github.com,github.com"));
+        assert!(looped("127.0.0.1,127.0.0.1"));
+        assert!(looped("[::1],[::1]"));
+    }
+
+    #[test]
+    fn a_proxyjump_list_is_checked_hop_by_hop_too() {
+        // ssh db runs `ssh -J gw.example shell` for the list's last host, which refuses.
+        let config = "Host db\n  ProxyJump gw.example,shell\n\
+                      Host shell\n  HostName gw.example\n";
+        let err = via_with(config, "db").unwrap_err();
+        assert!(
+            err.starts_with("jumphost loop via gw.example: shell "),
+            "{err}"
+        );
+        // A loop of aliases is still reported as such.
+        let config = "Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n";
+        assert_eq!(
+            via_with(config, "a").unwrap_err(),
+            "ProxyJump loop: a -> b -> a"
+        );
     }
 
     #[test]
