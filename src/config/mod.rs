@@ -7,6 +7,7 @@
 //! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each);
 //! `pattern` is OpenSSH's `match.c`, shared by both.
 
+mod address;
 #[cfg(test)]
 mod fuzz;
 mod glob;

@@ -30,6 +30,11 @@
 //!   (`/etc/ssh`) in system files, `~` expanded, read where they appear (an `Include` inside a
 //!   `Host`/`Match` block applies only when the block does, and a `Match` inside an included
 //!   file does not leak out), up to 16 levels deep, permissions checked as OpenSSH does.
+//! - The host name ssh connects to (`HostName` with `%h` expanded, or the host as typed) is
+//!   rewritten when it is a numeric address, as ssh's `resolve_addr()` does (`10.1` ->
+//!   `10.0.0.1`, `::FFFF:102:304` -> `::ffff:1.2.3.4`; `AddressFamily` is the family hint),
+//!   else lowercased: that is `hostname`, `%h` in the other keywords and the known_hosts name
+//!   (`HostKeyAlias` is kept as written).
 //! - `ProxyJump` and `ProxyCommand`: whichever applies first wins; `none` clears.
 //! - `AddressFamily` (`any`, `inet`, `inet6`; default `any`) filters the addresses hop 1's
 //!   HostName resolves to ([`crate::config::AddressFamily::filter`]).
@@ -57,6 +62,7 @@ use std::path::{Path, PathBuf};
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
+use super::address::canonical_address;
 use super::glob::{glob, glob_tilde};
 use super::jump::Jump;
 use super::keyword::{Args, At, Derived, First, KeyFile, Keyword, Options, Setting, Valued};
@@ -810,14 +816,17 @@ fn origin_error(origin: &Option<Origin>, message: String) -> ConfigError {
     }
 }
 
-/// The host name ssh connects to: `HostName` expanded (or the host as typed), lowercased.
+/// The host name ssh connects to: `HostName` expanded (or the host as typed), rewritten as
+/// ssh does when it is a numeric address (`10.1` -> `10.0.0.1`), else lowercased.
 fn final_host_name(o: &Options, host_arg: &str) -> Result<String, ConfigError> {
     let host = match &o.host_name.0 {
-        Some(h) if o.host_name_final => h.value.clone(),
+        // Already final: ssh does not rewrite it again after its final pass.
+        Some(h) if o.host_name_final => return Ok(h.value.clone()),
         Some(h) => expand_host_name(h, host_arg)?,
         None => host_arg.to_string(),
     };
-    Ok(host.to_ascii_lowercase())
+    let family = o.address_family.get().copied().unwrap_or_default();
+    Ok(canonical_address(&host, family).unwrap_or_else(|| host.to_ascii_lowercase()))
 }
 
 /// Fills defaults and expands tokens, like the end of OpenSSH's `main()` before `-G` prints.
@@ -1505,6 +1514,32 @@ Host *
             c.proxy_jump,
             Some(ProxyJump::Hops(vec![hop(Some("joe"), "gw", Some(2022))]))
         );
+    }
+
+    #[test]
+    fn a_numeric_host_name_is_rewritten_as_ssh_does() {
+        let text = "Host a\n  HostName 10.1\nHost k\n  HostName 10.1\n  HostKeyAlias 10.2\n\
+                    Match final host 10.0.0.1\n  User f\n\
+                    Host *\n  UserKnownHostsFile ~/kh_%h\n  Port 2222\n";
+        let c = resolve(text, "a");
+        assert_eq!(c.host_name, "10.0.0.1");
+        assert_eq!(c.user, "f", "the final pass sees the rewritten name");
+        assert_eq!(c.known_hosts_name(), "[10.0.0.1]:2222");
+        assert_eq!(
+            c.user_known_hosts_files,
+            [PathBuf::from("/home/me/kh_10.0.0.1")]
+        );
+        assert_eq!(
+            resolve(text, "k").known_hosts_name(),
+            "10.2",
+            "HostKeyAlias as written"
+        );
+        assert_eq!(resolve(text, "192.168.001.010").host_name, "192.168.1.8");
+        assert_eq!(resolve(text, "::FFFF:1.2.3.4").host_name, "::ffff:1.2.3.4");
+        assert_eq!(resolve(text, "Not.An.Addr").host_name, "not.an.addr");
+        // The loop check compares the rewritten name.
+        let err = resolve_err("Host a\n  HostName 127.1\n  ProxyJump 127.0.0.1\n", "a");
+        assert!(err.contains("jumphost loop"), "{err}");
     }
 
     #[test]

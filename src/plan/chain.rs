@@ -472,6 +472,9 @@ mod tests {
         assert!(!looped("github.com,x,dotfiles.github.com"));
         assert!(!looped("dotfiles.github.com,github.com"));
         assert!(looped("127.0.0.1,127.0.0.1"));
+        // The HostName is rewritten first when numeric; the hop before is not.
+        assert!(looped("127.0.0.1,127.1"));
+        assert!(!looped("127.1,127.0.0.1"));
         assert!(looped("[::1],[::1]"));
     }
 
