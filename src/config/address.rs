@@ -4,7 +4,8 @@
 //! expanded, or the host as typed) and, when `is_addr()` says it is a numeric address,
 //! `resolve_canonicalize()` -> `resolve_addr()` replaces it by
 //! `getaddrinfo(AI_NUMERICHOST)` + `getnameinfo(NI_NUMERICHOST)`: whatever
-//! `CanonicalizeHostname` says, before `-G` prints and before the `ProxyJump` loop check.
+//! `CanonicalizeHostname` says, before `-G` prints and before the `ProxyJump` loop check
+//! ([`ssh_host_name`]).
 //! That name is then `hostname` in `ssh -G`, `%h` in the tokens expanded after it, and the
 //! known_hosts name; `HostKeyAlias` is not touched. A name that is not an address is
 //! lowercased instead.
@@ -20,7 +21,26 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::keyword::AddressFamily;
 
-/// `name` as ssh connects to it when it is a numeric address, else `None`.
+/// The host name as ssh's `main()` leaves it: a numeric address in its canonical form
+/// (unless that differs from `name` only in case: ssh compares with `strcasecmp` and then
+/// keeps `name`); else `name` lowercased, except a name that `is_addr_fast()` takes for an
+/// address (one with `:` or `%`, or only digits and dots), which is kept as written.
+pub(crate) fn ssh_host_name(name: &str, family: AddressFamily) -> String {
+    match canonical_address(name, family) {
+        Some(c) if !c.eq_ignore_ascii_case(name) => c,
+        Some(_) => name.to_string(),
+        None if is_addr_fast(name) => name.to_string(),
+        None => name.to_ascii_lowercase(),
+    }
+}
+
+/// OpenSSH's `is_addr_fast()`.
+fn is_addr_fast(name: &str) -> bool {
+    name.contains(['%', ':']) || name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// `name` in its canonical form when it is a numeric address (`getaddrinfo` with
+/// `AI_NUMERICHOST` and `family` as the hint, then `getnameinfo`), else `None`.
 pub(crate) fn canonical_address(name: &str, family: AddressFamily) -> Option<String> {
     let v4 = inet_aton(name);
     let v6 = || name.parse::<Ipv6Addr>().ok();
@@ -224,6 +244,24 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn what_ssh_leaves_of_a_host_name() {
+        let host = |n| ssh_host_name(n, AddressFamily::Any);
+        assert_eq!(host("10.1"), "10.0.0.1");
+        assert_eq!(host("0X7F.1"), "127.0.0.1");
+        assert_eq!(host("2001:DB8:0:0:1:0:0:1"), "2001:db8::1:0:0:1");
+        // Canonical but for case: kept as written.
+        assert_eq!(host("FFFF::1"), "FFFF::1");
+        assert_eq!(host("::FFFF:1.2.3.4"), "::FFFF:1.2.3.4");
+        // Not an address, but is_addr_fast() says it may be one: not lowercased.
+        assert_eq!(host("Ec7:Df306F532a4b"), "Ec7:Df306F532a4b");
+        assert_eq!(host("FE80::1%LO"), "FE80::1%LO");
+        assert_eq!(host("Db.Example"), "db.example");
+        assert_eq!(host("09.1.ABC"), "09.1.abc");
+        // Under inet6, 0X7F.1 is not an address: lowercased.
+        assert_eq!(ssh_host_name("0X7F.1", AddressFamily::Inet6), "0x7f.1");
     }
 
     #[test]

@@ -33,8 +33,9 @@
 //! - The host name ssh connects to (`HostName` with `%h` expanded, or the host as typed) is
 //!   rewritten when it is a numeric address, as ssh's `resolve_addr()` does (`10.1` ->
 //!   `10.0.0.1`, `::FFFF:102:304` -> `::ffff:1.2.3.4`; `AddressFamily` is the family hint),
-//!   else lowercased: that is `hostname`, `%h` in the other keywords and the known_hosts name
-//!   (`HostKeyAlias` is kept as written).
+//!   else lowercased (but not a name with `:` or `%`, which ssh takes for an address): that
+//!   is `hostname`, `%h` in the other keywords and the known_hosts name (`HostKeyAlias` is
+//!   kept as written).
 //! - `ProxyJump` and `ProxyCommand`: whichever applies first wins; `none` clears.
 //! - `AddressFamily` (`any`, `inet`, `inet6`; default `any`) filters the addresses hop 1's
 //!   HostName resolves to ([`crate::config::AddressFamily::filter`]).
@@ -62,7 +63,7 @@ use std::path::{Path, PathBuf};
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
-use super::address::canonical_address;
+use super::address::ssh_host_name;
 use super::glob::{glob, glob_tilde};
 use super::jump::Jump;
 use super::keyword::{Args, At, Derived, First, KeyFile, Keyword, Options, Setting, Valued};
@@ -817,7 +818,8 @@ fn origin_error(origin: &Option<Origin>, message: String) -> ConfigError {
 }
 
 /// The host name ssh connects to: `HostName` expanded (or the host as typed), rewritten as
-/// ssh does when it is a numeric address (`10.1` -> `10.0.0.1`), else lowercased.
+/// ssh does when it is a numeric address (`10.1` -> `10.0.0.1`), else lowercased (unless it
+/// looks like an address: see `ssh_host_name`).
 fn final_host_name(o: &Options, host_arg: &str) -> Result<String, ConfigError> {
     let host = match &o.host_name.0 {
         // Already final: ssh does not rewrite it again after its final pass.
@@ -826,7 +828,7 @@ fn final_host_name(o: &Options, host_arg: &str) -> Result<String, ConfigError> {
         None => host_arg.to_string(),
     };
     let family = o.address_family.get().copied().unwrap_or_default();
-    Ok(canonical_address(&host, family).unwrap_or_else(|| host.to_ascii_lowercase()))
+    Ok(ssh_host_name(&host, family))
 }
 
 /// Fills defaults and expands tokens, like the end of OpenSSH's `main()` before `-G` prints.
@@ -1535,7 +1537,9 @@ Host *
             "HostKeyAlias as written"
         );
         assert_eq!(resolve(text, "192.168.001.010").host_name, "192.168.1.8");
-        assert_eq!(resolve(text, "::FFFF:1.2.3.4").host_name, "::ffff:1.2.3.4");
+        assert_eq!(resolve(text, "::FFFF:102:304").host_name, "::ffff:1.2.3.4");
+        // Canonical but for case: ssh keeps it as written.
+        assert_eq!(resolve(text, "::FFFF:1.2.3.4").host_name, "::FFFF:1.2.3.4");
         assert_eq!(resolve(text, "Not.An.Addr").host_name, "not.an.addr");
         // The loop check compares the rewritten name.
         let err = resolve_err("Host a\n  HostName 127.1\n  ProxyJump 127.0.0.1\n", "a");
