@@ -7,6 +7,7 @@
 //! # query: alias                 resolve and compare with `ssh -G -F config alias`
 //! # query: joe@alias:2222        the same with `-l joe -p 2222`
 //! # error: alias [-- text]       both OpenSSH and we must refuse (our message holds `text`)
+//! # error: alias -- text @3      ... and both errors name line 3 of the config
 //! # unsupported: alias           we must refuse with "unsupported"; OpenSSH is not asked
 //!                                (it would run a `Match exec` command)
 //! Host alias
@@ -603,11 +604,29 @@ fn resolution_matches_ssh_g() {
                 }
                 Expect::BothRefuse(text) => {
                     refused += 1;
-                    if let Ok(g) = ssh_g(case, q) {
-                        failures.push(format!(
+                    // `text @N`: both must name line N of the config.
+                    let (text, line) = match text.as_deref().and_then(|t| t.rsplit_once(" @")) {
+                        Some((t, n)) => (Some(t.to_string()), Some(n.to_string())),
+                        None => (text.clone(), None),
+                    };
+                    match ssh_g(case, q) {
+                        Ok(g) => failures.push(format!(
                             "{label}: expected ssh -G to fail, it printed hostname {:?}",
                             g.get("hostname")
-                        ));
+                        )),
+                        Err(e) => {
+                            if let Some(n) = &line
+                                && !e.contains(&format!("line {n}:"))
+                            {
+                                failures
+                                    .push(format!("{label}: ssh's error `{e}` is not line {n}"));
+                            }
+                        }
+                    }
+                    if let (Some(n), Err(e)) = (&line, &mine)
+                        && !e.contains(&format!("config:{n}:"))
+                    {
+                        failures.push(format!("{label}: our error `{e}` is not line {n}"));
                     }
                     match mine {
                         Ok(c) => failures.push(format!(
