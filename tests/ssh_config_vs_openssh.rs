@@ -26,7 +26,7 @@
 //! (expanded, as `ssh -v` loads them), user/global known-hosts files, stricthostkeychecking,
 //! hostkeyalias, connecttimeout, serveraliveinterval/countmax, identitiesonly, identityagent,
 //! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode,
-//! numberofpasswordprompts and addressfamily.
+//! numberofpasswordprompts, addressfamily and tcpkeepalive.
 //!
 //! `PGTUNNEL_SSH_CONFIG_CASES=DIR` runs the comparison on another directory of cases, such
 //! as random ones from `tests/data/ssh_config/generate_random_cases.py` (seeds 7 and 11,
@@ -53,7 +53,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 23] = [
+const FIELDS: [&str; 24] = [
     "hostname",
     "user",
     "port",
@@ -77,6 +77,7 @@ const FIELDS: [&str; 23] = [
     "batchmode",
     "numberofpasswordprompts",
     "addressfamily",
+    "tcpkeepalive",
 ];
 
 #[derive(Debug, Clone)]
@@ -483,6 +484,7 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
             c.number_of_password_prompts.to_string(),
         ),
         ("addressfamily", c.address_family.as_str().to_string()),
+        ("tcpkeepalive", yes_no(c.tcp_keep_alive)),
     ])
 }
 
@@ -563,6 +565,7 @@ fn theirs(
             one("numberofpasswordprompts").unwrap_or_else(dash),
         ),
         ("addressfamily", one("addressfamily").unwrap_or_else(dash)),
+        ("tcpkeepalive", one("tcpkeepalive").unwrap_or_else(dash)),
     ])
 }
 
