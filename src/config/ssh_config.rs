@@ -54,7 +54,9 @@
 //!   or refused when enabling GSSAPI), where an upstream `ssh` may call them bad options.
 //!   `GSSAPIAuthentication yes` (and the other GSSAPI switches) in the system-wide file, which
 //!   Debian and Fedora set for every host, is tolerated and shown by `explain`.
-//! - Values of not-applicable keywords are not checked (`RequestTTY maybe` is accepted).
+//! - Of the not-applicable keywords, only the yes/no switches and multistate values
+//!   (`RequestTTY`, `ControlMaster`, `Tunnel`, ...) are checked (`SendEnv`, `LocalForward`,
+//!   `ControlPersist`, ... are taken as written).
 //! - Where OpenSSH reports every bad line of a file, we report the first.
 
 use std::collections::BTreeMap;

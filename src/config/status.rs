@@ -108,6 +108,18 @@ const fn na(names: &'static [&'static str], reason: &'static str) -> OtherKeywor
     entry(names, Status::NotApplicable, reason)
 }
 
+/// Accepted, no effect on a tunnel; its value is checked as OpenSSH checks it.
+const fn na_checked(
+    names: &'static [&'static str],
+    check: fn(&[String]) -> Result<Verdict, String>,
+    reason: &'static str,
+) -> OtherKeyword {
+    OtherKeyword {
+        check,
+        ..entry(names, Status::NotApplicable, reason)
+    }
+}
+
 /// Ignored by OpenSSH (`oIgnore`, `oDeprecated`, `oUnsupported`).
 const fn openssh_ignores(names: &'static [&'static str], reason: &'static str) -> OtherKeyword {
     entry(names, Status::IgnoredByOpenSsh, reason)
@@ -239,16 +251,22 @@ pub static OTHER: &[OtherKeyword] = &[
         "pgtunnel does not implement PKCS#11 keys yet",
     ),
     na(&["ForwardAgent"], "no session: pgtunnel forwards no agent"),
-    na(&["ForwardX11"], "no session: no X11 forwarding"),
-    na(&["ForwardX11Trusted"], "no session: no X11 forwarding"),
+    na_checked(&["ForwardX11"], flag_any, "no session: no X11 forwarding"),
+    na_checked(
+        &["ForwardX11Trusted"],
+        flag_any,
+        "no session: no X11 forwarding",
+    ),
     na(&["ForwardX11Timeout"], "no session: no X11 forwarding"),
-    na(
+    na_checked(
         &["ExitOnForwardFailure"],
+        flag_any,
         "pgtunnel's forward is its TARGET; it always fails when that fails",
     ),
     na(&["XAuthLocation"], "no session: no X11 forwarding"),
-    na(
+    na_checked(
         &["GatewayPorts"],
+        flag_any,
         "pgtunnel's forward is its TARGET; its listen address is --listen",
     ),
     refused(
@@ -324,8 +342,9 @@ pub static OTHER: &[OtherKeyword] = &[
         &["BindInterface"],
         "pgtunnel does not implement BindInterface yet",
     ),
-    na(
+    na_checked(
         &["ClearAllForwardings"],
+        flag_any,
         "pgtunnel makes no forwards from ssh_config",
     ),
     refused_unless(
@@ -356,16 +375,18 @@ pub static OTHER: &[OtherKeyword] = &[
         &["ControlPath"],
         "pgtunnel does not multiplex through a ControlMaster",
     ),
-    na(
+    na_checked(
         &["ControlMaster"],
+        controlmaster_values,
         "pgtunnel does not multiplex through a ControlMaster",
     ),
     na(
         &["ControlPersist"],
         "pgtunnel does not multiplex through a ControlMaster",
     ),
-    na(
+    na_checked(
         &["Tunnel"],
+        tunnel_values,
         "no tun/tap forwarding: pgtunnel's forward is its TARGET",
     ),
     na(
@@ -373,15 +394,16 @@ pub static OTHER: &[OtherKeyword] = &[
         "no tun/tap forwarding: pgtunnel's forward is its TARGET",
     ),
     na(&["LocalCommand"], "no session: nothing is run locally"),
-    na(
+    na_checked(
         &["PermitLocalCommand"],
+        flag_any,
         "no session: nothing is run locally",
     ),
     na(
         &["RemoteCommand"],
         "no session: no command is run (as with ssh -N)",
     ),
-    na(&["VisualHostKey"], "display only"),
+    na_checked(&["VisualHostKey"], flag_any, "display only"),
     refused(
         &["KexAlgorithms"],
         "pgtunnel does not implement KexAlgorithms yet",
@@ -392,11 +414,20 @@ pub static OTHER: &[OtherKeyword] = &[
         ipqos_none,
         "pgtunnel does not implement IPQoS yet (it marks no packets)",
     ),
-    na(&["RequestTTY"], "no session: no terminal (as with ssh -N)"),
-    na(&["SessionType"], "no session (as with ssh -N)"),
-    na(&["StdinNull"], "no session: stdin is not read"),
-    na(
+    na_checked(
+        &["RequestTTY"],
+        requesttty_values,
+        "no session: no terminal (as with ssh -N)",
+    ),
+    na_checked(
+        &["SessionType"],
+        sessiontype_values,
+        "no session (as with ssh -N)",
+    ),
+    na_checked(&["StdinNull"], flag_any, "no session: stdin is not read"),
+    na_checked(
         &["ForkAfterAuthentication"],
+        flag_any,
         "pgtunnel stays in the foreground",
     ),
     refused_unless(
@@ -409,8 +440,9 @@ pub static OTHER: &[OtherKeyword] = &[
         &["CanonicalDomains"],
         "used only by CanonicalizeHostname (refused unless no)",
     ),
-    na(
+    na_checked(
         &["CanonicalizeFallbackLocal"],
+        flag_any,
         "used only by CanonicalizeHostname (refused unless no)",
     ),
     refused_unless(
@@ -431,8 +463,9 @@ pub static OTHER: &[OtherKeyword] = &[
         &["StreamLocalBindMask"],
         "only for Unix-socket forwards, which pgtunnel does not make",
     ),
-    na(
+    na_checked(
         &["StreamLocalBindUnlink"],
+        flag_any,
         "only for Unix-socket forwards, which pgtunnel does not make",
     ),
     refused_unless(
@@ -447,8 +480,9 @@ pub static OTHER: &[OtherKeyword] = &[
         sha256,
         "pgtunnel shows SHA256 fingerprints only",
     ),
-    na(
+    na_checked(
         &["UpdateHostKeys"],
+        yes_no_ask_any,
         "pgtunnel does not learn new host keys from the server",
     ),
     na(
@@ -475,8 +509,9 @@ pub static OTHER: &[OtherKeyword] = &[
         &["RequiredRSASize"],
         "pgtunnel does not implement RequiredRSASize yet",
     ),
-    na(
+    na_checked(
         &["EnableEscapeCommandline"],
+        flag_any,
         "no session: no terminal escapes",
     ),
     na(&["ObscureKeystrokeTiming"], "no session: no keystrokes"),
@@ -577,9 +612,12 @@ fn first(words: &[String]) -> Result<&str, String> {
     }
 }
 
-/// One of `choices` (ignoring case; the bool: is it pgtunnel's behaviour).
+/// One of `choices` (ignoring case; the bool: is it pgtunnel's behaviour), alone on the line.
 fn multistate(words: &[String], choices: &[(&str, bool)]) -> Result<Verdict, String> {
     let w = first(words)?;
+    if words.len() > 1 {
+        return Err("extra arguments at end of line".into());
+    }
     match choices.iter().find(|(c, _)| c.eq_ignore_ascii_case(w)) {
         Some((_, true)) => Ok(Verdict::Fine),
         Some((_, false)) => Ok(Verdict::Refuse),
@@ -598,6 +636,42 @@ fn flag_no(words: &[String]) -> Result<Verdict, String> {
             ("false", true),
         ],
     )
+}
+
+/// A valid value of one of OpenSSH's multistate tables, any of them fine.
+fn valid(words: &[String], choices: &[&str]) -> Result<Verdict, String> {
+    let all: Vec<(&str, bool)> = choices.iter().map(|&c| (c, true)).collect();
+    multistate(words, &all)
+}
+
+fn flag_any(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["yes", "true", "no", "false"])
+}
+
+fn yes_no_ask_any(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["yes", "true", "no", "false", "ask"])
+}
+
+fn requesttty_values(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["yes", "true", "no", "false", "force", "auto"])
+}
+
+fn controlmaster_values(words: &[String]) -> Result<Verdict, String> {
+    valid(
+        words,
+        &["yes", "true", "no", "false", "auto", "ask", "autoask"],
+    )
+}
+
+fn tunnel_values(words: &[String]) -> Result<Verdict, String> {
+    valid(
+        words,
+        &["yes", "true", "no", "false", "ethernet", "point-to-point"],
+    )
+}
+
+fn sessiontype_values(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["none", "subsystem", "default"])
 }
 
 fn yes_no_ask_no(words: &[String]) -> Result<Verdict, String> {
@@ -775,6 +849,11 @@ mod tests {
         assert!(check("fingerprinthash", "sha1").is_err());
         assert_eq!(check("addkeystoagent", "1h"), Ok(Verdict::Fine));
         assert_eq!(check("requesttty", "force"), Ok(Verdict::Fine));
+        // Values of not-applicable switches are checked as OpenSSH checks them.
+        assert!(check("requesttty", "maybe").is_err());
+        assert!(check("forwardx11", "yes please").is_err());
+        assert_eq!(check("controlmaster", "AUTOASK"), Ok(Verdict::Fine));
+        assert!(check("sessiontype", "shell").is_err());
         assert!(
             other("gssapiauthentication")
                 .unwrap()
