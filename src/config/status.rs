@@ -525,7 +525,11 @@ pub static OTHER: &[OtherKeyword] = &[
         &["VersionAddendum"],
         "pgtunnel sends its own version string",
     ),
-    refused(&["RefuseConnection"], "RefuseConnection"),
+    entry(
+        &["RefuseConnection"],
+        Status::Honoured,
+        "refuses the host with its message, as ssh does",
+    ),
     na(&["WarnWeakCrypto"], "a warning only"),
     // Apple's ssh.
     na(
