@@ -291,3 +291,74 @@ async fn explain_shows_each_hop_and_where_its_values_come_from() {
     assert!(text.contains("hop 2: db (from --via)"), "{text}");
     assert!(text.contains("db -> localhost:5432"), "{text}");
 }
+
+/// A keyword pgtunnel does not implement, with a value that changes what ssh does, for a hop
+/// of the chain: explain and the tunnel refuse to start (exit 2), naming the file and line.
+#[tokio::test]
+async fn unsupported_keyword_for_a_hop_is_refused_with_its_line() {
+    let home = Home::new();
+    home.write_config(&format!(
+        "{}Host other\n  MACs hmac-sha2-256\n",
+        home.host_block("shell.foo.com", 2222, "  Ciphers aes256-ctr")
+    ));
+    let cfg = home.config.to_str().expect("utf-8");
+    for args in [
+        vec!["explain", "-F", cfg, "--via", "shell.foo.com", "localhost"],
+        vec!["-F", cfg, "--via", "shell.foo.com", "localhost"],
+    ] {
+        let out = run(&home, &args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let line = error_line(&out);
+        assert!(
+            line.contains(&format!("{cfg}:8: Ciphers is unsupported"))
+                && line.contains("pgtunnel does not implement Ciphers yet"),
+            "{args:?}: {line}"
+        );
+    }
+    // A keyword nobody knows is refused too, with its line.
+    home.write_config(&home.host_block("shell.foo.com", 2222, "  Frobnicate yes"));
+    let out = run(
+        &home,
+        &["explain", "-F", cfg, "--via", "shell.foo.com", "db"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let line = error_line(&out);
+    assert!(
+        line.contains(&format!("{cfg}:8: Bad configuration option: frobnicate")),
+        "{line}"
+    );
+}
+
+/// Keywords with no effect on a tunnel are accepted: explain lists them, the tunnel runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_applicable_keywords_are_accepted() {
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let b = bastion(&home, &[("127.0.0.1", echo.addr.port())]).await;
+    home.write_config(&home.host_block(
+        "shell.foo.com",
+        b.addr().port(),
+        "  RequestTTY yes\n  SendEnv LANG\n  Compression no",
+    ));
+    let cfg = home.config.to_str().expect("utf-8");
+    let target = echo.addr.to_string();
+    let out = run(
+        &home,
+        &["explain", "-F", cfg, "--via", "shell.foo.com", &target],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "ignored (not applicable to a tunnel): RequestTTY ({cfg}:8), SendEnv ({cfg}:9)"
+        )),
+        "{text}"
+    );
+    let mut tunnel =
+        support::process::Pgtunnel::start(&home, &["-F", cfg, "--via", "shell.foo.com", &target])
+            .await;
+    echo_round_trip(tunnel.addr, 64 * 1024, 5).await;
+    assert!(tunnel.running(), "{}", tunnel.stderr());
+}

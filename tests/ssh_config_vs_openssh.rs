@@ -7,6 +7,7 @@
 //! # query: alias                 resolve and compare with `ssh -G -F config alias`
 //! # query: joe@alias:2222        the same with `-l joe -p 2222`
 //! # error: alias [-- text]       both OpenSSH and we must refuse (our message holds `text`)
+//! # error: alias -- text @3      ... and both errors name line 3 of the config
 //! # unsupported: alias           we must refuse with "unsupported"; OpenSSH is not asked
 //!                                (it would run a `Match exec` command)
 //! Host alias
@@ -25,7 +26,7 @@
 //! (expanded, as `ssh -v` loads them), user/global known-hosts files, stricthostkeychecking,
 //! hostkeyalias, connecttimeout, serveraliveinterval/countmax, identitiesonly, identityagent,
 //! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode,
-//! numberofpasswordprompts and addressfamily.
+//! numberofpasswordprompts, addressfamily and tcpkeepalive.
 //!
 //! `PGTUNNEL_SSH_CONFIG_CASES=DIR` runs the comparison on another directory of cases, such
 //! as random ones from `tests/data/ssh_config/generate_random_cases.py` (seeds 7 and 11,
@@ -55,7 +56,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 23] = [
+const FIELDS: [&str; 24] = [
     "hostname",
     "user",
     "port",
@@ -79,6 +80,7 @@ const FIELDS: [&str; 23] = [
     "batchmode",
     "numberofpasswordprompts",
     "addressfamily",
+    "tcpkeepalive",
 ];
 
 #[derive(Debug, Clone)]
@@ -486,6 +488,7 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
             c.number_of_password_prompts.to_string(),
         ),
         ("addressfamily", c.address_family.as_str().to_string()),
+        ("tcpkeepalive", yes_no(c.tcp_keep_alive)),
     ])
 }
 
@@ -566,6 +569,7 @@ fn theirs(
             one("numberofpasswordprompts").unwrap_or_else(dash),
         ),
         ("addressfamily", one("addressfamily").unwrap_or_else(dash)),
+        ("tcpkeepalive", one("tcpkeepalive").unwrap_or_else(dash)),
     ])
 }
 
@@ -607,11 +611,29 @@ fn resolution_matches_ssh_g() {
                 }
                 Expect::BothRefuse(text) => {
                     refused += 1;
-                    if let Ok(g) = ssh_g(case, q) {
-                        failures.push(format!(
+                    // `text @N`: both must name line N of the config.
+                    let (text, line) = match text.as_deref().and_then(|t| t.rsplit_once(" @")) {
+                        Some((t, n)) => (Some(t.to_string()), Some(n.to_string())),
+                        None => (text.clone(), None),
+                    };
+                    match ssh_g(case, q) {
+                        Ok(g) => failures.push(format!(
                             "{label}: expected ssh -G to fail, it printed hostname {:?}",
                             g.get("hostname")
-                        ));
+                        )),
+                        Err(e) => {
+                            if let Some(n) = &line
+                                && !e.contains(&format!("line {n}:"))
+                            {
+                                failures
+                                    .push(format!("{label}: ssh's error `{e}` is not line {n}"));
+                            }
+                        }
+                    }
+                    if let (Some(n), Err(e)) = (&line, &mine)
+                        && !e.contains(&format!("config:{n}:"))
+                    {
+                        failures.push(format!("{label}: our error `{e}` is not line {n}"));
                     }
                     match mine {
                         Ok(c) => failures.push(format!(

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use super::jump::{Jump, parse_proxy_jump};
 use super::lexer::{a2port, convtime, raw_value};
-use super::ssh_config::{ConfigError, Origin};
+use super::ssh_config::{ConfigError, Origin, SeenKeyword};
 use crate::spec::HopSpec;
 
 /// OpenSSH's `NumberOfPasswordPrompts` default.
@@ -59,6 +59,20 @@ macro_rules! keywords {
         impl Keyword {
             /// Every keyword, in table order (the order `pgtunnel explain` shows them in).
             pub const ALL: &'static [Keyword] = &[$(Keyword::$kw),*];
+
+            /// The name as the manual writes it (`HostName`).
+            pub fn display_name(self) -> &'static str {
+                match self {
+                    $( Keyword::$kw => stringify!($kw), )*
+                }
+            }
+
+            /// Every name, lowercase: the canonical one, then the aliases.
+            pub fn names(self) -> &'static [&'static str] {
+                match self {
+                    $( Keyword::$kw => &[$($name),+], )*
+                }
+            }
 
             /// The canonical name, lowercase (as `ssh -G` prints it).
             pub fn name(self) -> &'static str {
@@ -182,6 +196,9 @@ keywords! {
         /// Where each value came from: keyword (`IdentityFile` for the first identity file,
         /// ...) to the line that set it. Command-line values and defaults have no entry.
         pub origins: BTreeMap<Keyword, Origin>,
+        /// The keywords outside the `keywords!` table seen in blocks that apply (the first
+        /// line of each), and unknown ones `IgnoreUnknown` let through, in reading order.
+        pub other_keywords: Vec<SeenKeyword>,
     }
 
     /// OpenSSH's `Options` while reading: an empty slot is "not set yet".
@@ -190,6 +207,8 @@ keywords! {
         host_name_final: bool,
         /// A `Match final` was seen: evaluate again with the final host name.
         want_final: bool,
+        /// The first line of each other keyword in effect (see [`HostConfig::other_keywords`]).
+        other_keywords: Vec<SeenKeyword>,
     }
 
     /// `HostName`.
@@ -294,6 +313,14 @@ keywords! {
     ] flag -> bool, first -> kbd_interactive_authentication: First<bool>
         => /// `KbdInteractiveAuthentication` (or its alias `ChallengeResponseAuthentication`).
            kbd_interactive_authentication: bool = value_or(true);
+    /// `TCPKeepAlive` (and its obsolete alias `KeepAlive`): `SO_KEEPALIVE` on hop 1's TCP
+    /// connection.
+    TCPKeepAlive ["tcpkeepalive", "keepalive"] flag -> bool, first -> tcp_keep_alive: First<bool>
+        => /// `TCPKeepAlive` (default yes): `SO_KEEPALIVE` on a direct TCP connection.
+           tcp_keep_alive: bool = value_or(true);
+    /// `IgnoreUnknown`: a pattern list of unknown keywords not to refuse on later lines
+    /// (first value wins, only in a block that applies, as in OpenSSH).
+    IgnoreUnknown ["ignoreunknown"] one -> String, first -> ignore_unknown: First<String>;
 }
 
 /// `StrictHostKeyChecking`.

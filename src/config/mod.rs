@@ -4,7 +4,8 @@
 //! semantics (first value wins, `%` tokens, `ProxyJump` parsing) and the file and line that
 //! set each value. [`known_hosts`] decides whether a server's host key is known, changed,
 //! revoked or unknown. Both are pure: they take text and return values; reading files is a
-//! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each);
+//! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each),
+//! [`status`] the status of every other keyword OpenSSH knows;
 //! `pattern` is OpenSSH's `match.c`, shared by both.
 
 mod address;
@@ -17,10 +18,15 @@ pub mod known_hosts;
 mod lexer;
 mod pattern;
 pub mod ssh_config;
+pub mod status;
 mod tokens;
 
 pub use keyword::{
     AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, Keyword, ProxyJump,
     StrictHostKeyChecking,
 };
-pub use ssh_config::{ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SshConfig};
+pub use ssh_config::{
+    ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SeenKeyword, SshConfig,
+    TOLERATED_IN_SYSTEM_FILE, TOLERATED_WITH_WARNING, VALUE_AS_PGTUNNEL_DOES,
+};
+pub use status::Status;

@@ -11,9 +11,13 @@
 //!
 //! # Semantics (checked against `ssh -G` by `tests/ssh_config_vs_openssh.rs`)
 //! - Lines: case-insensitive keywords; `key value`, `key=value`, `key = value`; `"` and `'`
-//!   quotes; `#` comments at the start of a word. Unknown keywords are ignored (OpenSSH
-//!   refuses them unless `IgnoreUnknown` lists them); a bad value for a keyword we use is a
-//!   [`ConfigError::Line`], even in a block that does not apply, as in OpenSSH.
+//!   quotes; `#` comments at the start of a word. Every keyword OpenSSH knows has a status
+//!   ([`crate::config::status`]); a keyword none knows is refused when a host is resolved
+//!   ("Bad configuration option", with file and line, even in a block that does not apply)
+//!   unless an earlier `IgnoreUnknown` in effect covers it, as in OpenSSH. A bad value for a
+//!   keyword we use is a [`ConfigError::Line`], even in a block that does not apply, as in
+//!   OpenSSH. An unsupported keyword whose (first) value would change behaviour, in a block
+//!   that applies, is a [`ConfigError::Unsupported`].
 //! - The first value obtained wins, across blocks and files. `IdentityFile` and
 //!   `CertificateFile` accumulate (duplicates dropped); `UserKnownHostsFile` and
 //!   `GlobalKnownHostsFile` are one list, set by the first line that applies.
@@ -54,6 +58,14 @@
 //!   pgtunnel then keeps alive by default (ssh does not); `ServerAliveInterval 0` is
 //!   `Some(0)`: off, as in ssh.
 //! - `ProxyJump []` (an empty host name) is refused.
+//! - Apple's `UseKeychain` and the Debian/Red Hat GSSAPI keywords are known (not applicable,
+//!   or refused when enabling GSSAPI), where an upstream `ssh` may call them bad options.
+//!   `GSSAPIAuthentication yes` (and the other GSSAPI switches) in the system-wide file, which
+//!   Debian and Fedora set for every host, is tolerated and shown by `explain`.
+//! - Of the not-applicable keywords, only the yes/no switches and multistate values
+//!   (`RequestTTY`, `ControlMaster`, `Tunnel`, ...) are checked (`SendEnv`, `LocalForward`,
+//!   `ControlPersist`, ... are taken as written).
+//! - Where OpenSSH reports every bad line of a file, we report the first.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -73,6 +85,7 @@ pub use super::keyword::{
 };
 use super::lexer::{argv_split, directive, strdelim};
 use super::pattern::{ListMatch, host_line_matches, match_hostname, match_pattern_list};
+use super::status::{OtherKeyword, Status, Verdict, other};
 use super::tokens::{Expansion, expand, tilde_expand};
 
 /// The system-wide client configuration, read after the user's by [`SshConfig::load_default`].
@@ -124,6 +137,22 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A keyword pgtunnel does not implement, with a value that would make `ssh` behave
+    /// differently, in effect for the host being resolved.
+    #[error(
+        "{}:{line}: {keyword} is unsupported: {reason}; remove it for this host or use ssh",
+        file.display()
+    )]
+    Unsupported {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The keyword, as the manual writes it.
+        keyword: &'static str,
+        /// Why (`pgtunnel does not implement Ciphers yet`).
+        reason: String,
+    },
     /// A config file others may write to, which OpenSSH refuses to read.
     #[error(
         "bad owner or permissions on {}: it must be owned by you or root and not writable by \
@@ -134,6 +163,31 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+}
+
+/// [`SeenKeyword::note`] of an unsupported keyword whose value is what pgtunnel does.
+pub const VALUE_AS_PGTUNNEL_DOES: &str = "its value is what pgtunnel does";
+
+/// [`SeenKeyword::note`] of an unsupported keyword let through from the system-wide file.
+pub const TOLERATED_IN_SYSTEM_FILE: &str = "not implemented; ignored in the system-wide file";
+
+/// [`SeenKeyword::note`] of an algorithm list let through from the system-wide file (a
+/// distribution's crypto policy): every connection to the hop warns about it.
+pub const TOLERATED_WITH_WARNING: &str =
+    "not implemented; ignored in the system-wide file, with a warning";
+
+/// A keyword outside the `keywords!` table that was in effect for a host, and its first line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenKeyword {
+    /// The keyword as the manual writes it (an unknown one as written, lowercased).
+    pub name: String,
+    /// Its status (`None`: unknown to OpenSSH, let through by `IgnoreUnknown`).
+    pub status: Option<Status>,
+    /// An unsupported keyword whose value is what pgtunnel does anyway, or tolerated from
+    /// the system-wide file: how explain words it.
+    pub note: Option<&'static str>,
+    /// Its first line.
+    pub origin: Origin,
 }
 
 /// Where a value came from.
@@ -263,6 +317,10 @@ enum ItemKind {
     Match(Vec<Criterion>),
     Include(Vec<ConfigFile>),
     Set(Setting),
+    /// A keyword of [`crate::config::status::OTHER`], and what its value means.
+    Other(&'static OtherKeyword, Verdict, String),
+    /// A keyword OpenSSH does not know (lowercased).
+    Unknown(String),
 }
 
 #[derive(Debug, Clone)]
@@ -306,16 +364,21 @@ enum Word {
     Match,
     Include,
     Set(Keyword),
+    Other(&'static OtherKeyword),
+    Unknown,
 }
 
 impl Word {
-    fn from_lowercase(name: &str) -> Option<Word> {
-        Some(match name {
+    fn from_lowercase(name: &str) -> Word {
+        match name {
             "host" => Word::Host,
             "match" => Word::Match,
             "include" => Word::Include,
-            _ => Word::Set(Keyword::from_lowercase(name)?),
-        })
+            _ => match Keyword::from_lowercase(name) {
+                Some(keyword) => Word::Set(keyword),
+                None => other(name).map_or(Word::Unknown, Word::Other),
+            },
+        }
     }
 }
 
@@ -516,9 +579,7 @@ impl Loader {
                 line,
                 message,
             };
-            let Some(word) = Word::from_lowercase(&d.keyword) else {
-                continue;
-            };
+            let word = Word::from_lowercase(&d.keyword);
             if d.rest.is_empty() {
                 return Err(at(format!("no argument after keyword \"{}\"", d.keyword)));
             }
@@ -542,6 +603,13 @@ impl Loader {
                     };
                     ItemKind::Set(keyword.parse(&args).map_err(at)?)
                 }
+                Word::Other(keyword) => {
+                    let verdict = keyword
+                        .check(&args)
+                        .map_err(|e| at(format!("{}: {e}", d.keyword)))?;
+                    ItemKind::Other(keyword, verdict, raw_value_of(d.rest))
+                }
+                Word::Unknown => ItemKind::Unknown(d.keyword.clone()),
             };
             items.push(Item { line, kind });
         }
@@ -709,9 +777,92 @@ fn eval_file(
                     o.apply(setting, &at)?;
                 }
             }
+            ItemKind::Other(keyword, verdict, value) => {
+                if *active {
+                    see_other(o, keyword, *verdict, value, file.user_config, origin())?;
+                }
+            }
+            ItemKind::Unknown(name) => {
+                // OpenSSH's `parse_token`: refused wherever it is, unless covered by the
+                // `IgnoreUnknown` list in effect (set by an earlier line that applied).
+                let ignored = o.ignore_unknown.get().is_some_and(|list| {
+                    match_pattern_list(name.as_bytes(), list.as_bytes(), true) == ListMatch::Yes
+                });
+                if !ignored {
+                    return Err(ConfigError::Line {
+                        file: file.path.clone(),
+                        line: item.line,
+                        message: format!("Bad configuration option: {name}"),
+                    });
+                }
+                if *active && !o.other_keywords.iter().any(|s| &s.name == name) {
+                    o.other_keywords.push(SeenKeyword {
+                        name: name.clone(),
+                        status: None,
+                        note: None,
+                        origin: origin(),
+                    });
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// A line of a keyword outside the table, in effect: the first one of each keyword counts
+/// (OpenSSH's first value wins); an unsupported keyword with a value that changes behaviour
+/// is refused.
+fn see_other(
+    o: &mut Options,
+    keyword: &'static OtherKeyword,
+    verdict: Verdict,
+    value: &str,
+    user_config: bool,
+    origin: Origin,
+) -> Result<(), ConfigError> {
+    let name = keyword.display_name();
+    if o.other_keywords.iter().any(|s| s.name == name) {
+        return Ok(());
+    }
+    if name == "RefuseConnection" {
+        // OpenSSH: fatal "RefuseConnection: <message>" when a line applies.
+        return Err(ConfigError::Line {
+            file: origin.file,
+            line: origin.line,
+            message: format!("RefuseConnection: {value}"),
+        });
+    }
+    let mut note = None;
+    if keyword.status == Status::Unsupported {
+        if verdict == Verdict::Fine {
+            note = Some(VALUE_AS_PGTUNNEL_DOES);
+        } else if keyword.system_default_tolerated && !user_config {
+            note = Some(if keyword.warn_when_tolerated {
+                TOLERATED_WITH_WARNING
+            } else {
+                TOLERATED_IN_SYSTEM_FILE
+            });
+        } else {
+            return Err(ConfigError::Unsupported {
+                file: origin.file,
+                line: origin.line,
+                keyword: name,
+                reason: keyword.reason.to_string(),
+            });
+        }
+    }
+    o.other_keywords.push(SeenKeyword {
+        name: name.to_string(),
+        status: Some(keyword.status),
+        note,
+        origin,
+    });
+    Ok(())
+}
+
+/// A line's value as written (for `RefuseConnection`'s message).
+fn raw_value_of(rest: &str) -> String {
+    super::lexer::raw_value(rest).to_string()
 }
 
 /// OpenSSH `match_cfg_line`, evaluated against the options read so far.
@@ -887,6 +1038,7 @@ fn finish(o: Options, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, C
         proxy_command,
         host_key_alias,
         origins,
+        other_keywords: o.other_keywords.clone(),
     };
     Ok(HostConfig::build(&o, derived))
 }
@@ -1237,8 +1389,182 @@ Host *
         assert!(parse_err("Host db\n  HostName a b\n").contains("config:2: keyword hostname"));
         assert!(parse_err("Host db\n  User \"open\n").contains("invalid quotes"));
         assert!(parse_err("Port\n").contains("no argument"));
-        // Unknown keywords are ignored, errors or not.
-        assert_eq!(resolve("Frobnicate yes\nNoSuchThing\n", "x").port, 22);
+        // A keyword without argument is refused, known or not, as OpenSSH does.
+        assert!(parse_err("NoSuchThing\n").contains("no argument"));
+        assert!(parse_err("Host x\n  RequestTTY\n").contains("config:2: no argument"));
+    }
+
+    fn resolve_error(text: &str, host: &str) -> ConfigError {
+        parse(text).resolve(&q(host), &env()).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_keywords_are_refused_even_in_blocks_that_do_not_apply() {
+        let err = resolve_error("Host other\n  Frobnicate yes\n", "x");
+        assert_eq!(
+            err.to_string(),
+            "/cfg/config:2: Bad configuration option: frobnicate"
+        );
+        // Unless an earlier IgnoreUnknown in effect covers them.
+        let c = resolve(
+            "IgnoreUnknown frob*,usekeychain\nHost other\n  Frobnicate yes\n",
+            "x",
+        );
+        assert!(c.other_keywords.is_empty(), "{:?}", c.other_keywords);
+        let c = resolve("IgnoreUnknown Frob*\nHost x\n  FROBNICATE yes\n", "x");
+        assert_eq!(c.other_keywords[0].name, "frobnicate");
+        assert_eq!(c.other_keywords[0].status, None);
+        // IgnoreUnknown applies to later lines only, in blocks that apply, first value wins.
+        assert!(
+            resolve_error("Frob yes\nIgnoreUnknown frob\n", "x")
+                .to_string()
+                .contains("config:1: Bad configuration option: frob")
+        );
+        assert!(
+            resolve_error(
+                "Host other\n  IgnoreUnknown frob\nHost *\n  Frob yes\n",
+                "x"
+            )
+            .to_string()
+            .contains("config:4:")
+        );
+        assert!(
+            resolve_error("IgnoreUnknown a\nIgnoreUnknown frob\nFrob yes\n", "x")
+                .to_string()
+                .contains("config:3:")
+        );
+        // Apple's UseKeychain is known (accepted, not applicable).
+        let c = resolve("Host *\n  UseKeychain yes\n  AddKeysToAgent yes\n", "x");
+        let names: Vec<&str> = c.other_keywords.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["UseKeychain", "AddKeysToAgent"]);
+    }
+
+    #[test]
+    fn not_applicable_and_deprecated_keywords_are_accepted() {
+        let text = "Host x\n  RequestTTY yes\n  SendEnv LANG LC_*\n  requesttty no\n  \
+                    LocalForward 5432 db:5432\n  Protocol 2\n  UseRoaming no\n  \
+                    RSAAuthentication yes\n";
+        let c = resolve(text, "x");
+        let seen: Vec<(&str, Option<Status>, usize)> = c
+            .other_keywords
+            .iter()
+            .map(|s| (s.name.as_str(), s.status, s.origin.line))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("RequestTTY", Some(Status::NotApplicable), 2),
+                ("SendEnv", Some(Status::NotApplicable), 3),
+                ("LocalForward", Some(Status::NotApplicable), 5),
+                ("Protocol", Some(Status::IgnoredByOpenSsh), 6),
+                ("UseRoaming", Some(Status::IgnoredByOpenSsh), 7),
+                ("RSAAuthentication", Some(Status::IgnoredByOpenSsh), 8),
+            ]
+        );
+        // Only blocks that apply are listed.
+        assert!(
+            resolve("Host other\n  RequestTTY yes\n", "x")
+                .other_keywords
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn unsupported_keywords_refuse_when_they_apply() {
+        let err = resolve_error("Host db\n  Ciphers aes256-ctr\n", "db");
+        assert!(
+            matches!(
+                &err,
+                ConfigError::Unsupported {
+                    line: 2,
+                    keyword: "Ciphers",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/cfg/config:2: Ciphers is unsupported: pgtunnel does not implement Ciphers yet; \
+             remove it for this host or use ssh"
+        );
+        // Not for another host.
+        assert!(
+            resolve("Host db\n  Ciphers aes256-ctr\n", "x")
+                .other_keywords
+                .is_empty()
+        );
+        // A value equal to what pgtunnel does is fine; the first value wins.
+        let c = resolve("Host x\n  Compression no\nHost *\n  Compression yes\n", "x");
+        assert_eq!(
+            c.other_keywords[0].note,
+            Some("its value is what pgtunnel does")
+        );
+        let err = resolve_error("Host *\n  Compression yes\n  Compression no\n", "x");
+        assert!(
+            err.to_string()
+                .contains("config:2: Compression is unsupported"),
+            "{err}"
+        );
+        for (text, keyword) in [
+            ("CanonicalizeHostname always\n", "CanonicalizeHostname"),
+            ("VerifyHostKeyDNS ask\n", "VerifyHostKeyDNS"),
+            (
+                "PubkeyAcceptedKeyTypes +ssh-rsa\n",
+                "PubkeyAcceptedAlgorithms",
+            ),
+            ("BindAddress 10.0.0.1\n", "BindAddress"),
+            ("GSSAPIAuthentication yes\n", "GSSAPIAuthentication"),
+            ("IPQoS lowdelay\n", "IPQoS"),
+        ] {
+            match resolve_error(text, "x") {
+                ConfigError::Unsupported { keyword: k, .. } => assert_eq!(k, keyword),
+                e => panic!("{text}: {e}"),
+            }
+        }
+        for ok in [
+            "CanonicalizeHostname no\n",
+            "IPQoS none\n",
+            "KnownHostsCommand none\n",
+        ] {
+            resolve(ok, "x");
+        }
+        let err = resolve_error("Host x\n  RefuseConnection do not use x\n", "x");
+        assert_eq!(
+            err.to_string(),
+            "/cfg/config:2: RefuseConnection: do not use x"
+        );
+        // A bad value is refused like OpenSSH does, wherever it is.
+        assert!(parse_err("Host other\n  Compression maybe\n").contains("config:2:"));
+    }
+
+    #[test]
+    fn gssapi_is_tolerated_in_the_system_wide_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("ssh_config");
+        std::fs::write(&system, "Host *\n  GSSAPIAuthentication yes\n").unwrap();
+        let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
+        let c = config.resolve(&q("x"), &env()).unwrap();
+        assert_eq!(
+            c.other_keywords[0].note,
+            Some("not implemented; ignored in the system-wide file")
+        );
+        // A distribution's crypto policy (Fedora, RHEL) sets the algorithm lists system-wide:
+        // tolerated there (the connection warns), refused in the user's own file.
+        std::fs::write(&system, "Host *\n  Ciphers aes256-ctr\n").unwrap();
+        let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
+        let c = config.resolve(&q("x"), &env()).unwrap();
+        assert_eq!(c.other_keywords[0].name, "Ciphers");
+        assert_eq!(c.other_keywords[0].note, Some(TOLERATED_WITH_WARNING));
+        let user = dir.path().join("config");
+        std::fs::write(&user, "Host *\n  Ciphers aes256-ctr\n").unwrap();
+        let config = SshConfig::load_files(Some(&user), Some(&system), dir.path()).unwrap();
+        let err = config.resolve(&q("x"), &env()).unwrap_err();
+        assert!(matches!(err, ConfigError::Unsupported { .. }), "{err}");
+        // Bind addresses are not a distribution default: refused even system-wide.
+        std::fs::write(&system, "Host *\n  BindAddress 127.0.0.2\n").unwrap();
+        let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
+        assert!(config.resolve(&q("x"), &env()).is_err());
     }
 
     #[test]

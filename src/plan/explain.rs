@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::config::Keyword;
+use crate::config::{Keyword, Status, VALUE_AS_PGTUNNEL_DOES};
 use crate::plan::chain::{Chain, Hop, HopSource};
 
 /// Renders the explanation of `chain`.
@@ -36,6 +36,51 @@ fn hop_section(out: &mut String, hop: &Hop) {
     for &keyword in Keyword::ALL {
         if let Some((name, value, from)) = row(hop, keyword) {
             let _ = writeln!(out, "  {name:<22} {value:<40} {from}");
+        }
+    }
+    other_keywords(out, hop);
+}
+
+/// The keywords outside the table that were in effect, one line per kind (none: no line).
+fn other_keywords(out: &mut String, hop: &Hop) {
+    /// Whether a keyword (its status, whether its value is what pgtunnel does) is listed.
+    type Wanted = fn(Option<Status>, bool) -> bool;
+    let groups: [(&str, Wanted); 4] = [
+        ("ignored (not applicable to a tunnel)", |s, _| {
+            s == Some(Status::NotApplicable)
+        }),
+        ("ignored (by OpenSSH too)", |s, _| {
+            s == Some(Status::IgnoredByOpenSsh)
+        }),
+        ("not implemented, value as pgtunnel does", |s, noted| {
+            s == Some(Status::Unsupported) && noted
+        }),
+        ("ignored (IgnoreUnknown)", |s, _| s.is_none()),
+    ];
+    for (label, wanted) in groups {
+        let list: Vec<String> = hop
+            .config
+            .other_keywords
+            .iter()
+            .filter(|k| wanted(k.status, k.note == Some(VALUE_AS_PGTUNNEL_DOES)))
+            .map(|k| format!("{} ({}:{})", k.name, k.origin.file.display(), k.origin.line))
+            .collect();
+        if !list.is_empty() {
+            let _ = writeln!(out, "  {label}: {}", list.join(", "));
+        }
+    }
+    for k in &hop.config.other_keywords {
+        if k.status == Some(Status::Unsupported)
+            && let Some(note) = k.note
+            && note != VALUE_AS_PGTUNNEL_DOES
+        {
+            let _ = writeln!(
+                out,
+                "  {note}: {} ({}:{})",
+                k.name,
+                k.origin.file.display(),
+                k.origin.line
+            );
         }
     }
 }
@@ -158,6 +203,30 @@ mod tests {
         );
         let want = include_str!("testdata/explain_full.txt");
         assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn other_keywords_are_listed_with_their_status() {
+        let text = render(
+            "Host a\n  RequestTTY yes\n  SendEnv LANG\n  Protocol 2\n  Compression no\n\
+             IgnoreUnknown UseFoo\nHost *\n  UseFoo yes\n",
+            "a",
+            "localhost",
+        );
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  ") && l.contains(": "))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "  ignored (not applicable to a tunnel): RequestTTY (/cfg:2), SendEnv (/cfg:3)",
+                "  ignored (by OpenSSH too): Protocol (/cfg:4)",
+                "  not implemented, value as pgtunnel does: Compression (/cfg:5)",
+                "  ignored (IgnoreUnknown): usefoo (/cfg:8)",
+            ],
+            "{text}"
+        );
     }
 
     #[test]

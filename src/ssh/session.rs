@@ -18,6 +18,7 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelId, ChannelOpenFailure};
 use tracing::{debug, info};
 
+use crate::config::TOLERATED_WITH_WARNING;
 use crate::error::{ChannelOpenError, Error, HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::{Chain, Hop};
@@ -217,6 +218,24 @@ pub async fn connect_chain(chain: &Chain, opts: &ConnectOptions) -> Result<Sessi
     Ok(Sessions { hops: sessions })
 }
 
+/// Says, for each algorithm list pgtunnel does not implement yet that it let through from the
+/// system-wide file (a distribution's crypto policy), that it is not applied. (The GSSAPI
+/// switches Debian enables there are only shown by `explain`: they change no algorithm, and
+/// a server that wants GSSAPI says so in the authentication failure.)
+fn warn_tolerated(hop: &Hop, opts: &ConnectOptions) {
+    for seen in &hop.config.other_keywords {
+        if seen.note == Some(TOLERATED_WITH_WARNING) {
+            opts.observer.emit(Event::Warning(format!(
+                "{}: {} ({}:{}, the system-wide ssh_config) is not implemented by pgtunnel yet and is not applied",
+                hop.label(),
+                seen.name,
+                seen.origin.file.display(),
+                seen.origin.line
+            )));
+        }
+    }
+}
+
 /// One hop: its byte stream, the handshake (host key check included) within ConnectTimeout,
 /// then authentication.
 async fn connect_hop(
@@ -225,6 +244,7 @@ async fn connect_hop(
     opts: &ConnectOptions,
 ) -> Result<HopSession, HopError> {
     let route = Route::to(hop, prev)?;
+    warn_tolerated(hop, opts);
     opts.observer.emit(Event::Connecting {
         hop: hop.label(),
         how: route.describe(),
@@ -476,6 +496,48 @@ mod tests {
         };
         let c = client_config(&chain.hops[0], &opts, Default::default());
         (c.keepalive_interval, c.keepalive_max)
+    }
+
+    /// An algorithm list from the system-wide file (a distribution's crypto policy) that
+    /// pgtunnel let through is not applied silently: each connection to the hop warns, naming
+    /// the file and line.
+    #[test]
+    fn a_tolerated_system_wide_keyword_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("ssh_config");
+        std::fs::write(
+            &system,
+            "Host *\n  SendEnv LANG\n  Ciphers aes256-ctr\n  GSSAPIAuthentication yes\n",
+        )
+        .unwrap();
+        let env = LocalEnv::fixture();
+        let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
+        let chain = resolve_chain(
+            Some(&parse_hops("h").unwrap()),
+            &parse_target("localhost:5432").unwrap(),
+            |q| config.resolve(q, &env),
+        )
+        .unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let opts = ConnectOptions {
+            observer: Observer::new(move |e| record.lock().unwrap().push(e)),
+            ..ConnectOptions::default()
+        };
+        warn_tolerated(&chain.hops[0], &opts);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let Event::Warning(text) = &seen[0] else {
+            panic!("{seen:?}")
+        };
+        let line = format!(
+            "Ciphers ({}:3, the system-wide ssh_config)",
+            system.display()
+        );
+        assert!(
+            text.contains(&line) && text.contains("not applied"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -68,6 +68,12 @@ impl<'a> Route<'a> {
                     .map_err(|source| HopError::Connect { source })?;
                 tcp.set_nodelay(true)
                     .map_err(|source| HopError::Connect { source })?;
+                // TCPKeepAlive (default yes), as ssh sets it.
+                if hop.config.tcp_keep_alive {
+                    socket2::SockRef::from(&tcp)
+                        .set_keepalive(true)
+                        .map_err(|source| HopError::Connect { source })?;
+                }
                 Ok(Box::new(tcp))
             }
             Route::ProxyCommand(command) => Ok(Box::new(ProxyCommandStream::spawn(command)?)),

@@ -1,0 +1,886 @@
+//! Every ssh_config keyword OpenSSH knows, and what pgtunnel does with it.
+//!
+//! The keywords pgtunnel applies are the `keywords!` table in `config/keyword.rs` (status
+//! [`Status::Honoured`]); `Host`, `Match` and `Include` are read by `ssh_config.rs`. Every
+//! other keyword is one entry of [`OTHER`] below, with its status:
+//!
+//! - [`Status::NotApplicable`]: accepted and ignored; it has no effect on a tunnel (what
+//!   `ssh -N` does with it, or a session feature pgtunnel never uses).
+//! - [`Status::IgnoredByOpenSsh`]: OpenSSH itself ignores it (`oIgnore`, `oDeprecated`: a
+//!   debug message; `oUnsupported`: an error message, but the file is still accepted).
+//! - [`Status::Unsupported`]: it changes security or the path and pgtunnel does not implement
+//!   it: for a hop it applies to (the first value, as OpenSSH takes it), pgtunnel refuses to
+//!   start unless the value is what pgtunnel does anyway (`Compression no`).
+//!
+//! A keyword no entry knows is refused, with file and line, unless an earlier `IgnoreUnknown`
+//! pattern covers it, as OpenSSH does.
+//!
+//! The list is that of `keywords[]` in OpenSSH's `readconf.c` at openssh-portable commit
+//! 0ef0f5a839831c213f24e3f2ae434765c607fb50 (OpenSSH 10.5, 2026-08-21), with the GSSAPI
+//! keywords of Debian's and Red Hat's key-exchange patch (`GSSAPIKeyExchange`, ...; the
+//! `ssh` of both distributions knows them) and Apple's `UseKeychain`.
+
+use super::keyword::Keyword;
+
+/// What pgtunnel does with a keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Read and applied.
+    Honoured,
+    /// Accepted and ignored: no effect on a tunnel.
+    NotApplicable,
+    /// Ignored by OpenSSH itself (deprecated or unsupported there).
+    IgnoredByOpenSsh,
+    /// Not implemented: refused for a hop it applies to, unless its value is what pgtunnel
+    /// does anyway.
+    Unsupported,
+}
+
+impl Status {
+    /// How README and `pgtunnel explain` word the status.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Status::Honoured => "honoured",
+            Status::NotApplicable => "not applicable",
+            Status::IgnoredByOpenSsh => "ignored (by OpenSSH too)",
+            Status::Unsupported => "not supported yet",
+        }
+    }
+}
+
+/// What a value of an [`Status::Unsupported`] keyword means for pgtunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The value is what pgtunnel does anyway.
+    Fine,
+    /// The value would make `ssh` behave differently from pgtunnel.
+    Refuse,
+}
+
+/// A keyword outside the `keywords!` table.
+#[derive(Debug)]
+pub struct OtherKeyword {
+    /// Names as the manual writes them: the keyword, then its aliases.
+    pub names: &'static [&'static str],
+    /// What pgtunnel does with it.
+    pub status: Status,
+    /// Why, in one line.
+    pub reason: &'static str,
+    /// For [`Status::Unsupported`]: the values that are accepted (README wording), if any.
+    pub accepted: Option<&'static str>,
+    /// Checks a line's arguments as OpenSSH does (`Err`: OpenSSH refuses the line) and says
+    /// whether the value is one pgtunnel runs as configured.
+    check: fn(&[String]) -> Result<Verdict, String>,
+    /// Tolerated (explain says so) when it comes from the system-wide file: distributions
+    /// enable it there for every host (Debian's `GSSAPIAuthentication yes`).
+    pub system_default_tolerated: bool,
+    /// When tolerated from the system-wide file, the connection warns about it (it changes
+    /// what goes over the wire: the algorithm lists).
+    pub warn_when_tolerated: bool,
+}
+
+impl OtherKeyword {
+    /// The name as the manual writes it.
+    pub fn display_name(&self) -> &'static str {
+        self.names[0]
+    }
+
+    /// Checks one line's arguments (`Err`: refused as OpenSSH refuses it).
+    pub(crate) fn check(&self, words: &[String]) -> Result<Verdict, String> {
+        (self.check)(words)
+    }
+}
+
+const fn entry(
+    names: &'static [&'static str],
+    status: Status,
+    reason: &'static str,
+) -> OtherKeyword {
+    OtherKeyword {
+        names,
+        status,
+        reason,
+        accepted: None,
+        check: any,
+        system_default_tolerated: false,
+        warn_when_tolerated: false,
+    }
+}
+
+/// Accepted, no effect on a tunnel.
+const fn na(names: &'static [&'static str], reason: &'static str) -> OtherKeyword {
+    entry(names, Status::NotApplicable, reason)
+}
+
+/// Accepted, no effect on a tunnel; its value is checked as OpenSSH checks it.
+const fn na_checked(
+    names: &'static [&'static str],
+    check: fn(&[String]) -> Result<Verdict, String>,
+    reason: &'static str,
+) -> OtherKeyword {
+    OtherKeyword {
+        check,
+        ..entry(names, Status::NotApplicable, reason)
+    }
+}
+
+/// Ignored by OpenSSH (`oIgnore`, `oDeprecated`, `oUnsupported`).
+const fn openssh_ignores(names: &'static [&'static str], reason: &'static str) -> OtherKeyword {
+    entry(names, Status::IgnoredByOpenSsh, reason)
+}
+
+/// Refused whatever its value.
+const fn refused(names: &'static [&'static str], reason: &'static str) -> OtherKeyword {
+    OtherKeyword {
+        check: always_refused,
+        ..entry(names, Status::Unsupported, reason)
+    }
+}
+
+/// Refused unless `check` says the value is fine (`accepted` words those values).
+const fn refused_unless(
+    names: &'static [&'static str],
+    accepted: &'static str,
+    check: fn(&[String]) -> Result<Verdict, String>,
+    reason: &'static str,
+) -> OtherKeyword {
+    OtherKeyword {
+        accepted: Some(accepted),
+        check,
+        ..entry(names, Status::Unsupported, reason)
+    }
+}
+
+/// [`refused`] in the user's files; tolerated from the system-wide file, where distributions
+/// set algorithm lists for every host (Fedora's and RHEL's crypto policies), with a warning
+/// at start-up naming the line.
+const fn refused_system(names: &'static [&'static str], reason: &'static str) -> OtherKeyword {
+    OtherKeyword {
+        system_default_tolerated: true,
+        warn_when_tolerated: true,
+        ..refused(names, reason)
+    }
+}
+
+/// [`refused_unless`], tolerated from the system-wide file.
+const fn refused_unless_system(
+    names: &'static [&'static str],
+    accepted: &'static str,
+    check: fn(&[String]) -> Result<Verdict, String>,
+    reason: &'static str,
+) -> OtherKeyword {
+    OtherKeyword {
+        system_default_tolerated: true,
+        ..refused_unless(names, accepted, check, reason)
+    }
+}
+
+/// The keywords OpenSSH (and the vendor patches above) know that the `keywords!` table does
+/// not, in `readconf.c`'s order.
+pub static OTHER: &[OtherKeyword] = &[
+    // Read by ssh_config.rs.
+    entry(&["Host"], Status::Honoured, "starts a block (patterns)"),
+    entry(
+        &["Match"],
+        Status::Honoured,
+        "starts a block (criteria; `exec` and later ones are refused)",
+    ),
+    entry(&["Include"], Status::Honoured, "reads more files in place"),
+    // OpenSSH's deprecated and unsupported options.
+    openssh_ignores(&["Protocol"], "silently ignored by OpenSSH (SSH-2 only)"),
+    openssh_ignores(&["Cipher"], "deprecated in OpenSSH (SSH-1)"),
+    openssh_ignores(&["FallBackToRsh"], "deprecated in OpenSSH"),
+    openssh_ignores(&["GlobalKnownHostsFile2"], "deprecated in OpenSSH"),
+    openssh_ignores(&["RhostsAuthentication"], "deprecated in OpenSSH"),
+    openssh_ignores(&["UserKnownHostsFile2"], "deprecated in OpenSSH"),
+    openssh_ignores(&["UseRoaming"], "deprecated in OpenSSH"),
+    openssh_ignores(&["UseRsh"], "deprecated in OpenSSH"),
+    openssh_ignores(&["UsePrivilegedPort"], "deprecated in OpenSSH"),
+    openssh_ignores(
+        &["AFSTokenPassing"],
+        "unsupported by OpenSSH (it says so and goes on)",
+    ),
+    openssh_ignores(
+        &["KerberosAuthentication"],
+        "unsupported by OpenSSH (it says so and goes on)",
+    ),
+    openssh_ignores(
+        &["KerberosTGTPassing"],
+        "unsupported by OpenSSH (it says so and goes on)",
+    ),
+    openssh_ignores(
+        &["RSAAuthentication"],
+        "unsupported by OpenSSH (it says so and goes on)",
+    ),
+    openssh_ignores(
+        &["RhostsRSAAuthentication"],
+        "unsupported by OpenSSH (it says so and goes on)",
+    ),
+    openssh_ignores(
+        &["CompressionLevel"],
+        "unsupported by OpenSSH (it says so and goes on)",
+    ),
+    // GSSAPI (and the Debian/Red Hat key-exchange patch).
+    refused_unless_system(
+        &["GSSAPIAuthentication"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement GSSAPI authentication yet",
+    ),
+    refused_unless_system(
+        &["GSSAPIDelegateCredentials"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement GSSAPI credential delegation yet",
+    ),
+    refused_unless_system(
+        &["GSSAPIKeyExchange"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement GSSAPI key exchange yet",
+    ),
+    na(
+        &["GSSAPIClientIdentity"],
+        "used only by GSSAPI authentication (refused when enabled)",
+    ),
+    na(
+        &["GSSAPIServerIdentity"],
+        "used only by GSSAPI authentication (refused when enabled)",
+    ),
+    na(
+        &["GSSAPIRenewalForcesRekey"],
+        "used only by GSSAPI key exchange (refused when enabled)",
+    ),
+    na(
+        &["GSSAPITrustDns"],
+        "used only by GSSAPI authentication (refused when enabled)",
+    ),
+    na(
+        &["GSSAPIKexAlgorithms"],
+        "used only by GSSAPI key exchange (refused when enabled)",
+    ),
+    refused_unless(
+        &["PKCS11Provider", "SmartcardDevice"],
+        "none",
+        word_none,
+        "pgtunnel does not implement PKCS#11 keys yet",
+    ),
+    na(&["ForwardAgent"], "no session: pgtunnel forwards no agent"),
+    na_checked(&["ForwardX11"], flag_any, "no session: no X11 forwarding"),
+    na_checked(
+        &["ForwardX11Trusted"],
+        flag_any,
+        "no session: no X11 forwarding",
+    ),
+    na(&["ForwardX11Timeout"], "no session: no X11 forwarding"),
+    na_checked(
+        &["ExitOnForwardFailure"],
+        flag_any,
+        "pgtunnel's forward is its TARGET; it always fails when that fails",
+    ),
+    na(&["XAuthLocation"], "no session: no X11 forwarding"),
+    na_checked(
+        &["GatewayPorts"],
+        flag_any,
+        "pgtunnel's forward is its TARGET; its listen address is --listen",
+    ),
+    refused(
+        &["KbdInteractiveDevices"],
+        "pgtunnel does not implement KbdInteractiveDevices yet",
+    ),
+    refused_unless(
+        &["HostbasedAuthentication"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement host-based authentication yet",
+    ),
+    na(
+        &["AddKeysToAgent"],
+        "pgtunnel adds no keys to the agent; the connection is the same",
+    ),
+    refused_system(&["Ciphers"], "pgtunnel does not implement Ciphers yet"),
+    refused_system(&["MACs"], "pgtunnel does not implement MACs yet"),
+    na(
+        &["RemoteForward"],
+        "not applicable: pgtunnel's forward is its TARGET",
+    ),
+    na(
+        &["LocalForward"],
+        "not applicable: pgtunnel's forward is its TARGET",
+    ),
+    na(
+        &["PermitRemoteOpen"],
+        "only for remote forwards, which pgtunnel does not make",
+    ),
+    na(&["Tag"], "only for `Match tagged`, which pgtunnel refuses"),
+    na(&["EscapeChar"], "no session: no terminal escapes"),
+    refused(
+        &["ConnectionAttempts"],
+        "pgtunnel does not implement ConnectionAttempts yet (it tries once)",
+    ),
+    refused_unless(
+        &["CheckHostIP"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement CheckHostIP yet",
+    ),
+    refused_unless(
+        &["Compression"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement Compression yet",
+    ),
+    na(&["SyslogFacility"], "logging: pgtunnel logs to stderr"),
+    na(&["LogLevel"], "logging: pgtunnel has -v and PGTUNNEL_LOG"),
+    na(&["LogVerbose"], "logging: pgtunnel has -v and PGTUNNEL_LOG"),
+    na(
+        &["DynamicForward"],
+        "not applicable: pgtunnel's forward is its TARGET",
+    ),
+    refused(
+        &["PreferredAuthentications"],
+        "pgtunnel does not implement PreferredAuthentications yet",
+    ),
+    refused_system(
+        &["HostKeyAlgorithms"],
+        "pgtunnel does not implement HostKeyAlgorithms yet",
+    ),
+    refused_system(
+        &["CASignatureAlgorithms"],
+        "pgtunnel does not implement CASignatureAlgorithms yet",
+    ),
+    refused(
+        &["BindAddress"],
+        "pgtunnel does not implement BindAddress yet",
+    ),
+    refused(
+        &["BindInterface"],
+        "pgtunnel does not implement BindInterface yet",
+    ),
+    na_checked(
+        &["ClearAllForwardings"],
+        flag_any,
+        "pgtunnel makes no forwards from ssh_config",
+    ),
+    refused_unless(
+        &["EnableSSHKeysign"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement host-based authentication (ssh-keysign) yet",
+    ),
+    refused_unless(
+        &["VerifyHostKeyDNS"],
+        "no",
+        yes_no_ask_no,
+        "pgtunnel does not implement VerifyHostKeyDNS yet",
+    ),
+    refused_unless(
+        &["NoHostAuthenticationForLocalhost"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement NoHostAuthenticationForLocalhost yet",
+    ),
+    refused(
+        &["RekeyLimit"],
+        "pgtunnel does not implement RekeyLimit yet",
+    ),
+    na(&["SendEnv"], "no session: no environment is sent"),
+    na(&["SetEnv"], "no session: no environment is sent"),
+    na(
+        &["ControlPath"],
+        "pgtunnel does not multiplex through a ControlMaster",
+    ),
+    na_checked(
+        &["ControlMaster"],
+        controlmaster_values,
+        "pgtunnel does not multiplex through a ControlMaster",
+    ),
+    na(
+        &["ControlPersist"],
+        "pgtunnel does not multiplex through a ControlMaster",
+    ),
+    na_checked(
+        &["Tunnel"],
+        tunnel_values,
+        "no tun/tap forwarding: pgtunnel's forward is its TARGET",
+    ),
+    na(
+        &["TunnelDevice"],
+        "no tun/tap forwarding: pgtunnel's forward is its TARGET",
+    ),
+    na(&["LocalCommand"], "no session: nothing is run locally"),
+    na_checked(
+        &["PermitLocalCommand"],
+        flag_any,
+        "no session: nothing is run locally",
+    ),
+    na(
+        &["RemoteCommand"],
+        "no session: no command is run (as with ssh -N)",
+    ),
+    na_checked(&["VisualHostKey"], flag_any, "display only"),
+    refused_system(
+        &["KexAlgorithms"],
+        "pgtunnel does not implement KexAlgorithms yet",
+    ),
+    refused_unless(
+        &["IPQoS"],
+        "none",
+        ipqos_none,
+        "pgtunnel does not implement IPQoS yet (it marks no packets)",
+    ),
+    na_checked(
+        &["RequestTTY"],
+        requesttty_values,
+        "no session: no terminal (as with ssh -N)",
+    ),
+    na_checked(
+        &["SessionType"],
+        sessiontype_values,
+        "no session (as with ssh -N)",
+    ),
+    na_checked(&["StdinNull"], flag_any, "no session: stdin is not read"),
+    na_checked(
+        &["ForkAfterAuthentication"],
+        flag_any,
+        "pgtunnel stays in the foreground",
+    ),
+    refused_unless(
+        &["ProxyUseFdpass"],
+        "no",
+        flag_no,
+        "pgtunnel does not implement ProxyUseFdpass yet",
+    ),
+    na(
+        &["CanonicalDomains"],
+        "used only by CanonicalizeHostname (refused unless no)",
+    ),
+    na_checked(
+        &["CanonicalizeFallbackLocal"],
+        flag_any,
+        "used only by CanonicalizeHostname (refused unless no)",
+    ),
+    refused_unless(
+        &["CanonicalizeHostname"],
+        "no",
+        canonicalize_no,
+        "pgtunnel does not implement CanonicalizeHostname yet",
+    ),
+    na(
+        &["CanonicalizeMaxDots"],
+        "used only by CanonicalizeHostname (refused unless no)",
+    ),
+    na(
+        &["CanonicalizePermittedCNAMEs"],
+        "used only by CanonicalizeHostname (refused unless no)",
+    ),
+    na(
+        &["StreamLocalBindMask"],
+        "only for Unix-socket forwards, which pgtunnel does not make",
+    ),
+    na_checked(
+        &["StreamLocalBindUnlink"],
+        flag_any,
+        "only for Unix-socket forwards, which pgtunnel does not make",
+    ),
+    refused_unless(
+        &["RevokedHostKeys"],
+        "none",
+        word_none,
+        "pgtunnel does not implement RevokedHostKeys yet",
+    ),
+    refused_unless(
+        &["FingerprintHash"],
+        "sha256",
+        sha256,
+        "pgtunnel shows SHA256 fingerprints only",
+    ),
+    na_checked(
+        &["UpdateHostKeys"],
+        yes_no_ask_any,
+        "pgtunnel does not learn new host keys from the server",
+    ),
+    na(
+        &["HostbasedAcceptedAlgorithms", "HostbasedKeyTypes"],
+        "used only by host-based authentication (refused when enabled)",
+    ),
+    refused_system(
+        &["PubkeyAcceptedAlgorithms", "PubkeyAcceptedKeyTypes"],
+        "pgtunnel does not implement PubkeyAcceptedAlgorithms yet",
+    ),
+    refused_unless(
+        &["SecurityKeyProvider"],
+        "internal",
+        internal,
+        "pgtunnel does not implement SecurityKeyProvider yet",
+    ),
+    refused_unless(
+        &["KnownHostsCommand"],
+        "none",
+        word_none,
+        "pgtunnel does not implement KnownHostsCommand yet",
+    ),
+    refused_system(
+        &["RequiredRSASize"],
+        "pgtunnel does not implement RequiredRSASize yet",
+    ),
+    na_checked(
+        &["EnableEscapeCommandline"],
+        flag_any,
+        "no session: no terminal escapes",
+    ),
+    na(&["ObscureKeystrokeTiming"], "no session: no keystrokes"),
+    refused_unless(
+        &["ChannelTimeout"],
+        "none",
+        word_none,
+        "pgtunnel does not implement ChannelTimeout yet (its channels never time out)",
+    ),
+    na(
+        &["VersionAddendum"],
+        "pgtunnel sends its own version string",
+    ),
+    entry(
+        &["RefuseConnection"],
+        Status::Honoured,
+        "refuses the host with its message, as ssh does",
+    ),
+    na(&["WarnWeakCrypto"], "a warning only"),
+    // Apple's ssh.
+    na(
+        &["UseKeychain"],
+        "Apple's macOS keychain for passphrases; pgtunnel asks itself",
+    ),
+];
+
+/// The entry named `name` (any case), aliases included.
+pub(crate) fn other(name: &str) -> Option<&'static OtherKeyword> {
+    OTHER
+        .iter()
+        .find(|k| k.names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+}
+
+/// Every keyword and alias with its status, the `keywords!` table first: (names, status,
+/// accepted values for an unsupported one).
+pub fn all() -> Vec<(&'static [&'static str], Status, Option<&'static str>)> {
+    let honoured = Keyword::ALL
+        .iter()
+        .map(|&k| (k.names(), Status::Honoured, None));
+    honoured
+        .chain(OTHER.iter().map(|k| (k.names, k.status, k.accepted)))
+        .collect()
+}
+
+/// The README's table of every keyword (checked by a test: README lists exactly these).
+#[cfg(test)]
+fn readme_table() -> String {
+    let mut rows: Vec<(String, String, String)> = Keyword::ALL
+        .iter()
+        .map(|&k| {
+            let aliases: Vec<String> = k.names()[1..].iter().map(|a| format!("`{a}`")).collect();
+            let names = std::iter::once(format!("`{}`", k.display_name()))
+                .chain(aliases)
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                names,
+                Status::Honoured.describe().to_string(),
+                "applied as `ssh` applies it".to_string(),
+            )
+        })
+        .chain(OTHER.iter().map(|k| {
+            let names = k
+                .names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let status = match k.accepted {
+                Some(v) => format!("{} (unless `{v}`)", k.status.describe()),
+                None => k.status.describe().to_string(),
+            };
+            let mut reason = k.reason.to_string();
+            if k.system_default_tolerated {
+                reason.push_str("; tolerated in the system-wide file");
+            }
+            (names, status, reason)
+        }))
+        .collect();
+    rows.sort_by_key(|(names, _, _)| names.to_ascii_lowercase());
+    let mut out = String::from("| Keyword | Status | Why |\n|---|---|---|\n");
+    for (names, status, reason) in rows {
+        out.push_str(&format!("| {names} | {status} | {reason} |\n"));
+    }
+    out
+}
+
+// Value checks, after OpenSSH's parsers.
+
+fn any(_: &[String]) -> Result<Verdict, String> {
+    Ok(Verdict::Fine)
+}
+
+fn always_refused(_: &[String]) -> Result<Verdict, String> {
+    Ok(Verdict::Refuse)
+}
+
+fn first(words: &[String]) -> Result<&str, String> {
+    match words.first() {
+        Some(w) if !w.is_empty() => Ok(w),
+        _ => Err("missing argument".into()),
+    }
+}
+
+/// One of `choices` (ignoring case; the bool: is it pgtunnel's behaviour), alone on the line.
+fn multistate(words: &[String], choices: &[(&str, bool)]) -> Result<Verdict, String> {
+    let w = first(words)?;
+    if words.len() > 1 {
+        return Err("extra arguments at end of line".into());
+    }
+    match choices.iter().find(|(c, _)| c.eq_ignore_ascii_case(w)) {
+        Some((_, true)) => Ok(Verdict::Fine),
+        Some((_, false)) => Ok(Verdict::Refuse),
+        None => Err(format!("unsupported option \"{w}\"")),
+    }
+}
+
+/// A yes/no flag: fine when no.
+fn flag_no(words: &[String]) -> Result<Verdict, String> {
+    multistate(
+        words,
+        &[
+            ("yes", false),
+            ("true", false),
+            ("no", true),
+            ("false", true),
+        ],
+    )
+}
+
+/// A valid value of one of OpenSSH's multistate tables, any of them fine.
+fn valid(words: &[String], choices: &[&str]) -> Result<Verdict, String> {
+    let all: Vec<(&str, bool)> = choices.iter().map(|&c| (c, true)).collect();
+    multistate(words, &all)
+}
+
+fn flag_any(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["yes", "true", "no", "false"])
+}
+
+fn yes_no_ask_any(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["yes", "true", "no", "false", "ask"])
+}
+
+fn requesttty_values(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["yes", "true", "no", "false", "force", "auto"])
+}
+
+fn controlmaster_values(words: &[String]) -> Result<Verdict, String> {
+    valid(
+        words,
+        &["yes", "true", "no", "false", "auto", "ask", "autoask"],
+    )
+}
+
+fn tunnel_values(words: &[String]) -> Result<Verdict, String> {
+    valid(
+        words,
+        &["yes", "true", "no", "false", "ethernet", "point-to-point"],
+    )
+}
+
+fn sessiontype_values(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["none", "subsystem", "default"])
+}
+
+fn yes_no_ask_no(words: &[String]) -> Result<Verdict, String> {
+    multistate(
+        words,
+        &[
+            ("yes", false),
+            ("true", false),
+            ("ask", false),
+            ("no", true),
+            ("false", true),
+        ],
+    )
+}
+
+fn canonicalize_no(words: &[String]) -> Result<Verdict, String> {
+    multistate(
+        words,
+        &[
+            ("yes", false),
+            ("true", false),
+            ("always", false),
+            ("no", true),
+            ("false", true),
+        ],
+    )
+}
+
+fn is(words: &[String], value: &str) -> Result<Verdict, String> {
+    let w = first(words)?;
+    Ok(if w.eq_ignore_ascii_case(value) {
+        Verdict::Fine
+    } else {
+        Verdict::Refuse
+    })
+}
+
+fn word_none(words: &[String]) -> Result<Verdict, String> {
+    is(words, "none")
+}
+
+fn internal(words: &[String]) -> Result<Verdict, String> {
+    is(words, "internal")
+}
+
+fn sha256(words: &[String]) -> Result<Verdict, String> {
+    let w = first(words)?;
+    match w.to_ascii_lowercase().as_str() {
+        "sha256" => Ok(Verdict::Fine),
+        "md5" => Ok(Verdict::Refuse),
+        _ => Err(format!("Invalid hash algorithm \"{w}\"")),
+    }
+}
+
+/// `IPQoS none` (or `none none`): no marking, which is what pgtunnel does.
+fn ipqos_none(words: &[String]) -> Result<Verdict, String> {
+    first(words)?;
+    Ok(if words.iter().all(|w| w.eq_ignore_ascii_case("none")) {
+        Verdict::Fine
+    } else {
+        Verdict::Refuse
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn every_name_once() {
+        let mut seen = BTreeSet::new();
+        for (names, _, _) in all() {
+            for n in names {
+                assert!(seen.insert(n.to_ascii_lowercase()), "{n} twice");
+            }
+        }
+    }
+
+    /// The OpenSSH 10.5 `keywords[]` table, every name of it (see the module comment).
+    #[test]
+    fn covers_openssh_keywords() {
+        const OPENSSH: &str = "protocol cipher fallbacktorsh globalknownhostsfile2 \
+            rhostsauthentication userknownhostsfile2 useroaming usersh useprivilegedport \
+            afstokenpassing kerberosauthentication kerberostgtpassing rsaauthentication \
+            rhostsrsaauthentication compressionlevel gssapiauthentication \
+            gssapidelegatecredentials pkcs11provider smartcarddevice forwardagent forwardx11 \
+            forwardx11trusted forwardx11timeout exitonforwardfailure xauthlocation gatewayports \
+            passwordauthentication kbdinteractiveauthentication kbdinteractivedevices \
+            challengeresponseauthentication skeyauthentication tisauthentication \
+            pubkeyauthentication dsaauthentication hostbasedauthentication identityfile \
+            identityfile2 identitiesonly certificatefile addkeystoagent identityagent hostname \
+            hostkeyalias proxycommand port ciphers macs remoteforward localforward \
+            permitremoteopen user host match tag escapechar globalknownhostsfile \
+            userknownhostsfile connectionattempts batchmode checkhostip stricthostkeychecking \
+            compression tcpkeepalive keepalive numberofpasswordprompts syslogfacility loglevel \
+            logverbose dynamicforward preferredauthentications hostkeyalgorithms \
+            casignaturealgorithms bindaddress bindinterface clearallforwardings \
+            enablesshkeysign verifyhostkeydns nohostauthenticationforlocalhost rekeylimit \
+            connecttimeout addressfamily serveraliveinterval serveralivecountmax sendenv setenv \
+            controlpath controlmaster controlpersist hashknownhosts include tunnel tunneldevice \
+            localcommand permitlocalcommand remotecommand visualhostkey kexalgorithms ipqos \
+            requesttty sessiontype stdinnull forkafterauthentication proxyusefdpass \
+            canonicaldomains canonicalizefallbacklocal canonicalizehostname canonicalizemaxdots \
+            canonicalizepermittedcnames streamlocalbindmask streamlocalbindunlink \
+            revokedhostkeys fingerprinthash updatehostkeys hostbasedacceptedalgorithms \
+            hostbasedkeytypes pubkeyacceptedalgorithms pubkeyacceptedkeytypes ignoreunknown \
+            proxyjump securitykeyprovider knownhostscommand requiredrsasize \
+            enableescapecommandline obscurekeystroketiming channeltimeout versionaddendum \
+            refuseconnection warnweakcrypto";
+        let ours: BTreeSet<String> = all()
+            .iter()
+            .flat_map(|(names, _, _)| names.iter().map(|n| n.to_ascii_lowercase()))
+            .collect();
+        for name in OPENSSH.split_whitespace() {
+            assert!(ours.contains(name), "{name} has no status");
+        }
+        assert!(ours.contains("usekeychain"));
+    }
+
+    /// README's "ssh_config keywords" table is this table (regenerate it from the message).
+    #[test]
+    fn readme_lists_every_keyword() {
+        let readme = include_str!("../../README.md");
+        let table = readme_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's keyword table differs; it should be:\n{table}"
+        );
+        let section = readme
+            .split("\n## ssh_config keywords\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a section \"ssh_config keywords\"");
+        let rows = section.lines().filter(|l| l.starts_with("| `")).count();
+        assert_eq!(
+            rows,
+            table.lines().count() - 2,
+            "README has other keyword rows"
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(other("requesttty").unwrap().status, Status::NotApplicable);
+        assert_eq!(other("CIPHERS").unwrap().status, Status::Unsupported);
+        assert_eq!(
+            other("useroaming").unwrap().status,
+            Status::IgnoredByOpenSsh
+        );
+        assert_eq!(other("host").unwrap().status, Status::Honoured);
+        assert!(other("frobnicate").is_none());
+        assert!(other("hostname").is_none(), "in the keywords! table");
+    }
+
+    #[test]
+    fn value_dependent_verdicts() {
+        let check = |k: &str, v: &str| other(k).unwrap().check(&words(v));
+        assert_eq!(check("compression", "no"), Ok(Verdict::Fine));
+        assert_eq!(check("compression", "YES"), Ok(Verdict::Refuse));
+        assert!(check("compression", "maybe").is_err());
+        assert_eq!(check("canonicalizehostname", "no"), Ok(Verdict::Fine));
+        assert_eq!(check("canonicalizehostname", "always"), Ok(Verdict::Refuse));
+        assert_eq!(check("verifyhostkeydns", "ask"), Ok(Verdict::Refuse));
+        assert_eq!(check("ipqos", "none"), Ok(Verdict::Fine));
+        assert_eq!(check("ipqos", "af21 cs1"), Ok(Verdict::Refuse));
+        assert_eq!(check("ciphers", "aes256-ctr"), Ok(Verdict::Refuse));
+        assert_eq!(check("pkcs11provider", "none"), Ok(Verdict::Fine));
+        assert_eq!(check("smartcarddevice", "/lib/p11.so"), Ok(Verdict::Refuse));
+        assert_eq!(check("fingerprinthash", "md5"), Ok(Verdict::Refuse));
+        assert!(check("fingerprinthash", "sha1").is_err());
+        assert_eq!(check("addkeystoagent", "1h"), Ok(Verdict::Fine));
+        assert_eq!(check("requesttty", "force"), Ok(Verdict::Fine));
+        // Values of not-applicable switches are checked as OpenSSH checks them.
+        assert!(check("requesttty", "maybe").is_err());
+        assert!(check("forwardx11", "yes please").is_err());
+        assert_eq!(check("controlmaster", "AUTOASK"), Ok(Verdict::Fine));
+        assert!(check("sessiontype", "shell").is_err());
+        assert!(
+            other("gssapiauthentication")
+                .unwrap()
+                .system_default_tolerated
+        );
+        // Algorithm lists: distributions' crypto policies set them system-wide.
+        assert!(other("ciphers").unwrap().system_default_tolerated);
+        assert!(other("kexalgorithms").unwrap().system_default_tolerated);
+        assert!(!other("bindaddress").unwrap().system_default_tolerated);
+    }
+}
