@@ -6,7 +6,8 @@
 //! revoked or unknown. Both are pure: they take text and return values; reading files is a
 //! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each),
 //! [`status`] the status of every other keyword OpenSSH knows;
-//! `pattern` is OpenSSH's `match.c`, shared by both.
+//! `pattern` is OpenSSH's `match.c`, shared by both; `address` rewrites a numeric HostName as
+//! ssh does.
 
 mod address;
 #[cfg(test)]
