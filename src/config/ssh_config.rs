@@ -581,7 +581,10 @@ impl Loader {
             };
             let word = Word::from_lowercase(&d.keyword);
             if d.rest.is_empty() {
-                return Err(at(format!("no argument after keyword \"{}\"", d.keyword)));
+                return Err(at(format!(
+                    "no argument after keyword \"{}\"",
+                    octal_escaped(&d.keyword)
+                )));
             }
             let args = argv_split(d.rest).map_err(|()| at("invalid quotes".into()))?;
             let kind = match word {
@@ -792,7 +795,7 @@ fn eval_file(
                     return Err(ConfigError::Line {
                         file: file.path.clone(),
                         line: item.line,
-                        message: format!("Bad configuration option: {name}"),
+                        message: format!("Bad configuration option: {}", octal_escaped(name)),
                     });
                 }
                 if *active && !o.other_keywords.iter().any(|s| &s.name == name) {
@@ -858,6 +861,21 @@ fn see_other(
         origin,
     });
     Ok(())
+}
+
+/// A keyword as OpenSSH shows it in an error (`strvis` with `VIS_OCTAL`): bytes outside
+/// printable ASCII as `\ooo`, so a no-break space (`\302\240`) or a control character that
+/// broke the line is visible instead of looking like a blank.
+fn octal_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_graphic() || b == b' ' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\{b:03o}"));
+        }
+    }
+    out
 }
 
 /// A line's value as written (for `RefuseConnection`'s message).
@@ -1565,6 +1583,22 @@ Host *
         std::fs::write(&system, "Host *\n  BindAddress 127.0.0.2\n").unwrap();
         let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
         assert!(config.resolve(&q("x"), &env()).is_err());
+    }
+
+    /// A file indented with no-break spaces: OpenSSH's tokenizer splits only at ASCII
+    /// blanks, so the keyword holds them and is refused; the message shows them as ssh does.
+    #[test]
+    fn no_break_spaces_are_refused_and_shown_as_ssh_shows_them() {
+        let err = resolve_err("Host a\n\u{a0}\u{a0}HostName 10.0.0.5\n", "a");
+        assert_eq!(
+            err,
+            "/cfg/config:2: Bad configuration option: \\302\\240\\302\\240hostname"
+        );
+        let err = parse_err("Host\u{a0}a\n  HostName 10.0.0.5\n");
+        assert_eq!(
+            err,
+            "/cfg/config:1: no argument after keyword \"host\\302\\240a\""
+        );
     }
 
     #[test]
