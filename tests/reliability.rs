@@ -490,25 +490,29 @@ async fn a_bastion_that_keeps_dropping_us_is_retried_with_backoff() {
     assert_eq!(tunnel.wait(LIMIT).await.code(), Some(0));
 }
 
-/// Without ServerAliveInterval in the config, the library's default keepalive applies (here
-/// shortened through `ConnectOptions::default_keepalive`; the binary's is 30 s) with OpenSSH's
-/// default ServerAliveCountMax of 3: a silent hop is still found.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_default_keepalive_finds_a_silent_hop() {
-    let home = Home::new();
+/// A tunnel being served through a frozen bastion, and what it runs on.
+struct FrozenBastion {
+    served: tokio::task::JoinHandle<pgtunnel::forward::Ended>,
+    /// The chain's resolved ServerAliveInterval, per hop.
+    intervals: Vec<Option<Duration>>,
+    _hops: ManualHops,
+    _service: Service,
+}
+
+/// A tunnel through the two sshd hops (`extra` added to each hop's block) with a 1 s default
+/// keepalive and no reconnecting, whose bastion is then frozen.
+async fn serve_with_frozen_bastion(home: &Home, extra: &str) -> FrozenBastion {
     let service = Service::start("127.0.0.3:0".parse().expect("addr")).await;
-    let hops = ManualHops::start(&home, ("127.0.0.3", service.addr.port()));
-    hops.write_config(&home, "");
+    let hops = ManualHops::start(home, ("127.0.0.3", service.addr.port()));
+    hops.write_config(home, extra);
     let chain = home
         .chain(Some("db.foo.com"), &service.addr.to_string())
         .expect("chain");
-    assert!(
-        chain
-            .hops
-            .iter()
-            .all(|h| h.config.server_alive_interval.is_none()),
-        "no ServerAliveInterval configured"
-    );
+    let intervals = chain
+        .hops
+        .iter()
+        .map(|h| h.config.server_alive_interval)
+        .collect();
     let opts = pgtunnel::ssh::session::ConnectOptions {
         default_keepalive: Duration::from_secs(1),
         ..options()
@@ -519,7 +523,26 @@ async fn the_default_keepalive_finds_a_silent_hop() {
         .reconnect(None);
     let served = tokio::spawn(tunnel.serve(std::future::pending()));
     hops.shell.freeze();
-    let ended = timeout(LIMIT, served)
+    FrozenBastion {
+        served,
+        intervals,
+        _hops: hops,
+        _service: service,
+    }
+}
+
+/// Without ServerAliveInterval in the config, the library's default keepalive applies (here
+/// shortened through `ConnectOptions::default_keepalive`; the binary's is 30 s) with OpenSSH's
+/// default ServerAliveCountMax of 3: a silent hop is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_keepalive_finds_a_silent_hop() {
+    let home = Home::new();
+    let frozen = serve_with_frozen_bastion(&home, "").await;
+    assert!(
+        frozen.intervals.iter().all(Option::is_none),
+        "no ServerAliveInterval configured"
+    );
+    let ended = timeout(LIMIT, frozen.served)
         .await
         .expect("the silent hop is found")
         .expect("serve task");
@@ -538,30 +561,12 @@ async fn the_default_keepalive_finds_a_silent_hop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_alive_interval_0_turns_the_default_keepalive_off() {
     let home = Home::new();
-    let service = Service::start("127.0.0.3:0".parse().expect("addr")).await;
-    let hops = ManualHops::start(&home, ("127.0.0.3", service.addr.port()));
-    hops.write_config(&home, "  ServerAliveInterval 0\n");
-    let chain = home
-        .chain(Some("db.foo.com"), &service.addr.to_string())
-        .expect("chain");
+    let frozen = serve_with_frozen_bastion(&home, "  ServerAliveInterval 0\n").await;
     assert!(
-        chain
-            .hops
-            .iter()
-            .all(|h| h.config.server_alive_interval == Some(Duration::ZERO)),
+        frozen.intervals.iter().all(|i| *i == Some(Duration::ZERO)),
         "ServerAliveInterval 0 is kept as 0, not as unset"
     );
-    let opts = pgtunnel::ssh::session::ConnectOptions {
-        default_keepalive: Duration::from_secs(1),
-        ..options()
-    };
-    let tunnel = pgtunnel::tunnel::start(&chain, "127.0.0.1:0".parse().expect("addr"), &opts)
-        .await
-        .expect("tunnel up")
-        .reconnect(None);
-    let served = tokio::spawn(tunnel.serve(std::future::pending()));
-    hops.shell.freeze();
-    let ended = timeout(Duration::from_secs(8), served).await;
+    let ended = timeout(Duration::from_secs(8), frozen.served).await;
     assert!(ended.is_err(), "no keepalive ended the session: {ended:?}");
 }
 
