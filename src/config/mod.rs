@@ -27,7 +27,6 @@ pub use keyword::{
     StrictHostKeyChecking,
 };
 pub use ssh_config::{
-    ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SeenKeyword, SshConfig,
-    TOLERATED_IN_SYSTEM_FILE, TOLERATED_WITH_WARNING, VALUE_AS_PGTUNNEL_DOES,
+    Allowance, ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SeenKeyword, SshConfig,
 };
 pub use status::Status;

@@ -165,16 +165,31 @@ pub enum ConfigError {
     },
 }
 
-/// [`SeenKeyword::note`] of an unsupported keyword whose value is what pgtunnel does.
-pub const VALUE_AS_PGTUNNEL_DOES: &str = "its value is what pgtunnel does";
+/// Why an unsupported keyword in effect for a host did not stop pgtunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// Its value is what pgtunnel does anyway (`Compression no`).
+    ValueAsPgtunnelDoes,
+    /// Set in the system-wide file, where distributions enable it for every host (Debian's
+    /// `GSSAPIAuthentication yes`); `explain` shows it.
+    ToleratedInSystemFile,
+    /// An algorithm list set in the system-wide file (a distribution's crypto policy): every
+    /// connection to the hop warns that it is not applied.
+    ToleratedWithWarning,
+}
 
-/// [`SeenKeyword::note`] of an unsupported keyword let through from the system-wide file.
-pub const TOLERATED_IN_SYSTEM_FILE: &str = "not implemented; ignored in the system-wide file";
-
-/// [`SeenKeyword::note`] of an algorithm list let through from the system-wide file (a
-/// distribution's crypto policy): every connection to the hop warns about it.
-pub const TOLERATED_WITH_WARNING: &str =
-    "not implemented; ignored in the system-wide file, with a warning";
+impl Allowance {
+    /// How `explain` words it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Allowance::ValueAsPgtunnelDoes => "its value is what pgtunnel does",
+            Allowance::ToleratedInSystemFile => "not implemented; ignored in the system-wide file",
+            Allowance::ToleratedWithWarning => {
+                "not implemented; ignored in the system-wide file, with a warning"
+            }
+        }
+    }
+}
 
 /// A keyword outside the `keywords!` table that was in effect for a host, and its first line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,9 +198,8 @@ pub struct SeenKeyword {
     pub name: String,
     /// Its status (`None`: unknown to OpenSSH, let through by `IgnoreUnknown`).
     pub status: Option<Status>,
-    /// An unsupported keyword whose value is what pgtunnel does anyway, or tolerated from
-    /// the system-wide file: how explain words it.
-    pub note: Option<&'static str>,
+    /// For an unsupported keyword: why it did not stop pgtunnel.
+    pub note: Option<Allowance>,
     /// Its first line.
     pub origin: Origin,
 }
@@ -838,12 +852,12 @@ fn see_other(
     let mut note = None;
     if keyword.status == Status::Unsupported {
         if verdict == Verdict::Fine {
-            note = Some(VALUE_AS_PGTUNNEL_DOES);
+            note = Some(Allowance::ValueAsPgtunnelDoes);
         } else if keyword.system_default_tolerated && !user_config {
             note = Some(if keyword.warn_when_tolerated {
-                TOLERATED_WITH_WARNING
+                Allowance::ToleratedWithWarning
             } else {
-                TOLERATED_IN_SYSTEM_FILE
+                Allowance::ToleratedInSystemFile
             });
         } else {
             return Err(ConfigError::Unsupported {
@@ -1515,7 +1529,7 @@ Host *
         // A value equal to what pgtunnel does is fine; the first value wins.
         let c = resolve("Host x\n  Compression no\nHost *\n  Compression yes\n", "x");
         assert_eq!(
-            c.other_keywords[0].note,
+            c.other_keywords[0].note.map(Allowance::describe),
             Some("its value is what pgtunnel does")
         );
         let err = resolve_error("Host *\n  Compression yes\n  Compression no\n", "x");
@@ -1564,7 +1578,7 @@ Host *
         let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
         let c = config.resolve(&q("x"), &env()).unwrap();
         assert_eq!(
-            c.other_keywords[0].note,
+            c.other_keywords[0].note.map(Allowance::describe),
             Some("not implemented; ignored in the system-wide file")
         );
         // A distribution's crypto policy (Fedora, RHEL) sets the algorithm lists system-wide:
@@ -1573,7 +1587,10 @@ Host *
         let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
         let c = config.resolve(&q("x"), &env()).unwrap();
         assert_eq!(c.other_keywords[0].name, "Ciphers");
-        assert_eq!(c.other_keywords[0].note, Some(TOLERATED_WITH_WARNING));
+        assert_eq!(
+            c.other_keywords[0].note,
+            Some(Allowance::ToleratedWithWarning)
+        );
         let user = dir.path().join("config");
         std::fs::write(&user, "Host *\n  Ciphers aes256-ctr\n").unwrap();
         let config = SshConfig::load_files(Some(&user), Some(&system), dir.path()).unwrap();

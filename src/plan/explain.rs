@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Keyword, Status, VALUE_AS_PGTUNNEL_DOES};
+use crate::config::{Allowance, Keyword, Status};
 use crate::plan::chain::{Chain, Hop, HopSource};
 
 /// Renders the explanation of `chain`.
@@ -62,7 +62,7 @@ fn other_keywords(out: &mut String, hop: &Hop) {
             .config
             .other_keywords
             .iter()
-            .filter(|k| wanted(k.status, k.note == Some(VALUE_AS_PGTUNNEL_DOES)))
+            .filter(|k| wanted(k.status, k.note == Some(Allowance::ValueAsPgtunnelDoes)))
             .map(|k| format!("{} ({}:{})", k.name, k.origin.file.display(), k.origin.line))
             .collect();
         if !list.is_empty() {
@@ -72,8 +72,9 @@ fn other_keywords(out: &mut String, hop: &Hop) {
     for k in &hop.config.other_keywords {
         if k.status == Some(Status::Unsupported)
             && let Some(note) = k.note
-            && note != VALUE_AS_PGTUNNEL_DOES
+            && note != Allowance::ValueAsPgtunnelDoes
         {
+            let note = note.describe();
             let _ = writeln!(
                 out,
                 "  {note}: {} ({}:{})",

@@ -18,7 +18,7 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelId, ChannelOpenFailure};
 use tracing::{debug, info};
 
-use crate::config::TOLERATED_WITH_WARNING;
+use crate::config::Allowance;
 use crate::error::{ChannelOpenError, Error, HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::{Chain, Hop};
@@ -224,7 +224,7 @@ pub async fn connect_chain(chain: &Chain, opts: &ConnectOptions) -> Result<Sessi
 /// a server that wants GSSAPI says so in the authentication failure.)
 fn warn_tolerated(hop: &Hop, opts: &ConnectOptions) {
     for seen in &hop.config.other_keywords {
-        if seen.note == Some(TOLERATED_WITH_WARNING) {
+        if seen.note == Some(Allowance::ToleratedWithWarning) {
             opts.observer.emit(Event::Warning(format!(
                 "{}: {} ({}:{}, the system-wide ssh_config) is not implemented by pgtunnel yet and is not applied",
                 hop.label(),
