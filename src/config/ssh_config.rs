@@ -87,6 +87,7 @@ use super::lexer::{argv_split, directive, strdelim};
 use super::pattern::{ListMatch, host_line_matches, match_hostname, match_pattern_list};
 use super::status::{OtherKeyword, Status, Verdict, other};
 use super::tokens::{Expansion, expand, tilde_expand};
+use crate::spec::HopSpec;
 
 /// The system-wide client configuration, read after the user's by [`SshConfig::load_default`].
 pub const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
@@ -222,6 +223,11 @@ pub struct HostQuery {
     pub user: Option<String>,
     /// `:port` from the command line: overrides `Port`.
     pub port: Option<u16>,
+    /// The host is reached through this jump host, as `ssh -J a,b` reaches `b` (its child
+    /// `ssh -J a b`): it is the ProxyJump, from the command line, and the config's own
+    /// ProxyJump and ProxyCommand do not apply. The "jumphost loop" check for it is
+    /// [`crate::plan::chain::jumps_to_itself`]'s.
+    pub jump: Option<HopSpec>,
 }
 
 /// Facts about the local machine that resolution needs (tokens, defaults).
@@ -491,6 +497,11 @@ impl SshConfig {
         }
         if let Some(port) = query.port {
             o.port = First::command_line(port);
+        }
+        if let Some(via) = &query.jump {
+            // `ssh -J`'s `parse_jump()`: the jump host, and `ProxyCommand none`.
+            o.proxy_jump = First::command_line(Jump::Hops(vec![via.clone()]));
+            o.proxy_command = First::command_line("none".to_string());
         }
         let mut pass = Pass {
             host: query.host.clone(),
@@ -1093,7 +1104,8 @@ fn proxy(
             value: Jump::Hops(hops),
             origin,
         }) => {
-            if let Some(last) = hops.last() {
+            // The command line's jump host (`HostQuery::jump`) is checked by the chain.
+            if let (Some(last), Some(_)) = (hops.last(), origin) {
                 let jump_user = last.user.as_deref().unwrap_or(user);
                 if last.host == host_name && last.port.unwrap_or(22) == port && jump_user == user {
                     return Err(origin_error(
@@ -1401,6 +1413,7 @@ Host *
                     host: "db".into(),
                     user: Some("joe".into()),
                     port: Some(2222),
+                    jump: None,
                 },
                 &env(),
             )
@@ -1691,6 +1704,7 @@ Match all
                     host: "x".into(),
                     user: Some("joe".into()),
                     port: None,
+                    jump: None,
                 },
                 &env(),
             )
