@@ -8,6 +8,7 @@
 //! # query: joe@alias:2222        the same with `-l joe -p 2222`
 //! # error: alias [-- text]       both OpenSSH and we must refuse (our message holds `text`)
 //! # error: alias -- text @3      ... and both errors name line 3 of the config
+//! # error: alias -- text @3,5,8  ... and both name each of these lines (every bad line)
 //! # unsupported: alias           we must refuse with "unsupported"; OpenSSH is not asked
 //!                                (it would run a `Match exec` command)
 //! Host alias
@@ -623,18 +624,23 @@ fn resolution_matches_ssh_g() {
                             g.get("hostname")
                         )),
                         Err(e) => {
-                            if let Some(n) = &line
-                                && !e.contains(&format!("line {n}:"))
-                            {
-                                failures
-                                    .push(format!("{label}: ssh's error `{e}` is not line {n}"));
+                            for n in line.iter().flat_map(|l| l.split(',')) {
+                                if !e.contains(&format!("line {n}:")) {
+                                    failures.push(format!(
+                                        "{label}: ssh's error `{e}` does not name line {n}"
+                                    ));
+                                }
                             }
                         }
                     }
-                    if let (Some(n), Err(e)) = (&line, &mine)
-                        && !e.contains(&format!("config:{n}:"))
-                    {
-                        failures.push(format!("{label}: our error `{e}` is not line {n}"));
+                    if let Err(e) = &mine {
+                        for n in line.iter().flat_map(|l| l.split(',')) {
+                            if !e.contains(&format!("config:{n}:")) {
+                                failures.push(format!(
+                                    "{label}: our error `{e}` does not name line {n}"
+                                ));
+                            }
+                        }
                     }
                     match mine {
                         Ok(c) => failures.push(format!(
