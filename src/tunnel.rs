@@ -149,6 +149,12 @@ pub async fn start(
     )
 }
 
+/// Whether the target is PostgreSQL: `--pg` / `--no-pg` (`choice`) decide, else its port
+/// (5432).
+pub fn is_postgres(target: &Target, choice: Option<bool>) -> bool {
+    choice.unwrap_or(target.port == crate::spec::DEFAULT_TARGET_PORT)
+}
+
 /// A `psql` command line for a tunnel listening on `addr`.
 pub fn psql_command(addr: SocketAddr) -> String {
     format!("psql \"host={} port={}\"", addr.ip(), addr.port())

@@ -465,3 +465,129 @@ async fn psql_pg_dump_and_pgbench_through_the_pgtunnel_binary() {
     let status = tunnel.wait(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0));
 }
+
+/// `psql`'s stderr for a connection through the tunnel at `port` (`extra`: more connection
+/// parameters).
+fn psql_error(t: &Topology, port: u16, extra: &str) -> String {
+    let out =
+        t.pg.tool("psql")
+            .args(["-X", "-d"])
+            .arg(format!(
+                "host=127.0.0.1 port={port} user={PG_USER} dbname=postgres connect_timeout=30 \
+                 {extra}"
+            ))
+            .arg("-c")
+            .arg("SELECT 1")
+            .output()
+            .expect("run psql");
+    assert!(!out.status.success(), "psql should fail");
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+/// A connection pgtunnel cannot carry is answered in PostgreSQL's protocol, so psql prints
+/// why (the hop, the reason) instead of "server closed the connection unexpectedly": the last
+/// hop refusing the channel (PermitOpen), the connection limit, the chain staying down. A
+/// client that speaks something else is still just closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_is_told_why_a_connection_cannot_be_carried() {
+    let mut t = topology().await;
+    let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
+    let db_label = format!("hop 2 (db.foo.com, {})", t.db.addr);
+
+    // The last hop refuses the channel (db.foo.com may open only PostgreSQL's port).
+    let refused_target = format!("{PG_IP}:1");
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &["-F", &cfg, "--via", "db.foo.com", "--pg", &refused_target],
+    )
+    .await;
+    let port = tunnel.addr.port();
+    for sslmode in ["prefer", "disable"] {
+        let err = psql_error(&t, port, &format!("sslmode={sslmode}"));
+        assert!(
+            err.starts_with(&format!(
+                "psql: error: connection to server at \"127.0.0.1\", port {port} failed: \
+                 FATAL:  pgtunnel: {db_label} could not reach {refused_target}: \
+                 administratively prohibited"
+            )),
+            "{err}"
+        );
+    }
+    // Not a PostgreSQL client: closed without an answer.
+    let mut raw = tokio::net::TcpStream::connect(tunnel.addr)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let _ = raw.read_to_end(&mut got).await;
+    assert!(
+        got.is_empty(),
+        "no answer to a non-PostgreSQL client: {got:?}"
+    );
+    // Without --pg (the port is not 5432) psql sees the connection closed, as before.
+    drop(tunnel);
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &["-F", &cfg, "--via", "db.foo.com", &refused_target],
+    )
+    .await;
+    let err = psql_error(&t, tunnel.addr.port(), "");
+    assert!(!err.contains("pgtunnel:"), "{err}");
+    drop(tunnel);
+
+    // The connection limit.
+    let target = t.target();
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &[
+            "-F",
+            &cfg,
+            "--via",
+            "db.foo.com",
+            "--pg",
+            "--max-connections",
+            "1",
+            "--wait-for-chain",
+            "1",
+            &target,
+        ],
+    )
+    .await;
+    let port = tunnel.addr.port();
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user={PG_USER} password={} dbname=postgres",
+        password()
+    );
+    let (held, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("the first connection is carried");
+    let conn = tokio::spawn(conn);
+    held.simple_query("SELECT 1").await.expect("query");
+    let err = psql_error(&t, port, "");
+    assert_eq!(
+        err,
+        format!(
+            "psql: error: connection to server at \"127.0.0.1\", port {port} failed: FATAL:  \
+             pgtunnel: too many connections: this tunnel carries at most 1 at once \
+             (--max-connections)"
+        )
+    );
+    drop(held);
+    let _ = conn.await;
+
+    // The chain goes down (hop 2's sshd and its sessions killed) and stays down.
+    t.db.kill_all();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let err = psql_error(&t, port, "");
+    assert!(
+        err.starts_with(&format!(
+            "psql: error: connection to server at \"127.0.0.1\", port {port} failed: FATAL:  \
+             pgtunnel: the SSH chain is down ("
+        )) && err.ends_with("and was not back within 1s (--wait-for-chain)"),
+        "{err}"
+    );
+    drop(tunnel);
+}

@@ -195,6 +195,18 @@ impl ChainWatch {
         matches!(*state, ChainState::Stopping) || state.is_final() || self.0.has_changed().is_err()
     }
 
+    /// Why the chain is not up, as far as known (`None` when it is up, or stopping).
+    pub(super) fn down_reason(&self) -> Option<String> {
+        match &*self.0.borrow() {
+            ChainState::Recovering { hop, reason, .. } => {
+                Some(format!("{hop} lost: {reason}; reconnecting"))
+            }
+            ChainState::Lost { hop, reason } => Some(format!("{hop} lost: {reason}")),
+            ChainState::Refused { error, .. } => Some(error.clone()),
+            ChainState::Up(_) | ChainState::Stopping => None,
+        }
+    }
+
     /// The chain once it is up; `None` at `deadline`, or when it will not be up again.
     pub(super) async fn up_by(&mut self, deadline: Instant) -> Option<LiveChain> {
         let wait = self

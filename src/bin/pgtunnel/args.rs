@@ -47,6 +47,15 @@ pub struct Args {
     #[arg(long)]
     pub require_encrypted: bool,
 
+    /// The target is PostgreSQL (the default for port 5432): clients that cannot be carried
+    /// are told why in PostgreSQL's protocol.
+    #[arg(long, conflicts_with = "no_pg")]
+    pub pg: bool,
+
+    /// The target is not PostgreSQL, whatever its port: nothing PostgreSQL-specific is done.
+    #[arg(long)]
+    pub no_pg: bool,
+
     #[command(flatten)]
     pub common: Common,
 }

@@ -144,6 +144,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                     format!("connect with: {}", tunnel::psql_command(addr))
                 }),
                 self_check: None,
+                postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
             };
             serve(setup, &args.common).await
         }
@@ -195,6 +196,7 @@ async fn run_demo(
         questions: Questions::NoneToAsk,
         ready_hint: Box::new(|addr| demo.try_hint(addr)),
         self_check: Some(demo_self_check(demo.is_postgres(), check)),
+        postgres: Some(demo.is_postgres()),
     };
     let code = serve(setup, &common).await;
     drop(demo);
@@ -276,6 +278,8 @@ struct Setup<'a> {
     /// What to do with the port, for the ready line.
     ready_hint: Box<dyn Fn(SocketAddr) -> String + 'a>,
     self_check: Option<SelfCheck>,
+    /// `--pg` / `--no-pg` (see [`tunnel::is_postgres`]).
+    postgres: Option<bool>,
 }
 
 /// Why the binary stopped a serving tunnel.
@@ -297,6 +301,7 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         questions,
         ready_hint,
         self_check,
+        postgres,
     } = setup;
     let (chain, listener, local) = plan_and_bind(&request, &env, common.quiet).await?;
     let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
@@ -311,7 +316,8 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     };
     let tunnel = Tunnel::new(listener, sessions, chain.target.clone())
         .limits(limits(common))
-        .reconnect(reconnect(common, &chain, &opts));
+        .reconnect(reconnect(common, &chain, &opts))
+        .postgres(tunnel::is_postgres(&chain.target, postgres));
     println!("ready: {local} -> {} ; {}", chain.target, ready_hint(local));
 
     let self_check = self_check.map(|check| start_self_check(check, local));
