@@ -42,12 +42,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The target did not answer through the chain (the check before the tunnel is ready).
+    #[error(transparent)]
+    Probe(Box<crate::forward::probe::ProbeError>),
     /// `--require-encrypted` and some segment leaves a machine in plain TCP.
     #[error("--require-encrypted: {}", segments.join("; "))]
     NotEncrypted {
         /// The offending segments, as printed in the path report.
         segments: Vec<String>,
     },
+}
+
+impl From<crate::forward::probe::ProbeError> for Error {
+    fn from(e: crate::forward::probe::ProbeError) -> Self {
+        Error::Probe(Box::new(e))
+    }
 }
 
 /// A hop as the user knows it: its position in the chain, its name and its address.
@@ -337,6 +346,8 @@ pub enum ErrorKind {
     Connect,
     /// `--require-encrypted` refused the path.
     NotEncrypted,
+    /// The target did not answer through the chain (the probe).
+    Probe,
 }
 
 impl Error {
@@ -345,6 +356,7 @@ impl Error {
         match self {
             Error::Spec(_) | Error::Config(_) | Error::Chain(_) => ErrorKind::Config,
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
+            Error::Probe(_) => ErrorKind::Probe,
             Error::Listen { .. } => ErrorKind::Connect,
             Error::Hop { source, .. } => match source.as_ref() {
                 HopError::HostKeyUnknown { .. }
