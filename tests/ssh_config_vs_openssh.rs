@@ -348,6 +348,9 @@ fn local_env(case_dir: &Path) -> LocalEnv {
         local_hostname: host,
         uid,
         env: ssh_env(case_dir),
+        // Cases that look names up run in a private mount namespace, from the binary
+        // (tests/canonicalize.rs); here, no name resolves.
+        resolver: pgtunnel::config::Resolver::none(),
     }
 }
 
@@ -582,6 +585,7 @@ fn resolve_ours(case: &Case, q: &Query, env: &LocalEnv) -> Result<HostConfig, St
                 host: q.host.clone(),
                 user: q.user.clone(),
                 port: q.port,
+                proxied: false,
             },
             env,
         )

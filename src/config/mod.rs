@@ -10,6 +10,7 @@
 //! ssh does.
 
 mod address;
+pub mod canonical;
 #[cfg(test)]
 mod fuzz;
 mod glob;
@@ -22,6 +23,7 @@ pub mod ssh_config;
 pub mod status;
 mod tokens;
 
+pub use canonical::{Canonicalization, Canonicalize, NameResolver, PermittedCname, Resolver};
 pub use keyword::{
     AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, Keyword, ProxyJump,
     StrictHostKeyChecking,

@@ -171,6 +171,7 @@ where
                 host: target.host.clone(),
                 user: None,
                 port: None,
+                proxied: false,
             })?;
             match &config.proxy_jump {
                 Some(ProxyJump::Hops(list)) if !list.is_empty() => {
@@ -226,8 +227,12 @@ fn expand_list(
     expand_hop(first, source, stack, resolve, out)?;
     let mut via = first;
     for spec in rest {
-        // Reached from the hop before it: its own ProxyJump/ProxyCommand do not apply.
-        let config = resolve(&query(spec))?;
+        // Reached from the hop before it: its own ProxyJump/ProxyCommand do not apply, and
+        // ssh resolves it as `ssh -J <the hops before> <it>`.
+        let config = resolve(&HostQuery {
+            proxied: true,
+            ..query(spec)
+        })?;
         if jumps_to_itself(via, &config) {
             return Err(ChainError::JumpLoop {
                 via: via.to_string(),
@@ -310,6 +315,7 @@ fn query(spec: &HopSpec) -> HostQuery {
         host: spec.host.clone(),
         user: spec.user.clone(),
         port: spec.port,
+        proxied: false,
     }
 }
 
