@@ -336,6 +336,12 @@ impl Error {
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            // A host name canonicalization could not resolve: like any name that does not
+            // resolve, a connection failure (ssh exits 255 for both).
+            Error::Config(ConfigError::Unresolved { .. })
+            | Error::Chain(ChainError::Config(ConfigError::Unresolved { .. })) => {
+                ErrorKind::Connect
+            }
             Error::Spec(_) | Error::Config(_) | Error::Chain(_) => ErrorKind::Config,
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
             Error::Listen { .. } => ErrorKind::Connect,

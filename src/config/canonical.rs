@@ -91,8 +91,15 @@ impl NameResolver for SystemResolver {
             socktype: libc::SOCK_STREAM,
             protocol: 0,
         };
-        let mut found = dns_lookup::getaddrinfo(Some(name), Some("22"), Some(hints))
-            .map_err(|e| std::io::Error::from(e).to_string())?;
+        let mut found =
+            dns_lookup::getaddrinfo(Some(name), Some("22"), Some(hints)).map_err(|e| {
+                // `gai_strerror`'s text, as ssh prints it.
+                let text = std::io::Error::from(e).to_string();
+                match text.strip_prefix("failed to lookup address information: ") {
+                    Some(reason) => reason.to_string(),
+                    None => text,
+                }
+            })?;
         // The canonical name is on the first entry, as ssh reads it.
         match found.next() {
             Some(Ok(first)) => Ok(first.canonname),

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Allowance, Keyword, Status};
+use crate::config::{Allowance, Canonicalization, Keyword, Status};
 use crate::plan::chain::{Chain, Hop, HopSource};
 
 /// Renders the explanation of `chain`.
@@ -100,7 +100,12 @@ fn row(hop: &Hop, keyword: Keyword) -> Option<(&'static str, String, String)> {
         Keyword::HostName => (
             "hostname",
             c.host_name.clone(),
-            or("default (the name as written)"),
+            match &c.canonicalization {
+                Canonicalization::Renamed { from, .. } => {
+                    format!("canonicalized from {from} (CanonicalizeHostname)")
+                }
+                _ => or("default (the name as written)"),
+            },
         ),
         Keyword::Port => (
             "port",
