@@ -25,8 +25,10 @@
 //!   as typed; a matching `!pattern` disables the block. `Match`: `all`, `host` (against the
 //!   `HostName` set so far, `%h` expanded), `originalhost`, `user` (the user set so far),
 //!   `localuser`, `canonical`, `final`, each negatable, comma-separated pattern lists (host
-//!   names compared ignoring case). `Match final` triggers OpenSSH's second pass: the files
-//!   are evaluated again against the final host name with `final`/`canonical` true.
+//!   names compared ignoring case). `Match final` (even negated, as in 9.2) and enabled
+//!   canonicalization trigger OpenSSH's second pass: the files are evaluated again against
+//!   the final (canonical) host name with `final` and `canonical` both true; in the first
+//!   pass both are false.
 //! - `Match exec` (and criteria of later OpenSSH releases: `localnetwork`, `tagged`, ...)
 //!   cannot be evaluated without running commands: when resolution reaches one whose result
 //!   matters, it fails with "unsupported"; it is never guessed.
@@ -40,6 +42,13 @@
 //!   else lowercased (but not a name with `:` or `%`, which ssh takes for an address): that
 //!   is `hostname`, `%h` in the other keywords and the known_hosts name (`HostKeyAlias` is
 //!   kept as written).
+//! - `CanonicalizeHostname` (`yes`: direct connections only; `always`), `CanonicalDomains`,
+//!   `CanonicalizeMaxDots`, `CanonicalizeFallbackLocal`, `CanonicalizePermittedCNAMEs`: after
+//!   the first pass the host name is canonicalized as ssh's `main()` does it
+//!   (`config/canonical.rs`), asking the [`LocalEnv`]'s resolver (the caller's I/O: the
+//!   system's `getaddrinfo` for pgtunnel, a fake in tests); when canonicalization is enabled
+//!   the files are then read again with the new name, as for `Match final`. A host resolved
+//!   with [`HostQuery::proxied`] (a jump list's later hosts, `ssh -J`) is not direct.
 //! - `ProxyJump` and `ProxyCommand`: whichever applies first wins; `none` clears.
 //! - `AddressFamily` (`any`, `inet`, `inet6`; default `any`) filters the addresses hop 1's
 //!   HostName resolves to ([`crate::config::AddressFamily::filter`]).
@@ -50,7 +59,7 @@
 //!
 //! # Known differences from OpenSSH 9.2
 //! - `%j` is accepted (OpenSSH 9.3+); `%C` hashes `%l%h%p%r` as 9.2 does (newer releases add
-//!   `%j`). `CanonicalizeHostname` is ignored (no DNS is done here).
+//!   `%j`).
 //! - An `IdentityAgent ${VAR}` naming an unset variable fails only when that value is used,
 //!   not while reading the file. `IdentityAgent $VAR` (the legacy form) is resolved to the
 //!   variable's value, or `none` when unset, as `ssh` does before connecting.
