@@ -921,7 +921,7 @@ fn show_canonicalize_hostname(c: &HostConfig) -> Option<String> {
             " (not applied: reached through a ProxyCommand or jump host; `always` would)".into()
         }
         Canonicalization::TooManyDots { max } => {
-            format!(" (not applied: more than {max} dots, CanonicalizeMaxDots)")
+            format!(" (not applied: more dots than CanonicalizeMaxDots {max})")
         }
         Canonicalization::NotFound { tried } => format!(
             " (no domain resolved, tried {}; kept as written: CanonicalizeFallbackLocal)",
