@@ -399,7 +399,7 @@ async fn a_tunnel_reaches_an_alias_by_canonicalization() {
         .parse()
         .expect("socket address");
     echo_round_trip(addr, 256 * 1024, 7).await;
-    assert_eq!(echo.connections(), 1);
+    assert!(echo.connections() >= 1);
     child.start_kill().expect("stop pgtunnel");
     let _ = child.wait().await;
 }
