@@ -81,6 +81,8 @@ enum Query {
     Same { via: Option<String>, host: String },
     /// Both refuse; ours says this.
     Error { host: String, text: String },
+    /// `pgtunnel ALIAS`: explain's target host against ssh -G's hostname.
+    Target { alias: String },
 }
 
 struct Case {
@@ -112,6 +114,10 @@ fn load_cases() -> Vec<Case> {
             if let Some(h) = line.strip_prefix("# hosts:") {
                 hosts.push_str(h.trim());
                 hosts.push('\n');
+            } else if let Some(q) = line.strip_prefix("# query-target:") {
+                queries.push(Query::Target {
+                    alias: q.trim().to_string(),
+                });
             } else if let Some(q) = line.strip_prefix("# query-via:") {
                 let (via, host) = q.trim().split_once(' ').expect("query-via: GW HOST");
                 queries.push(Query::Same {
@@ -234,11 +240,33 @@ fn explain_fields(out: &Output, host: &str) -> BTreeMap<String, String> {
     map
 }
 
+/// `pgtunnel explain ALIAS`'s target host against `ssh -G ALIAS`'s hostname.
+fn check_target(case: &Case, names: &Names, dir: &Path, alias: &str, failures: &mut Vec<String>) {
+    let config = dir.join("config");
+    let theirs = run(names.command("ssh", &ssh_args(&config, None, alias)), dir);
+    let args = ["explain", "-F", &config.display().to_string(), alias].map(String::from);
+    let ours = run(names.command(BIN, &args), dir);
+    let target = String::from_utf8_lossy(&ours.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("target: "))
+        .and_then(|t| t.split_once(':'))
+        .map(|(host, _)| host.to_string());
+    let hostname = ssh_fields(&theirs).get("hostname").cloned();
+    if target.is_none() || target != hostname {
+        failures.push(format!(
+            "{} [target {alias}]: ours {target:?} != ssh {hostname:?} ({})",
+            case.name,
+            String::from_utf8_lossy(&ours.stderr).trim()
+        ));
+    }
+}
+
 fn check_query(case: &Case, names: &Names, dir: &Path, q: &Query, failures: &mut Vec<String>) {
     let config = dir.join("config");
     let (via, host, error) = match q {
         Query::Same { via, host } => (via.as_deref(), host.as_str(), None),
         Query::Error { host, text } => (None, host.as_str(), Some(text.as_str())),
+        Query::Target { alias } => return check_target(case, names, dir, alias, failures),
     };
     let label = format!(
         "{} [{}{host}]",
