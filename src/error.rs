@@ -406,6 +406,31 @@ mod tests {
     }
 
     #[test]
+    fn a_name_canonicalization_cannot_resolve_is_a_connection_failure() {
+        let unresolved = || ConfigError::Unresolved {
+            message: "Could not resolve host \"db\"".into(),
+            keyword: "CanonicalizeHostname",
+            file: "/cfg".into(),
+            line: 3,
+            tried: vec!["db.a.example.".into()],
+        };
+        assert_eq!(Error::Config(unresolved()).kind(), ErrorKind::Connect);
+        let chained = Error::Chain(ChainError::Config(unresolved()));
+        assert_eq!(chained.kind(), ErrorKind::Connect);
+        assert_eq!(
+            chained.to_string(),
+            "Could not resolve host \"db\" (CanonicalizeHostname, /cfg:3; looked up \
+             db.a.example.)"
+        );
+        let bad_line = ConfigError::Line {
+            file: "/cfg".into(),
+            line: 1,
+            message: "x".into(),
+        };
+        assert_eq!(Error::Config(bad_line).kind(), ErrorKind::Config);
+    }
+
+    #[test]
     fn typed_sources_print_as_the_strings_did() {
         let refused = HopError::Unreachable {
             via: label(1),
