@@ -26,6 +26,8 @@ use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgtunnel");
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config");
+/// Compared (the first word of each: `%h` in the first known-hosts file follows the name).
+const FIELDS: [&str; 4] = ["hostname", "user", "port", "userknownhostsfile"];
 
 /// The files bind-mounted over the system's in the namespace.
 struct Names {
@@ -204,20 +206,22 @@ fn run(mut cmd: Command, home: &Path) -> Output {
         .expect("run in the namespace")
 }
 
-/// ssh -G's hostname, user and port.
+/// ssh -G's [`FIELDS`].
 fn ssh_fields(out: &Output) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if let Some((k, v)) = line.split_once(' ')
-            && ["hostname", "user", "port"].contains(&k)
+            && FIELDS.contains(&k)
         {
-            map.entry(k.to_string()).or_insert_with(|| v.to_string());
+            let first = v.split(' ').next().unwrap_or_default();
+            map.entry(k.to_string())
+                .or_insert_with(|| first.to_string());
         }
     }
     map
 }
 
-/// The hostname, user and port rows of explain's last `--via` hop named `host`.
+/// The [`FIELDS`] rows of explain's last `--via` hop named `host`.
 fn explain_fields(out: &Output, host: &str) -> BTreeMap<String, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut map = BTreeMap::new();
@@ -231,7 +235,7 @@ fn explain_fields(out: &Output, host: &str) -> BTreeMap<String, String> {
         } else if in_hop && let Some(row) = line.strip_prefix("  ") {
             let mut words = row.split_whitespace();
             if let (Some(k), Some(v)) = (words.next(), words.next())
-                && ["hostname", "user", "port"].contains(&k)
+                && FIELDS.contains(&k)
             {
                 map.insert(k.to_string(), v.to_string());
             }
