@@ -354,6 +354,12 @@ impl Error {
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            // A host name canonicalization could not resolve: like any name that does not
+            // resolve, a connection failure (ssh exits 255 for both).
+            Error::Config(ConfigError::Unresolved { .. })
+            | Error::Chain(ChainError::Config(ConfigError::Unresolved { .. })) => {
+                ErrorKind::Connect
+            }
             Error::Spec(_) | Error::Config(_) | Error::Chain(_) => ErrorKind::Config,
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
             Error::Probe(_) => ErrorKind::Probe,
@@ -425,6 +431,31 @@ mod tests {
             hop: label(2),
             source: Box::new(source),
         })
+    }
+
+    #[test]
+    fn a_name_canonicalization_cannot_resolve_is_a_connection_failure() {
+        let unresolved = || ConfigError::Unresolved {
+            message: "Could not resolve host \"db\"".into(),
+            keyword: "CanonicalizeHostname",
+            file: "/cfg".into(),
+            line: 3,
+            tried: vec!["db.a.example.".into()],
+        };
+        assert_eq!(Error::Config(unresolved()).kind(), ErrorKind::Connect);
+        let chained = Error::Chain(ChainError::Config(unresolved()));
+        assert_eq!(chained.kind(), ErrorKind::Connect);
+        assert_eq!(
+            chained.to_string(),
+            "Could not resolve host \"db\" (CanonicalizeHostname, /cfg:3; looked up \
+             db.a.example.)"
+        );
+        let bad_line = ConfigError::Line {
+            file: "/cfg".into(),
+            line: 1,
+            message: "x".into(),
+        };
+        assert_eq!(Error::Config(bad_line).kind(), ErrorKind::Config);
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each),
 //! [`status`] the status of every other keyword OpenSSH knows;
 //! `pattern` is OpenSSH's `match.c`, shared by both; `address` rewrites a numeric HostName as
-//! ssh does.
+//! ssh does; [`canonical`] is `CanonicalizeHostname` (pure, over a [`NameResolver`]).
 
 mod address;
+pub mod canonical;
 #[cfg(test)]
 mod fuzz;
 mod glob;
@@ -22,6 +23,7 @@ pub mod ssh_config;
 pub mod status;
 mod tokens;
 
+pub use canonical::{Canonicalization, Canonicalize, NameResolver, PermittedCname, Resolver};
 pub use keyword::{
     AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, Keyword, ProxyJump,
     StrictHostKeyChecking,

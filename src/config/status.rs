@@ -475,29 +475,6 @@ pub static OTHER: &[OtherKeyword] = &[
         flag_no,
         "pgtunnel does not implement ProxyUseFdpass yet",
     ),
-    na(
-        &["CanonicalDomains"],
-        "used only by CanonicalizeHostname (refused unless no)",
-    ),
-    na_checked(
-        &["CanonicalizeFallbackLocal"],
-        flag_any,
-        "used only by CanonicalizeHostname (refused unless no)",
-    ),
-    refused_unless(
-        &["CanonicalizeHostname"],
-        "no",
-        canonicalize_no,
-        "pgtunnel does not implement CanonicalizeHostname yet",
-    ),
-    na(
-        &["CanonicalizeMaxDots"],
-        "used only by CanonicalizeHostname (refused unless no)",
-    ),
-    na(
-        &["CanonicalizePermittedCNAMEs"],
-        "used only by CanonicalizeHostname (refused unless no)",
-    ),
     na_checked(
         &["StreamLocalBindMask"],
         octal_mask,
@@ -917,19 +894,6 @@ fn yes_no_ask_no(words: &[String]) -> Result<Verdict, String> {
     )
 }
 
-fn canonicalize_no(words: &[String]) -> Result<Verdict, String> {
-    multistate(
-        words,
-        &[
-            ("yes", false),
-            ("true", false),
-            ("always", false),
-            ("no", true),
-            ("false", true),
-        ],
-    )
-}
-
 fn is(words: &[String], value: &str) -> Result<Verdict, String> {
     let w = first(words)?;
     Ok(if w.eq_ignore_ascii_case(value) {
@@ -1081,6 +1045,10 @@ mod tests {
         assert_eq!(other("host").unwrap().status, Status::Honoured);
         assert!(other("frobnicate").is_none());
         assert!(other("hostname").is_none(), "in the keywords! table");
+        assert!(
+            other("canonicalizehostname").is_none(),
+            "in the keywords! table"
+        );
     }
 
     #[test]
@@ -1089,8 +1057,6 @@ mod tests {
         assert_eq!(check("compression", "no"), Ok(Verdict::Fine));
         assert_eq!(check("compression", "YES"), Ok(Verdict::Refuse));
         assert!(check("compression", "maybe").is_err());
-        assert_eq!(check("canonicalizehostname", "no"), Ok(Verdict::Fine));
-        assert_eq!(check("canonicalizehostname", "always"), Ok(Verdict::Refuse));
         assert_eq!(check("verifyhostkeydns", "ask"), Ok(Verdict::Refuse));
         assert_eq!(check("ipqos", "none"), Ok(Verdict::Fine));
         assert_eq!(check("ipqos", "af21 cs1"), Ok(Verdict::Refuse));
