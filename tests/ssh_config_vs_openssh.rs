@@ -26,7 +26,8 @@
 //! (expanded, as `ssh -v` loads them), user/global known-hosts files, stricthostkeychecking,
 //! hostkeyalias, connecttimeout, serveraliveinterval/countmax, identitiesonly, identityagent,
 //! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode,
-//! numberofpasswordprompts, addressfamily and tcpkeepalive.
+//! numberofpasswordprompts, addressfamily, tcpkeepalive, bindaddress, bindinterface,
+//! connectionattempts, ipqos, rekeylimit and preferredauthentications.
 //!
 //! `PGTUNNEL_SSH_CONFIG_CASES=DIR` runs the comparison on another directory of cases, such
 //! as random ones from `tests/data/ssh_config/generate_random_cases.py` (seeds 7 and 11,
@@ -56,7 +57,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 24] = [
+const FIELDS: [&str; 30] = [
     "hostname",
     "user",
     "port",
@@ -81,6 +82,12 @@ const FIELDS: [&str; 24] = [
     "numberofpasswordprompts",
     "addressfamily",
     "tcpkeepalive",
+    "bindaddress",
+    "bindinterface",
+    "connectionattempts",
+    "ipqos",
+    "rekeylimit",
+    "preferredauthentications",
 ];
 
 #[derive(Debug, Clone)]
@@ -489,6 +496,20 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
         ),
         ("addressfamily", c.address_family.as_str().to_string()),
         ("tcpkeepalive", yes_no(c.tcp_keep_alive)),
+        ("bindaddress", c.bind_address.clone().unwrap_or_else(dash)),
+        (
+            "bindinterface",
+            c.bind_interface.clone().unwrap_or_else(dash),
+        ),
+        ("connectionattempts", c.connection_attempts.to_string()),
+        ("ipqos", c.ip_qos.describe()),
+        ("rekeylimit", c.rekey_limit.describe()),
+        (
+            "preferredauthentications",
+            c.preferred_authentications
+                .as_ref()
+                .map_or_else(dash, |l| l.join(",")),
+        ),
     ])
 }
 
@@ -532,12 +553,7 @@ fn theirs(
             one("stricthostkeychecking").unwrap_or_else(dash),
         ),
         ("hostkeyalias", one("hostkeyalias").unwrap_or_else(dash)),
-        (
-            "connecttimeout",
-            one("connecttimeout")
-                .map(|t| if t == "0" { "none".into() } else { t })
-                .unwrap_or_else(dash),
-        ),
+        ("connecttimeout", one("connecttimeout").unwrap_or_else(dash)),
         (
             "serveraliveinterval",
             one("serveraliveinterval").unwrap_or_else(dash),
@@ -570,6 +586,18 @@ fn theirs(
         ),
         ("addressfamily", one("addressfamily").unwrap_or_else(dash)),
         ("tcpkeepalive", one("tcpkeepalive").unwrap_or_else(dash)),
+        ("bindaddress", one("bindaddress").unwrap_or_else(dash)),
+        ("bindinterface", one("bindinterface").unwrap_or_else(dash)),
+        (
+            "connectionattempts",
+            one("connectionattempts").unwrap_or_else(dash),
+        ),
+        ("ipqos", one("ipqos").unwrap_or_else(dash)),
+        ("rekeylimit", one("rekeylimit").unwrap_or_else(dash)),
+        (
+            "preferredauthentications",
+            one("preferredauthentications").unwrap_or_else(dash),
+        ),
     ])
 }
 
@@ -675,6 +703,11 @@ fn resolution_matches_ssh_g() {
                                 && !c.origins.contains_key(&Keyword::ServerAliveInterval)
                             {
                                 m.insert("serveraliveinterval", "300".into());
+                            }
+                            // Debian keeps the pre-7.8 IPQoS default, `lowdelay throughput`
+                            // (a Debian patch); pgtunnel follows upstream 9.2 (`af21 cs1`).
+                            if debian_ssh() && !c.origins.contains_key(&Keyword::IPQoS) {
+                                m.insert("ipqos", "lowdelay throughput".into());
                             }
                             m
                         }

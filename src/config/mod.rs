@@ -10,6 +10,7 @@
 //! ssh does.
 
 mod address;
+pub mod connection;
 #[cfg(test)]
 mod fuzz;
 mod glob;
@@ -23,8 +24,8 @@ pub mod status;
 mod tokens;
 
 pub use keyword::{
-    AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, Keyword, ProxyJump,
-    StrictHostKeyChecking,
+    AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, IpQos, Keyword, ProxyJump,
+    RekeyLimit, StrictHostKeyChecking, Tos,
 };
 pub use ssh_config::{
     Allowance, ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SeenKeyword, SshConfig,

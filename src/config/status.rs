@@ -314,10 +314,6 @@ pub static OTHER: &[OtherKeyword] = &[
     ),
     na(&["Tag"], "only for `Match tagged`, which pgtunnel refuses"),
     na(&["EscapeChar"], "no session: no terminal escapes"),
-    refused(
-        &["ConnectionAttempts"],
-        "pgtunnel does not implement ConnectionAttempts yet (it tries once)",
-    ),
     refused_unless(
         &["CheckHostIP"],
         "no",
@@ -337,10 +333,6 @@ pub static OTHER: &[OtherKeyword] = &[
         &["DynamicForward"],
         "not applicable: pgtunnel's forward is its TARGET",
     ),
-    refused(
-        &["PreferredAuthentications"],
-        "pgtunnel does not implement PreferredAuthentications yet",
-    ),
     refused_system(
         &["HostKeyAlgorithms"],
         "pgtunnel does not implement HostKeyAlgorithms yet",
@@ -348,14 +340,6 @@ pub static OTHER: &[OtherKeyword] = &[
     refused_system(
         &["CASignatureAlgorithms"],
         "pgtunnel does not implement CASignatureAlgorithms yet",
-    ),
-    refused(
-        &["BindAddress"],
-        "pgtunnel does not implement BindAddress yet",
-    ),
-    refused(
-        &["BindInterface"],
-        "pgtunnel does not implement BindInterface yet",
     ),
     na_checked(
         &["ClearAllForwardings"],
@@ -379,10 +363,6 @@ pub static OTHER: &[OtherKeyword] = &[
         "no",
         flag_no,
         "pgtunnel does not implement NoHostAuthenticationForLocalhost yet",
-    ),
-    refused(
-        &["RekeyLimit"],
-        "pgtunnel does not implement RekeyLimit yet",
     ),
     na(&["SendEnv"], "no session: no environment is sent"),
     na(&["SetEnv"], "no session: no environment is sent"),
@@ -422,12 +402,6 @@ pub static OTHER: &[OtherKeyword] = &[
     refused_system(
         &["KexAlgorithms"],
         "pgtunnel does not implement KexAlgorithms yet",
-    ),
-    refused_unless(
-        &["IPQoS"],
-        "none",
-        ipqos_none,
-        "pgtunnel does not implement IPQoS yet (it marks no packets)",
     ),
     na_checked(
         &["RequestTTY"],
@@ -745,16 +719,6 @@ fn sha256(words: &[String]) -> Result<Verdict, String> {
     }
 }
 
-/// `IPQoS none` (or `none none`): no marking, which is what pgtunnel does.
-fn ipqos_none(words: &[String]) -> Result<Verdict, String> {
-    first(words)?;
-    Ok(if words.iter().all(|w| w.eq_ignore_ascii_case("none")) {
-        Verdict::Fine
-    } else {
-        Verdict::Refuse
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -859,8 +823,6 @@ mod tests {
         assert_eq!(check("canonicalizehostname", "no"), Ok(Verdict::Fine));
         assert_eq!(check("canonicalizehostname", "always"), Ok(Verdict::Refuse));
         assert_eq!(check("verifyhostkeydns", "ask"), Ok(Verdict::Refuse));
-        assert_eq!(check("ipqos", "none"), Ok(Verdict::Fine));
-        assert_eq!(check("ipqos", "af21 cs1"), Ok(Verdict::Refuse));
         assert_eq!(check("ciphers", "aes256-ctr"), Ok(Verdict::Refuse));
         assert_eq!(check("pkcs11provider", "none"), Ok(Verdict::Fine));
         assert_eq!(check("smartcarddevice", "/lib/p11.so"), Ok(Verdict::Refuse));
@@ -881,6 +843,6 @@ mod tests {
         // Algorithm lists: distributions' crypto policies set them system-wide.
         assert!(other("ciphers").unwrap().system_default_tolerated);
         assert!(other("kexalgorithms").unwrap().system_default_tolerated);
-        assert!(!other("bindaddress").unwrap().system_default_tolerated);
+        assert!(!other("checkhostip").unwrap().system_default_tolerated);
     }
 }
