@@ -658,7 +658,7 @@ fn rekey_limit(
 fn preferred_authentications(
     o: &mut Options,
     slot: impl FnOnce(&mut Options) -> &mut First<String>,
-    value: &String,
+    value: &str,
     at: &At<'_>,
 ) -> Result<(), ConfigError> {
     let slot = slot(o);
@@ -674,7 +674,7 @@ fn preferred_authentications(
         });
     }
     slot.0 = Some(Valued {
-        value: value.clone(),
+        value: value.to_string(),
         origin: Some(at.origin.clone()),
     });
     Ok(())
