@@ -7,7 +7,8 @@
 //! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each),
 //! [`status`] the status of every other keyword OpenSSH knows;
 //! `pattern` is OpenSSH's `match.c`, shared by both; `address` rewrites a numeric HostName as
-//! ssh does.
+//! ssh does; [`connection`] holds the values of `IPQoS`, `RekeyLimit` and
+//! `PreferredAuthentications`.
 
 mod address;
 pub mod connection;
