@@ -1008,7 +1008,10 @@ fn show_server_alive_interval(c: &HostConfig) -> Option<String> {
 fn show_ip_qos(c: &HostConfig) -> Option<String> {
     c.origins.contains_key(&Keyword::IPQoS).then(|| {
         let applied = c.ip_qos.applied().name();
-        format!("{} (hop 1's socket: {applied})", c.ip_qos.describe())
+        format!(
+            "{} (a direct TCP connection is marked {applied})",
+            c.ip_qos.describe()
+        )
     })
 }
 
