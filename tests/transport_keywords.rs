@@ -100,6 +100,22 @@ async fn bind_address_and_bind_interface_pick_the_source_address() {
     running.stop().await;
     let log = sshd.log();
     assert!(log.contains("Connection from 127.0.0.1 port"), "{log}");
+
+    // An interface without an address of the family: the hop fails, naming it.
+    configure(&home, &sshd, "  BindInterface nosuch0\n");
+    let chain = home
+        .chain(Some("h"), &echo.addr.to_string())
+        .expect("chain");
+    let err = match Running::start(&chain).await {
+        Ok(_) => panic!("there is no interface nosuch0"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    let text = err.to_string();
+    assert!(
+        text.contains("hop 1") && text.contains("BindInterface nosuch0: no suitable IPv4 address"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -455,6 +455,23 @@ mod tests {
         assert_eq!(socket2::SockRef::from(&tcp).tclass_v6().unwrap(), 0x88);
     }
 
+    #[test]
+    fn the_last_failure_and_the_attempts_make_the_error() {
+        let timed_out = attempts_failed(Some(AttemptFailure::TimedOut(Duration::from_secs(2))), 3);
+        assert_eq!(
+            timed_out.to_string(),
+            "no SSH session within 2s (ConnectTimeout): the connection to the server was not \
+             established (after 3 attempts, ConnectionAttempts 3)"
+        );
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let one = attempts_failed(Some(AttemptFailure::Io(refused)), 1).to_string();
+        assert_eq!(one, "cannot connect: connection refused");
+        assert!(matches!(
+            attempts_failed(None, 2),
+            HopError::Connect { attempts: 2, .. }
+        ));
+    }
+
     #[tokio::test]
     async fn failures_name_the_bind_and_the_attempts() {
         // Nothing listens on this port.
