@@ -27,7 +27,8 @@
 //! (expanded, as `ssh -v` loads them), user/global known-hosts files, stricthostkeychecking,
 //! hostkeyalias, connecttimeout, serveraliveinterval/countmax, identitiesonly, identityagent,
 //! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode,
-//! numberofpasswordprompts, addressfamily and tcpkeepalive.
+//! numberofpasswordprompts, addressfamily, tcpkeepalive, bindaddress, bindinterface,
+//! connectionattempts, ipqos, rekeylimit and preferredauthentications.
 //!
 //! `PGTUNNEL_SSH_CONFIG_CASES=DIR` runs the comparison on another directory of cases, such
 //! as random ones from `tests/data/ssh_config/generate_random_cases.py` (seeds 7 and 11,
@@ -57,7 +58,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 29] = [
+const FIELDS: [&str; 35] = [
     "hostname",
     "user",
     "port",
@@ -87,6 +88,12 @@ const FIELDS: [&str; 29] = [
     "canonicalizemaxdots",
     "canonicalizefallbacklocal",
     "canonicalizepermittedcnames",
+    "bindaddress",
+    "bindinterface",
+    "connectionattempts",
+    "ipqos",
+    "rekeylimit",
+    "preferredauthentications",
 ];
 
 #[derive(Debug, Clone)]
@@ -538,6 +545,20 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
                     .join(" ")
             },
         ),
+        ("bindaddress", c.bind_address.clone().unwrap_or_else(dash)),
+        (
+            "bindinterface",
+            c.bind_interface.clone().unwrap_or_else(dash),
+        ),
+        ("connectionattempts", c.connection_attempts.to_string()),
+        ("ipqos", c.ip_qos.describe()),
+        ("rekeylimit", c.rekey_limit.describe()),
+        (
+            "preferredauthentications",
+            c.preferred_authentications
+                .as_ref()
+                .map_or_else(dash, |l| l.join(",")),
+        ),
     ])
 }
 
@@ -581,12 +602,7 @@ fn theirs(
             one("stricthostkeychecking").unwrap_or_else(dash),
         ),
         ("hostkeyalias", one("hostkeyalias").unwrap_or_else(dash)),
-        (
-            "connecttimeout",
-            one("connecttimeout")
-                .map(|t| if t == "0" { "none".into() } else { t })
-                .unwrap_or_else(dash),
-        ),
+        ("connecttimeout", one("connecttimeout").unwrap_or_else(dash)),
         (
             "serveraliveinterval",
             one("serveraliveinterval").unwrap_or_else(dash),
@@ -639,6 +655,18 @@ fn theirs(
             // ssh -G spells it canonicalizePermittedcnames.
             "canonicalizepermittedcnames",
             one("canonicalizePermittedcnames").unwrap_or_else(dash),
+        ),
+        ("bindaddress", one("bindaddress").unwrap_or_else(dash)),
+        ("bindinterface", one("bindinterface").unwrap_or_else(dash)),
+        (
+            "connectionattempts",
+            one("connectionattempts").unwrap_or_else(dash),
+        ),
+        ("ipqos", one("ipqos").unwrap_or_else(dash)),
+        ("rekeylimit", one("rekeylimit").unwrap_or_else(dash)),
+        (
+            "preferredauthentications",
+            one("preferredauthentications").unwrap_or_else(dash),
         ),
     ])
 }
@@ -751,6 +779,11 @@ fn resolution_matches_ssh_g() {
                                 && !c.origins.contains_key(&Keyword::ServerAliveInterval)
                             {
                                 m.insert("serveraliveinterval", "300".into());
+                            }
+                            // Debian keeps the pre-7.8 IPQoS default, `lowdelay throughput`
+                            // (a Debian patch); pgtunnel follows upstream 9.2 (`af21 cs1`).
+                            if debian_ssh() && !c.origins.contains_key(&Keyword::IPQoS) {
+                                m.insert("ipqos", "lowdelay throughput".into());
                             }
                             m
                         }

@@ -7,10 +7,12 @@
 //! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each),
 //! [`status`] the status of every other keyword OpenSSH knows;
 //! `pattern` is OpenSSH's `match.c`, shared by both; `address` rewrites a numeric HostName as
-//! ssh does; [`canonical`] is `CanonicalizeHostname` (pure, over a [`NameResolver`]).
+//! ssh does; [`canonical`] is `CanonicalizeHostname` (pure, over a [`NameResolver`]);
+//! [`connection`] holds the values of `IPQoS`, `RekeyLimit` and `PreferredAuthentications`.
 
 mod address;
 pub mod canonical;
+pub mod connection;
 #[cfg(test)]
 mod fuzz;
 mod glob;
@@ -25,8 +27,8 @@ mod tokens;
 
 pub use canonical::{Canonicalization, Canonicalize, NameResolver, PermittedCname, Resolver};
 pub use keyword::{
-    AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, Keyword, ProxyJump,
-    StrictHostKeyChecking,
+    AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, IpQos, Keyword, ProxyJump,
+    RekeyLimit, StrictHostKeyChecking, Tos,
 };
 pub use ssh_config::{
     Allowance, ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SeenKeyword, SshConfig,

@@ -324,10 +324,6 @@ pub static OTHER: &[OtherKeyword] = &[
         escape_char,
         "no session: no terminal escapes",
     ),
-    refused(
-        &["ConnectionAttempts"],
-        "pgtunnel does not implement ConnectionAttempts yet (it tries once)",
-    ),
     refused_unless(
         &["CheckHostIP"],
         "no",
@@ -359,10 +355,6 @@ pub static OTHER: &[OtherKeyword] = &[
         &["DynamicForward"],
         "not applicable: pgtunnel's forward is its TARGET",
     ),
-    refused(
-        &["PreferredAuthentications"],
-        "pgtunnel does not implement PreferredAuthentications yet",
-    ),
     refused_system(
         &["HostKeyAlgorithms"],
         "pgtunnel does not implement HostKeyAlgorithms yet",
@@ -370,14 +362,6 @@ pub static OTHER: &[OtherKeyword] = &[
     refused_system(
         &["CASignatureAlgorithms"],
         "pgtunnel does not implement CASignatureAlgorithms yet",
-    ),
-    refused(
-        &["BindAddress"],
-        "pgtunnel does not implement BindAddress yet",
-    ),
-    refused(
-        &["BindInterface"],
-        "pgtunnel does not implement BindInterface yet",
     ),
     na_checked(
         &["ClearAllForwardings"],
@@ -401,10 +385,6 @@ pub static OTHER: &[OtherKeyword] = &[
         "no",
         flag_no,
         "pgtunnel does not implement NoHostAuthenticationForLocalhost yet",
-    ),
-    refused(
-        &["RekeyLimit"],
-        "pgtunnel does not implement RekeyLimit yet",
     ),
     na_checked(&["SendEnv"], send_env, "no session: no environment is sent"),
     na_checked(&["SetEnv"], set_env, "no session: no environment is sent"),
@@ -446,12 +426,6 @@ pub static OTHER: &[OtherKeyword] = &[
     refused_system(
         &["KexAlgorithms"],
         "pgtunnel does not implement KexAlgorithms yet",
-    ),
-    refused_unless(
-        &["IPQoS"],
-        "none",
-        ipqos_none,
-        "pgtunnel does not implement IPQoS yet (it marks no packets)",
     ),
     na_checked(
         &["RequestTTY"],
@@ -920,16 +894,6 @@ fn sha256(words: &[String]) -> Result<Verdict, String> {
     }
 }
 
-/// `IPQoS none` (or `none none`): no marking, which is what pgtunnel does.
-fn ipqos_none(words: &[String]) -> Result<Verdict, String> {
-    first(words)?;
-    Ok(if words.iter().all(|w| w.eq_ignore_ascii_case("none")) {
-        Verdict::Fine
-    } else {
-        Verdict::Refuse
-    })
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -1058,8 +1022,6 @@ mod tests {
         assert_eq!(check("compression", "YES"), Ok(Verdict::Refuse));
         assert!(check("compression", "maybe").is_err());
         assert_eq!(check("verifyhostkeydns", "ask"), Ok(Verdict::Refuse));
-        assert_eq!(check("ipqos", "none"), Ok(Verdict::Fine));
-        assert_eq!(check("ipqos", "af21 cs1"), Ok(Verdict::Refuse));
         assert_eq!(check("ciphers", "aes256-ctr"), Ok(Verdict::Refuse));
         assert_eq!(check("pkcs11provider", "none"), Ok(Verdict::Fine));
         assert_eq!(check("smartcarddevice", "/lib/p11.so"), Ok(Verdict::Refuse));
@@ -1080,6 +1042,6 @@ mod tests {
         // Algorithm lists: distributions' crypto policies set them system-wide.
         assert!(other("ciphers").unwrap().system_default_tolerated);
         assert!(other("kexalgorithms").unwrap().system_default_tolerated);
-        assert!(!other("bindaddress").unwrap().system_default_tolerated);
+        assert!(!other("checkhostip").unwrap().system_default_tolerated);
     }
 }
