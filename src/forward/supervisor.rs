@@ -353,8 +353,8 @@ async fn closed(live: &LiveChain) -> (HopLabel, String) {
 /// Brings the chain up again: the first attempt at once, then with backoff. After `flaps`
 /// chains in a row that were lost within [`STABLE`] of coming up, the backoff goes on from
 /// there instead of starting over: a bastion that lets us in and drops us again is not
-/// hammered (nor made to collect a signature of ours per attempt). Only a refused host key
-/// stops it: retrying cannot fix that, and the user must look. Each attempt is published.
+/// hammered (nor made to collect a signature of ours per attempt). Only a refused host key,
+/// or a hop `--require-pq` refuses, stops it: retrying cannot fix that, and the user must look. Each attempt is published.
 async fn reestablish(
     how: Reconnect,
     flaps: u32,
@@ -381,7 +381,8 @@ async fn reestablish(
         });
         match connect_chain(&how.chain, &how.opts).await {
             Ok(sessions) => return Ok((sessions, attempts)),
-            Err(e) if e.kind() == ErrorKind::HostKey => {
+            // `--require-pq` refusing a hop: the server's algorithms will not change either.
+            Err(e) if matches!(e.kind(), ErrorKind::HostKey | ErrorKind::NotEncrypted) => {
                 warn!("re-establishing the chain: {e}; giving up");
                 return Err(e);
             }
