@@ -390,3 +390,36 @@ async fn the_binary_refuses_with_exit_code_6_naming_the_hop() {
     );
     assert_eq!(echo.connections(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reports_the_key_exchange_and_warns_when_a_weaker_chain_comes_back() {
+    use nix::sys::signal::Signal;
+    use support::process::Pgtunnel;
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let mut sshd = sshd(&home, &echo, "");
+    let cfg = home.config.to_str().expect("utf-8");
+    let target = echo.addr.to_string();
+    let mut tunnel = Pgtunnel::start(&home, &["-F", cfg, "--via", "gw", &target]).await;
+    let report = tunnel.report.join("\n");
+    assert!(
+        report.contains("SSH (encrypted: sntrup761x25519, chacha20-poly1305; ed25519 host key)"),
+        "{report}"
+    );
+    echo_round_trip(tunnel.addr, 1024 * 1024, 8).await;
+
+    // Without --require-pq a chain re-established over curve25519 serves, and says so.
+    let config = sshd.dir.path().join("sshd_config");
+    let text = std::fs::read_to_string(&config).expect("sshd_config");
+    std::fs::write(&config, format!("KexAlgorithms curve25519-sha256\n{text}")).expect("write");
+    sshd.restart();
+    tunnel
+        .wait_for_stderr(
+            "re-established with a key exchange that is not post-quantum (curve25519-sha256)",
+        )
+        .await;
+    echo_round_trip(tunnel.addr, 1024 * 1024, 9).await;
+    tunnel.signal(Signal::SIGINT);
+    let status = tunnel.wait(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", tunnel.stderr());
+}

@@ -329,6 +329,16 @@ impl Supervisor {
     fn recovered(&mut self, sessions: Sessions, attempts: u32) {
         Stats::count(&self.stats.reconnects);
         info!("chain re-established (attempt {attempts}); serving again");
+        // The path report was printed for the first chain: say it again if this one is weaker.
+        for hop in sessions.hops() {
+            if let Some(n) = hop.negotiated().filter(|n| !n.post_quantum()) {
+                warn!(
+                    "{}: re-established with a key exchange that is not post-quantum ({})",
+                    hop.label(),
+                    n.kex
+                );
+            }
+        }
         let live = LiveChain::new(sessions);
         self.state.send_replace(ChainState::Up(live.clone()));
         self.current = Some(live);
