@@ -258,8 +258,19 @@ async fn require_pq_refuses_a_curve25519_hop_before_authenticating() {
             && text.contains("sntrup761x25519-sha512@openssh.com"),
         "{text}"
     );
-    // Refused before the key was offered: sshd saw no login.
+    // Refused before the key was offered: sshd saw no login, and was told why (its log line
+    // may follow our error by a moment).
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while !sshd
+            .log()
+            .contains("--require-pq: the key exchange is not post-quantum")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     let log = sshd.log();
+    assert!(told.is_ok(), "sshd was not told why: {log}");
     assert!(!log.contains("Accepted publickey"), "{log}");
     assert_eq!(echo.connections(), 0);
 }

@@ -294,8 +294,19 @@ async fn connect_hop(
     if let Some(n) = &negotiated {
         debug!(hop = %session.label, "negotiated {}", n.summary());
     }
-    if opts.require_pq {
-        require_post_quantum(negotiated.as_ref())?;
+    if opts.require_pq
+        && let Err(e) = require_post_quantum(negotiated.as_ref())
+    {
+        // Said to the server too, rather than just dropping the connection.
+        let _ = session
+            .handle
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                "pgtunnel --require-pq: the key exchange is not post-quantum",
+                "en",
+            )
+            .await;
+        return Err(e);
     }
     authenticate(session, hop, opts, &clock).await
 }
