@@ -110,6 +110,7 @@ fn parse(args: &[String]) -> Result<(Request, String, String), String> {
         config,
         listen: DEFAULT_LISTEN,
         require_encrypted: false,
+        require_pq: false,
     };
     Ok((request, conninfo, sql))
 }

@@ -44,6 +44,7 @@ pub fn report(args: &[String]) -> Result<String, String> {
         config,
         listen: DEFAULT_LISTEN,
         require_encrypted: false,
+        require_pq: false,
     };
 
     // The library's steps, none of which touches the network.

@@ -83,6 +83,18 @@ impl std::fmt::Display for HopLabel {
 /// What went wrong on one hop.
 #[derive(Debug, Error)]
 pub enum HopError {
+    /// `--require-pq`, and the hop's key exchange is not post-quantum.
+    #[error(
+        "--require-pq: the key exchange negotiated with this hop is {kex}, which is not \
+         post-quantum (none of those pgtunnel supports was agreed on: {supported}); refusing \
+         to authenticate or forward over it"
+    )]
+    NotPostQuantum {
+        /// The key exchange negotiated.
+        kex: String,
+        /// The post-quantum key exchanges pgtunnel supports.
+        supported: String,
+    },
     /// TCP connection to the first hop failed.
     #[error("cannot connect{}: {source}", attempts_note(*attempts))]
     Connect {
@@ -346,7 +358,7 @@ pub enum ErrorKind {
     Auth,
     /// A hop or the listener could not be reached or opened.
     Connect,
-    /// `--require-encrypted` refused the path.
+    /// `--require-encrypted` refused the path, or `--require-pq` a hop.
     NotEncrypted,
     /// The target did not answer through the chain (the probe).
     Probe,
@@ -372,6 +384,7 @@ impl Error {
                 | HopError::HostKeyRevoked { .. } => ErrorKind::HostKey,
                 HopError::KnownHosts { .. } | HopError::KnownHostsWrite { .. } => ErrorKind::Config,
                 HopError::Auth { .. } => ErrorKind::Auth,
+                HopError::NotPostQuantum { .. } => ErrorKind::NotEncrypted,
                 HopError::Connect { .. }
                 | HopError::Unreachable { .. }
                 | HopError::Timeout { .. }

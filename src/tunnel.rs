@@ -50,6 +50,9 @@ pub struct Request {
     pub listen: SocketAddr,
     /// `--require-encrypted`.
     pub require_encrypted: bool,
+    /// `--require-pq`: every SSH hop's key exchange must be post-quantum (checked after each
+    /// hop's handshake, see [`ConnectOptions::require_pq`]).
+    pub require_pq: bool,
 }
 
 /// This machine's user, home and host name, for ssh_config defaults and tokens.

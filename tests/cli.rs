@@ -221,7 +221,13 @@ async fn ready_line_then_ctrl_c_exits_0() {
 
     // The path report names both segments and says which is encrypted.
     let report = report.join("\n");
-    assert!(report.contains("SSH (encrypted)"), "{report}");
+    // Printed once the hop is up: it names what the hop negotiated (the in-process russh
+    // bastion prefers mlkem768x25519, as pgtunnel does).
+    assert!(
+        report.contains("SSH (encrypted: mlkem768x25519, chacha20-poly1305; ed25519 host key)"),
+        "{report}"
+    );
+    assert!(!report.contains("post-quantum"), "{report}");
     // The target is the bastion's own loopback: that segment stays on the machine.
     assert!(
         report.contains("stays on shell.foo.com (loopback)"),

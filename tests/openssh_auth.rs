@@ -109,6 +109,7 @@ impl Case {
             config: ConfigSource::File(self.config.clone()),
             listen: "127.0.0.1:0".parse().expect("listen"),
             require_encrypted: false,
+            require_pq: false,
         };
         let env = tunnel::local_env().with_home(self.dir.path());
         let config = tunnel::load_config(&request.config, &env)?;

@@ -78,6 +78,7 @@ async fn password_change_request_is_a_clear_error_not_a_hang() {
         config: ConfigSource::File(config),
         listen: "127.0.0.1:0".parse().expect("listen"),
         require_encrypted: false,
+        require_pq: false,
     };
     let env = tunnel::local_env().with_home(dir.path());
     let cfg = tunnel::load_config(&request.config, &env).expect("config");

@@ -28,6 +28,8 @@ pub struct BastionConfig {
     pub authorized_keys: Vec<PublicKey>,
     /// `(host, port)` destinations that `direct-tcpip` may reach; `None` allows any.
     pub allow: Option<Vec<(String, u16)>>,
+    /// The key exchanges offered, most preferred first; `None`: russh's defaults.
+    pub kex: Option<Vec<russh::kex::Name>>,
 }
 
 impl BastionConfig {
@@ -38,7 +40,14 @@ impl BastionConfig {
             user: user.to_string(),
             authorized_keys,
             allow: None,
+            kex: None,
         })
+    }
+
+    /// Offers only these key exchanges (as sshd's `KexAlgorithms`).
+    pub fn kex(mut self, names: &[russh::kex::Name]) -> Self {
+        self.kex = Some(names.to_vec());
+        self
     }
 
     /// Restricts `direct-tcpip` to these destinations.
@@ -50,6 +59,20 @@ impl BastionConfig {
                 .collect(),
         );
         self
+    }
+}
+
+/// russh's preferences, with only `kex` when given (and strict key exchange, as sshd offers
+/// it whatever its `KexAlgorithms`).
+fn preferred(kex: Option<&[russh::kex::Name]>) -> russh::Preferred {
+    let Some(kex) = kex else {
+        return russh::Preferred::default();
+    };
+    let mut names = kex.to_vec();
+    names.push(russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER);
+    russh::Preferred {
+        kex: names.into(),
+        ..Default::default()
     }
 }
 
@@ -103,6 +126,7 @@ impl Bastion {
             auth_rejection_time_initial: Some(Duration::from_millis(0)),
             inactivity_timeout: None,
             nodelay: true,
+            preferred: preferred(config.kex.as_deref()),
             ..Default::default()
         });
         let log = Arc::new(Mutex::new(Vec::new()));

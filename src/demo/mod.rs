@@ -291,6 +291,7 @@ impl Demo {
             config: ConfigSource::File(self.config.clone()),
             listen,
             require_encrypted: true,
+            require_pq: false,
         }
     }
 

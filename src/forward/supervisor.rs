@@ -345,6 +345,16 @@ impl Supervisor {
     fn recovered(&mut self, sessions: Sessions, attempts: u32) {
         Stats::count(&self.stats.reconnects);
         info!("chain re-established (attempt {attempts}); serving again");
+        // The path report was printed for the first chain: say it again if this one is weaker.
+        for hop in sessions.hops() {
+            if let Some(n) = hop.negotiated().filter(|n| !n.post_quantum()) {
+                warn!(
+                    "{}: re-established with a key exchange that is not post-quantum ({})",
+                    hop.label(),
+                    n.kex
+                );
+            }
+        }
         let live = LiveChain::new(sessions);
         self.state.send_replace(ChainState::Up(live.clone()));
         self.current = Some(live);
@@ -369,8 +379,8 @@ async fn closed(live: &LiveChain) -> (HopLabel, String) {
 /// Brings the chain up again: the first attempt at once, then with backoff. After `flaps`
 /// chains in a row that were lost within [`STABLE`] of coming up, the backoff goes on from
 /// there instead of starting over: a bastion that lets us in and drops us again is not
-/// hammered (nor made to collect a signature of ours per attempt). Only a refused host key
-/// stops it: retrying cannot fix that, and the user must look. Each attempt is published.
+/// hammered (nor made to collect a signature of ours per attempt). Only a refused host key,
+/// or a hop `--require-pq` refuses, stops it: retrying cannot fix that, and the user must look. Each attempt is published.
 async fn reestablish(
     how: Reconnect,
     flaps: u32,
@@ -404,7 +414,8 @@ async fn reestablish(
                     format!("the chain came up, but the probe failed: {e}")
                 }
             },
-            Err(e) if e.kind() == ErrorKind::HostKey => {
+            // `--require-pq` refusing a hop: the server's algorithms will not change either.
+            Err(e) if matches!(e.kind(), ErrorKind::HostKey | ErrorKind::NotEncrypted) => {
                 warn!("re-establishing the chain: {e}; giving up");
                 return Err(e);
             }

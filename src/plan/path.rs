@@ -3,7 +3,9 @@
 //!
 //! This is the point of the PostgreSQL manual's page on SSH tunnels: with
 //! `ssh -L 63333:db.foo.com:5432 joe@shell.foo.com`, the hop from shell.foo.com to db.foo.com
-//! is plain TCP. Pure: it takes the listen address, the hops and the target.
+//! is plain TCP. Pure: it takes the listen address, the hops and the target; once the hops
+//! are up, what each one negotiated ([`Negotiated`]) is fed in as data
+//! ([`PathReport::with_negotiated`]), so each SSH segment also says how strong it is.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +50,63 @@ impl Protection {
     }
 }
 
+/// The key exchanges OpenSSH counts as post-quantum (`KEX_IS_PQ` in openssh-portable's
+/// `kex-names.c`): hybrids of a post-quantum KEM with a classical key agreement.
+pub const POST_QUANTUM_KEX: &[&str] = &[
+    "mlkem768x25519-sha256",
+    "sntrup761x25519-sha512",
+    "sntrup761x25519-sha512@openssh.com",
+    "mlkem768nistp256-sha256",
+];
+
+/// Whether a key exchange algorithm (its SSH name) is post-quantum, as OpenSSH decides it.
+pub fn is_post_quantum_kex(name: &str) -> bool {
+    POST_QUANTUM_KEX.contains(&name)
+}
+
+/// What one SSH hop's handshake negotiated (SSH names, as on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Key exchange, e.g. `sntrup761x25519-sha512@openssh.com`.
+    pub kex: String,
+    /// Cipher, e.g. `chacha20-poly1305@openssh.com`.
+    pub cipher: String,
+    /// Host key algorithm, e.g. `ssh-ed25519` or `rsa-sha2-512`.
+    pub host_key: String,
+    /// Whether the server proved itself with a host certificate of that type.
+    pub host_certificate: bool,
+}
+
+impl Negotiated {
+    /// Whether the key exchange is post-quantum (see [`is_post_quantum_kex`]).
+    pub fn post_quantum(&self) -> bool {
+        is_post_quantum_kex(&self.kex)
+    }
+
+    /// `sntrup761x25519, chacha20-poly1305; ed25519 host key`: the names without their
+    /// hash suffixes and vendor domains, as people say them.
+    pub fn summary(&self) -> String {
+        let kex = short_name(&self.kex);
+        let kex = ["-sha256", "-sha384", "-sha512", "-sha1"]
+            .iter()
+            .find_map(|h| kex.strip_suffix(h))
+            .unwrap_or(kex);
+        let host_key = short_name(&self.host_key);
+        let host_key = host_key.strip_prefix("ssh-").unwrap_or(host_key);
+        let what = if self.host_certificate {
+            "host certificate"
+        } else {
+            "host key"
+        };
+        format!("{kex}, {}; {host_key} {what}", short_name(&self.cipher))
+    }
+}
+
+/// The name before `@domain`.
+fn short_name(name: &str) -> &str {
+    name.split('@').next().unwrap_or(name)
+}
+
 /// One segment of the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
@@ -59,6 +118,8 @@ pub struct Segment {
     pub protection: Protection,
     /// The human description.
     pub detail: String,
+    /// For an SSH segment of a tunnel that is up: what its hop negotiated.
+    pub negotiated: Option<Negotiated>,
 }
 
 /// The whole report.
@@ -83,6 +144,40 @@ impl PathReport {
     /// True when nothing leaves a machine in plain TCP.
     pub fn fully_encrypted(&self) -> bool {
         self.unencrypted().is_empty()
+    }
+
+    /// The report of a tunnel that is up: `hops[i]` is what hop i+1 negotiated (`None`: not
+    /// known). Each SSH segment names its key exchange, cipher and host key type; one whose
+    /// key exchange is not post-quantum is marked, and a note says what that means (as
+    /// OpenSSH 10.1's warning does).
+    pub fn with_negotiated(mut self, hops: &[Option<Negotiated>]) -> PathReport {
+        let ssh = self
+            .segments
+            .iter_mut()
+            .filter(|s| s.protection == Protection::Ssh);
+        let mut weak = Vec::new();
+        for (segment, negotiated) in ssh.zip(hops) {
+            let Some(n) = negotiated else { continue };
+            segment.detail = if n.post_quantum() {
+                format!("SSH (encrypted: {})", n.summary())
+            } else {
+                weak.push(format!("{} -> {} ({})", segment.from, segment.to, n.kex));
+                format!(
+                    "SSH (encrypted: {}), key exchange NOT post-quantum",
+                    n.summary()
+                )
+            };
+            segment.negotiated = Some(n.clone());
+        }
+        if !weak.is_empty() {
+            self.notes.push(format!(
+                "Warning: not using a post-quantum key exchange: {}. Such a segment may be \
+                 vulnerable to \"store now, decrypt later\" attacks; the server may need to be \
+                 upgraded (see https://openssh.com/pq.html). --require-pq refuses it.",
+                weak.join(", ")
+            ));
+        }
+        self
     }
 }
 
@@ -165,6 +260,7 @@ fn segment(from: &str, to: String, protection: Protection) -> Segment {
         to,
         protection,
         detail: String::new(),
+        negotiated: None,
     }
 }
 
@@ -338,6 +434,110 @@ mod tests {
     fn unbound_port_is_shown_as_placeholder() {
         let r = analyze(listen("127.0.0.1:0"), &chain("gw", "localhost"));
         assert_eq!(r.segments[0].to, "127.0.0.1:PORT");
+    }
+
+    fn negotiated(kex: &str, cipher: &str, host_key: &str) -> Option<Negotiated> {
+        Some(Negotiated {
+            kex: kex.into(),
+            cipher: cipher.into(),
+            host_key: host_key.into(),
+            host_certificate: false,
+        })
+    }
+
+    #[test]
+    fn each_ssh_segment_names_what_its_hop_negotiated() {
+        let r = analyze(
+            listen("127.0.0.1:5000"),
+            &chain("shell.foo.com,db.foo.com", "localhost"),
+        )
+        .with_negotiated(&[
+            negotiated(
+                "sntrup761x25519-sha512@openssh.com",
+                "chacha20-poly1305@openssh.com",
+                "ssh-ed25519",
+            ),
+            negotiated(
+                "mlkem768x25519-sha256",
+                "aes256-gcm@openssh.com",
+                "rsa-sha2-512",
+            ),
+        ]);
+        assert_eq!(
+            r.segments[1].detail,
+            "SSH (encrypted: sntrup761x25519, chacha20-poly1305; ed25519 host key)"
+        );
+        assert_eq!(
+            r.segments[2].detail,
+            "SSH (encrypted: mlkem768x25519, aes256-gcm; rsa-sha2-512 host key)"
+        );
+        assert!(r.segments[1].negotiated.as_ref().unwrap().post_quantum());
+        let text = r.to_string();
+        assert!(!text.contains("post-quantum"), "{text}");
+        // The other segments are as before.
+        assert_eq!(r.segments[0].detail, "local, loopback only");
+        assert!(r.segments[3].detail.contains("stays on db.foo.com"));
+    }
+
+    #[test]
+    fn a_classical_key_exchange_is_marked_and_explained() {
+        let r = analyze(
+            listen("127.0.0.1:5000"),
+            &chain("shell.foo.com,db.foo.com", "localhost"),
+        )
+        .with_negotiated(&[
+            negotiated(
+                "curve25519-sha256",
+                "chacha20-poly1305@openssh.com",
+                "ecdsa-sha2-nistp256",
+            ),
+            None,
+        ]);
+        assert_eq!(
+            r.segments[1].detail,
+            "SSH (encrypted: curve25519, chacha20-poly1305; ecdsa-sha2-nistp256 host key), \
+             key exchange NOT post-quantum"
+        );
+        // Not known: left as planned.
+        assert_eq!(r.segments[2].detail, "SSH (encrypted)");
+        let text = r.to_string();
+        assert!(
+            text.contains(
+                "not using a post-quantum key exchange: 127.0.0.1 -> shell.foo.com:22 \
+                 (curve25519-sha256)"
+            ) && text.contains("store now, decrypt later")
+                && text.contains("--require-pq"),
+            "{text}"
+        );
+        // Still fully encrypted: post-quantum is a separate question.
+        assert!(r.fully_encrypted());
+    }
+
+    #[test]
+    fn post_quantum_is_openssh_s_list() {
+        for yes in [
+            "mlkem768x25519-sha256",
+            "sntrup761x25519-sha512",
+            "sntrup761x25519-sha512@openssh.com",
+            "mlkem768nistp256-sha256",
+        ] {
+            assert!(is_post_quantum_kex(yes), "{yes}");
+        }
+        for no in [
+            "curve25519-sha256",
+            "curve25519-sha256@libssh.org",
+            "ecdh-sha2-nistp256",
+            "diffie-hellman-group16-sha512",
+            "sntrup761x25519",
+        ] {
+            assert!(!is_post_quantum_kex(no), "{no}");
+        }
+        let mut n = negotiated("diffie-hellman-group14-sha256", "aes128-ctr", "ssh-rsa").unwrap();
+        n.host_certificate = true;
+        assert_eq!(
+            n.summary(),
+            "diffie-hellman-group14, aes128-ctr; rsa host certificate"
+        );
     }
 
     #[test]

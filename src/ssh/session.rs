@@ -1,7 +1,8 @@
 //! One hop's SSH session, and the chain of them: [`connect_chain`] brings the hops up in
 //! order, each by `connect_hop`: its byte stream (`transport`), the handshake with the host
-//! key check (`host_key`) recorded for diagnosis (`diagnose`) within ConnectTimeout, then
-//! authentication (`auth`); the [`HopSession`] then opens channels.
+//! key check (`host_key`) recorded for diagnosis (`diagnose`) within ConnectTimeout, what it
+//! negotiated checked against `--require-pq`, then authentication (`auth`); the
+//! [`HopSession`] then opens channels, and tells what it negotiated for the path report.
 //!
 //! Hop 1 runs over a TCP connection (or its `ProxyCommand`); hop N+1 runs over a
 //! `direct-tcpip` channel of hop N (`russh::client::connect_stream` over
@@ -22,6 +23,7 @@ use crate::config::{Allowance, RekeyLimit};
 use crate::error::{ChannelOpenError, Error, HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::{Chain, Hop};
+use crate::plan::path::{Negotiated, is_post_quantum_kex};
 use crate::ssh::auth::AuthContext;
 use crate::ssh::diagnose::{Heard, Recording, describe_ssh_error};
 use crate::ssh::host_key::HostKeyCheck;
@@ -61,6 +63,9 @@ pub struct ConnectOptions {
     /// Who answers questions (unknown host keys under `StrictHostKeyChecking ask`,
     /// passphrases, passwords, keyboard-interactive). `None`: nothing is asked.
     pub prompts: Option<Prompts>,
+    /// `--require-pq`: refuse a hop whose key exchange is not post-quantum, right after its
+    /// handshake (before authenticating, so no credentials cross it), also when recovering.
+    pub require_pq: bool,
 }
 
 impl Default for ConnectOptions {
@@ -71,6 +76,7 @@ impl Default for ConnectOptions {
             default_connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             default_keepalive: DEFAULT_KEEPALIVE,
             prompts: None,
+            require_pq: false,
         }
     }
 }
@@ -90,6 +96,14 @@ struct HandlerNotes {
     /// Why the session ended (a peer's disconnect message, a keepalive timeout, an I/O
     /// error); the first reason heard is kept.
     end_reason: Mutex<Option<String>>,
+    /// What the last key exchange negotiated (a rekey renegotiates).
+    negotiated: Mutex<Option<Negotiated>>,
+}
+
+impl HandlerNotes {
+    fn negotiated(&self) -> Option<Negotiated> {
+        self.negotiated.lock().ok().and_then(|slot| slot.clone())
+    }
 }
 
 impl std::fmt::Debug for HopSession {
@@ -109,6 +123,11 @@ impl HopSession {
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
+    }
+
+    /// What the handshake negotiated: key exchange, cipher, host key type.
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.notes.negotiated()
     }
 
     /// Why the session ended, when it has and the reason is known.
@@ -182,6 +201,13 @@ impl Sessions {
     /// The sessions, outermost first.
     pub fn hops(&self) -> &[HopSession] {
         &self.hops
+    }
+
+    /// What each hop negotiated, outermost first (for [`PathReport::with_negotiated`]).
+    ///
+    /// [`PathReport::with_negotiated`]: crate::plan::path::PathReport::with_negotiated
+    pub fn negotiated(&self) -> Vec<Option<Negotiated>> {
+        self.hops.iter().map(HopSession::negotiated).collect()
     }
 
     /// The innermost session: channels to the target are opened on it.
@@ -276,7 +302,45 @@ async fn connect_hop(
             .ok_or_else(|| heard.timeout(limit))??,
         None => setup.await?,
     };
+    let negotiated = session.notes.negotiated();
+    if let Some(n) = &negotiated {
+        debug!(hop = %session.label, "negotiated {}", n.summary());
+    }
+    if opts.require_pq
+        && let Err(e) = require_post_quantum(negotiated.as_ref())
+    {
+        // Said to the server too, rather than just dropping the connection.
+        let _ = session
+            .handle
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                "pgtunnel --require-pq: the key exchange is not post-quantum",
+                "en",
+            )
+            .await;
+        return Err(e);
+    }
     authenticate(session, hop, opts, &clock).await
+}
+
+/// The post-quantum key exchanges russh implements, in its order.
+fn supported_post_quantum_kex() -> Vec<&'static str> {
+    russh::kex::ALL_KEX_ALGORITHMS
+        .iter()
+        .map(|name| name.as_ref())
+        .filter(|name| is_post_quantum_kex(name))
+        .collect()
+}
+
+/// `--require-pq`: the hop's key exchange must be post-quantum.
+fn require_post_quantum(negotiated: Option<&Negotiated>) -> Result<(), HopError> {
+    match negotiated {
+        Some(n) if n.post_quantum() => Ok(()),
+        other => Err(HopError::NotPostQuantum {
+            kex: other.map_or_else(|| "not known".to_string(), |n| n.kex.clone()),
+            supported: supported_post_quantum_kex().join(", "),
+        }),
+    }
 }
 
 /// The connect + handshake limit: `ConnectTimeout`, or `default` when it is not set;
@@ -311,6 +375,7 @@ async fn handshake(
         label: label.clone(),
         check,
         notes: notes.clone(),
+        host_certificate: false,
     };
     let config = client_config(hop, opts, preferred);
     let stream = Recording::new(stream, heard);
@@ -389,6 +454,8 @@ struct HopHandler {
     label: HopLabel,
     check: HostKeyCheck,
     notes: Arc<HandlerNotes>,
+    /// Whether the server presented a host certificate (for [`Negotiated`]).
+    host_certificate: bool,
 }
 
 impl client::Handler for HopHandler {
@@ -402,7 +469,27 @@ impl client::Handler for HopHandler {
             .verify(key)
             .await
             .map_err(HandlerError::HostKey)?;
+        self.host_certificate = matches!(key, PublicKeyOrCertificate::Certificate(_));
         Ok(true)
+    }
+
+    /// After each key exchange (the host key check came first): what was negotiated.
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        names: &russh::Names,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let negotiated = Negotiated {
+            kex: names.kex.as_ref().to_string(),
+            cipher: names.cipher.as_ref().to_string(),
+            host_key: names.key.as_str().to_string(),
+            host_certificate: self.host_certificate,
+        };
+        if let Ok(mut slot) = self.notes.negotiated.lock() {
+            *slot = Some(negotiated);
+        }
+        Ok(())
     }
 
     async fn channel_open_failure(

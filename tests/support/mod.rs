@@ -221,6 +221,7 @@ impl Home {
             config: ConfigSource::File(self.config.clone()),
             listen: "127.0.0.1:0".parse().expect("listen"),
             require_encrypted: false,
+            require_pq: false,
         }
     }
 

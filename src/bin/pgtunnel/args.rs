@@ -19,8 +19,9 @@ Examples:
 
 Exit codes:
   0 stopped by Ctrl-C/SIGTERM   2 bad arguments or config   3 host key refused
-  4 authentication failed       5 connection failed or lost  6 --require-encrypted refused
-  7 the target did not answer   1 anything else              130 Ctrl-C while connecting";
+  4 authentication failed       5 connection failed or lost
+  6 --require-encrypted or --require-pq refused   7 the target did not answer
+  1 anything else               130 Ctrl-C while connecting";
 
 /// Forward a local port to a PostgreSQL server (or any TCP service) through SSH hops.
 #[derive(Debug, Parser)]
@@ -46,6 +47,12 @@ pub struct Args {
     /// Refuse to start when any segment that leaves a machine is not encrypted.
     #[arg(long)]
     pub require_encrypted: bool,
+
+    /// Refuse any SSH hop whose key exchange is not post-quantum (mlkem768x25519,
+    /// sntrup761x25519), checked after each hop's handshake, before authenticating; implies
+    /// --require-encrypted.
+    #[arg(long)]
+    pub require_pq: bool,
 
     /// The target is PostgreSQL (the default for port 5432): clients that cannot be carried
     /// are told why in PostgreSQL's protocol.
@@ -98,14 +105,22 @@ pub struct Route {
 }
 
 impl Route {
-    /// The request for `target` along this route.
-    pub fn request(self, target: Target, common: &Common, require_encrypted: bool) -> Request {
+    /// The request for `target` along this route; `--require-pq` implies
+    /// `--require-encrypted`.
+    pub fn request(
+        self,
+        target: Target,
+        common: &Common,
+        require_encrypted: bool,
+        require_pq: bool,
+    ) -> Request {
         Request {
             target,
             via: self.via,
             config: ConfigSource::from_arg(self.config.as_deref()),
             listen: common.listen(),
-            require_encrypted,
+            require_encrypted: require_encrypted || require_pq,
+            require_pq,
         }
     }
 }

@@ -129,7 +129,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             target,
             route,
             common,
-        }) => explain(&route.request(target, &common, false)),
+        }) => explain(&route.request(target, &common, false, false)),
         None => {
             let Some(target) = args.target else {
                 // clap requires TARGET without a subcommand; keep the binary panic-free regardless.
@@ -137,9 +137,12 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::from(exit::CONFIG));
             };
             let setup = Setup {
-                request: args
-                    .route
-                    .request(target, &args.common, args.require_encrypted),
+                request: args.route.request(
+                    target,
+                    &args.common,
+                    args.require_encrypted,
+                    args.require_pq,
+                ),
                 env: tunnel::local_env(),
                 agent: AgentSource::Environment,
                 questions: Questions::AskTheUser,
@@ -317,17 +320,31 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         observer: progress.observer(),
         prompts: questions.prompts(&progress),
         agent,
+        require_pq: request.require_pq,
         ..Default::default()
     };
     let Some(sessions) = connect(&chain, &opts, &progress).await? else {
         return Ok(ExitCode::from(exit::INTERRUPTED));
     };
+    if !common.quiet {
+        // Now that every hop is up, each SSH segment says what it negotiated.
+        let report = path::analyze(local, &chain).with_negotiated(&sessions.negotiated());
+        print!("{report}");
+        println!();
+    }
     let postgres = tunnel::is_postgres(&chain.target, postgres);
     let probe = Probe::for_target(probe, postgres);
-    if let Some(found) = probe::probe(&sessions, &chain.target, probe)
-        .await?
-        .describe()
-    {
+    // Ctrl-C during the probe stops as during connecting (tokio holds SIGINT from the first
+    // `ctrl_c()` on: a signal nobody awaits would be lost).
+    let probed = tokio::select! {
+        probed = probe::probe(&sessions, &chain.target, probe) => probed?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("pgtunnel: interrupted while checking the target");
+            sessions.disconnect().await;
+            return Ok(ExitCode::from(exit::INTERRUPTED));
+        }
+    };
+    if let Some(found) = probed.describe() {
         println!("probe: {found}");
     }
     let tunnel = Tunnel::new(listener, sessions, chain.target.clone())
@@ -345,7 +362,8 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
 }
 
 /// Resolves the chain and checks the path before touching the network, then binds (so the
-/// report shows the port) and prints the chain and the path report.
+/// report shows the port) and prints the chain. (The path report follows once the hops are
+/// up: it names what each negotiated.)
 async fn plan_and_bind(
     request: &Request,
     env: &LocalEnv,
@@ -361,8 +379,6 @@ async fn plan_and_bind(
     })?;
     if !quiet {
         println!("pgtunnel: {chain}");
-        print!("{}", path::analyze(local, &chain));
-        println!();
     }
     Ok((chain, listener, local))
 }

@@ -162,8 +162,12 @@ impl Preferred {
     }
 }
 
+// sntrup761 (patch, part E): OpenSSH 10's order (myproposal.h KEX_SERVER_KEX):
+// mlkem768x25519, then both names of sntrup761x25519, then curve25519.
 const SAFE_KEX_ORDER: &[kex::Name] = &[
     kex::MLKEM768X25519_SHA256,
+    kex::SNTRUP761X25519_SHA512,
+    kex::SNTRUP761X25519_SHA512_OPENSSH,
     kex::CURVE25519,
     kex::CURVE25519_PRE_RFC_8731,
     kex::DH_GEX_SHA256,
@@ -700,14 +704,16 @@ mod tests {
     }
 
     /// Regression test for #733: a client that optimistically guesses a kex
-    /// algorithm russh does not implement (`sntrup761x25519-sha512`) — while
+    /// algorithm russh does not implement (`mlkem768nistp256-sha256`; this
+    /// test named `sntrup761x25519-sha512` before sntrup761 (patch, part E)
+    /// made russh implement it) — while
     /// listing russh's own first choice (`mlkem768x25519-sha256`) second —
     /// must have its guessed packet ignored, not consumed as the negotiated key.
     #[test]
     fn wrong_guess_for_unknown_kex_is_ignored() {
         let buf = build_kexinit(
             &[
-                "sntrup761x25519-sha512",
+                "mlkem768nistp256-sha256",
                 "mlkem768x25519-sha256",
                 "curve25519-sha256",
             ],
