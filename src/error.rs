@@ -206,6 +206,18 @@ pub enum HopError {
         /// The limit.
         after: Duration,
     },
+    /// The configuration allows only algorithms of one kind that pgtunnel's SSH library does
+    /// not implement: refused before connecting.
+    #[error(
+        "{keyword} allows only algorithms pgtunnel does not implement ({wanted}); allow one it \
+         does (`pgtunnel explain` shows the lists) or use ssh"
+    )]
+    NoImplementedAlgorithm {
+        /// The ssh_config keyword (`Ciphers`, `MACs`, ...).
+        keyword: &'static str,
+        /// The algorithms it allows, as OpenSSH names them.
+        wanted: String,
+    },
     /// The server kept asking keyboard-interactive questions.
     #[error("SSH session failed: keyboard-interactive: more than {rounds} rounds of questions")]
     TooManyQuestions {
@@ -343,7 +355,9 @@ impl Error {
                 HopError::HostKeyUnknown { .. }
                 | HopError::HostKeyChanged { .. }
                 | HopError::HostKeyRevoked { .. } => ErrorKind::HostKey,
-                HopError::KnownHosts { .. } | HopError::KnownHostsWrite { .. } => ErrorKind::Config,
+                HopError::KnownHosts { .. }
+                | HopError::KnownHostsWrite { .. }
+                | HopError::NoImplementedAlgorithm { .. } => ErrorKind::Config,
                 HopError::Auth { .. } => ErrorKind::Auth,
                 HopError::Connect { .. }
                 | HopError::Unreachable { .. }

@@ -10,6 +10,7 @@
 //! ssh does.
 
 mod address;
+pub mod algorithms;
 #[cfg(test)]
 mod fuzz;
 mod glob;
@@ -22,9 +23,10 @@ pub mod ssh_config;
 pub mod status;
 mod tokens;
 
+pub use algorithms::{AlgorithmList, Algorithms};
 pub use keyword::{
-    AddressFamily, DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, Keyword, ProxyJump,
-    StrictHostKeyChecking,
+    AddressFamily, DEFAULT_PASSWORD_PROMPTS, DEFAULT_REQUIRED_RSA_SIZE, HostConfig, IdentityFile,
+    Keyword, ProxyJump, StrictHostKeyChecking,
 };
 pub use ssh_config::{
     Allowance, ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SeenKeyword, SshConfig,

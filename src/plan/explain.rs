@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn other_keywords_are_listed_with_their_status() {
         let text = render(
-            "Host a\n  RequestTTY yes\n  SendEnv LANG\n  Protocol 2\n  Compression no\n\
+            "Host a\n  RequestTTY yes\n  SendEnv LANG\n  Protocol 2\n  HostbasedAuthentication no\n\
              IgnoreUnknown UseFoo\nHost *\n  UseFoo yes\n",
             "a",
             "localhost",
@@ -223,7 +223,7 @@ mod tests {
             [
                 "  ignored (not applicable to a tunnel): RequestTTY (/cfg:2), SendEnv (/cfg:3)",
                 "  ignored (by OpenSSH too): Protocol (/cfg:4)",
-                "  not implemented, value as pgtunnel does: Compression (/cfg:5)",
+                "  not implemented, value as pgtunnel does: HostbasedAuthentication (/cfg:5)",
                 "  ignored (IgnoreUnknown): usefoo (/cfg:8)",
             ],
             "{text}"
