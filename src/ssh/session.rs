@@ -225,6 +225,9 @@ async fn connect_hop(
     hop: &Hop,
     opts: &ConnectOptions,
 ) -> Result<HopSession, HopError> {
+    // A list russh implements nothing of is refused before any connection is made.
+    algorithms::preferred(&hop.config)?;
+    algorithms::host_key_algorithms(&hop.config)?;
     let route = Route::to(hop, prev)?;
     opts.observer.emit(Event::Connecting {
         hop: hop.label(),
