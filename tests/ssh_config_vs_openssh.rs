@@ -121,12 +121,15 @@ const ALGORITHM_FIELDS: [(&str, AlgorithmList); 6] = [
     ),
 ];
 
+/// Each algorithm list's default and known names.
+type Oracle = BTreeMap<AlgorithmList, (Vec<String>, Vec<String>)>;
+
 /// The local `ssh`'s defaults and known names for each algorithm list: its `ssh -G -F none`
 /// lines, and `ssh -Q` (`cipher`, `mac`, `kex`, `key-sig` = `sshkey_alg_list(0, 0, 1)`,
 /// `sig` = `sshkey_alg_list(0, 1, 1)`, what `fill_default_options()` and
 /// `dump_client_config()` assemble with).
-fn oracle_algorithms() -> &'static BTreeMap<AlgorithmList, (Vec<String>, Vec<String>)> {
-    static ORACLE: OnceLock<BTreeMap<AlgorithmList, (Vec<String>, Vec<String>)>> = OnceLock::new();
+fn oracle_algorithms() -> &'static Oracle {
+    static ORACLE: OnceLock<Oracle> = OnceLock::new();
     ORACLE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = ssh(dir.path(), &["-G", "-F", "none", "oracle.invalid"]);
