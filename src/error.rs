@@ -148,6 +148,19 @@ pub enum HopError {
         /// `file:line` of the @revoked entry.
         at: String,
     },
+    /// The server's RSA host key is smaller than `RequiredRSASize`.
+    #[error(
+        "host key {fingerprint} is an RSA key of {bits} bits, smaller than RequiredRSASize \
+         {required}; refusing to connect"
+    )]
+    HostKeyRsaTooSmall {
+        /// SHA256 fingerprint of the offered key.
+        fingerprint: String,
+        /// Its size.
+        bits: u32,
+        /// `RequiredRSASize`.
+        required: u32,
+    },
     /// known_hosts could not be read.
     #[error("cannot read known_hosts file {}: {source}", path.display())]
     KnownHosts {
@@ -354,7 +367,8 @@ impl Error {
             Error::Hop { source, .. } => match source.as_ref() {
                 HopError::HostKeyUnknown { .. }
                 | HopError::HostKeyChanged { .. }
-                | HopError::HostKeyRevoked { .. } => ErrorKind::HostKey,
+                | HopError::HostKeyRevoked { .. }
+                | HopError::HostKeyRsaTooSmall { .. } => ErrorKind::HostKey,
                 HopError::KnownHosts { .. }
                 | HopError::KnownHostsWrite { .. }
                 | HopError::NoImplementedAlgorithm { .. } => ErrorKind::Config,

@@ -124,6 +124,19 @@ async fn kex_algorithms_are_negotiated_as_configured() {
 async fn host_key_algorithms_pick_the_host_key() {
     let home = Home::new();
     let echo = Echo::start_on("127.0.0.1:0").await;
+    let (_keys, rsa, rsa_pub) = rsa_host_key();
+    let sshd = sshd(&home, echo.addr, "", &format!("HostKey {}", rsa.display()));
+    home.trust_addr(sshd.addr, &rsa_pub);
+    configure(&home, &sshd, "  HostKeyAlgorithms rsa-sha2-256\n");
+    round_trip(&home, &echo, 64 * 1024).await;
+    assert_eq!(
+        logged(&sshd, "kex: host key algorithm:"),
+        "kex: host key algorithm: rsa-sha2-256 [preauth]"
+    );
+}
+
+/// A 2048-bit RSA host key for sshd: (its directory, the private key file, the public key).
+fn rsa_host_key() -> (tempfile::TempDir, std::path::PathBuf, PublicKey) {
     let keys = tempfile::tempdir().expect("tempdir");
     let rsa = keys.path().join("host_rsa");
     ssh_keygen(&[
@@ -139,16 +152,62 @@ async fn host_key_algorithms_pick_the_host_key() {
         "-f",
         rsa.to_str().expect("utf-8"),
     ]);
-    let rsa_pub = std::fs::read_to_string(rsa.with_extension("pub")).expect("read");
-    let rsa_pub = PublicKey::from_openssh(rsa_pub.trim()).expect("parse");
+    let text = std::fs::read_to_string(rsa.with_extension("pub")).expect("read");
+    let public = PublicKey::from_openssh(text.trim()).expect("parse");
+    (keys, rsa, public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_rsa_size_refuses_a_smaller_rsa_host_key() {
+    let home = Home::new();
+    let echo = Echo::start_on("127.0.0.1:0").await;
+    let (_keys, rsa, rsa_pub) = rsa_host_key();
     let sshd = sshd(&home, echo.addr, "", &format!("HostKey {}", rsa.display()));
     home.trust_addr(sshd.addr, &rsa_pub);
-    configure(&home, &sshd, "  HostKeyAlgorithms rsa-sha2-256\n");
-    round_trip(&home, &echo, 64 * 1024).await;
-    assert_eq!(
-        logged(&sshd, "kex: host key algorithm:"),
-        "kex: host key algorithm: rsa-sha2-256 [preauth]"
+    configure(
+        &home,
+        &sshd,
+        "  HostKeyAlgorithms rsa-sha2-512\n  RequiredRSASize 3072\n",
     );
+    let err = failure(&home, &echo).await;
+    assert_eq!(err.kind(), ErrorKind::HostKey, "{err}");
+    assert_eq!(err.hop().map(|h| h.index), Some(1), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("2048 bits") && text.contains("RequiredRSASize 3072"),
+        "{text}"
+    );
+    assert_eq!(echo.connections(), 0);
+}
+
+/// The client key is Ed25519: `PubkeyAcceptedAlgorithms` without it leaves no identity, and
+/// the failure names the hop and why the key was not offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubkey_accepted_algorithms_excluding_the_key_type_fails_authentication() {
+    let home = Home::new();
+    let echo = Echo::start_on("127.0.0.1:0").await;
+    let sshd = sshd(&home, echo.addr, "", "");
+    configure(
+        &home,
+        &sshd,
+        "  PubkeyAcceptedAlgorithms rsa-sha2-512,rsa-sha2-256\n  IdentityAgent none\n",
+    );
+    let err = failure(&home, &echo).await;
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert_eq!(err.hop().map(|h| h.index), Some(1), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("ssh-ed25519 is not in PubkeyAcceptedAlgorithms"),
+        "{text}"
+    );
+    assert!(!sshd.log().contains("Accepted publickey"), "{}", sshd.log());
+    // Allowed again with `+`: the same key logs in.
+    configure(
+        &home,
+        &sshd,
+        "  PubkeyAcceptedAlgorithms +ssh-ed25519\n  IdentityAgent none\n",
+    );
+    round_trip(&home, &echo, 1024).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

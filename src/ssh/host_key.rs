@@ -124,6 +124,8 @@ pub(crate) struct HostKeyCheck {
     clock: PromptClock,
     /// `HostKeyAlgorithms`.
     algorithms: HostKeyAlgorithms,
+    /// `RequiredRSASize`.
+    required_rsa_size: u32,
 }
 
 impl HostKeyCheck {
@@ -140,6 +142,7 @@ impl HostKeyCheck {
                 certificates,
                 reorder,
             },
+            required_rsa_size: hop.config.required_rsa_size,
             label: hop.label(),
             files: load_known_hosts(hop, &opts.observer)?,
             lookup: known_hosts::HostKeyLookup::new(
@@ -166,6 +169,16 @@ impl HostKeyCheck {
     pub(crate) async fn verify(&self, key: &PublicKeyOrCertificate) -> Result<(), HopError> {
         let public = offered_key(key);
         let fingerprint = known_hosts::fingerprint(&public);
+        // sshconnect.c `verify_host_key()`: `sshkey_check_rsa_length()` first.
+        if let Some(bits) = public.key_data().rsa().map(|r| r.key_size())
+            && bits < self.required_rsa_size
+        {
+            return Err(HopError::HostKeyRsaTooSmall {
+                fingerprint,
+                bits,
+                required: self.required_rsa_size,
+            });
+        }
         let name = self.lookup.name().to_string();
         let verdict = self.lookup.check(&self.files, key);
         let can_ask = self.prompts.is_some();
