@@ -8,6 +8,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::config::known_hosts::CertRefusal;
 use crate::plan::chain::ChainError;
 use crate::spec::SpecError;
 
@@ -109,10 +110,11 @@ pub enum HopError {
     },
     /// The server's host key is not in known_hosts and StrictHostKeyChecking refuses unknown keys.
     #[error(
-        "host key for {name} is not known ({fingerprint}); refusing to connect because \
+        "host key for {name} is not known ({fingerprint}){}; refusing to connect because \
          StrictHostKeyChecking is {policy}. If you trust it, add it to {file} \
          (e.g. `ssh-keyscan -p PORT HOST >> {file}` after checking the fingerprint, or one \
-         `ssh` login)"
+         `ssh` login)",
+        certificate_note(certificate.as_deref())
     )]
     HostKeyUnknown {
         /// The known_hosts name looked up (`host` or `[host]:port`).
@@ -123,12 +125,15 @@ pub enum HopError {
         policy: String,
         /// The first user known_hosts file.
         file: String,
+        /// The server presented a host certificate, and this is why it was not accepted.
+        certificate: Option<Box<CertRefusal>>,
     },
     /// The server's host key differs from the one in known_hosts.
     #[error(
         "HOST KEY CHANGED for {name}: the server offered {fingerprint}, but {known} says \
          otherwise. Someone could be intercepting the connection; refusing to connect. If the \
-         key really changed, remove the old entry (`ssh-keygen -R '{name}'`)"
+         key really changed, remove the old entry (`ssh-keygen -R '{name}'`){}",
+        certificate_note(certificate.as_deref())
     )]
     HostKeyChanged {
         /// The known_hosts name looked up.
@@ -137,6 +142,8 @@ pub enum HopError {
         fingerprint: String,
         /// Where the expected key is (`file:line (fingerprint)`).
         known: String,
+        /// The server presented a host certificate, and this is why it was not accepted.
+        certificate: Option<Box<CertRefusal>>,
     },
     /// The server's host key is marked `@revoked`.
     #[error("host key for {name} ({fingerprint}) is REVOKED in {at}; refusing to connect")]
@@ -392,6 +399,15 @@ impl Error {
             Error::Hop { hop, .. } => Some(hop),
             _ => None,
         }
+    }
+}
+
+/// The clause a host key refusal gets when the server presented a host certificate that did
+/// not vouch for its key.
+fn certificate_note(refusal: Option<&CertRefusal>) -> String {
+    match refusal {
+        Some(why) => format!(" (the host certificate it presented was not accepted: {why})"),
+        None => String::new(),
     }
 }
 

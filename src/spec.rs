@@ -58,6 +58,14 @@ pub struct Target {
     pub port_given: bool,
 }
 
+impl Target {
+    /// The host is no host name, only an ssh_config alias: `unix/db`, `[db]` (as `ssh`
+    /// accepts them as its destination).
+    pub fn alias_only(&self) -> bool {
+        self.host.contains('/') || self.host.starts_with('[')
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", HostPort(&self.host, self.port))
@@ -124,6 +132,10 @@ impl fmt::Display for HopSpec {
 /// let t = pgtunnel::spec::parse_target("[fd00::5]:6432").unwrap();
 /// assert_eq!((t.host.as_str(), t.port), ("fd00::5", 6432));
 /// ```
+///
+/// As `ssh` takes its destination, a TARGET may also be an ssh_config alias that is no host
+/// name: `unix/db` (a `Host unix/*` block) or `[db]` (`Host [db]`, brackets and all); such a
+/// name is only good as an alias ([`Target::alias_only`]).
 pub fn parse_target(input: &str) -> Result<Target, SpecError> {
     const WHAT: &str = "TARGET";
     let (host, port) = split_host_port(WHAT, input)?;
@@ -334,7 +346,8 @@ fn split_host_port(what: &'static str, input: &str) -> Result<(String, Option<u1
     }
     let d = hpdelim(input, false)
         .ok_or_else(|| malformed(what, input, "missing `]` after the IPv6 address"))?;
-    if d.bracketed && d.host.parse::<std::net::Ipv6Addr>().is_err() {
+    let alias_brackets = d.bracketed && d.host.parse::<std::net::Ipv6Addr>().is_err();
+    if alias_brackets && (d.host.is_empty() || d.host.contains(':')) {
         return Err(malformed(
             what,
             input,
@@ -366,6 +379,10 @@ fn split_host_port(what: &'static str, input: &str) -> Result<(String, Option<u1
             }
         },
     };
+    if alias_brackets {
+        // `[db]`: an alias name, as ssh takes `ssh '[db]'` (it matches `Host [db]`).
+        return Ok((format!("[{}]", d.host), port));
+    }
     Ok((d.host.to_string(), port))
 }
 
@@ -373,10 +390,15 @@ fn check_host(what: &'static str, input: &str, host: &str) -> Result<(), SpecErr
     if host.is_empty() {
         return Err(malformed(what, input, "no host name"));
     }
-    if host
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | ',' | '\'' | '"'))
-    {
+    // A TARGET may be an alias like `unix/db` (see `parse_target`); a hop may not, as in
+    // `ssh -J` ("Invalid -J argument").
+    let slash_ok = what == "TARGET";
+    if host.chars().any(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, ',' | '\'' | '"')
+            || (c == '/' && !slash_ok)
+    }) {
         return Err(malformed(
             what,
             input,
@@ -417,6 +439,24 @@ mod tests {
     }
 
     #[test]
+    fn target_may_be_an_alias_that_is_no_host_name() {
+        let t = parse_target("unix/db").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("unix/db", 5432));
+        assert!(t.alias_only());
+        let t = parse_target("[db]:6432").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.port_given),
+            ("[db]", 6432, true)
+        );
+        assert!(t.alias_only());
+        assert_eq!(t.to_string(), "[db]:6432");
+        assert!(!parse_target("[::1]").unwrap().alias_only());
+        assert!(!parse_target("db.foo.com").unwrap().alias_only());
+        // Not as hops: ssh -J refuses them ("Invalid -J argument").
+        assert!(parse_hop("unix/db").is_err());
+    }
+
+    #[test]
     fn target_rejects_bad_ports() {
         for bad in [
             "db:0", "db:65536", "db:-1", "db:", "db:abc", "db:+5", "[::1]:0",
@@ -430,7 +470,8 @@ mod tests {
     #[test]
     fn target_rejects_malformed() {
         for bad in [
-            "", "fd00::5", "[fd00::5", "[db]:5", "[::1]x", "a b", "joe@db", ":5432", "-oProxy",
+            "", "fd00::5", "[fd00::5", "[]", "[a:b]x", "[::1]x", "a b", "joe@db", ":5432",
+            "-oProxy", "a,b",
         ] {
             assert!(parse_target(bad).is_err(), "{bad} accepted");
         }

@@ -392,6 +392,127 @@ async fn ca_signed_host_certificate_is_accepted_through_cert_authority() {
     );
 }
 
+/// Each way a host certificate can fail: pgtunnel's refusal says OpenSSH's reason, and the
+/// real `ssh` refuses the same server with the same reason (it prints it at error level).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_host_certificates_say_why() {
+    let c = Case::new();
+    let echo = Echo::start().await;
+    let key = c.keygen("id_ed25519", "ed25519", "");
+    let ca = c.keygen("host_ca", "ed25519", "");
+    let other_ca = c.keygen("other_ca", "ed25519", "");
+    // The CA trusted for 127.0.0.1: the one that signed, or another one.
+    let ca_line = |trusted: &str| {
+        let key = if trusted == "signer" { &ca } else { &other_ca };
+        format!(
+            "@cert-authority {}",
+            known_line("127.0.0.1", &public_of(key))
+        )
+    };
+    // (name, ssh-keygen -s arguments, CA trusted, OpenSSH's reason, pgtunnel's wording)
+    let cases = [
+        (
+            "expired",
+            vec!["-n", "127.0.0.1", "-V", "20200101:20200102"],
+            "signer",
+            "Certificate invalid: expired",
+            "Certificate invalid: expired (CA trusted at",
+        ),
+        (
+            "future",
+            vec!["-n", "127.0.0.1", "-V", "+1d:+2d"],
+            "signer",
+            "Certificate invalid: not yet valid",
+            "Certificate invalid: not yet valid",
+        ),
+        (
+            "principal",
+            vec!["-n", "db.example.com"],
+            "signer",
+            "Certificate invalid: name is not a listed principal",
+            "name is not a listed principal (127.0.0.1 is not among db.example.com)",
+        ),
+        (
+            "untrusted",
+            vec!["-n", "127.0.0.1"],
+            "other",
+            "No matching CA found",
+            "is not trusted for this host",
+        ),
+    ];
+    for (what, args, trusted, ssh_reason, ours) in &cases {
+        let host = c.keygen(&format!("host_{what}"), "ecdsa", "");
+        let mut host_pub = host.as_os_str().to_owned();
+        host_pub.push(".pub");
+        let mut sign = vec!["-q", "-s", ca.to_str().expect("utf-8"), "-I", "test", "-h"];
+        sign.extend(args.iter().copied());
+        sign.push(host_pub.to_str().expect("utf-8"));
+        ssh_keygen(&sign);
+        let cert = c.path(&format!("host_{what}-cert.pub"));
+        let s = sshd(
+            vec![public_of(&key)],
+            &echo,
+            &format!(
+                "HostKey {}\nHostCertificate {}",
+                host.display(),
+                cert.display()
+            ),
+        );
+        std::fs::write(&c.known_hosts, ca_line(trusted)).expect("write");
+        c.configure_key(s.addr, &key);
+        let e = c
+            .connect(&echo, &Recorder::new().options(None))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(
+                hop_error(&e),
+                HopError::HostKeyUnknown {
+                    certificate: Some(_),
+                    ..
+                }
+            ),
+            "{what}: {e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("the host certificate it presented was not accepted")
+                && text.contains(ours),
+            "{what}: {text}"
+        );
+        let (ok, stderr) = c.ssh_accepts(s.addr, &key);
+        assert!(!ok, "{what}: ssh refuses it too");
+        if *what != "untrusted" {
+            // ssh's error line (the untrusted case is a debug line in ssh).
+            assert!(stderr.contains(ssh_reason), "{what}: ssh says {stderr}");
+        }
+
+        // With the plain key also on file, the connection goes on, with the reason as a warning.
+        std::fs::write(
+            &c.known_hosts,
+            format!(
+                "{}{}",
+                ca_line(trusted),
+                known_line("[127.0.0.1]:*", &public_of(&host))
+            ),
+        )
+        .expect("write");
+        let r = Recorder::new();
+        c.connect(&echo, &r.options(None))
+            .await
+            .expect("the plain key is known");
+        let warned = r.events.lock().expect("events").iter().any(|e| {
+            matches!(e, Event::Warning(w) if w.contains("was not accepted") && w.contains(ours))
+        });
+        assert!(
+            warned,
+            "{what}: no warning in {:?}",
+            r.events.lock().expect("events")
+        );
+    }
+    assert!(echo.connections() >= cases.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_key_through_a_real_ssh_agent() {
     let c = Case::new();

@@ -8,6 +8,7 @@
 //! # query: joe@alias:2222        the same with `-l joe -p 2222`
 //! # error: alias [-- text]       both OpenSSH and we must refuse (our message holds `text`)
 //! # error: alias -- text @3      ... and both errors name line 3 of the config
+//! # error: alias -- text @3,5,8  ... and both name each of these lines (every bad line)
 //! # unsupported: alias           we must refuse with "unsupported"; OpenSSH is not asked
 //!                                (it would run a `Match exec` command)
 //! Host alias
@@ -703,6 +704,7 @@ fn resolve_ours(case: &Case, q: &Query, env: &LocalEnv) -> Result<HostConfig, St
                 host: q.host.clone(),
                 user: q.user.clone(),
                 port: q.port,
+                jump: None,
             },
             env,
         )
@@ -743,18 +745,23 @@ fn resolution_matches_ssh_g() {
                             g.get("hostname")
                         )),
                         Err(e) => {
-                            if let Some(n) = &line
-                                && !e.contains(&format!("line {n}:"))
-                            {
-                                failures
-                                    .push(format!("{label}: ssh's error `{e}` is not line {n}"));
+                            for n in line.iter().flat_map(|l| l.split(',')) {
+                                if !e.contains(&format!("line {n}:")) {
+                                    failures.push(format!(
+                                        "{label}: ssh's error `{e}` does not name line {n}"
+                                    ));
+                                }
                             }
                         }
                     }
-                    if let (Some(n), Err(e)) = (&line, &mine)
-                        && !e.contains(&format!("config:{n}:"))
-                    {
-                        failures.push(format!("{label}: our error `{e}` is not line {n}"));
+                    if let Err(e) = &mine {
+                        for n in line.iter().flat_map(|l| l.split(',')) {
+                            if !e.contains(&format!("config:{n}:")) {
+                                failures.push(format!(
+                                    "{label}: our error `{e}` does not name line {n}"
+                                ));
+                            }
+                        }
                     }
                     match mine {
                         Ok(c) => failures.push(format!(
@@ -1143,7 +1150,8 @@ const LOOP_CONFIG: &str = "Host dotfiles.github.com\n  HostName github.com\n\
                            Host p\n  HostName github.com\n  Port 2222\n\
                            Host us\n  HostName github.com\n  User bob\n\
                            Host jp\n  Port 2222\n\
-                           Host pct\n  HostName %h.example\n";
+                           Host pct\n  HostName %h.example\n\
+                           Host self\n  ProxyJump self\n  ProxyCommand nc %h %p\n";
 
 /// `--via` values for [`via_loops_match_ssh_j`].
 const LOOP_VIAS: &[&str] = &[
@@ -1173,6 +1181,9 @@ const LOOP_VIAS: &[&str] = &[
     "[::1],[::1]",
     "ssh://u@h:22,u@h",
     "a,b,a",
+    // `self`'s own ProxyJump is a loop, but reached through -J it does not apply.
+    "a,self",
+    "a,self,b",
 ];
 
 /// A `--via` list has a "jumphost loop" exactly when `ssh -J` refuses one of its steps:
@@ -1191,6 +1202,7 @@ fn via_loops_match_ssh_j() {
     for via in LOOP_VIAS {
         let hops = pgtunnel::spec::parse_hops(via).expect("valid --via");
         let mut theirs = None;
+        let mut their_jumps = Vec::new();
         for pair in hops.windows(2) {
             let (prev, spec) = (&pair[0], &pair[1]);
             let mut args = vec!["-G".to_string(), "-F".into(), config.display().to_string()];
@@ -1212,6 +1224,13 @@ fn via_loops_match_ssh_j() {
                 theirs = Some(stderr.trim().to_string());
                 break;
             }
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            their_jumps.push(
+                stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("proxyjump "))
+                    .map(normalize_jump),
+            );
         }
         let ours = pgtunnel::plan::chain::resolve_chain(
             Some(&hops),
@@ -1226,6 +1245,29 @@ fn via_loops_match_ssh_j() {
             }
             Ok(_) => None,
         };
+        // Each later hop's ProxyJump is the hop before it, as ssh -G -J prints it.
+        if let Ok(chain) = &ours
+            && chain.hops.len() == hops.len()
+        {
+            let our_jumps: Vec<Option<String>> = chain.hops[1..]
+                .iter()
+                .map(|h| match &h.config.proxy_jump {
+                    Some(ProxyJump::Hops(list)) => Some(normalize_jump(
+                        &list
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            if our_jumps != their_jumps {
+                failures.push(format!(
+                    "--via {via}: proxyjump of later hops: ssh -J {their_jumps:?}, pgtunnel {our_jumps:?}"
+                ));
+            }
+        }
         loops += usize::from(theirs.is_some());
         if theirs.is_some() != ours_loop.is_some() {
             failures.push(format!(

@@ -381,7 +381,7 @@ proptest! {
             let file = home.join("config");
             if let Ok(config) = SshConfig::parse_str(&text, &file, &home) {
                 for h in [host.as_str(), "db.foo.com", "", "*"] {
-                    let query = HostQuery { host: h.to_string(), user: None, port: None };
+                    let query = HostQuery { host: h.to_string(), user: None, port: None, jump: None };
                     let _ = config.resolve(&query, &env(&home));
                 }
             }

@@ -30,11 +30,14 @@
 //!   signed by the listed CA key, be a host certificate, be valid now, carry no critical
 //!   options, be signed with an algorithm in OpenSSH's default `CASignatureAlgorithms` (no
 //!   `ssh-rsa`/SHA-1, no DSA), and list the host name — `HostName` (lowercased, without
-//!   `[ ]:port`) or `HostKeyAlias` — among its principals, compared exactly (an empty principal
-//!   list is valid for any host). A plain key listed only on a `@cert-authority` line is not
+//!   `[ ]:port`) or `HostKeyAlias` — among its principals, which are patterns
+//!   (`*.example.com`); a certificate without principals is refused. Both as OpenSSH 10.3 does
+//!   it (commit 5166b6cb, for CVE-2024-7594); 9.2 took an empty list as "any host" and
+//!   compared principals exactly. A plain key listed only on a `@cert-authority` line is not
 //!   known. A certificate that no trusted CA vouches for (or that fails those checks) is not
 //!   refused outright: like `ssh`, the check falls back to the certificate's public key as a
-//!   plain key.
+//!   plain key; [`HostKeyLookup::certificate_refusal`] says why the certificate was not
+//!   enough ([`CertRefusal`], with OpenSSH's reasons).
 //!
 //! Writing: [`format_entry`] produces the line `ssh` appends (`write_host_entry()`: the
 //! lowercased name, or its hash with `HashKnownHosts yes`, then the key type and base64 blob,
@@ -58,7 +61,7 @@ use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
 use sha1::Sha1;
 
-use super::pattern::{ListMatch, MAX_SUBPATTERN, match_pattern_list};
+use super::pattern::{ListMatch, MAX_SUBPATTERN, match_pattern, match_pattern_list};
 
 /// `|1|`: the prefix of a hashed host name.
 const HASH_MAGIC: &str = "|1|";
@@ -483,6 +486,50 @@ impl HostKeyLookup {
     }
 }
 
+impl HostKeyLookup {
+    /// Why `cert` was not accepted as a host certificate for this host, if it was not: the
+    /// first `@cert-authority` line whose CA signed it (under the name, then the port-less
+    /// name, as [`check`](Self::check) looks) decides. Revocation is not a reason here
+    /// ([`Verdict::Revoked`] says it).
+    pub fn certificate_refusal(
+        &self,
+        files: &[KnownHostsFile],
+        cert: &Certificate,
+    ) -> Option<CertRefusal> {
+        self.certificate_refusal_at(files, cert, SystemTime::now())
+    }
+
+    /// [`certificate_refusal`](Self::certificate_refusal), with validity judged at `now`.
+    pub fn certificate_refusal_at(
+        &self,
+        files: &[KnownHostsFile],
+        cert: &Certificate,
+        now: SystemTime,
+    ) -> Option<CertRefusal> {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let names = std::iter::once(self.name.as_str()).chain(self.fallback.as_deref());
+        for name in names {
+            let ca = lines_for(files, name).into_iter().find(|(_, e)| {
+                e.marker == Some(Marker::CertAuthority) && e.key.key_data() == cert.signature_key()
+            });
+            if let Some((path, entry)) = ca {
+                return certificate_check(cert, &self.principal, now)
+                    .err()
+                    .map(|reason| CertRefusal::Invalid {
+                        reason,
+                        ca_line: format!("{}:{}", path.display(), entry.line),
+                    });
+            }
+        }
+        Some(CertRefusal::UntrustedCa {
+            ca: fingerprint(&PublicKey::from(cert.signature_key().clone())),
+        })
+    }
+}
+
 /// What the server offered: `ssh` downgrades a certificate to its plain key when no CA
 /// vouches for it.
 #[derive(Clone)]
@@ -578,7 +625,8 @@ fn check_host_key(
                     Offered::Cert(cert) => match certificate_check(cert, ctx.principal, ctx.now) {
                         Ok(()) => true,
                         Err(reason) => {
-                            // ssh says this at error level, then retries the plain key.
+                            // ssh says this at error level, then retries the plain key
+                            // (`HostKeyLookup::certificate_refusal` tells the caller why).
                             tracing::debug!(
                                 %reason,
                                 ca = %format!("{}:{}", path.display(), entry.line),
@@ -641,42 +689,140 @@ fn check_host_key(
     }
 }
 
+/// Why a host certificate was not accepted: OpenSSH's reason (`sshkey_cert_check_host()`'s
+/// `fail_reason`, which `ssh` prints at error level), or that no `@cert-authority` line for
+/// the host trusts its CA (`ssh`: "No matching CA found").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertRefusal {
+    /// No `@cert-authority` line for the host lists the certificate's CA.
+    UntrustedCa {
+        /// SHA256 fingerprint of the CA key that signed the certificate.
+        ca: String,
+    },
+    /// A trusted CA signed it, but the certificate is not valid for this host now.
+    Invalid {
+        /// OpenSSH's reason, e.g. `Certificate invalid: expired`.
+        reason: CertProblem,
+        /// The `@cert-authority` line (`file:line`) that trusts its CA.
+        ca_line: String,
+    },
+}
+
+impl fmt::Display for CertRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertRefusal::UntrustedCa { ca } => write!(
+                f,
+                "its CA ({ca}) is not trusted for this host: no @cert-authority line for it \
+                 lists that key"
+            ),
+            CertRefusal::Invalid { reason, ca_line } => {
+                write!(f, "{reason} (CA trusted at known_hosts {ca_line})")
+            }
+        }
+    }
+}
+
+/// What is wrong with a certificate signed by a trusted CA (`sshkey_cert_check_host()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertProblem {
+    /// A user certificate offered as a host certificate.
+    NotHost,
+    /// Its validity starts later.
+    NotYetValid,
+    /// Its validity ended.
+    Expired,
+    /// It lists no principals (OpenSSH 10.3 refuses these: CVE-2024-7594).
+    NoPrincipals,
+    /// The host name is not among its principals.
+    NotAPrincipal {
+        /// The name that had to be listed (`HostName` or `HostKeyAlias`).
+        name: String,
+        /// The principals it lists.
+        principals: Vec<String>,
+    },
+    /// It carries critical options (none are defined for host certificates).
+    CriticalOptions,
+    /// The CA signed it with an algorithm `CASignatureAlgorithms` does not allow.
+    DisallowedSignature(String),
+    /// The CA's signature does not verify.
+    BadSignature,
+}
+
+impl fmt::Display for CertProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertProblem::NotHost => f.write_str("Certificate invalid: not a host certificate"),
+            CertProblem::NotYetValid => f.write_str("Certificate invalid: not yet valid"),
+            CertProblem::Expired => f.write_str("Certificate invalid: expired"),
+            CertProblem::NoPrincipals => f.write_str("Certificate lacks principal list"),
+            CertProblem::NotAPrincipal { name, principals } => write!(
+                f,
+                "Certificate invalid: name is not a listed principal ({name} is not among {})",
+                principals.join(", ")
+            ),
+            CertProblem::CriticalOptions => {
+                f.write_str("Certificate contains unsupported critical options")
+            }
+            CertProblem::DisallowedSignature(alg) => write!(
+                f,
+                "Certificate signed with disallowed algorithm {alg} (CASignatureAlgorithms)"
+            ),
+            CertProblem::BadSignature => f.write_str("Certificate signature does not verify"),
+        }
+    }
+}
+
 /// Why a certificate signed by a trusted CA is still not valid for `principal` at `now`
 /// (`sshkey_cert_check_host()` with the default `CASignatureAlgorithms`), if it is not.
-fn certificate_check(cert: &Certificate, principal: &str, now: u64) -> Result<(), String> {
+/// Principals are patterns (`*.example.com`) and an empty list is refused, as OpenSSH 10.3
+/// does (commit 5166b6cb: 9.2 took an empty list as "any host" and matched no wildcards).
+fn certificate_check(cert: &Certificate, principal: &str, now: u64) -> Result<(), CertProblem> {
     if cert.cert_type() != CertType::Host {
-        return Err("not a host certificate".into());
+        return Err(CertProblem::NotHost);
     }
     if now < cert.valid_after() {
-        return Err("not yet valid".into());
+        return Err(CertProblem::NotYetValid);
     }
     if now >= cert.valid_before() {
-        return Err("expired".into());
+        return Err(CertProblem::Expired);
     }
     let principals = cert.valid_principals();
-    if !principals.is_empty() && !principals.iter().any(|p| p == principal) {
-        return Err(format!("{principal} is not a listed principal"));
+    if principals.is_empty() {
+        return Err(CertProblem::NoPrincipals);
+    }
+    if !principals
+        .iter()
+        .any(|p| match_pattern(principal.as_bytes(), p.as_bytes()))
+    {
+        return Err(CertProblem::NotAPrincipal {
+            name: principal.to_string(),
+            principals: principals.to_vec(),
+        });
     }
     if !cert.critical_options().is_empty() {
-        return Err("unsupported critical options".into());
+        return Err(CertProblem::CriticalOptions);
     }
     let sig_alg = cert.signature().algorithm();
-    let allowed = match &sig_alg {
+    if !default_ca_signature_allowed(&sig_alg) {
+        return Err(CertProblem::DisallowedSignature(
+            sig_alg.as_str().to_string(),
+        ));
+    }
+    cert.verify_signature()
+        .map_err(|_| CertProblem::BadSignature)
+}
+
+/// OpenSSH's default `CASignatureAlgorithms`: no `ssh-rsa` (SHA-1), no DSA.
+fn default_ca_signature_allowed(alg: &Algorithm) -> bool {
+    match alg {
         Algorithm::Ed25519
         | Algorithm::Ecdsa { .. }
         | Algorithm::SkEd25519
         | Algorithm::SkEcdsaSha2NistP256 => true,
         Algorithm::Rsa { hash } => hash.is_some(),
         _ => false,
-    };
-    if !allowed {
-        return Err(format!(
-            "signed with disallowed algorithm {}",
-            sig_alg.as_str()
-        ));
     }
-    cert.verify_signature()
-        .map_err(|_| "the CA signature does not verify".to_string())
 }
 
 /// Checks a key offered for `name`, the name `ssh` looks up: `HostKeyAlias` or `HostName`,
@@ -1060,6 +1206,60 @@ mod tests {
     }
 
     #[test]
+    fn certificate_refusals_give_openssh_reasons() {
+        let (host, ca, other_ca) = (key(), key(), key());
+        let t = now();
+        let window = (t - 60, t + 3600);
+        let f = file(&format!("# ca\n@cert-authority *.x {}\n", line_key(&ca)));
+        let files = std::slice::from_ref(&f);
+        let refusal = |name: &str, c: &Certificate| {
+            HostKeyLookup::from_name(name)
+                .certificate_refusal(files, c)
+                .map(|r| r.to_string())
+        };
+        let good = cert(&host, &ca, &["h.x"], window);
+        assert_eq!(refusal("h.x", &good), None);
+        assert_eq!(
+            refusal("h.x", &cert(&host, &ca, &["h.x"], (t - 7200, t - 3600))).as_deref(),
+            Some("Certificate invalid: expired (CA trusted at known_hosts /kh:2)")
+        );
+        assert_eq!(
+            refusal("h.x", &cert(&host, &ca, &["h.x"], (t + 3600, t + 7200))).as_deref(),
+            Some("Certificate invalid: not yet valid (CA trusted at known_hosts /kh:2)")
+        );
+        assert_eq!(
+            refusal("z.x", &good).as_deref(),
+            Some(
+                "Certificate invalid: name is not a listed principal (z.x is not among h.x) \
+                 (CA trusted at known_hosts /kh:2)"
+            )
+        );
+        assert_eq!(
+            refusal("h.x", &cert(&host, &ca, &[], window)).as_deref(),
+            Some("Certificate lacks principal list (CA trusted at known_hosts /kh:2)")
+        );
+        let untrusted = cert(&host, &other_ca, &["h.x"], window);
+        let ca_fp = fingerprint(&other_ca.public_key().clone());
+        assert_eq!(
+            refusal("h.x", &untrusted),
+            Some(format!(
+                "its CA ({ca_fp}) is not trusted for this host: no @cert-authority line for it \
+                 lists that key"
+            ))
+        );
+        // A CA trusted only for other hosts is not trusted for this one.
+        assert!(matches!(
+            HostKeyLookup::from_name("h.y").certificate_refusal(files, &good),
+            Some(CertRefusal::UntrustedCa { .. })
+        ));
+        // The port-less name's CA line counts, as in `check`.
+        assert_eq!(
+            HostKeyLookup::new("h.x", 2222, None).certificate_refusal(files, &good),
+            None
+        );
+    }
+
+    #[test]
     fn certificates_and_cert_authorities() {
         let (host, ca, other_ca) = (key(), key(), key());
         let t = now();
@@ -1100,9 +1300,12 @@ mod tests {
         assert_eq!(check(files, "h.x", &offered(&expired)), Verdict::Unknown);
         let future = cert(&host, &ca, &["h.x"], (t + 3600, t + 7200));
         assert_eq!(check(files, "h.x", &offered(&future)), Verdict::Unknown);
-        // No principals: valid for any host.
+        // No principals: refused (OpenSSH 10.3), the plain key decides.
         let any = cert(&host, &ca, &[], window);
-        assert_eq!(check(files, "q.x", &offered(&any)), ca_known);
+        assert_eq!(check(files, "q.x", &offered(&any)), Verdict::Unknown);
+        // Principals are patterns.
+        let wild = cert(&host, &ca, &["*.x"], window);
+        assert_eq!(check(files, "q.x", &offered(&wild)), ca_known);
         // Alias is the principal.
         assert_eq!(
             HostKeyLookup::new("h.x", 22, Some("alias")).check(

@@ -84,10 +84,11 @@ use super::keyword::{Args, At, Derived, First, KeyFile, Keyword, Options, Settin
 pub use super::keyword::{
     DEFAULT_PASSWORD_PROMPTS, HostConfig, IdentityFile, ProxyJump, StrictHostKeyChecking,
 };
-use super::lexer::{argv_split, directive, strdelim};
+use super::lexer::{Directive, argv_split, directive, strdelim};
 use super::pattern::{ListMatch, host_line_matches, match_hostname, match_pattern_list};
 use super::status::{OtherKeyword, Status, Verdict, other};
 use super::tokens::{Expansion, expand, tilde_expand};
+use crate::spec::HopSpec;
 
 /// The system-wide client configuration, read after the user's by [`SshConfig::load_default`].
 pub const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
@@ -154,6 +155,21 @@ pub enum ConfigError {
         /// Why (`pgtunnel does not implement Ciphers yet`).
         reason: String,
     },
+    /// Several bad lines in one file: each is reported, then the file is refused, as OpenSSH
+    /// does ("terminating, N bad configuration options"). The last error may be one that
+    /// stopped the reading (an included file's, or pgtunnel's refusal of a keyword).
+    #[error(
+        "{}\n{}: terminating, {} bad configuration options",
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        file.display(),
+        errors.len()
+    )]
+    BadLines {
+        /// The file.
+        file: PathBuf,
+        /// Its errors, in line order.
+        errors: Vec<ConfigError>,
+    },
     /// A config file others may write to, which OpenSSH refuses to read.
     #[error(
         "bad owner or permissions on {}: it must be owned by you or root and not writable by \
@@ -217,6 +233,11 @@ pub struct HostQuery {
     pub user: Option<String>,
     /// `:port` from the command line: overrides `Port`.
     pub port: Option<u16>,
+    /// The host is reached through this jump host, as `ssh -J a,b` reaches `b` (its child
+    /// `ssh -J a b`): it is the ProxyJump, from the command line, and the config's own
+    /// ProxyJump and ProxyCommand do not apply. The "jumphost loop" check for it is
+    /// [`crate::plan::chain::jumps_to_itself`]'s.
+    pub jump: Option<HopSpec>,
 }
 
 /// Facts about the local machine that resolution needs (tokens, defaults).
@@ -330,6 +351,8 @@ enum ItemKind {
     Other(&'static OtherKeyword, Verdict, String),
     /// A keyword OpenSSH does not know (lowercased).
     Unknown(String),
+    /// A line OpenSSH refuses (its message): reported with the file's other bad lines.
+    Bad(String),
 }
 
 #[derive(Debug, Clone)]
@@ -487,6 +510,11 @@ impl SshConfig {
         if let Some(port) = query.port {
             o.port = First::command_line(port);
         }
+        if let Some(via) = &query.jump {
+            // `ssh -J`'s `parse_jump()`: the jump host, and `ProxyCommand none`.
+            o.proxy_jump = First::command_line(Jump::Hops(vec![via.clone()]));
+            o.proxy_command = First::command_line("none".to_string());
+        }
         let mut pass = Pass {
             host: query.host.clone(),
             original_host: &query.host,
@@ -583,45 +611,17 @@ impl Loader {
         for (i, raw) in text.split('\n').enumerate() {
             let line = i + 1;
             let Some(d) = directive(raw) else { continue };
-            let at = |message: String| ConfigError::Line {
-                file: path.to_path_buf(),
-                line,
-                message,
-            };
-            let word = Word::from_lowercase(&d.keyword);
-            if d.rest.is_empty() {
-                return Err(at(format!(
-                    "no argument after keyword \"{}\"",
-                    octal_escaped(&d.keyword)
-                )));
-            }
-            let args = argv_split(d.rest).map_err(|()| at("invalid quotes".into()))?;
-            let kind = match word {
-                Word::Host => {
-                    if args.iter().any(String::is_empty) {
-                        return Err(at("keyword host: empty argument".into()));
-                    }
-                    ItemKind::Host(args)
+            let kind = match self.parse_line(&d, path, line, user_config, depth) {
+                Ok(kind) => kind,
+                // A bad line is reported when the file is evaluated, with the file's other
+                // bad lines (`eval_file`), as OpenSSH reads a file in one pass; an included
+                // file that cannot be read stops at once.
+                Err(ConfigError::Line { message, .. })
+                    if !matches!(Word::from_lowercase(&d.keyword), Word::Include) =>
+                {
+                    ItemKind::Bad(message)
                 }
-                Word::Match => ItemKind::Match(parse_match(d.rest).map_err(at)?),
-                Word::Include => {
-                    ItemKind::Include(self.include(&args, path, line, user_config, depth)?)
-                }
-                Word::Set(keyword) => {
-                    let args = Args {
-                        name: &d.keyword,
-                        rest: d.rest,
-                        words: &args,
-                    };
-                    ItemKind::Set(keyword.parse(&args).map_err(at)?)
-                }
-                Word::Other(keyword) => {
-                    let verdict = keyword
-                        .check(&args)
-                        .map_err(|e| at(format!("{}: {e}", d.keyword)))?;
-                    ItemKind::Other(keyword, verdict, raw_value_of(d.rest))
-                }
-                Word::Unknown => ItemKind::Unknown(d.keyword.clone()),
+                Err(e) => return Err(e),
             };
             items.push(Item { line, kind });
         }
@@ -629,6 +629,57 @@ impl Loader {
             path: path.to_path_buf(),
             user_config,
             items,
+        })
+    }
+
+    /// One line of [`parse`](Self::parse).
+    fn parse_line(
+        &self,
+        d: &Directive,
+        path: &Path,
+        line: usize,
+        user_config: bool,
+        depth: usize,
+    ) -> Result<ItemKind, ConfigError> {
+        let at = |message: String| ConfigError::Line {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+        let word = Word::from_lowercase(&d.keyword);
+        if d.rest.is_empty() {
+            return Err(at(format!(
+                "no argument after keyword \"{}\"",
+                octal_escaped(&d.keyword)
+            )));
+        }
+        let args = argv_split(d.rest).map_err(|()| at("invalid quotes".into()))?;
+        Ok(match word {
+            Word::Host => {
+                if args.iter().any(String::is_empty) {
+                    return Err(at("keyword host: empty argument".into()));
+                }
+                ItemKind::Host(args)
+            }
+            Word::Match => ItemKind::Match(parse_match(d.rest).map_err(at)?),
+            Word::Include => {
+                ItemKind::Include(self.include(&args, path, line, user_config, depth)?)
+            }
+            Word::Set(keyword) => {
+                let args = Args {
+                    name: &d.keyword,
+                    rest: d.rest,
+                    words: &args,
+                };
+                ItemKind::Set(keyword.parse(&args).map_err(at)?)
+            }
+            Word::Other(keyword) => {
+                let verdict = keyword
+                    .check(&args)
+                    .map_err(|e| at(format!("{}: {e}", d.keyword)))?;
+                ItemKind::Other(keyword, verdict, raw_value_of(d.rest))
+            }
+            Word::Unknown => ItemKind::Unknown(d.keyword.clone()),
         })
     }
 
@@ -751,6 +802,9 @@ struct Pass<'a> {
 }
 
 /// Evaluates a file's items; `active` is shared with the including file, as in OpenSSH.
+/// Like OpenSSH's `read_config_file_depth()`, a bad line does not stop the file: every bad
+/// line is reported, then the file is refused ([`bad_lines`]). What stops at once: an
+/// included file's failure (ssh stops inside it) and pgtunnel's own refusals.
 fn eval_file(
     file: &ConfigFile,
     active: &mut bool,
@@ -758,63 +812,114 @@ fn eval_file(
     o: &mut Options,
     pass: &Pass<'_>,
 ) -> Result<(), ConfigError> {
+    let mut bad = Vec::new();
     for item in &file.items {
-        let origin = || Origin {
-            file: file.path.clone(),
-            line: item.line,
-        };
-        match &item.kind {
-            ItemKind::Host(patterns) => {
-                *active = !never_match && host_line_matches(&pass.host, patterns);
+        match eval_item(file, item, active, never_match, o, pass) {
+            Ok(()) => {}
+            Err(e @ ConfigError::Line { .. }) if !stops_the_file(&item.kind) => bad.push(e),
+            Err(e) => {
+                bad.push(e);
+                break;
             }
-            ItemKind::Match(criteria) => {
-                let matched = eval_match(criteria, o, pass, never_match, &origin())?;
-                *active = !never_match && matched;
+        }
+    }
+    bad_lines(&file.path, bad)
+}
+
+/// Whether an error on this item ends the file at once, as in OpenSSH: an included file's
+/// (ssh stops inside it) and `RefuseConnection`'s (a `fatal()`).
+fn stops_the_file(kind: &ItemKind) -> bool {
+    match kind {
+        ItemKind::Include(_) => true,
+        ItemKind::Other(keyword, ..) => keyword.display_name() == "RefuseConnection",
+        _ => false,
+    }
+}
+
+/// The outcome of a file with these bad lines: none is fine, one is that line's error, more
+/// are [`ConfigError::BadLines`] ("terminating, N bad configuration options").
+fn bad_lines(file: &Path, mut bad: Vec<ConfigError>) -> Result<(), ConfigError> {
+    match bad.len() {
+        0 => Ok(()),
+        1 => Err(bad.remove(0)),
+        _ => Err(ConfigError::BadLines {
+            file: file.to_path_buf(),
+            errors: bad,
+        }),
+    }
+}
+
+/// One item of [`eval_file`].
+fn eval_item(
+    file: &ConfigFile,
+    item: &Item,
+    active: &mut bool,
+    never_match: bool,
+    o: &mut Options,
+    pass: &Pass<'_>,
+) -> Result<(), ConfigError> {
+    let origin = || Origin {
+        file: file.path.clone(),
+        line: item.line,
+    };
+    match &item.kind {
+        ItemKind::Host(patterns) => {
+            *active = !never_match && host_line_matches(&pass.host, patterns);
+        }
+        ItemKind::Match(criteria) => {
+            let matched = eval_match(criteria, o, pass, never_match, &origin())?;
+            *active = !never_match && matched;
+        }
+        ItemKind::Include(files) => {
+            let was_active = *active;
+            for included in files {
+                eval_file(included, active, never_match || !was_active, o, pass)?;
+                // A Match in an included file does not change the includer's state.
+                *active = was_active;
             }
-            ItemKind::Include(files) => {
-                let was_active = *active;
-                for included in files {
-                    eval_file(included, active, never_match || !was_active, o, pass)?;
-                    // A Match in an included file does not change the includer's state.
-                    *active = was_active;
-                }
+        }
+        ItemKind::Set(setting) => {
+            if *active {
+                let origin = origin();
+                let at = At {
+                    origin: &origin,
+                    user_config: file.user_config,
+                };
+                o.apply(setting, &at)?;
             }
-            ItemKind::Set(setting) => {
-                if *active {
-                    let origin = origin();
-                    let at = At {
-                        origin: &origin,
-                        user_config: file.user_config,
-                    };
-                    o.apply(setting, &at)?;
-                }
+        }
+        ItemKind::Other(keyword, verdict, value) => {
+            if *active {
+                see_other(o, keyword, *verdict, value, file.user_config, origin())?;
             }
-            ItemKind::Other(keyword, verdict, value) => {
-                if *active {
-                    see_other(o, keyword, *verdict, value, file.user_config, origin())?;
-                }
-            }
-            ItemKind::Unknown(name) => {
-                // OpenSSH's `parse_token`: refused wherever it is, unless covered by the
-                // `IgnoreUnknown` list in effect (set by an earlier line that applied).
-                let ignored = o.ignore_unknown.get().is_some_and(|list| {
-                    match_pattern_list(name.as_bytes(), list.as_bytes(), true) == ListMatch::Yes
+        }
+        ItemKind::Bad(message) => {
+            return Err(ConfigError::Line {
+                file: file.path.clone(),
+                line: item.line,
+                message: message.clone(),
+            });
+        }
+        ItemKind::Unknown(name) => {
+            // OpenSSH's `parse_token`: refused wherever it is, unless covered by the
+            // `IgnoreUnknown` list in effect (set by an earlier line that applied).
+            let ignored = o.ignore_unknown.get().is_some_and(|list| {
+                match_pattern_list(name.as_bytes(), list.as_bytes(), true) == ListMatch::Yes
+            });
+            if !ignored {
+                return Err(ConfigError::Line {
+                    file: file.path.clone(),
+                    line: item.line,
+                    message: format!("Bad configuration option: {}", octal_escaped(name)),
                 });
-                if !ignored {
-                    return Err(ConfigError::Line {
-                        file: file.path.clone(),
-                        line: item.line,
-                        message: format!("Bad configuration option: {}", octal_escaped(name)),
-                    });
-                }
-                if *active && !o.other_keywords.iter().any(|s| &s.name == name) {
-                    o.other_keywords.push(SeenKeyword {
-                        name: name.clone(),
-                        status: None,
-                        note: None,
-                        origin: origin(),
-                    });
-                }
+            }
+            if *active && !o.other_keywords.iter().any(|s| &s.name == name) {
+                o.other_keywords.push(SeenKeyword {
+                    name: name.clone(),
+                    status: None,
+                    note: None,
+                    origin: origin(),
+                });
             }
         }
     }
@@ -1105,7 +1210,8 @@ fn proxy(
             value: Jump::Hops(hops),
             origin,
         }) => {
-            if let Some(last) = hops.last() {
+            // The command line's jump host (`HostQuery::jump`) is checked by the chain.
+            if let (Some(last), Some(_)) = (hops.last(), origin) {
                 let jump_user = last.user.as_deref().unwrap_or(user);
                 if last.host == host_name && last.port.unwrap_or(22) == port && jump_user == user {
                     return Err(origin_error(
@@ -1320,8 +1426,12 @@ mod tests {
         SshConfig::parse_str(text, Path::new(FILE), Path::new("/nonexistent-home")).unwrap()
     }
 
+    /// The error of a bad file: its lines are reported when a host is resolved (any host: a
+    /// bad line is bad in every block).
     fn parse_err(text: &str) -> String {
         SshConfig::parse_str(text, Path::new(FILE), Path::new("/nonexistent-home"))
+            .and_then(|c| c.resolve(&q("parse-err-host"), &env()).map(|_| c))
+            .map(|_| ())
             .unwrap_err()
             .to_string()
     }
@@ -1413,6 +1523,7 @@ Host *
                     host: "db".into(),
                     user: Some("joe".into()),
                     port: Some(2222),
+                    jump: None,
                 },
                 &env(),
             )
@@ -1696,6 +1807,7 @@ Match all
                     host: "x".into(),
                     user: Some("joe".into()),
                     port: None,
+                    jump: None,
                 },
                 &env(),
             )

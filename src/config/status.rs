@@ -21,6 +21,7 @@
 //! `ssh` of both distributions knows them) and Apple's `UseKeychain`.
 
 use super::keyword::Keyword;
+use super::lexer::convtime;
 
 /// What pgtunnel does with a keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -257,7 +258,11 @@ pub static OTHER: &[OtherKeyword] = &[
         flag_any,
         "no session: no X11 forwarding",
     ),
-    na(&["ForwardX11Timeout"], "no session: no X11 forwarding"),
+    na_checked(
+        &["ForwardX11Timeout"],
+        time_value,
+        "no session: no X11 forwarding",
+    ),
     na_checked(
         &["ExitOnForwardFailure"],
         flag_any,
@@ -279,8 +284,9 @@ pub static OTHER: &[OtherKeyword] = &[
         flag_no,
         "pgtunnel does not implement host-based authentication yet",
     ),
-    na(
+    na_checked(
         &["AddKeysToAgent"],
+        add_keys_to_agent,
         "pgtunnel adds no keys to the agent; the connection is the same",
     ),
     na(
@@ -296,7 +302,11 @@ pub static OTHER: &[OtherKeyword] = &[
         "only for remote forwards, which pgtunnel does not make",
     ),
     na(&["Tag"], "only for `Match tagged`, which pgtunnel refuses"),
-    na(&["EscapeChar"], "no session: no terminal escapes"),
+    na_checked(
+        &["EscapeChar"],
+        escape_char,
+        "no session: no terminal escapes",
+    ),
     refused(
         &["ConnectionAttempts"],
         "pgtunnel does not implement ConnectionAttempts yet (it tries once)",
@@ -307,9 +317,21 @@ pub static OTHER: &[OtherKeyword] = &[
         flag_no,
         "pgtunnel does not implement CheckHostIP yet",
     ),
-    na(&["SyslogFacility"], "logging: pgtunnel logs to stderr"),
-    na(&["LogLevel"], "logging: pgtunnel has -v and PGTUNNEL_LOG"),
-    na(&["LogVerbose"], "logging: pgtunnel has -v and PGTUNNEL_LOG"),
+    na_checked(
+        &["SyslogFacility"],
+        log_facility,
+        "logging: pgtunnel logs to stderr",
+    ),
+    na_checked(
+        &["LogLevel"],
+        log_level,
+        "logging: pgtunnel has -v and PGTUNNEL_LOG",
+    ),
+    na_checked(
+        &["LogVerbose"],
+        non_empty_words,
+        "logging: pgtunnel has -v and PGTUNNEL_LOG",
+    ),
     na(
         &["DynamicForward"],
         "not applicable: pgtunnel's forward is its TARGET",
@@ -353,8 +375,8 @@ pub static OTHER: &[OtherKeyword] = &[
         &["RekeyLimit"],
         "pgtunnel does not implement RekeyLimit yet",
     ),
-    na(&["SendEnv"], "no session: no environment is sent"),
-    na(&["SetEnv"], "no session: no environment is sent"),
+    na_checked(&["SendEnv"], send_env, "no session: no environment is sent"),
+    na_checked(&["SetEnv"], set_env, "no session: no environment is sent"),
     na(
         &["ControlPath"],
         "pgtunnel does not multiplex through a ControlMaster",
@@ -364,8 +386,9 @@ pub static OTHER: &[OtherKeyword] = &[
         controlmaster_values,
         "pgtunnel does not multiplex through a ControlMaster",
     ),
-    na(
+    na_checked(
         &["ControlPersist"],
+        control_persist,
         "pgtunnel does not multiplex through a ControlMaster",
     ),
     na_checked(
@@ -373,8 +396,9 @@ pub static OTHER: &[OtherKeyword] = &[
         tunnel_values,
         "no tun/tap forwarding: pgtunnel's forward is its TARGET",
     ),
-    na(
+    na_checked(
         &["TunnelDevice"],
+        tunnel_device,
         "no tun/tap forwarding: pgtunnel's forward is its TARGET",
     ),
     na(&["LocalCommand"], "no session: nothing is run locally"),
@@ -439,8 +463,9 @@ pub static OTHER: &[OtherKeyword] = &[
         &["CanonicalizePermittedCNAMEs"],
         "used only by CanonicalizeHostname (refused unless no)",
     ),
-    na(
+    na_checked(
         &["StreamLocalBindMask"],
+        octal_mask,
         "only for Unix-socket forwards, which pgtunnel does not make",
     ),
     na_checked(
@@ -486,7 +511,11 @@ pub static OTHER: &[OtherKeyword] = &[
         flag_any,
         "no session: no terminal escapes",
     ),
-    na(&["ObscureKeystrokeTiming"], "no session: no keystrokes"),
+    na_checked(
+        &["ObscureKeystrokeTiming"],
+        obscure_keystroke_timing,
+        "no session: no keystrokes",
+    ),
     refused_unless(
         &["ChannelTimeout"],
         "none",
@@ -502,10 +531,11 @@ pub static OTHER: &[OtherKeyword] = &[
         Status::Honoured,
         "refuses the host with its message, as ssh does",
     ),
-    na(&["WarnWeakCrypto"], "a warning only"),
+    na_checked(&["WarnWeakCrypto"], warn_weak_crypto, "a warning only"),
     // Apple's ssh.
-    na(
+    na_checked(
         &["UseKeychain"],
+        flag_any,
         "Apple's macOS keychain for passphrases; pgtunnel asks itself",
     ),
 ];
@@ -572,6 +602,187 @@ fn readme_table() -> String {
 }
 
 // Value checks, after OpenSSH's parsers.
+
+/// No argument left after the one(s) a keyword takes (`process_config_line_depth()`'s
+/// "extra arguments at end of line").
+fn single(words: &[String]) -> Result<&str, String> {
+    let w = first(words)?;
+    if words.len() > 1 {
+        return Err("extra arguments at end of line".into());
+    }
+    Ok(w)
+}
+
+/// `parse_time`: `none` or a time (`convtime()`).
+fn time_value(words: &[String]) -> Result<Verdict, String> {
+    let w = single(words)?;
+    if w == "none" || convtime(w).is_some() {
+        Ok(Verdict::Fine)
+    } else {
+        Err("invalid time value".into())
+    }
+}
+
+/// `oEscapeChar`: `none`, one byte, or `^` and a byte from 64 to 127.
+fn escape_char(words: &[String]) -> Result<Verdict, String> {
+    let w = single(words)?;
+    match w.as_bytes() {
+        _ if w == "none" => Ok(Verdict::Fine),
+        [_] => Ok(Verdict::Fine),
+        [b'^', c] if (64..128).contains(c) => Ok(Verdict::Fine),
+        _ => Err("Bad escape character".into()),
+    }
+}
+
+/// `log_level_number()`, case-insensitively.
+fn log_level(words: &[String]) -> Result<Verdict, String> {
+    const LEVELS: &[&str] = &[
+        "QUIET", "FATAL", "ERROR", "INFO", "VERBOSE", "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3",
+    ];
+    let w = single(words)?;
+    if LEVELS.iter().any(|l| l.eq_ignore_ascii_case(w)) {
+        Ok(Verdict::Fine)
+    } else {
+        Err(format!("unsupported log level '{w}'"))
+    }
+}
+
+/// `log_facility_number()`, case-insensitively (Linux has AUTHPRIV).
+fn log_facility(words: &[String]) -> Result<Verdict, String> {
+    const FACILITIES: &[&str] = &[
+        "DAEMON", "USER", "AUTH", "AUTHPRIV", "LOCAL0", "LOCAL1", "LOCAL2", "LOCAL3", "LOCAL4",
+        "LOCAL5", "LOCAL6", "LOCAL7",
+    ];
+    let w = single(words)?;
+    if FACILITIES.iter().any(|f| f.eq_ignore_ascii_case(w)) {
+        Ok(Verdict::Fine)
+    } else {
+        Err(format!("unsupported log facility '{w}'"))
+    }
+}
+
+/// A list whose words may not be empty (`LogVerbose`).
+fn non_empty_words(words: &[String]) -> Result<Verdict, String> {
+    if words.iter().any(String::is_empty) {
+        return Err("empty argument".into());
+    }
+    Ok(Verdict::Fine)
+}
+
+/// `oSendEnv`: names (patterns, `-name` removes), never empty nor with `=`.
+fn send_env(words: &[String]) -> Result<Verdict, String> {
+    if words.iter().any(|w| w.is_empty() || w.contains('=')) {
+        return Err("Invalid environment name".into());
+    }
+    Ok(Verdict::Fine)
+}
+
+/// `oSetEnv`: `NAME=VALUE` words.
+fn set_env(words: &[String]) -> Result<Verdict, String> {
+    if words.iter().any(|w| !w.contains('=')) {
+        return Err("Invalid SetEnv".into());
+    }
+    Ok(Verdict::Fine)
+}
+
+/// `oControlPersist`: `yes`/`true`/`no`/`false` (exactly so) or a time.
+fn control_persist(words: &[String]) -> Result<Verdict, String> {
+    let w = single(words)?;
+    if matches!(w, "yes" | "true" | "no" | "false") || convtime(w).is_some() {
+        Ok(Verdict::Fine)
+    } else {
+        Err("Bad ControlPersist argument".into())
+    }
+}
+
+/// `oAddKeysToAgent`: yes/no/ask/confirm (`confirm TIME` too), or a time alone (yes, with a
+/// lifetime).
+fn add_keys_to_agent(words: &[String]) -> Result<Verdict, String> {
+    let w = first(words)?;
+    let choice = ["yes", "true", "no", "false", "ask", "confirm"]
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(w));
+    match (choice, words.get(1)) {
+        (Some(&"confirm"), Some(t)) if convtime(t).is_none() => Err("invalid time value".into()),
+        (Some(&"confirm"), Some(_)) | (Some(_), None) => Ok(Verdict::Fine),
+        (None, None) if convtime(w).is_some() => Ok(Verdict::Fine),
+        _ => Err("unsupported option".into()),
+    }
+    .and_then(|v| {
+        if words.len() > 2 {
+            Err("extra arguments at end of line".into())
+        } else {
+            Ok(v)
+        }
+    })
+}
+
+/// `a2tun()`: `any` or 0 to 2^31-3, once or `local:remote`.
+fn tunnel_device(words: &[String]) -> Result<Verdict, String> {
+    fn tun(s: &str) -> bool {
+        s.eq_ignore_ascii_case("any")
+            || s.parse::<i64>()
+                .is_ok_and(|n| (0..=0x7fff_fffd).contains(&n))
+    }
+    let w = single(words)?;
+    let ok = match w.split_once(':') {
+        Some((local, remote)) => tun(local) && tun(remote),
+        None => tun(w),
+    };
+    if ok {
+        Ok(Verdict::Fine)
+    } else {
+        Err("Bad tun device".into())
+    }
+}
+
+/// `oStreamLocalBindMask`: `strtol(arg, 8)` that reads a number from 0 to 0777 (what follows
+/// the digits is not checked, as in OpenSSH).
+fn octal_mask(words: &[String]) -> Result<Verdict, String> {
+    let w = single(words)?;
+    let (negative, digits) = match w.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        rest => (false, rest),
+    };
+    let octal: Vec<u8> = digits
+        .iter()
+        .copied()
+        .take_while(|c| (b'0'..=b'7').contains(c))
+        .collect();
+    let value = octal.iter().try_fold(0u64, |v, c| {
+        v.checked_mul(8).map(|v| v + u64::from(c - b'0'))
+    });
+    match value {
+        Some(v) if !octal.is_empty() && (v == 0 || !negative) && v <= 0o777 => Ok(Verdict::Fine),
+        _ => Err("Bad mask".into()),
+    }
+}
+
+/// `oObscureKeystrokeTiming` (OpenSSH 9.5, readconf.c at 0ef0f5a): `yes`/`true`/`no`/`false`
+/// or `interval:N` (1 to 1000), exactly one.
+fn obscure_keystroke_timing(words: &[String]) -> Result<Verdict, String> {
+    let w = first(words)?;
+    if words.len() > 1 {
+        return Err("invalid arguments".into());
+    }
+    if matches!(w, "yes" | "true" | "no" | "false") {
+        return Ok(Verdict::Fine);
+    }
+    match w.strip_prefix("interval:") {
+        Some(n) => match n.parse::<i64>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(Verdict::Fine),
+            Ok(_) => Err("value out of range".into()),
+            Err(_) => Err(format!("integer value {n} is invalid")),
+        },
+        None => Err(format!("unsupported argument \"{w}\"")),
+    }
+}
+
+/// `oWarnWeakCrypto` (OpenSSH 10.1, readconf.c at 0ef0f5a: `multistate_warnweakcrypto`).
+fn warn_weak_crypto(words: &[String]) -> Result<Verdict, String> {
+    valid(words, &["true", "false", "yes", "no", "no-pq-kex"])
+}
 
 fn any(_: &[String]) -> Result<Verdict, String> {
     Ok(Verdict::Fine)
@@ -714,6 +925,28 @@ fn ipqos_none(words: &[String]) -> Result<Verdict, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn newer_keywords_values_checked_as_openssh_does() {
+        let w = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let ok = |f: fn(&[String]) -> Result<Verdict, String>, v: &str| f(&w(v)).is_ok();
+        for good in ["yes", "no", "true", "false", "interval:1", "interval:1000"] {
+            assert!(ok(obscure_keystroke_timing, good), "{good}");
+        }
+        for bad in [
+            "Yes",
+            "interval:0",
+            "interval:1001",
+            "interval:x",
+            "yes no",
+            "maybe",
+        ] {
+            assert!(!ok(obscure_keystroke_timing, bad), "{bad}");
+        }
+        assert!(ok(warn_weak_crypto, "no-pq-kex") && !ok(warn_weak_crypto, "pq"));
+        assert!(ok(octal_mask, "0777") && ok(octal_mask, "-0") && !ok(octal_mask, "-1"));
+        assert!(ok(escape_char, "~") && !ok(escape_char, "^~~"));
+    }
     use super::*;
     use std::collections::BTreeSet;
 

@@ -73,6 +73,19 @@ pub enum ChainError {
         /// TARGET's host.
         host: String,
     },
+    /// TARGET is a name only an ssh_config alias can have (`unix/db`, `[db]`), and no alias
+    /// with a ProxyJump gave it a HostName.
+    #[error(
+        "TARGET {host} is not a host name: a name like that only works as an ssh_config alias \
+         (a `Host {host}` block) with a HostName and a ProxyJump, given as TARGET without --via{}",
+        if *with_via { "; with --via, TARGET is resolved by the last hop" } else { "" }
+    )]
+    NotAHostName {
+        /// TARGET's host.
+        host: String,
+        /// `--via` was given (so TARGET was not looked up).
+        with_via: bool,
+    },
     /// More than [`MAX_HOPS`].
     #[error("the chain has more than {MAX_HOPS} hops: {}", hops.join(" -> "))]
     TooLong {
@@ -171,6 +184,7 @@ where
                 host: target.host.clone(),
                 user: None,
                 port: None,
+                jump: None,
             })?;
             match &config.proxy_jump {
                 Some(ProxyJump::Hops(list)) if !list.is_empty() => {
@@ -190,6 +204,12 @@ where
                 }
             }
         }
+    }
+    if target_alias.is_none() && target.alias_only() {
+        return Err(ChainError::NotAHostName {
+            host: target.host.clone(),
+            with_via: via.is_some_and(|v| !v.is_empty()),
+        });
     }
     let hops = out
         .into_iter()
@@ -227,7 +247,10 @@ fn expand_list(
     let mut via = first;
     for spec in rest {
         // Reached from the hop before it: its own ProxyJump/ProxyCommand do not apply.
-        let config = resolve(&query(spec))?;
+        let config = resolve(&HostQuery {
+            jump: Some(via.clone()),
+            ..query(spec)
+        })?;
         if jumps_to_itself(via, &config) {
             return Err(ChainError::JumpLoop {
                 via: via.to_string(),
@@ -310,6 +333,7 @@ fn query(spec: &HopSpec) -> HostQuery {
         host: spec.host.clone(),
         user: spec.user.clone(),
         port: spec.port,
+        jump: None,
     }
 }
 
@@ -383,6 +407,52 @@ mod tests {
         let via = parse_hops("a,b").unwrap();
         let chain = resolve_chain(Some(&via), &parse_target("t").unwrap(), r).unwrap();
         assert_eq!(names(&chain), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_later_hop_whose_own_proxyjump_loops_is_fine() {
+        // ssh -J a,b: b's own `ProxyJump b` does not apply, so it is no loop.
+        let text = "Host b\n  HostName b.example\n  ProxyJump b.example\n  \
+                    ProxyCommand nc %h %p\n";
+        let config = SshConfig::parse_str(text, "/cfg".as_ref(), "/home/me".as_ref()).unwrap();
+        let r = |q: &HostQuery| config.resolve(q, &LocalEnv::fixture());
+        let via = parse_hops("a,b").unwrap();
+        let chain = resolve_chain(Some(&via), &parse_target("t").unwrap(), r).unwrap();
+        assert_eq!(names(&chain), ["a", "b"]);
+        let b = &chain.hops[1].config;
+        assert_eq!(b.proxy_jump, Some(ProxyJump::Hops(vec![via[0].clone()])));
+        assert_eq!(b.proxy_command, None);
+        // Alone, b loops.
+        assert!(
+            resolve_chain(
+                Some(&parse_hops("b").unwrap()),
+                &parse_target("t").unwrap(),
+                r
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_target_that_is_only_an_alias_name() {
+        let r = resolver(&[
+            ("unix/db", "10.0.0.5", Some("shell")),
+            ("[db]", "10.0.0.6", Some("shell")),
+        ]);
+        let chain = resolve_chain(None, &parse_target("unix/db").unwrap(), &r).unwrap();
+        assert_eq!(chain.target.to_string(), "10.0.0.5:5432");
+        let chain = resolve_chain(None, &parse_target("[db]:6432").unwrap(), &r).unwrap();
+        assert_eq!(chain.target.to_string(), "10.0.0.6:6432");
+        assert_eq!(chain.target_alias.as_deref(), Some("[db]"));
+        let via = parse_hops("shell").unwrap();
+        let err = resolve_chain(Some(&via), &parse_target("unix/db").unwrap(), &r).unwrap_err();
+        assert!(
+            matches!(err, ChainError::NotAHostName { with_via: true, .. }),
+            "{err}"
+        );
+        let r = resolver(&[("unix/x", "unix/x", Some("shell"))]);
+        let err = resolve_chain(None, &parse_target("unix/x").unwrap(), &r).unwrap_err();
+        assert!(err.to_string().contains("is not a host name"), "{err}");
     }
 
     #[test]

@@ -134,6 +134,20 @@ fn row(hop: &Hop, keyword: Keyword) -> Option<(&'static str, String, String)> {
             let from = if explicit { origin() } else { "default".into() };
             ("identityfile", files.join(" "), from)
         }
+        // A later hop of a jump list: `ssh -J a,b` reaches b with `-J a` on its command
+        // line, which replaces b's own ProxyJump.
+        Keyword::ProxyJump if !set => (
+            keyword.name(),
+            keyword.explain_value(c)?,
+            match &hop.source {
+                HopSource::CommandLine => {
+                    "command line (--via: reached through the hop before)".into()
+                }
+                HopSource::ProxyJumpOf(h) => {
+                    format!("the ProxyJump of {h} (reached through the hop before)")
+                }
+            },
+        ),
         Keyword::HostKeyAlias => (
             "host key name",
             c.known_hosts_name(),

@@ -190,6 +190,7 @@ mod tests {
                         host: "h".into(),
                         user: None,
                         port: None,
+                        jump: None,
                     },
                     &env,
                 )

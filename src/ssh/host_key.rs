@@ -14,7 +14,7 @@ use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tracing::{debug, warn};
 
 use crate::config::StrictHostKeyChecking;
-use crate::config::known_hosts::{self, KnownHostsFile, Verdict};
+use crate::config::known_hosts::{self, CertRefusal, KnownHostsFile, Verdict};
 use crate::error::{HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::Hop;
@@ -181,6 +181,7 @@ impl HostKeyCheck {
         }
         let name = self.lookup.name().to_string();
         let verdict = self.lookup.check(&self.files, key);
+        let cert = self.certificate_refusal(key, &verdict);
         let can_ask = self.prompts.is_some();
         let decision = match decide(
             KeyStatus::of(&verdict),
@@ -196,7 +197,19 @@ impl HostKeyCheck {
             },
             other => other,
         };
-        let how = self.carry_out(decision, verdict, name, &fingerprint, &public)?;
+        let refused = matches!(
+            decision,
+            Decision::RefuseUnknown(_) | Decision::RefuseChanged | Decision::RefuseRevoked
+        );
+        if let (Some(why), false) = (&cert, refused) {
+            // ssh prints the reason at error level and goes on with the plain key.
+            self.observer.emit(Event::Warning(format!(
+                "{}: the host certificate for {name} was not accepted: {why}; checking its key \
+                 as a plain key",
+                self.label
+            )));
+        }
+        let how = self.carry_out(decision, verdict, name, &fingerprint, &public, cert)?;
         debug!(hop = %self.label, %fingerprint, %how, "host key verified");
         self.observer.emit(Event::HostKeyVerified {
             hop: self.label.clone(),
@@ -215,10 +228,11 @@ impl HostKeyCheck {
         name: String,
         fingerprint: &str,
         public: &PublicKey,
+        cert: Option<CertRefusal>,
     ) -> Result<String, HopError> {
         match decision {
             Decision::Accept | Decision::RefuseRevoked | Decision::RefuseChanged => {
-                self.as_on_file(verdict, name, fingerprint)
+                self.as_on_file(verdict, name, fingerprint, cert)
             }
             Decision::RecordConfirmed => {
                 let file = self.add_known_host(&name, public)?;
@@ -245,9 +259,13 @@ impl HostKeyCheck {
                 let file = self.add_known_host(&name, public)?;
                 Ok(format!("new key added to {}", file.display()))
             }
-            Decision::RefuseUnknown(policy) => Err(self.unknown(name, fingerprint.into(), policy)),
+            Decision::RefuseUnknown(policy) => {
+                Err(self.unknown(name, fingerprint.into(), policy, cert))
+            }
             // Resolved by asking before this is called.
-            Decision::Ask => Err(self.unknown(name, fingerprint.into(), NOBODY_TO_ASK.into())),
+            Decision::Ask => {
+                Err(self.unknown(name, fingerprint.into(), NOBODY_TO_ASK.into(), cert))
+            }
         }
     }
 
@@ -257,6 +275,7 @@ impl HostKeyCheck {
         verdict: Verdict,
         name: String,
         fingerprint: &str,
+        cert: Option<CertRefusal>,
     ) -> Result<String, HopError> {
         let fingerprint = fingerprint.to_string();
         match verdict {
@@ -286,9 +305,10 @@ impl HostKeyCheck {
                     .map(|k| format!("{}:{} ({})", k.path.display(), k.line, k.fingerprint_sha256))
                     .collect::<Vec<_>>()
                     .join(", "),
+                certificate: cert.map(Box::new),
             }),
             // `decide` refuses unknown keys under `yes`, the strictest reading.
-            Verdict::Unknown => Err(self.unknown(name, fingerprint, "yes".into())),
+            Verdict::Unknown => Err(self.unknown(name, fingerprint, "yes".into(), cert)),
         }
     }
 }
@@ -374,16 +394,46 @@ fn offered_key(key: &PublicKeyOrCertificate) -> PublicKey {
 }
 
 impl HostKeyCheck {
-    fn unknown(&self, name: String, fingerprint: String, policy: String) -> HopError {
+    fn unknown(
+        &self,
+        name: String,
+        fingerprint: String,
+        policy: String,
+        certificate: Option<CertRefusal>,
+    ) -> HopError {
         HopError::HostKeyUnknown {
             name,
             fingerprint,
             policy,
+            certificate: certificate.map(Box::new),
             file: self
                 .write_file
                 .as_deref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
+        }
+    }
+
+    /// Why the host certificate the server presented did not vouch for it (`None`: no
+    /// certificate, or it vouched, or it is revoked, which the verdict says).
+    fn certificate_refusal(
+        &self,
+        key: &PublicKeyOrCertificate,
+        verdict: &Verdict,
+    ) -> Option<CertRefusal> {
+        match (key, verdict) {
+            (
+                _,
+                Verdict::Revoked { .. }
+                | Verdict::Known {
+                    cert_authority: true,
+                    ..
+                },
+            ) => None,
+            (PublicKeyOrCertificate::Certificate(cert), _) => {
+                self.lookup.certificate_refusal(&self.files, cert)
+            }
+            (PublicKeyOrCertificate::PublicKey { .. }, _) => None,
         }
     }
 

@@ -788,6 +788,7 @@ mod tests {
                     host: "h".into(),
                     user: None,
                     port: None,
+                    jump: None,
                 },
                 &env,
             )
