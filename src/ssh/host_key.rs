@@ -13,8 +13,8 @@ use std::sync::Arc;
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tracing::{debug, warn};
 
-use crate::config::StrictHostKeyChecking;
 use crate::config::known_hosts::{self, CertRefusal, KnownHostsFile, Verdict};
+use crate::config::{AlgorithmList, StrictHostKeyChecking};
 use crate::error::{HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::Hop;
@@ -149,6 +149,11 @@ impl HostKeyCheck {
                 &hop.config.host_name,
                 hop.config.port,
                 hop.config.host_key_alias.as_deref(),
+            )
+            .with_ca_signature_algorithms(
+                hop.config
+                    .algorithms
+                    .get(AlgorithmList::CaSignatureAlgorithms),
             ),
             policy: hop.config.strict_host_key_checking,
             write_file: hop.config.user_known_hosts_files.first().cloned(),
