@@ -293,3 +293,66 @@ async fn compression_no_is_the_default() {
         sshd.log()
     );
 }
+
+/// A host certificate signed by an Ed25519 CA: accepted through `@cert-authority` with the
+/// default `CASignatureAlgorithms`, refused with OpenSSH's reason when the list leaves
+/// Ed25519 out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_signature_algorithms_judge_host_certificates() {
+    let home = Home::new();
+    let echo = Echo::start_on("127.0.0.1:0").await;
+    let keys = tempfile::tempdir().expect("tempdir");
+    let keygen = |name: &str, kind: &str| {
+        let path = keys.path().join(name);
+        let p = path.to_str().expect("utf-8");
+        ssh_keygen(&["-q", "-t", kind, "-N", "", "-C", "", "-f", p]);
+        path
+    };
+    let ca = keygen("ca", "ed25519");
+    let host = keygen("host_ecdsa", "ecdsa");
+    let host_pub = format!("{}.pub", host.display());
+    let ca_path = ca.to_str().expect("utf-8");
+    ssh_keygen(&[
+        "-q",
+        "-s",
+        ca_path,
+        "-I",
+        "test host",
+        "-h",
+        "-n",
+        "127.0.0.1",
+        &host_pub,
+    ]);
+    let cert = keys.path().join("host_ecdsa-cert.pub");
+    let sshd = sshd(
+        &home,
+        echo.addr,
+        "",
+        &format!(
+            "HostKey {}\nHostCertificate {}",
+            host.display(),
+            cert.display()
+        ),
+    );
+    let ca_pub = std::fs::read_to_string(format!("{ca_path}.pub")).expect("read");
+    let write = |extra: &str| {
+        std::fs::write(
+            &home.known_hosts,
+            format!("@cert-authority [127.0.0.1]:{} {ca_pub}", sshd.addr.port()),
+        )
+        .expect("known_hosts");
+        home.write_config(&home.block("hop", sshd.addr, &login_user(), extra));
+    };
+    write("");
+    round_trip(&home, &echo, 1024).await;
+    write("  CASignatureAlgorithms ecdsa-sha2-nistp256,rsa-sha2-512\n");
+    let err = failure(&home, &echo).await;
+    assert_eq!(err.kind(), ErrorKind::HostKey, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "Certificate signed with disallowed algorithm ssh-ed25519 (CASignatureAlgorithms)"
+        ),
+        "{text}"
+    );
+}
