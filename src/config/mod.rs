@@ -6,6 +6,7 @@
 //! revoked or unknown. Both are pure: they take text and return values; reading files is a
 //! thin wrapper. `keyword` is the table of the ssh_config keywords read (one entry each),
 //! [`status`] the status of every other keyword OpenSSH knows;
+//! [`algorithms`] the algorithm lists (`Ciphers`, ...: syntax and OpenSSH's defaults);
 //! `pattern` is OpenSSH's `match.c`, shared by both; `address` rewrites a numeric HostName as
 //! ssh does.
 

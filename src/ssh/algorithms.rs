@@ -8,8 +8,8 @@
 //! is refused before connecting ([`HopError::NoImplementedAlgorithm`]).
 //!
 //! The protocol extensions russh announces in its key exchange list (`ext-info-c`, the strict
-//! key exchange marker) are kept: they are the names of `Preferred::DEFAULT.kex` that are not
-//! key exchange algorithms.
+//! key exchange marker `kex-strict-c-v00@openssh.com`, both in `Preferred::DEFAULT.kex`) are
+//! appended, as russh's default list has them.
 
 use std::borrow::Cow;
 
@@ -47,13 +47,12 @@ pub(crate) fn preferred(c: &HostConfig) -> Result<russh::Preferred, HopError> {
         a.get(AlgorithmList::KexAlgorithms),
         russh::kex::ALL_KEX_ALGORITHMS,
     )?;
-    kex.extend(
-        russh::Preferred::DEFAULT
-            .kex
-            .iter()
-            .filter(|k| !russh::kex::ALL_KEX_ALGORITHMS.contains(k))
-            .copied(),
-    );
+    // russh's extension markers, which it announces through the kex list (they are in its
+    // default list, not among its algorithms).
+    kex.extend([
+        russh::kex::EXTENSION_SUPPORT_AS_CLIENT,
+        russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+    ]);
     let cipher = pick(
         AlgorithmList::Ciphers,
         a.get(AlgorithmList::Ciphers),
@@ -201,6 +200,15 @@ mod tests {
         assert_eq!(kex.first(), Some(&"mlkem768x25519-sha256"));
         assert!(kex.contains(&"ext-info-c"), "{kex:?}");
         assert!(kex.contains(&"kex-strict-c-v00@openssh.com"), "{kex:?}");
+        // The markers are those russh's own default list announces.
+        for marker in ["ext-info-c", "kex-strict-c-v00@openssh.com"] {
+            assert!(
+                russh::Preferred::DEFAULT
+                    .kex
+                    .iter()
+                    .any(|k| k.as_ref() == marker)
+            );
+        }
         assert!(!kex.contains(&"diffie-hellman-group1-sha1"));
         let ciphers: Vec<&str> = p.cipher.iter().map(|k| k.as_ref()).collect();
         assert_eq!(
