@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, LocalEnv, SshConfig};
 use crate::error::Error;
+use crate::forward::probe::Probe;
 use crate::forward::{Backoff, Reconnect, Tunnel};
 use crate::plan::chain::{Chain, resolve_chain};
 use crate::plan::path::PathReport;
@@ -145,6 +146,7 @@ pub async fn start(
             chain: chain.clone(),
             opts: opts.clone(),
             backoff: Backoff::default(),
+            probe: Probe::Off,
         })),
     )
 }

@@ -498,7 +498,15 @@ async fn psql_is_told_why_a_connection_cannot_be_carried() {
     let refused_target = format!("{PG_IP}:1");
     let tunnel = Pgtunnel::start(
         &t.home,
-        &["-F", &cfg, "--via", "db.foo.com", "--pg", &refused_target],
+        &[
+            "-F",
+            &cfg,
+            "--via",
+            "db.foo.com",
+            "--pg",
+            "--no-probe",
+            &refused_target,
+        ],
     )
     .await;
     let port = tunnel.addr.port();
@@ -531,7 +539,14 @@ async fn psql_is_told_why_a_connection_cannot_be_carried() {
     drop(tunnel);
     let tunnel = Pgtunnel::start(
         &t.home,
-        &["-F", &cfg, "--via", "db.foo.com", &refused_target],
+        &[
+            "-F",
+            &cfg,
+            "--via",
+            "db.foo.com",
+            "--no-probe",
+            &refused_target,
+        ],
     )
     .await;
     let err = psql_error(&t, tunnel.addr.port(), "");
@@ -590,4 +605,124 @@ async fn psql_is_told_why_a_connection_cannot_be_carried() {
         "{err}"
     );
     drop(tunnel);
+}
+
+/// `pgtunnel`'s exit status and stderr when it stops before its ready line.
+async fn fails_before_ready(home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
+            .args(args)
+            .env_clear()
+            .env("HOME", home.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("pgtunnel stops by itself")
+    .expect("run pgtunnel");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Before the ready line, one channel to the target through the chain: PostgreSQL is asked
+/// for TLS (and the answer reported); a refused channel, nothing listening or a service that
+/// is not PostgreSQL stop pgtunnel (exit 7) naming the hop, with a hint, before it is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_is_probed_before_ready() {
+    let t = topology().await;
+    let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
+    let db_label = format!("hop 2 (db.foo.com, {})", t.db.addr);
+
+    // PostgreSQL with TLS: reported.
+    let target = t.target();
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &["-F", &cfg, "--via", "db.foo.com", "--pg", &target],
+    )
+    .await;
+    let report = tunnel.report.join("\n");
+    assert!(
+        report.contains("probe: PostgreSQL answered; TLS offered: yes"),
+        "{report}"
+    );
+    drop(tunnel);
+
+    // PermitOpen refuses the target.
+    let refused = format!("{PG_IP}:1");
+    let (code, stdout, stderr) = fails_before_ready(
+        &t.home,
+        &["-F", &cfg, "--via", "db.foo.com", "--pg", &refused],
+    )
+    .await;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(!stdout.contains("ready:"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{db_label} could not reach {refused}: administratively prohibited"
+        )) && stderr.contains("does not allow forwarding to"),
+        "{stderr}"
+    );
+
+    // Nothing listening, and a service that is not PostgreSQL (an SSH server), through a
+    // hop whose sshd may open anything.
+    let open = Sshd::start_with(
+        support::sshd::SshdOptions {
+            ip: "127.0.0.1".parse().expect("ip"),
+            authorized: vec![t.home.public()],
+            permit_open: Vec::new(),
+            extra: "",
+        },
+        // sshd keeps the first value: this one, not the default `PermitOpen none`.
+        "PermitOpen any",
+        &[],
+    );
+    t.home.trust_addr(open.addr, &open.host_key);
+    let user = support::sshd::login_user();
+    let config = format!(
+        "{}{}",
+        std::fs::read_to_string(&t.home.config).expect("config"),
+        t.home.block("open", open.addr, &user, "")
+    );
+    t.home.write_config(&config);
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let nothing = free.to_string();
+    let (code, _, stderr) =
+        fails_before_ready(&t.home, &["-F", &cfg, "--via", "open", "--pg", &nothing]).await;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(
+        stderr.contains(&format!("could not reach {nothing}: connect failed"))
+            && stderr.contains("Nothing accepts connections at"),
+        "{stderr}"
+    );
+    let ssh_service = t.shell.addr.to_string();
+    let (code, _, stderr) = fails_before_ready(
+        &t.home,
+        &["-F", &cfg, "--via", "open", "--pg", &ssh_service],
+    )
+    .await;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(
+        stderr.contains("does not answer as PostgreSQL: it sent")
+            && stderr.contains("SSH-2.0-")
+            && stderr.contains("--no-pg"),
+        "{stderr}"
+    );
+    // Not PostgreSQL (--no-pg): the channel check only, which an SSH server passes.
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &["-F", &cfg, "--via", "open", "--no-pg", &ssh_service],
+    )
+    .await;
+    let report = tunnel.report.join("\n");
+    assert!(
+        report.contains("probe: the target accepted a connection"),
+        "{report}"
+    );
 }

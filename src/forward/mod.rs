@@ -27,6 +27,7 @@
 mod conn;
 mod limits;
 mod listener;
+pub mod probe;
 mod supervisor;
 
 use std::future::Future;
