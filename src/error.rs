@@ -42,6 +42,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The target did not answer through the chain (the check before the tunnel is ready).
+    #[error(transparent)]
+    Probe(#[from] crate::forward::probe::ProbeError),
     /// `--require-encrypted` and some segment leaves a machine in plain TCP.
     #[error("--require-encrypted: {}", segments.join("; "))]
     NotEncrypted {
@@ -362,6 +365,8 @@ pub enum ErrorKind {
     Connect,
     /// `--require-encrypted` refused the path.
     NotEncrypted,
+    /// The target did not answer through the chain (the probe).
+    Probe,
 }
 
 impl Error {
@@ -370,6 +375,7 @@ impl Error {
         match self {
             Error::Spec(_) | Error::Config(_) | Error::Chain(_) => ErrorKind::Config,
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
+            Error::Probe(_) => ErrorKind::Probe,
             Error::Listen { .. } => ErrorKind::Connect,
             Error::Hop { source, .. } => match source.as_ref() {
                 HopError::HostKeyUnknown { .. }

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, LocalEnv, SshConfig};
 use crate::error::Error;
+use crate::forward::probe::Probe;
 use crate::forward::{Backoff, Reconnect, Tunnel};
 use crate::plan::chain::{Chain, resolve_chain};
 use crate::plan::path::PathReport;
@@ -145,8 +146,15 @@ pub async fn start(
             chain: chain.clone(),
             opts: opts.clone(),
             backoff: Backoff::default(),
+            probe: Probe::Off,
         })),
     )
+}
+
+/// Whether the target is PostgreSQL: `--pg` / `--no-pg` (`choice`) decide, else its port
+/// (5432).
+pub fn is_postgres(target: &Target, choice: Option<bool>) -> bool {
+    choice.unwrap_or(target.port == crate::spec::DEFAULT_TARGET_PORT)
 }
 
 /// A `psql` command line for a tunnel listening on `addr`.

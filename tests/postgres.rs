@@ -465,3 +465,264 @@ async fn psql_pg_dump_and_pgbench_through_the_pgtunnel_binary() {
     let status = tunnel.wait(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0));
 }
+
+/// `psql`'s stderr for a connection through the tunnel at `port` (`extra`: more connection
+/// parameters).
+fn psql_error(t: &Topology, port: u16, extra: &str) -> String {
+    let out =
+        t.pg.tool("psql")
+            .args(["-X", "-d"])
+            .arg(format!(
+                "host=127.0.0.1 port={port} user={PG_USER} dbname=postgres connect_timeout=30 \
+                 {extra}"
+            ))
+            .arg("-c")
+            .arg("SELECT 1")
+            .output()
+            .expect("run psql");
+    assert!(!out.status.success(), "psql should fail");
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+/// A connection pgtunnel cannot carry is answered in PostgreSQL's protocol, so psql prints
+/// why (the hop, the reason) instead of "server closed the connection unexpectedly": the last
+/// hop refusing the channel (PermitOpen), the connection limit, the chain staying down. A
+/// client that speaks something else is still just closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_is_told_why_a_connection_cannot_be_carried() {
+    let mut t = topology().await;
+    let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
+    let db_label = format!("hop 2 (db.foo.com, {})", t.db.addr);
+
+    // The last hop refuses the channel (db.foo.com may open only PostgreSQL's port).
+    let refused_target = format!("{PG_IP}:1");
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &[
+            "-F",
+            &cfg,
+            "--via",
+            "db.foo.com",
+            "--pg",
+            "--no-probe",
+            &refused_target,
+        ],
+    )
+    .await;
+    let port = tunnel.addr.port();
+    for sslmode in ["prefer", "disable"] {
+        let err = psql_error(&t, port, &format!("sslmode={sslmode}"));
+        assert!(
+            err.starts_with(&format!(
+                "psql: error: connection to server at \"127.0.0.1\", port {port} failed: \
+                 FATAL:  pgtunnel: {db_label} could not reach {refused_target}: \
+                 administratively prohibited"
+            )),
+            "{err}"
+        );
+    }
+    // Not a PostgreSQL client: closed without an answer.
+    let mut raw = tokio::net::TcpStream::connect(tunnel.addr)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let _ = raw.read_to_end(&mut got).await;
+    assert!(
+        got.is_empty(),
+        "no answer to a non-PostgreSQL client: {got:?}"
+    );
+    // Without --pg (the port is not 5432) psql sees the connection closed, as before.
+    drop(tunnel);
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &[
+            "-F",
+            &cfg,
+            "--via",
+            "db.foo.com",
+            "--no-probe",
+            &refused_target,
+        ],
+    )
+    .await;
+    let err = psql_error(&t, tunnel.addr.port(), "");
+    assert!(!err.contains("pgtunnel:"), "{err}");
+    drop(tunnel);
+
+    // The connection limit.
+    let target = t.target();
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &[
+            "-F",
+            &cfg,
+            "--via",
+            "db.foo.com",
+            "--pg",
+            "--max-connections",
+            "1",
+            "--wait-for-chain",
+            "1",
+            &target,
+        ],
+    )
+    .await;
+    let port = tunnel.addr.port();
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user={PG_USER} password={} dbname=postgres",
+        password()
+    );
+    let (held, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("the first connection is carried");
+    let conn = tokio::spawn(conn);
+    held.simple_query("SELECT 1").await.expect("query");
+    let err = psql_error(&t, port, "");
+    assert_eq!(
+        err,
+        format!(
+            "psql: error: connection to server at \"127.0.0.1\", port {port} failed: FATAL:  \
+             pgtunnel: too many connections: this tunnel carries at most 1 at once \
+             (--max-connections)"
+        )
+    );
+    drop(held);
+    let _ = conn.await;
+
+    // The chain goes down (hop 2's sshd and its sessions killed) and stays down.
+    t.db.kill_all();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let err = psql_error(&t, port, "");
+    assert!(
+        err.starts_with(&format!(
+            "psql: error: connection to server at \"127.0.0.1\", port {port} failed: FATAL:  \
+             pgtunnel: the SSH chain is down ("
+        )) && err.ends_with("and was not back within 1s (--wait-for-chain)"),
+        "{err}"
+    );
+    drop(tunnel);
+}
+
+/// `pgtunnel`'s exit status and stderr when it stops before its ready line.
+async fn fails_before_ready(home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
+            .args(args)
+            .env_clear()
+            .env("HOME", home.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("pgtunnel stops by itself")
+    .expect("run pgtunnel");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Before the ready line, one channel to the target through the chain: PostgreSQL is asked
+/// for TLS (and the answer reported); a refused channel, nothing listening or a service that
+/// is not PostgreSQL stop pgtunnel (exit 7) naming the hop, with a hint, before it is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_is_probed_before_ready() {
+    let t = topology().await;
+    let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
+    let db_label = format!("hop 2 (db.foo.com, {})", t.db.addr);
+
+    // PostgreSQL with TLS: reported.
+    let target = t.target();
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &["-F", &cfg, "--via", "db.foo.com", "--pg", &target],
+    )
+    .await;
+    let report = tunnel.report.join("\n");
+    assert!(
+        report.contains("probe: PostgreSQL answered; TLS offered: yes"),
+        "{report}"
+    );
+    drop(tunnel);
+
+    // PermitOpen refuses the target.
+    let refused = format!("{PG_IP}:1");
+    let (code, stdout, stderr) = fails_before_ready(
+        &t.home,
+        &["-F", &cfg, "--via", "db.foo.com", "--pg", &refused],
+    )
+    .await;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(!stdout.contains("ready:"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{db_label} could not reach {refused}: administratively prohibited"
+        )) && stderr.contains("does not allow forwarding to"),
+        "{stderr}"
+    );
+
+    // Nothing listening, and a service that is not PostgreSQL (an SSH server), through a
+    // hop whose sshd may open anything.
+    let open = Sshd::start_with(
+        support::sshd::SshdOptions {
+            ip: "127.0.0.1".parse().expect("ip"),
+            authorized: vec![t.home.public()],
+            permit_open: Vec::new(),
+            extra: "",
+        },
+        // sshd keeps the first value: this one, not the default `PermitOpen none`.
+        "PermitOpen any",
+        &[],
+    );
+    t.home.trust_addr(open.addr, &open.host_key);
+    let user = support::sshd::login_user();
+    let config = format!(
+        "{}{}",
+        std::fs::read_to_string(&t.home.config).expect("config"),
+        t.home.block("open", open.addr, &user, "")
+    );
+    t.home.write_config(&config);
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let nothing = free.to_string();
+    let (code, _, stderr) =
+        fails_before_ready(&t.home, &["-F", &cfg, "--via", "open", "--pg", &nothing]).await;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(
+        stderr.contains(&format!("could not reach {nothing}: connect failed"))
+            && stderr.contains("Nothing accepts connections at"),
+        "{stderr}"
+    );
+    let ssh_service = t.shell.addr.to_string();
+    let (code, _, stderr) = fails_before_ready(
+        &t.home,
+        &["-F", &cfg, "--via", "open", "--pg", &ssh_service],
+    )
+    .await;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(
+        stderr.contains("does not answer as PostgreSQL: it sent")
+            && stderr.contains("SSH-2.0-")
+            && stderr.contains("--no-pg"),
+        "{stderr}"
+    );
+    // Not PostgreSQL (--no-pg): the channel check only, which an SSH server passes.
+    let tunnel = Pgtunnel::start(
+        &t.home,
+        &["-F", &cfg, "--via", "open", "--no-pg", &ssh_service],
+    )
+    .await;
+    let report = tunnel.report.join("\n");
+    assert!(
+        report.contains("probe: the target accepted a connection"),
+        "{report}"
+    );
+}

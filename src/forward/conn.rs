@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::limits::Stats;
 use super::supervisor::{ChainWatch, LiveChain, session_closed};
+use crate::pg::refuse::{self, Answered, SqlState};
 use crate::spec::Target;
 
 /// Bytes read from a local client per channel write.
@@ -33,6 +34,8 @@ pub(super) struct Handler {
     pub(super) stop: watch::Receiver<()>,
     pub(super) stats: Arc<Stats>,
     pub(super) pending_timeout: Duration,
+    /// A PostgreSQL client turned away is told why in its protocol.
+    pub(super) postgres: bool,
     pub(super) _permit: OwnedSemaphorePermit,
 }
 
@@ -101,7 +104,7 @@ impl Handler {
         let deadline = Instant::now() + self.pending_timeout;
         loop {
             let Some(live) = self.chain.up_by(deadline).await else {
-                self.give_up();
+                self.give_up().await;
                 return None;
             };
             let last = live.sessions().last()?;
@@ -121,7 +124,14 @@ impl Handler {
                         last.label(),
                         self.target
                     );
-                    let _ = self.tcp.shutdown().await;
+                    let message = format!(
+                        "pgtunnel: {} could not reach {}: {reason}",
+                        last.label(),
+                        self.target
+                    );
+                    if !self.tell(SqlState::CannotConnect, &message).await {
+                        let _ = self.tcp.shutdown().await;
+                    }
                     return None;
                 }
             }
@@ -129,25 +139,44 @@ impl Handler {
     }
 
     /// Turns the client away: the chain stayed down, or serving is ending.
-    fn give_up(&mut self) {
+    async fn give_up(&mut self) {
         Stats::count(&self.stats.rejected);
         let peer = self.peer;
-        if self.chain.giving_up() {
+        let message = if self.chain.giving_up() {
             debug!(%peer, "closing a connection that was waiting for the chain: shutting down");
+            "pgtunnel: the tunnel is shutting down".to_string()
         } else {
             warn!(
                 %peer,
                 "closing connection: the chain is still down after {}s",
                 self.pending_timeout.as_secs_f32()
             );
+            let why = self
+                .chain
+                .down_reason()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!(
+                "pgtunnel: the SSH chain is down{why} and was not back within {}s \
+                 (--wait-for-chain)",
+                self.pending_timeout.as_secs_f32()
+            )
+        };
+        if !self.tell(SqlState::ConnectionFailure, &message).await {
+            // Closed (reset) when the handler drops it.
+            reset_on_close(&self.tcp);
         }
-        // Closed (reset) when the handler drops it.
-        reset_on_close(&self.tcp);
+    }
+
+    /// Tells a PostgreSQL client `message` in its protocol, if the target is PostgreSQL and
+    /// the client speaks it: `false` when it was not told.
+    async fn tell(&mut self, sqlstate: SqlState, message: &str) -> bool {
+        self.postgres && refuse::answer(&mut self.tcp, sqlstate, message).await == Answered::Told
     }
 }
 
 /// Makes closing a client connection reset it (RST, not FIN).
-fn reset_on_close(tcp: &TcpStream) {
+pub(super) fn reset_on_close(tcp: &TcpStream) {
     let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
 }
 

@@ -90,6 +90,11 @@ impl Slots {
         }
     }
 
+    /// The limit.
+    pub(super) fn max(&self) -> usize {
+        self.max
+    }
+
     /// A slot for a connection from `peer`, or `None` (counted and logged) when all are taken.
     pub(super) fn admit(
         &mut self,

@@ -5,18 +5,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::conn::Handler;
 use super::limits::{Limits, Slots, Stats};
 use super::supervisor::ChainWatch;
+use crate::pg::refuse::{self, SqlState};
 use crate::spec::Target;
 
 /// How long connections get to close themselves after the drain deadline.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// PostgreSQL clients over the connection limit told so at once; more are just closed.
+const MAX_ANSWERING: usize = 32;
 /// Wait after a failed accept (EMFILE and friends) instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -29,6 +32,10 @@ pub(super) struct Listener {
     stats: Arc<Stats>,
     pending_timeout: Duration,
     conns: Connections,
+    /// PostgreSQL clients turned away are told why ([`crate::pg::refuse`]).
+    pub(super) postgres: bool,
+    /// Bounds the clients over the limit being told so at once.
+    answering: Arc<Semaphore>,
 }
 
 /// The connections being served.
@@ -57,6 +64,8 @@ impl Listener {
                 tasks: JoinSet::new(),
                 stop: watch::Sender::new(()),
             },
+            postgres: false,
+            answering: Arc::new(Semaphore::new(MAX_ANSWERING)),
         }
     }
 
@@ -68,6 +77,7 @@ impl Listener {
                     Ok((tcp, peer)) => {
                         Stats::count(&self.stats.accepted);
                         let Some(permit) = self.slots.admit(peer, &self.stats) else {
+                            self.turn_away(tcp);
                             continue;
                         };
                         self.conns.tasks.spawn(Handler {
@@ -78,6 +88,7 @@ impl Listener {
                             stop: self.conns.stop.subscribe(),
                             stats: self.stats.clone(),
                             pending_timeout: self.pending_timeout,
+                            postgres: self.postgres,
                             _permit: permit,
                         }.run());
                     }
@@ -89,6 +100,29 @@ impl Listener {
                 Some(_) = self.conns.tasks.join_next(), if !self.conns.tasks.is_empty() => {}
             }
         }
+    }
+
+    /// A connection over the limit: a PostgreSQL client is told so (at most
+    /// [`MAX_ANSWERING`] at once, in tasks of their own that end within a few seconds);
+    /// otherwise, or beyond that, it is closed at once.
+    fn turn_away(&self, mut tcp: TcpStream) {
+        let permit = match self.postgres {
+            true => self.answering.clone().try_acquire_owned().ok(),
+            false => None,
+        };
+        let Some(permit) = permit else {
+            return;
+        };
+        let message = format!(
+            "pgtunnel: too many connections: this tunnel carries at most {} at once \
+             (--max-connections)",
+            self.slots.max()
+        );
+        tokio::spawn(async move {
+            // Not a PostgreSQL client: closed, as any client over the limit.
+            let _ = refuse::answer(&mut tcp, SqlState::CannotConnect, &message).await;
+            drop(permit);
+        });
     }
 
     /// Stops accepting (the port closes) and hands over the connections.

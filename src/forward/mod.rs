@@ -27,6 +27,7 @@
 mod conn;
 mod limits;
 mod listener;
+pub mod probe;
 mod supervisor;
 
 use std::future::Future;
@@ -89,6 +90,7 @@ pub struct Tunnel {
     target: Target,
     limits: Limits,
     stats: Arc<Stats>,
+    postgres: bool,
 }
 
 impl Tunnel {
@@ -102,7 +104,15 @@ impl Tunnel {
             target,
             limits: Limits::default(),
             stats,
+            postgres: false,
         }
+    }
+
+    /// The target is PostgreSQL: a PostgreSQL client that cannot be carried is told why in
+    /// its protocol ([`crate::pg::refuse`]) instead of being reset. Off by default.
+    pub fn postgres(mut self, on: bool) -> Self {
+        self.postgres = on;
+        self
     }
 
     /// Sets every limit.
@@ -142,9 +152,11 @@ impl Tunnel {
             target,
             limits,
             stats,
+            postgres,
         } = self;
         let mut chain = supervisor.watch();
         let mut listener = Listener::new(listener, chain.clone(), target, &limits, stats);
+        listener.postgres = postgres;
         // Dropping `stop_supervisor` stops the supervisor.
         let (stop_supervisor, stopped) = oneshot::channel::<()>();
         let supervising = tokio::spawn(supervisor.run(stopped));

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::limits::{DEFAULT_PENDING_TIMEOUT, Stats};
+use super::probe::{Probe, probe};
 use crate::error::{Error, ErrorKind, HopLabel};
 use crate::plan::chain::Chain;
 use crate::ssh::session::{ConnectOptions, HopSession, Sessions, connect_chain};
@@ -59,6 +60,9 @@ pub struct Reconnect {
     pub opts: ConnectOptions,
     /// Waits between attempts.
     pub backoff: Backoff,
+    /// The check a re-established chain must pass before it carries connections (the
+    /// target answers through it: [`super::probe`]).
+    pub probe: Probe,
 }
 
 /// One established chain: its sessions and when it came up. Connections hold it while they
@@ -193,6 +197,18 @@ impl ChainWatch {
     pub(super) fn giving_up(&self) -> bool {
         let state = self.0.borrow();
         matches!(*state, ChainState::Stopping) || state.is_final() || self.0.has_changed().is_err()
+    }
+
+    /// Why the chain is not up, as far as known (`None` when it is up, or stopping).
+    pub(super) fn down_reason(&self) -> Option<String> {
+        match &*self.0.borrow() {
+            ChainState::Recovering { hop, reason, .. } => {
+                Some(format!("{hop} lost: {reason}; reconnecting"))
+            }
+            ChainState::Lost { hop, reason } => Some(format!("{hop} lost: {reason}")),
+            ChainState::Refused { error, .. } => Some(error.clone()),
+            ChainState::Up(_) | ChainState::Stopping => None,
+        }
     }
 
     /// The chain once it is up; `None` at `deadline`, or when it will not be up again.
@@ -379,22 +395,28 @@ async fn reestablish(
                 *attempt = attempts;
             }
         });
-        match connect_chain(&how.chain, &how.opts).await {
-            Ok(sessions) => return Ok((sessions, attempts)),
+        let failure = match connect_chain(&how.chain, &how.opts).await {
+            Ok(sessions) => match probe(&sessions, &how.chain.target, how.probe).await {
+                Ok(_) => return Ok((sessions, attempts)),
+                Err(e) => {
+                    // The chain is up, the target is not (yet): not ready to carry.
+                    sessions.disconnect().await;
+                    format!("the chain came up, but the probe failed: {e}")
+                }
+            },
             Err(e) if e.kind() == ErrorKind::HostKey => {
                 warn!("re-establishing the chain: {e}; giving up");
                 return Err(e);
             }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let delay = how.backoff.delay(failures);
-                warn!(
-                    "re-establishing the chain, attempt {attempts} failed: {e}; next attempt in {}s",
-                    delay.as_secs_f32()
-                );
-                tokio::time::sleep(delay).await;
-            }
-        }
+            Err(e) => e.to_string(),
+        };
+        failures = failures.saturating_add(1);
+        let delay = how.backoff.delay(failures);
+        warn!(
+            "re-establishing the chain, attempt {attempts} failed: {failure}; next attempt in {}s",
+            delay.as_secs_f32()
+        );
+        tokio::time::sleep(delay).await;
     }
 }
 

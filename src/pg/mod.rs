@@ -2,5 +2,7 @@
 //!
 //! - [`wire`]: just enough of the frontend/backend protocol to check a server through a
 //!   tunnel: `SSLRequest`, startup, a simple query, `ErrorResponse`.
+//! - [`refuse`]: turning a PostgreSQL client away in its protocol, with the reason.
 
+pub mod refuse;
 pub mod wire;

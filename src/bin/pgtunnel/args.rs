@@ -20,7 +20,7 @@ Examples:
 Exit codes:
   0 stopped by Ctrl-C/SIGTERM   2 bad arguments or config   3 host key refused
   4 authentication failed       5 connection failed or lost  6 --require-encrypted refused
-  1 anything else               130 Ctrl-C while connecting";
+  7 the target did not answer   1 anything else              130 Ctrl-C while connecting";
 
 /// Forward a local port to a PostgreSQL server (or any TCP service) through SSH hops.
 #[derive(Debug, Parser)]
@@ -46,6 +46,21 @@ pub struct Args {
     /// Refuse to start when any segment that leaves a machine is not encrypted.
     #[arg(long)]
     pub require_encrypted: bool,
+
+    /// The target is PostgreSQL (the default for port 5432): clients that cannot be carried
+    /// are told why in PostgreSQL's protocol.
+    #[arg(long, conflicts_with = "no_pg")]
+    pub pg: bool,
+
+    /// The target is not PostgreSQL, whatever its port: nothing PostgreSQL-specific is done.
+    #[arg(long)]
+    pub no_pg: bool,
+
+    /// Do not check the target before the ready line (and after re-establishing the chain):
+    /// by default one connection is opened to it through the chain (a PostgreSQL target gets
+    /// an SSLRequest).
+    #[arg(long)]
+    pub no_probe: bool,
 
     #[command(flatten)]
     pub common: Common,

@@ -15,6 +15,7 @@ use pgtunnel::config::LocalEnv;
 #[cfg(feature = "demo")]
 use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
+use pgtunnel::forward::probe::{self, Probe};
 use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect, Tunnel};
 use pgtunnel::plan::chain::Chain;
 use pgtunnel::plan::path;
@@ -41,6 +42,7 @@ mod exit {
     pub const AUTH: u8 = 4;
     pub const CONNECT: u8 = 5;
     pub const NOT_ENCRYPTED: u8 = 6;
+    pub const PROBE: u8 = 7;
     /// Ctrl-C while the chain was coming up.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -74,6 +76,7 @@ fn code_for(kind: ErrorKind) -> u8 {
         ErrorKind::Auth => exit::AUTH,
         ErrorKind::Connect => exit::CONNECT,
         ErrorKind::NotEncrypted => exit::NOT_ENCRYPTED,
+        ErrorKind::Probe => exit::PROBE,
     }
 }
 
@@ -144,6 +147,8 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                     format!("connect with: {}", tunnel::psql_command(addr))
                 }),
                 self_check: None,
+                postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
+                probe: !args.no_probe,
             };
             serve(setup, &args.common).await
         }
@@ -195,6 +200,8 @@ async fn run_demo(
         questions: Questions::NoneToAsk,
         ready_hint: Box::new(|addr| demo.try_hint(addr)),
         self_check: Some(demo_self_check(demo.is_postgres(), check)),
+        postgres: Some(demo.is_postgres()),
+        probe: true,
     };
     let code = serve(setup, &common).await;
     drop(demo);
@@ -276,6 +283,10 @@ struct Setup<'a> {
     /// What to do with the port, for the ready line.
     ready_hint: Box<dyn Fn(SocketAddr) -> String + 'a>,
     self_check: Option<SelfCheck>,
+    /// `--pg` / `--no-pg` (see [`tunnel::is_postgres`]).
+    postgres: Option<bool>,
+    /// Probe the target before the ready line (not `--no-probe`).
+    probe: bool,
 }
 
 /// Why the binary stopped a serving tunnel.
@@ -297,6 +308,8 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         questions,
         ready_hint,
         self_check,
+        postgres,
+        probe,
     } = setup;
     let (chain, listener, local) = plan_and_bind(&request, &env, common.quiet).await?;
     let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
@@ -309,9 +322,18 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     let Some(sessions) = connect(&chain, &opts, &progress).await? else {
         return Ok(ExitCode::from(exit::INTERRUPTED));
     };
+    let postgres = tunnel::is_postgres(&chain.target, postgres);
+    let probe = Probe::for_target(probe, postgres);
+    if let Some(found) = probe::probe(&sessions, &chain.target, probe)
+        .await?
+        .describe()
+    {
+        println!("probe: {found}");
+    }
     let tunnel = Tunnel::new(listener, sessions, chain.target.clone())
         .limits(limits(common))
-        .reconnect(reconnect(common, &chain, &opts));
+        .reconnect(reconnect(common, &chain, &opts, probe))
+        .postgres(postgres);
     println!("ready: {local} -> {} ; {}", chain.target, ready_hint(local));
 
     let self_check = self_check.map(|check| start_self_check(check, local));
@@ -366,7 +388,12 @@ async fn connect(
 }
 
 /// How to bring the chain up again, unless `--no-reconnect`.
-fn reconnect(common: &Common, chain: &Chain, opts: &ConnectOptions) -> Option<Reconnect> {
+fn reconnect(
+    common: &Common,
+    chain: &Chain,
+    opts: &ConnectOptions,
+    probe: Probe,
+) -> Option<Reconnect> {
     (!common.no_reconnect).then(|| Reconnect {
         chain: chain.clone(),
         opts: ConnectOptions {
@@ -375,6 +402,7 @@ fn reconnect(common: &Common, chain: &Chain, opts: &ConnectOptions) -> Option<Re
             ..opts.clone()
         },
         backoff: Backoff::default(),
+        probe,
     })
 }
 
