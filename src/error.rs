@@ -44,13 +44,19 @@ pub enum Error {
     },
     /// The target did not answer through the chain (the check before the tunnel is ready).
     #[error(transparent)]
-    Probe(#[from] crate::forward::probe::ProbeError),
+    Probe(Box<crate::forward::probe::ProbeError>),
     /// `--require-encrypted` and some segment leaves a machine in plain TCP.
     #[error("--require-encrypted: {}", segments.join("; "))]
     NotEncrypted {
         /// The offending segments, as printed in the path report.
         segments: Vec<String>,
     },
+}
+
+impl From<crate::forward::probe::ProbeError> for Error {
+    fn from(e: crate::forward::probe::ProbeError) -> Self {
+        Error::Probe(Box::new(e))
+    }
 }
 
 /// A hop as the user knows it: its position in the chain, its name and its address.
@@ -373,6 +379,12 @@ impl Error {
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            // A host name canonicalization could not resolve: like any name that does not
+            // resolve, a connection failure (ssh exits 255 for both).
+            Error::Config(ConfigError::Unresolved { .. })
+            | Error::Chain(ChainError::Config(ConfigError::Unresolved { .. })) => {
+                ErrorKind::Connect
+            }
             Error::Spec(_) | Error::Config(_) | Error::Chain(_) => ErrorKind::Config,
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
             Error::Probe(_) => ErrorKind::Probe,
@@ -447,6 +459,31 @@ mod tests {
             hop: label(2),
             source: Box::new(source),
         })
+    }
+
+    #[test]
+    fn a_name_canonicalization_cannot_resolve_is_a_connection_failure() {
+        let unresolved = || ConfigError::Unresolved {
+            message: "Could not resolve host \"db\"".into(),
+            keyword: "CanonicalizeHostname",
+            file: "/cfg".into(),
+            line: 3,
+            tried: vec!["db.a.example.".into()],
+        };
+        assert_eq!(Error::Config(unresolved()).kind(), ErrorKind::Connect);
+        let chained = Error::Chain(ChainError::Config(unresolved()));
+        assert_eq!(chained.kind(), ErrorKind::Connect);
+        assert_eq!(
+            chained.to_string(),
+            "Could not resolve host \"db\" (CanonicalizeHostname, /cfg:3; looked up \
+             db.a.example.)"
+        );
+        let bad_line = ConfigError::Line {
+            file: "/cfg".into(),
+            line: 1,
+            message: "x".into(),
+        };
+        assert_eq!(Error::Config(bad_line).kind(), ErrorKind::Config);
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! - [`config`]: the user's OpenSSH configuration, read with OpenSSH's semantics:
 //!   `ssh_config` (one table entry per keyword, the file and line of every value),
 //!   `known_hosts`, and the one port of OpenSSH's `match.c` both use. Pure but for reading
-//!   files.
+//!   files, and the name lookups of `CanonicalizeHostname`, made through the resolver the
+//!   caller puts in [`config::LocalEnv`].
 //! - [`plan`]: from a request and the config to a plan, before any connection: the chain of
 //!   hops (`--via` and `ProxyJump`, recursively, loops refused), the path report (which
 //!   segments are encrypted, and how to fix those that are not), `explain`. Pure.

@@ -86,6 +86,7 @@ pub fn local_env() -> LocalEnv {
         env: std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),
+        resolver: crate::config::Resolver::system(),
     }
 }
 

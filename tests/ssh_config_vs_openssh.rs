@@ -71,7 +71,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 32] = [
+const FIELDS: [&str; 37] = [
     "hostname",
     "user",
     "port",
@@ -104,6 +104,11 @@ const FIELDS: [&str; 32] = [
     "casignaturealgorithms",
     "compression",
     "requiredrsasize",
+    "canonicalizehostname",
+    "canonicaldomains",
+    "canonicalizemaxdots",
+    "canonicalizefallbacklocal",
+    "canonicalizepermittedcnames",
 ];
 
 /// The `ssh -G` line of each algorithm list.
@@ -256,13 +261,18 @@ fn load_cases() -> Vec<Case> {
     paths.sort();
     paths
         .iter()
-        .map(|path| {
+        .filter_map(|path| {
             let name = path
                 .file_name()
                 .expect("name")
                 .to_string_lossy()
                 .into_owned();
             let text = std::fs::read_to_string(path).expect("read case");
+            // Cases that look names up run in a private mount namespace, with their own
+            // hosts file (tests/canonicalize.rs).
+            if needs_names(&text) {
+                return None;
+            }
             let dir = tempfile::tempdir().expect("tempdir");
             let text = text
                 .replace("@DIR@", &dir.path().to_string_lossy())
@@ -299,14 +309,20 @@ fn load_cases() -> Vec<Case> {
                 }
             }
             assert!(!queries.is_empty(), "{name}: no `# query:` line");
-            Case {
+            Some(Case {
                 name,
                 dir,
                 config,
                 queries,
-            }
+            })
         })
         .collect()
+}
+
+/// Whether a case resolves names (`# hosts:` lines, `# query-via:` queries).
+fn needs_names(text: &str) -> bool {
+    text.lines()
+        .any(|l| l.starts_with("# hosts:") || l.starts_with("# query-via:"))
 }
 
 /// The environment both sides see.
@@ -444,6 +460,9 @@ fn local_env(case_dir: &Path) -> LocalEnv {
         local_hostname: host,
         uid,
         env: ssh_env(case_dir),
+        // Cases that look names up run in a private mount namespace, from the binary
+        // (tests/canonicalize.rs); here, no name resolves.
+        resolver: pgtunnel::config::Resolver::none(),
     }
 }
 
@@ -585,6 +604,35 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
         ),
         ("addressfamily", c.address_family.as_str().to_string()),
         ("tcpkeepalive", yes_no(c.tcp_keep_alive)),
+        (
+            "canonicalizehostname",
+            c.canonicalize_hostname.as_str().to_string(),
+        ),
+        (
+            "canonicaldomains",
+            if c.canonical_domains.is_empty() {
+                "none".to_string()
+            } else {
+                c.canonical_domains.join(" ")
+            },
+        ),
+        ("canonicalizemaxdots", c.canonicalize_max_dots.to_string()),
+        (
+            "canonicalizefallbacklocal",
+            yes_no(c.canonicalize_fallback_local),
+        ),
+        (
+            "canonicalizepermittedcnames",
+            if c.canonicalize_permitted_cnames.is_empty() {
+                "none".to_string()
+            } else {
+                c.canonicalize_permitted_cnames
+                    .iter()
+                    .map(|r| format!("{}:{}", r.source, r.target))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        ),
         ("compression", yes_no(c.compression)),
         ("requiredrsasize", c.required_rsa_size.to_string()),
     ]);
@@ -691,6 +739,27 @@ fn theirs(
         (
             "casignaturealgorithms",
             one("casignaturealgorithms").unwrap_or_else(dash),
+        ),
+        (
+            "canonicalizehostname",
+            one("canonicalizehostname").unwrap_or_else(dash),
+        ),
+        (
+            "canonicaldomains",
+            one("canonicaldomains").unwrap_or_else(dash),
+        ),
+        (
+            "canonicalizemaxdots",
+            one("canonicalizemaxdots").unwrap_or_else(dash),
+        ),
+        (
+            "canonicalizefallbacklocal",
+            one("canonicalizefallbacklocal").unwrap_or_else(dash),
+        ),
+        (
+            // ssh -G spells it canonicalizePermittedcnames.
+            "canonicalizepermittedcnames",
+            one("canonicalizePermittedcnames").unwrap_or_else(dash),
         ),
     ])
 }

@@ -35,7 +35,7 @@ pub(crate) fn ssh_host_name(name: &str, family: AddressFamily) -> String {
 }
 
 /// OpenSSH's `is_addr_fast()`.
-fn is_addr_fast(name: &str) -> bool {
+pub(crate) fn is_addr_fast(name: &str) -> bool {
     name.contains(['%', ':']) || name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 

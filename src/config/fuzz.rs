@@ -358,6 +358,7 @@ fn env(home: &Path) -> LocalEnv {
         local_hostname: "laptop".into(),
         uid: 1000,
         env: [("HOME".to_string(), "/home/joe".to_string())].into(),
+        resolver: crate::config::Resolver::none(),
     }
 }
 
@@ -381,7 +382,7 @@ proptest! {
             let file = home.join("config");
             if let Ok(config) = SshConfig::parse_str(&text, &file, &home) {
                 for h in [host.as_str(), "db.foo.com", "", "*"] {
-                    let query = HostQuery { host: h.to_string(), user: None, port: None, jump: None };
+                    let query = HostQuery { host: h.to_string(), ..HostQuery::default() };
                     let _ = config.resolve(&query, &env(&home));
                 }
             }

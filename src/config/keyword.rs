@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::algorithms::{AlgorithmList, Algorithms};
+use super::canonical::{Canonicalization, Canonicalize, PermittedCname, valid_domain};
 use super::jump::{Jump, parse_proxy_jump};
 use super::lexer::{a2port, convtime, raw_value};
 use super::ssh_config::{ConfigError, Origin, SeenKeyword};
@@ -205,6 +206,8 @@ keywords! {
         /// The keywords outside the `keywords!` table seen in blocks that apply (the first
         /// line of each), and unknown ones `IgnoreUnknown` let through, in reading order.
         pub other_keywords: Vec<SeenKeyword>,
+        /// What `CanonicalizeHostname` (or a CNAME rule) did to `host_name`.
+        pub canonicalization: Canonicalization,
     }
 
     /// OpenSSH's `Options` while reading: an empty slot is "not set yet".
@@ -359,6 +362,36 @@ keywords! {
            /// many bits are refused.
            required_rsa_size: u32 = value_or(DEFAULT_REQUIRED_RSA_SIZE),
         show |c: &HostConfig| (c.required_rsa_size != DEFAULT_REQUIRED_RSA_SIZE).then(|| format!("{} bits", c.required_rsa_size));
+    /// `CanonicalizeHostname`.
+    CanonicalizeHostname ["canonicalizehostname"] canonicalize -> Canonicalize,
+        first -> canonicalize_hostname: First<Canonicalize>
+        => /// `CanonicalizeHostname` (default `no`).
+           canonicalize_hostname: Canonicalize = value_or(Canonicalize::No),
+        show show_canonicalize_hostname;
+    /// `CanonicalDomains`: the suffixes canonicalization tries.
+    CanonicalDomains ["canonicaldomains"] domains -> Vec<String>,
+        first -> canonical_domains: First<Vec<String>>
+        => /// `CanonicalDomains`, lowercased (empty: not set).
+           canonical_domains: Vec<String> = value_or(Vec::new()),
+        show |c: &HostConfig| set(c, Keyword::CanonicalDomains).then(|| c.canonical_domains.join(" "));
+    /// `CanonicalizeMaxDots`.
+    CanonicalizeMaxDots ["canonicalizemaxdots"] int -> u32,
+        first -> canonicalize_max_dots: First<u32>
+        => /// `CanonicalizeMaxDots` (default 1).
+           canonicalize_max_dots: u32 = value_or(1),
+        show |c: &HostConfig| set(c, Keyword::CanonicalizeMaxDots).then(|| c.canonicalize_max_dots.to_string());
+    /// `CanonicalizeFallbackLocal`.
+    CanonicalizeFallbackLocal ["canonicalizefallbacklocal"] flag -> bool,
+        first -> canonicalize_fallback_local: First<bool>
+        => /// `CanonicalizeFallbackLocal` (default yes).
+           canonicalize_fallback_local: bool = value_or(true),
+        show |c: &HostConfig| set(c, Keyword::CanonicalizeFallbackLocal).then(|| yes_no(c.canonicalize_fallback_local));
+    /// `CanonicalizePermittedCNAMEs`.
+    CanonicalizePermittedCNAMEs ["canonicalizepermittedcnames"] cnames -> Vec<PermittedCname>,
+        first -> canonicalize_permitted_cnames: First<Vec<PermittedCname>>
+        => /// `CanonicalizePermittedCNAMEs` (empty: not set, or `none`).
+           canonicalize_permitted_cnames: Vec<PermittedCname> = permitted_cnames,
+        show show_permitted_cnames;
     /// `IgnoreUnknown`: a pattern list of unknown keywords not to refuse on later lines
     /// (first value wins, only in a block that applies, as in OpenSSH).
     IgnoreUnknown ["ignoreunknown"] one -> String, first -> ignore_unknown: First<String>;
@@ -630,6 +663,18 @@ fn value_or<T: Clone>(default: T) -> impl Fn(&First<T>) -> T {
     move |slot| slot.get().cloned().unwrap_or_else(|| default.clone())
 }
 
+/// `CanonicalizePermittedCNAMEs`; `none` (alone) is no rule, as `fill_default_options` leaves it.
+pub(crate) fn permitted_cnames(slot: &First<Vec<PermittedCname>>) -> Vec<PermittedCname> {
+    match slot.get() {
+        Some(rules)
+            if !(rules.len() == 1 && rules[0].source == "none" && rules[0].target.is_empty()) =>
+        {
+            rules.clone()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Seconds as set (0 included).
 fn seconds_as_set(slot: &First<u32>) -> Option<Duration> {
     slot.get().map(|&s| Duration::from_secs(u64::from(s)))
@@ -767,6 +812,78 @@ fn ca_signature_algorithms(a: &Args<'_>) -> Result<String, String> {
     algorithm_list(a, AlgorithmList::CaSignatureAlgorithms)
 }
 
+/// OpenSSH's `multistate_canonicalizehostname`.
+fn canonicalize(a: &Args<'_>) -> Result<Canonicalize, String> {
+    choice(
+        a,
+        &[
+            ("true", Canonicalize::Yes),
+            ("false", Canonicalize::No),
+            ("yes", Canonicalize::Yes),
+            ("no", Canonicalize::No),
+            ("always", Canonicalize::Always),
+        ],
+        "yes, no or always",
+    )
+}
+
+/// `none` only alone (OpenSSH 9.2 checks this before anything else of the argument).
+fn none_alone(a: &Args<'_>, i: usize, w: &str) -> Result<(), String> {
+    if w.eq_ignore_ascii_case("none") && (i > 0 || a.words.len() > 1) {
+        return Err(format!(
+            "keyword {} \"none\" argument must appear alone.",
+            a.name
+        ));
+    }
+    Ok(())
+}
+
+/// `CanonicalDomains`: each a valid domain name, lowercased, its trailing dot dropped (kept
+/// as a list: `none` stops canonicalization where it stands).
+fn domains(a: &Args<'_>) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, w) in a.words.iter().enumerate() {
+        if w.is_empty() {
+            return Err(format!("keyword {} empty argument", a.name));
+        }
+        none_alone(a, i, w)?;
+        let lower = w.to_ascii_lowercase();
+        out.push(valid_domain(&lower)?.to_string());
+    }
+    Ok(out)
+}
+
+/// `CanonicalizePermittedCNAMEs`: `none` (alone), `*`, or `source:target` (lowercased; at
+/// the first `:`, which must have something after it).
+fn cnames(a: &Args<'_>) -> Result<Vec<PermittedCname>, String> {
+    let mut out = Vec::new();
+    for (i, w) in a.words.iter().enumerate() {
+        none_alone(a, i, w)?;
+        let rule = if w.eq_ignore_ascii_case("none") {
+            PermittedCname {
+                source: w.clone(),
+                target: String::new(),
+            }
+        } else if w == "*" {
+            PermittedCname {
+                source: "*".into(),
+                target: "*".into(),
+            }
+        } else {
+            let lower = w.to_ascii_lowercase();
+            match lower.split_once(':') {
+                Some((source, target)) if !target.is_empty() => PermittedCname {
+                    source: source.to_string(),
+                    target: target.to_string(),
+                },
+                _ => return Err(format!("Invalid permitted CNAME \"{lower}\"")),
+            }
+        };
+        out.push(rule);
+    }
+    Ok(out)
+}
+
 /// A `convtime` value, or `None` for `none`.
 fn time(a: &Args<'_>) -> Result<Option<u32>, String> {
     let w = one(a)?;
@@ -856,6 +973,63 @@ fn paths(v: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Whether the keyword was set in a file.
+fn set(c: &HostConfig, keyword: Keyword) -> bool {
+    c.origins.contains_key(&keyword)
+}
+
+fn show_canonicalize_hostname(c: &HostConfig) -> Option<String> {
+    let value = match c.canonicalize_hostname {
+        Canonicalize::No => "no",
+        Canonicalize::Yes => "yes",
+        Canonicalize::Always => "always",
+    };
+    let outcome = match &c.canonicalization {
+        Canonicalization::Off | Canonicalization::Address
+            if !set(c, Keyword::CanonicalizeHostname) =>
+        {
+            return None;
+        }
+        Canonicalization::Off => String::new(),
+        Canonicalization::Address => " (not applied: a numeric address)".into(),
+        Canonicalization::Proxied => {
+            " (not applied: reached through a ProxyCommand or jump host; `always` would)".into()
+        }
+        Canonicalization::TooManyDots { max } => {
+            format!(" (not applied: more dots than CanonicalizeMaxDots {max})")
+        }
+        Canonicalization::NotFound { tried } => format!(
+            " (no domain resolved, tried {}; kept as written: CanonicalizeFallbackLocal)",
+            tried.join(" ")
+        ),
+        Canonicalization::Renamed { from, by_cname } => format!(
+            " ({from} -> {}{})",
+            c.host_name,
+            if *by_cname {
+                ", CNAME permitted by CanonicalizePermittedCNAMEs"
+            } else {
+                ""
+            }
+        ),
+    };
+    Some(format!("{value}{outcome}"))
+}
+
+fn show_permitted_cnames(c: &HostConfig) -> Option<String> {
+    if !set(c, Keyword::CanonicalizePermittedCNAMEs) {
+        return None;
+    }
+    if c.canonicalize_permitted_cnames.is_empty() {
+        return Some("none".into());
+    }
+    let rules: Vec<String> = c
+        .canonicalize_permitted_cnames
+        .iter()
+        .map(|r| format!("{}:{}", r.source, r.target))
+        .collect();
+    Some(rules.join(" "))
 }
 
 fn show_proxy_jump(c: &HostConfig) -> Option<String> {

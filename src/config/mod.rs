@@ -8,10 +8,11 @@
 //! [`status`] the status of every other keyword OpenSSH knows;
 //! [`algorithms`] the algorithm lists (`Ciphers`, ...: syntax and OpenSSH's defaults);
 //! `pattern` is OpenSSH's `match.c`, shared by both; `address` rewrites a numeric HostName as
-//! ssh does.
+//! ssh does; [`canonical`] is `CanonicalizeHostname` (pure, over a [`NameResolver`]).
 
 mod address;
 pub mod algorithms;
+pub mod canonical;
 #[cfg(test)]
 mod fuzz;
 mod glob;
@@ -25,6 +26,7 @@ pub mod status;
 mod tokens;
 
 pub use algorithms::{AlgorithmList, Algorithms};
+pub use canonical::{Canonicalization, Canonicalize, NameResolver, PermittedCname, Resolver};
 pub use keyword::{
     AddressFamily, DEFAULT_PASSWORD_PROMPTS, DEFAULT_REQUIRED_RSA_SIZE, HostConfig, IdentityFile,
     Keyword, ProxyJump, StrictHostKeyChecking,

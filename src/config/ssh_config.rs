@@ -25,8 +25,10 @@
 //!   as typed; a matching `!pattern` disables the block. `Match`: `all`, `host` (against the
 //!   `HostName` set so far, `%h` expanded), `originalhost`, `user` (the user set so far),
 //!   `localuser`, `canonical`, `final`, each negatable, comma-separated pattern lists (host
-//!   names compared ignoring case). `Match final` triggers OpenSSH's second pass: the files
-//!   are evaluated again against the final host name with `final`/`canonical` true.
+//!   names compared ignoring case). `Match final` (even negated, as in 9.2) and enabled
+//!   canonicalization trigger OpenSSH's second pass: the files are evaluated again against
+//!   the final (canonical) host name with `final` and `canonical` both true; in the first
+//!   pass both are false.
 //! - `Match exec` (and criteria of later OpenSSH releases: `localnetwork`, `tagged`, ...)
 //!   cannot be evaluated without running commands: when resolution reaches one whose result
 //!   matters, it fails with "unsupported"; it is never guessed.
@@ -40,6 +42,13 @@
 //!   else lowercased (but not a name with `:` or `%`, which ssh takes for an address): that
 //!   is `hostname`, `%h` in the other keywords and the known_hosts name (`HostKeyAlias` is
 //!   kept as written).
+//! - `CanonicalizeHostname` (`yes`: direct connections only; `always`), `CanonicalDomains`,
+//!   `CanonicalizeMaxDots`, `CanonicalizeFallbackLocal`, `CanonicalizePermittedCNAMEs`: after
+//!   the first pass the host name is canonicalized as ssh's `main()` does it
+//!   (`config/canonical.rs`), asking the [`LocalEnv`]'s resolver (the caller's I/O: the
+//!   system's `getaddrinfo` for pgtunnel, a fake in tests); when canonicalization is enabled
+//!   the files are then read again with the new name, as for `Match final`. A host resolved
+//!   with [`HostQuery::jump`] (a jump list's later hosts, `ssh -J`) is not direct.
 //! - `ProxyJump` and `ProxyCommand`: whichever applies first wins; `none` clears.
 //! - `AddressFamily` (`any`, `inet`, `inet6`; default `any`) filters the addresses hop 1's
 //!   HostName resolves to ([`crate::config::AddressFamily::filter`]).
@@ -50,7 +59,7 @@
 //!
 //! # Known differences from OpenSSH 9.2
 //! - `%j` is accepted (OpenSSH 9.3+); `%C` hashes `%l%h%p%r` as 9.2 does (newer releases add
-//!   `%j`). `CanonicalizeHostname` is ignored (no DNS is done here).
+//!   `%j`).
 //! - An `IdentityAgent ${VAR}` naming an unset variable fails only when that value is used,
 //!   not while reading the file. `IdentityAgent $VAR` (the legacy form) is resolved to the
 //!   variable's value, or `none` when unset, as `ssh` does before connecting.
@@ -75,8 +84,9 @@ use std::path::{Path, PathBuf};
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
-use super::address::ssh_host_name;
+use super::address::{canonical_address, is_addr_fast, ssh_host_name};
 use super::algorithms::Algorithms;
+use super::canonical::{Canonicalization, Canonicalize, Resolver, Rules, canonicalize};
 use super::glob::{glob, glob_tilde};
 use super::jump::Jump;
 use super::keyword::{Args, At, Derived, First, KeyFile, Keyword, Options, Setting, Valued};
@@ -170,6 +180,26 @@ pub enum ConfigError {
         /// Its errors, in line order.
         errors: Vec<ConfigError>,
     },
+    /// Canonicalization (`CanonicalizeHostname`, `CanonicalizePermittedCNAMEs`) could not
+    /// resolve the host name, where ssh stops too.
+    #[error(
+        "{message} ({keyword}, {}:{line}; looked up {})",
+        file.display(),
+        if tried.is_empty() { "nothing".to_string() } else { tried.join(", ") }
+    )]
+    Unresolved {
+        /// ssh's message: `Could not resolve host "db"`, or `Could not resolve hostname db:
+        /// <the resolver's reason>`.
+        message: String,
+        /// The keyword that asked for the lookup.
+        keyword: &'static str,
+        /// Its file.
+        file: PathBuf,
+        /// Its line.
+        line: usize,
+        /// The names looked up, in order.
+        tried: Vec<String>,
+    },
     /// A config file others may write to, which OpenSSH refuses to read.
     #[error(
         "bad owner or permissions on {}: it must be owned by you or root and not writable by \
@@ -253,6 +283,8 @@ pub struct LocalEnv {
     pub uid: u32,
     /// Environment variables for `${VAR}` (and `IdentityAgent $VAR`).
     pub env: BTreeMap<String, String>,
+    /// The resolver `CanonicalizeHostname` asks (the system's, or a fake in tests).
+    pub resolver: Resolver,
 }
 
 impl HostConfig {
@@ -314,6 +346,7 @@ impl LocalEnv {
             local_hostname: "laptop".into(),
             uid: 1000,
             env: Default::default(),
+            resolver: Resolver::none(),
         }
     }
 }
@@ -522,9 +555,15 @@ impl SshConfig {
             env,
         };
         self.run(&mut o, &pass)?;
-        if o.want_final {
+        let (host, canonicalization) = canonical_host(&o, query, env)?;
+        // Canonicalization enabled (whether it renamed the host or not) also means a second
+        // pass, as a `Match final` does.
+        if o.want_final
+            || o.canonicalize_hostname
+                .get()
+                .is_some_and(|&c| c != Canonicalize::No)
+        {
             // OpenSSH re-reads the files against the final host name, keeping what is set.
-            let host = final_host_name(&o, &query.host)?;
             let origin = o.host_name.0.take().and_then(|v| v.origin);
             o.host_name = First(Some(Valued {
                 value: host.clone(),
@@ -535,7 +574,7 @@ impl SshConfig {
             pass.final_pass = true;
             self.run(&mut o, &pass)?;
         }
-        finish(o, query, env)
+        finish(o, query, env, canonicalization)
     }
 
     fn run(&self, o: &mut Options, pass: &Pass<'_>) -> Result<(), ConfigError> {
@@ -1110,8 +1149,76 @@ fn final_host_name(o: &Options, host_arg: &str) -> Result<String, ConfigError> {
     Ok(ssh_host_name(&host, family))
 }
 
+/// The host name after the first pass, as ssh's `main()` has it before the second:
+/// [`final_host_name`], then canonicalized (see `canonical.rs`).
+fn canonical_host(
+    o: &Options,
+    query: &HostQuery,
+    env: &LocalEnv,
+) -> Result<(String, Canonicalization), ConfigError> {
+    let host = final_host_name(o, &query.host)?;
+    let family = o.address_family.get().copied().unwrap_or_default();
+    let mode = o.canonicalize_hostname.get().copied().unwrap_or_default();
+    let cnames = super::keyword::permitted_cnames(&o.canonicalize_permitted_cnames);
+    // ssh's `direct` (OpenSSH 9.2): no ProxyCommand (or `none`), no jump host (not even
+    // `ProxyJump none`), no `-J`.
+    let direct = o
+        .proxy_command
+        .get()
+        .is_none_or(|c| c.eq_ignore_ascii_case("none"))
+        && o.proxy_jump.0.is_none()
+        && query.jump.is_none();
+    let rules = Rules {
+        mode,
+        max_dots: o.canonicalize_max_dots.get().copied().unwrap_or(1),
+        domains: o.canonical_domains.get().map_or(&[], Vec::as_slice),
+        fallback_local: o.canonicalize_fallback_local.get().copied().unwrap_or(true),
+        cnames: &cnames,
+        family,
+        direct,
+    };
+    let numeric = canonical_address(&host, family).is_some();
+    canonicalize(&host, numeric, is_addr_fast(&host), &rules, &env.resolver).map_err(|e| {
+        // The keyword that asked for the lookups: CanonicalizeHostname, or (`no`) the CNAME
+        // rules.
+        let (keyword, slot) = if mode == Canonicalize::No {
+            (
+                "CanonicalizePermittedCNAMEs",
+                o.canonicalize_permitted_cnames
+                    .0
+                    .as_ref()
+                    .and_then(|v| v.origin.clone()),
+            )
+        } else {
+            (
+                "CanonicalizeHostname",
+                o.canonicalize_hostname
+                    .0
+                    .as_ref()
+                    .and_then(|v| v.origin.clone()),
+            )
+        };
+        let origin = slot.unwrap_or(Origin {
+            file: PathBuf::from("(command line)"),
+            line: 0,
+        });
+        ConfigError::Unresolved {
+            message: e.message,
+            keyword,
+            file: origin.file,
+            line: origin.line,
+            tried: e.tried,
+        }
+    })
+}
+
 /// Fills defaults and expands tokens, like the end of OpenSSH's `main()` before `-G` prints.
-fn finish(o: Options, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, ConfigError> {
+fn finish(
+    o: Options,
+    query: &HostQuery,
+    env: &LocalEnv,
+    canonicalization: Canonicalization,
+) -> Result<HostConfig, ConfigError> {
     let mut origins = o.origins();
     let host_name = final_host_name(&o, &query.host)?;
     let user = o
@@ -1168,6 +1275,7 @@ fn finish(o: Options, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, C
         host_key_alias,
         origins,
         other_keywords: o.other_keywords.clone(),
+        canonicalization,
     };
     Ok(HostConfig::build(&o, derived))
 }
@@ -1419,6 +1527,7 @@ mod tests {
                 ("HOME".to_string(), "/env/home".to_string()),
                 ("SOCK".to_string(), "/run/agent.sock".to_string()),
             ]),
+            resolver: Resolver::none(),
         }
     }
 
@@ -1668,7 +1777,6 @@ Host *
             "{err}"
         );
         for (text, keyword) in [
-            ("CanonicalizeHostname always\n", "CanonicalizeHostname"),
             ("VerifyHostKeyDNS ask\n", "VerifyHostKeyDNS"),
             ("BindAddress 10.0.0.1\n", "BindAddress"),
             ("GSSAPIAuthentication yes\n", "GSSAPIAuthentication"),
@@ -2038,6 +2146,177 @@ Host *
         // The loop check compares the rewritten name.
         let err = resolve_err("Host a\n  HostName 127.1\n  ProxyJump 127.0.0.1\n", "a");
         assert!(err.contains("jumphost loop"), "{err}");
+    }
+
+    /// Resolves `host` with a fake resolver that knows `names` (as asked, trailing dot and
+    /// all, to their canonical names).
+    fn resolve_dns(
+        text: &str,
+        query: HostQuery,
+        names: &[(&str, Option<&str>)],
+    ) -> Result<HostConfig, ConfigError> {
+        let env = LocalEnv {
+            resolver: Resolver::new(super::super::canonical::tests::Table::new(names)),
+            ..env()
+        };
+        parse(text).resolve(&query, &env)
+    }
+
+    #[test]
+    fn canonicalization_renames_the_host_and_reads_the_files_again() {
+        let text = "Host db\n  CanonicalizeHostname yes\n  CanonicalDomains A.Example b.example.\n\
+                    Host db.b.example\n  User canon\nMatch canonical host db.b.example\n  Port 2200\n\
+                    Match canonical host db\n  ServerAliveCountMax 7\n\
+                    Match !canonical\n  IdentitiesOnly yes\n\
+                    Host *\n  UserKnownHostsFile ~/kh_%h\n  IdentityFile ~/id_%h_%n\n";
+        let c = resolve_dns(text, q("db"), &[("db.b.example.", None)]).unwrap();
+        assert_eq!(c.host_name, "db.b.example");
+        assert_eq!(c.original_host, "db");
+        assert_eq!((c.user.as_str(), c.port), ("canon", 2200));
+        // The first pass's `Match !canonical` applied too (first value wins, kept).
+        assert!(c.identities_only);
+        assert_eq!(c.known_hosts_name(), "[db.b.example]:2200");
+        assert_eq!(
+            c.user_known_hosts_files,
+            [PathBuf::from("/home/me/kh_db.b.example")]
+        );
+        assert_eq!(paths(&c.identity_files), ["/home/me/id_db.b.example_db"]);
+        assert_eq!(c.canonical_domains, ["a.example", "b.example"]);
+        assert_eq!(
+            c.canonicalization,
+            Canonicalization::Renamed {
+                from: "db".into(),
+                by_cname: false
+            }
+        );
+        // Nothing found: kept, but the second pass still happens (`Match canonical`).
+        let c = resolve_dns(text, q("db"), &[]).unwrap();
+        assert_eq!((c.host_name.as_str(), c.server_alive_count_max), ("db", 7));
+        assert!(matches!(
+            c.canonicalization,
+            Canonicalization::NotFound { .. }
+        ));
+        // Not enabled: no lookup, no second pass.
+        let c = resolve_dns(text, q("other"), &[("other.b.example.", None)]).unwrap();
+        assert_eq!((c.host_name.as_str(), c.identities_only), ("other", true));
+        assert_eq!(c.server_alive_count_max, 3);
+    }
+
+    #[test]
+    fn canonicalization_follows_how_the_host_is_reached() {
+        let text = "Host always\n  CanonicalizeHostname always\n  ProxyJump gw\n\
+                    Host *\n  CanonicalizeHostname yes\n  CanonicalDomains example\n\
+                    Host viajump\n  ProxyJump gw\nHost jumpnone\n  ProxyJump none\n\
+                    Host cmd\n  ProxyCommand nc %h %p\nHost cmdnone\n  ProxyCommand none\n";
+        let names: Vec<String> = [
+            "viajump", "jumpnone", "cmd", "cmdnone", "always", "hop", "gw",
+        ]
+        .iter()
+        .map(|n| format!("{n}.example."))
+        .collect();
+        let names: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+        let host = |h: &str| resolve_dns(text, q(h), &names).unwrap().host_name;
+        assert_eq!(host("viajump"), "viajump");
+        // OpenSSH 9.2: `ProxyJump none` is a jump host still (9.4 and later canonicalize).
+        assert_eq!(host("jumpnone"), "jumpnone");
+        assert_eq!(host("cmd"), "cmd");
+        assert_eq!(host("cmdnone"), "cmdnone.example");
+        assert_eq!(host("always"), "always.example");
+        // A host of a jump list after the first is reached with `ssh -J`: not direct.
+        let proxied = HostQuery {
+            jump: Some(HopSpec {
+                user: None,
+                host: "gw".into(),
+                port: None,
+            }),
+            ..q("hop")
+        };
+        let c = resolve_dns(text, proxied, &names).unwrap();
+        assert_eq!(
+            (c.host_name.as_str(), &c.canonicalization),
+            ("hop", &Canonicalization::Proxied)
+        );
+        assert_eq!(host("hop"), "hop.example");
+        // The ProxyJump loop check compares the canonical name.
+        let err = resolve_dns(
+            "CanonicalizeHostname always\nCanonicalDomains example\nProxyJump loop.example\n",
+            q("loop"),
+            &[("loop.example.", None)],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("jumphost loop"), "{err}");
+    }
+
+    #[test]
+    fn canonicalization_failures_are_ssh_s() {
+        let text = "Host db\n  CanonicalizeHostname yes\n  CanonicalDomains a.example\n  \
+                    CanonicalizeFallbackLocal no\n\
+                    Host web\n  CanonicalizePermittedCNAMEs *.example:*.cdn\n";
+        let err = resolve_dns(text, q("db"), &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Could not resolve host \"db\" (CanonicalizeHostname, /cfg/config:2; \
+             looked up db.a.example.)"
+        );
+        // CNAME rules alone: ssh looks the name up even without CanonicalizeHostname, and
+        // a direct connection to a name that does not resolve stops there.
+        let err = resolve_dns(text, q("web"), &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("Could not resolve hostname web: ")
+                && err.contains("CanonicalizePermittedCNAMEs, /cfg/config:6"),
+            "{err}"
+        );
+        let c = resolve_dns(text, q("web"), &[("web", Some("x.cdn"))]).unwrap();
+        assert_eq!(c.host_name, "web");
+    }
+
+    #[test]
+    fn canonicalization_keywords_are_parsed_as_openssh_does() {
+        // (The CNAME rules make ssh look the name up as it is.)
+        let c = resolve_dns(
+            "CanonicalizeHostname TRUE\nCanonicalizeMaxDots 3\nCanonicalizeFallbackLocal no\n\
+             CanonicalizePermittedCNAMEs *.A.example:*.b.example,*.c *\n\
+             CanonicalizeHostname no\n",
+            q("a.b.c.d.e"),
+            &[("a.b.c.d.e", None)],
+        )
+        .unwrap();
+        assert_eq!(c.canonicalize_hostname, Canonicalize::Yes);
+        assert_eq!(c.canonicalize_max_dots, 3);
+        assert!(!c.canonicalize_fallback_local);
+        let rules: Vec<(&str, &str)> = c
+            .canonicalize_permitted_cnames
+            .iter()
+            .map(|r| (r.source.as_str(), r.target.as_str()))
+            .collect();
+        assert_eq!(rules, [("*.a.example", "*.b.example,*.c"), ("*", "*")]);
+        let c = resolve("CanonicalizePermittedCNAMEs none\n", "x");
+        assert!(c.canonicalize_permitted_cnames.is_empty());
+        for (line, want) in [
+            ("CanonicalizeHostname none", "unsupported value"),
+            ("CanonicalizeHostname yes no", "extra arguments"),
+            ("CanonicalDomains a..b", "consecutive separators"),
+            ("CanonicalDomains -a", "starts with invalid character"),
+            ("CanonicalDomains a none", "must appear alone"),
+            ("CanonicalDomains a/b", "invalid characters"),
+            (
+                "CanonicalizePermittedCNAMEs a",
+                "Invalid permitted CNAME \"a\"",
+            ),
+            (
+                "CanonicalizePermittedCNAMEs A:",
+                "Invalid permitted CNAME \"a:\"",
+            ),
+            ("CanonicalizePermittedCNAMEs none *", "must appear alone"),
+            ("CanonicalizeMaxDots -1", "integer value"),
+            ("CanonicalizeFallbackLocal maybe", "unsupported value"),
+        ] {
+            let err = parse_err(&format!("Host other\n  {line}\n"));
+            assert!(
+                err.starts_with("/cfg/config:2:") && err.contains(want),
+                "{line}: {err}"
+            );
+        }
     }
 
     #[test]

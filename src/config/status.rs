@@ -440,29 +440,6 @@ pub static OTHER: &[OtherKeyword] = &[
         flag_no,
         "pgtunnel does not implement ProxyUseFdpass yet",
     ),
-    na(
-        &["CanonicalDomains"],
-        "used only by CanonicalizeHostname (refused unless no)",
-    ),
-    na_checked(
-        &["CanonicalizeFallbackLocal"],
-        flag_any,
-        "used only by CanonicalizeHostname (refused unless no)",
-    ),
-    refused_unless(
-        &["CanonicalizeHostname"],
-        "no",
-        canonicalize_no,
-        "pgtunnel does not implement CanonicalizeHostname yet",
-    ),
-    na(
-        &["CanonicalizeMaxDots"],
-        "used only by CanonicalizeHostname (refused unless no)",
-    ),
-    na(
-        &["CanonicalizePermittedCNAMEs"],
-        "used only by CanonicalizeHostname (refused unless no)",
-    ),
     na_checked(
         &["StreamLocalBindMask"],
         octal_mask,
@@ -874,19 +851,6 @@ fn yes_no_ask_no(words: &[String]) -> Result<Verdict, String> {
     )
 }
 
-fn canonicalize_no(words: &[String]) -> Result<Verdict, String> {
-    multistate(
-        words,
-        &[
-            ("yes", false),
-            ("true", false),
-            ("always", false),
-            ("no", true),
-            ("false", true),
-        ],
-    )
-}
-
 fn is(words: &[String], value: &str) -> Result<Verdict, String> {
     let w = first(words)?;
     Ok(if w.eq_ignore_ascii_case(value) {
@@ -1039,6 +1003,10 @@ mod tests {
         assert_eq!(other("host").unwrap().status, Status::Honoured);
         assert!(other("frobnicate").is_none());
         assert!(other("hostname").is_none(), "in the keywords! table");
+        assert!(
+            other("canonicalizehostname").is_none(),
+            "in the keywords! table"
+        );
     }
 
     #[test]
@@ -1047,8 +1015,6 @@ mod tests {
         assert_eq!(check("hostbasedauthentication", "no"), Ok(Verdict::Fine));
         assert_eq!(check("hostbasedauthentication", "YES"), Ok(Verdict::Refuse));
         assert!(check("hostbasedauthentication", "maybe").is_err());
-        assert_eq!(check("canonicalizehostname", "no"), Ok(Verdict::Fine));
-        assert_eq!(check("canonicalizehostname", "always"), Ok(Verdict::Refuse));
         assert_eq!(check("verifyhostkeydns", "ask"), Ok(Verdict::Refuse));
         assert_eq!(check("ipqos", "none"), Ok(Verdict::Fine));
         assert_eq!(check("ipqos", "af21 cs1"), Ok(Verdict::Refuse));

@@ -20,6 +20,11 @@
 //! A loop (A's ProxyJump leads back to A) is an error naming the loop; OpenSSH would fork
 //! until it runs out of processes.
 //!
+//! Each such `ssh` canonicalizes its own host name (`CanonicalizeHostname`): `ssh -W B A`
+//! connects to A directly, `ssh -J A -W C B` reaches B through a jump host, so only the first
+//! host of a list is resolved as direct (if its own config has no ProxyJump/ProxyCommand); the
+//! others are resolved with [`HostQuery::proxied`], and `yes` leaves them as written.
+//!
 //! Each host of a jump list (`--via` or a ProxyJump) after the first is also checked against
 //! the host written before it, as `ssh -J` does ([`jumps_to_itself`]): `--via
 //! github.com,dotfiles.github.com`, where the second's HostName is `github.com`, would reach
@@ -246,7 +251,8 @@ fn expand_list(
     expand_hop(first, source, stack, resolve, out)?;
     let mut via = first;
     for spec in rest {
-        // Reached from the hop before it: its own ProxyJump/ProxyCommand do not apply.
+        // Reached from the hop before it: its own ProxyJump/ProxyCommand do not apply, and
+        // ssh resolves it as `ssh -J <the hop before> <it>`.
         let config = resolve(&HostQuery {
             jump: Some(via.clone()),
             ..query(spec)
@@ -594,5 +600,47 @@ mod tests {
         let via = parse_hops("h0").unwrap();
         let err = resolve_chain(Some(&via), &parse_target("db").unwrap(), r).unwrap_err();
         assert!(matches!(err, ChainError::TooLong { .. }), "{err}");
+    }
+
+    /// Canonicalization per hop, as ssh does it for each hop's own `ssh`: the target alias
+    /// (reached through its ProxyJump) only with `always`, and its canonical name is then
+    /// the target; the first hop of a list directly; the others as `ssh -J`.
+    #[test]
+    fn canonicalization_applies_per_hop_as_ssh_runs_it() {
+        use crate::config::Resolver;
+        use crate::config::canonical::tests::Table;
+        let env = LocalEnv {
+            resolver: Resolver::new(Table::new(&[
+                ("db.test.", None),
+                ("gw.test.", None),
+                ("mid.test.", None),
+                ("yes.test.", None),
+            ])),
+            ..LocalEnv::fixture()
+        };
+        let text = "Host prod\n  HostName db\n  ProxyJump gw\n  CanonicalizeHostname always\n\
+                    Host yes\n  ProxyJump gw\n\
+                    Host *\n  CanonicalizeHostname yes\n  CanonicalDomains test\n";
+        let config = SshConfig::parse_str(text, std::path::Path::new("/cfg"), &env.home).unwrap();
+        let plan = |via: Option<&str>, target: &str| {
+            let via = via.map(|v| parse_hops(v).unwrap());
+            resolve_chain(via.as_deref(), &parse_target(target).unwrap(), |q| {
+                config.resolve(q, &env)
+            })
+            .unwrap()
+        };
+        let chain = plan(None, "prod");
+        assert_eq!(chain.target.host, "db.test");
+        assert_eq!(chain.target_alias.as_deref(), Some("prod"));
+        assert_eq!(chain.hops[0].config.host_name, "gw.test");
+        // `yes` and a ProxyJump: the alias's name is passed on as it is.
+        assert_eq!(plan(None, "yes").target.host, "yes");
+        let chain = plan(Some("mid,gw"), "localhost");
+        let hosts: Vec<&str> = chain
+            .hops
+            .iter()
+            .map(|h| h.config.host_name.as_str())
+            .collect();
+        assert_eq!(hosts, ["mid.test", "gw"]);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Allowance, Keyword, Status};
+use crate::config::{Allowance, Canonicalization, Keyword, Status};
 use crate::plan::chain::{Chain, Hop, HopSource};
 
 /// Renders the explanation of `chain`.
@@ -100,7 +100,12 @@ fn row(hop: &Hop, keyword: Keyword) -> Option<(&'static str, String, String)> {
         Keyword::HostName => (
             "hostname",
             c.host_name.clone(),
-            or("default (the name as written)"),
+            match &c.canonicalization {
+                Canonicalization::Renamed { from, .. } => {
+                    format!("canonicalized from {from} (CanonicalizeHostname)")
+                }
+                _ => or("default (the name as written)"),
+            },
         ),
         Keyword::Port => (
             "port",
@@ -279,6 +284,71 @@ mod tests {
         );
         assert!(rows[2].contains("yes (zlib@openssh.com"), "{text}");
         assert!(rows[3].contains("2048 bits"), "{text}");
+    }
+
+    #[test]
+    fn canonicalization_is_shown_with_its_outcome() {
+        use crate::config::Resolver;
+        use crate::config::canonical::tests::Table;
+        let env = LocalEnv {
+            resolver: Resolver::new(Table::new(&[("db.b.test.", None)])),
+            ..LocalEnv::fixture()
+        };
+        let text = "CanonicalizeHostname yes\nCanonicalDomains a.test b.test\n\
+                    Host db.b.test\n  Port 2200\n";
+        let config = SshConfig::parse_str(text, Path::new("/cfg"), &env.home).unwrap();
+        let chain = resolve_chain(
+            Some(&parse_hops("db,web,x.y.z").unwrap()),
+            &parse_target("localhost").unwrap(),
+            |q| config.resolve(q, &env),
+        )
+        .unwrap();
+        let text = explain(&chain);
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("canonical") || l.starts_with("  hostname"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "  hostname               db.b.test                                canonicalized from db (CanonicalizeHostname)",
+                "  canonicalizehostname   yes (db -> db.b.test)                    /cfg:1",
+                "  canonicaldomains       a.test b.test                            /cfg:2",
+                "  hostname               web                                      default (the name as written)",
+                "  canonicalizehostname   yes (not applied: reached through a ProxyCommand or jump host; `always` would) /cfg:1",
+                "  canonicaldomains       a.test b.test                            /cfg:2",
+                "  hostname               x.y.z                                    default (the name as written)",
+                "  canonicalizehostname   yes (not applied: reached through a ProxyCommand or jump host; `always` would) /cfg:1",
+                "  canonicaldomains       a.test b.test                            /cfg:2",
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("host key name          [db.b.test]:2200"),
+            "{text}"
+        );
+        // Direct, but not canonicalized: why.
+        for (via, why) in [
+            (
+                "x.y.z",
+                "yes (not applied: more dots than CanonicalizeMaxDots 1)",
+            ),
+            (
+                "nothere",
+                "yes (no domain resolved, tried nothere.a.test. nothere.b.test.; kept as \
+                 written: CanonicalizeFallbackLocal)",
+            ),
+            ("10.1", "yes (not applied: a numeric address)"),
+        ] {
+            let chain = resolve_chain(
+                Some(&parse_hops(via).unwrap()),
+                &parse_target("localhost").unwrap(),
+                |q| config.resolve(q, &env),
+            )
+            .unwrap();
+            let text = explain(&chain);
+            assert!(text.contains(why), "{via}: {text}");
+        }
     }
 
     #[test]

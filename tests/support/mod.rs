@@ -156,6 +156,7 @@ impl Home {
             local_hostname: "testhost".into(),
             uid: 1000,
             env: Default::default(),
+            resolver: pgtunnel::config::Resolver::none(),
         }
     }
 
