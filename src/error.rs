@@ -84,11 +84,13 @@ impl std::fmt::Display for HopLabel {
 #[derive(Debug, Error)]
 pub enum HopError {
     /// TCP connection to the first hop failed.
-    #[error("cannot connect: {source}")]
+    #[error("cannot connect{}: {source}", attempts_note(*attempts))]
     Connect {
-        /// Why.
+        /// Why (the last attempt's failure).
         #[source]
         source: std::io::Error,
+        /// How many rounds of attempts were made (`ConnectionAttempts`).
+        attempts: u32,
     },
     /// The previous hop could not open a channel to this one.
     #[error("the previous hop could not reach it: {via} said: {source}")]
@@ -426,6 +428,15 @@ fn certificate_note(refusal: Option<&CertRefusal>) -> String {
     match refusal {
         Some(why) => format!(" (the host certificate it presented was not accepted: {why})"),
         None => String::new(),
+    }
+}
+
+/// " (after 3 attempts, ConnectionAttempts 3)" when more than one attempt was made.
+pub(crate) fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts, ConnectionAttempts {attempts})")
+    } else {
+        String::new()
     }
 }
 

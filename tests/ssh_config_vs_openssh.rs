@@ -27,9 +27,10 @@
 //! (expanded, as `ssh -v` loads them), user/global known-hosts files, stricthostkeychecking,
 //! hostkeyalias, connecttimeout, serveraliveinterval/countmax, identitiesonly, identityagent,
 //! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode,
-//! numberofpasswordprompts, addressfamily, tcpkeepalive, compression, requiredrsasize and
-//! the six algorithm lists (`ciphers`, `macs`, `kexalgorithms`, `hostkeyalgorithms`,
-//! `pubkeyacceptedalgorithms`, `casignaturealgorithms`).
+//! numberofpasswordprompts, addressfamily, tcpkeepalive, bindaddress, bindinterface,
+//! connectionattempts, ipqos, rekeylimit, preferredauthentications, compression,
+//! requiredrsasize and the six algorithm lists (`ciphers`, `macs`, `kexalgorithms`,
+//! `hostkeyalgorithms`, `pubkeyacceptedalgorithms`, `casignaturealgorithms`).
 //!
 //! The algorithm lists: pgtunnel resolves them with OpenSSH 10.5's defaults and known names
 //! (`config::algorithms`), which the `ssh` here (9.2: no `mlkem768x25519-sha256`, another
@@ -71,7 +72,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 37] = [
+const FIELDS: [&str; 43] = [
     "hostname",
     "user",
     "port",
@@ -109,6 +110,12 @@ const FIELDS: [&str; 37] = [
     "canonicalizemaxdots",
     "canonicalizefallbacklocal",
     "canonicalizepermittedcnames",
+    "bindaddress",
+    "bindinterface",
+    "connectionattempts",
+    "ipqos",
+    "rekeylimit",
+    "preferredauthentications",
 ];
 
 /// The `ssh -G` line of each algorithm list.
@@ -633,6 +640,20 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
                     .join(" ")
             },
         ),
+        ("bindaddress", c.bind_address.clone().unwrap_or_else(dash)),
+        (
+            "bindinterface",
+            c.bind_interface.clone().unwrap_or_else(dash),
+        ),
+        ("connectionattempts", c.connection_attempts.to_string()),
+        ("ipqos", c.ip_qos.describe()),
+        ("rekeylimit", c.rekey_limit.describe()),
+        (
+            "preferredauthentications",
+            c.preferred_authentications
+                .as_ref()
+                .map_or_else(dash, |l| l.join(",")),
+        ),
         ("compression", yes_no(c.compression)),
         ("requiredrsasize", c.required_rsa_size.to_string()),
     ]);
@@ -682,12 +703,7 @@ fn theirs(
             one("stricthostkeychecking").unwrap_or_else(dash),
         ),
         ("hostkeyalias", one("hostkeyalias").unwrap_or_else(dash)),
-        (
-            "connecttimeout",
-            one("connecttimeout")
-                .map(|t| if t == "0" { "none".into() } else { t })
-                .unwrap_or_else(dash),
-        ),
+        ("connecttimeout", one("connecttimeout").unwrap_or_else(dash)),
         (
             "serveraliveinterval",
             one("serveraliveinterval").unwrap_or_else(dash),
@@ -760,6 +776,18 @@ fn theirs(
             // ssh -G spells it canonicalizePermittedcnames.
             "canonicalizepermittedcnames",
             one("canonicalizePermittedcnames").unwrap_or_else(dash),
+        ),
+        ("bindaddress", one("bindaddress").unwrap_or_else(dash)),
+        ("bindinterface", one("bindinterface").unwrap_or_else(dash)),
+        (
+            "connectionattempts",
+            one("connectionattempts").unwrap_or_else(dash),
+        ),
+        ("ipqos", one("ipqos").unwrap_or_else(dash)),
+        ("rekeylimit", one("rekeylimit").unwrap_or_else(dash)),
+        (
+            "preferredauthentications",
+            one("preferredauthentications").unwrap_or_else(dash),
         ),
     ])
 }
@@ -872,6 +900,11 @@ fn resolution_matches_ssh_g() {
                                 && !c.origins.contains_key(&Keyword::ServerAliveInterval)
                             {
                                 m.insert("serveraliveinterval", "300".into());
+                            }
+                            // Debian keeps the pre-7.8 IPQoS default, `lowdelay throughput`
+                            // (a Debian patch); pgtunnel follows upstream 9.2 (`af21 cs1`).
+                            if debian_ssh() && !c.origins.contains_key(&Keyword::IPQoS) {
+                                m.insert("ipqos", "lowdelay throughput".into());
                             }
                             m
                         }

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use super::algorithms::{AlgorithmList, Algorithms};
 use super::canonical::{Canonicalization, Canonicalize, PermittedCname, valid_domain};
+pub use super::connection::{IpQos, RekeyLimit, Tos};
+use super::connection::{RekeyLine, parse_rekey_limit, parse_tos, preferred_unusable};
 use super::jump::{Jump, parse_proxy_jump};
 use super::lexer::{a2port, convtime, raw_value};
 use super::ssh_config::{ConfigError, Origin, SeenKeyword};
@@ -290,8 +292,10 @@ keywords! {
         show |c: &HostConfig| Some(c.server_alive_count_max.to_string());
     /// `ConnectTimeout` (`none` leaves it unset).
     ConnectTimeout ["connecttimeout"] time -> Option<u32>, first_set -> connect_timeout: First<u32>
-        => /// `ConnectTimeout` (`None`: not set, or 0).
-           connect_timeout: Option<Duration> = seconds,
+        => /// `ConnectTimeout` (`None`: not set; `Some(Duration::ZERO)` for
+           /// `ConnectTimeout 0`: no time limit, as in ssh, where 0 is `timeout_connect`'s and
+           /// `kex_exchange_identification`'s "wait for ever").
+           connect_timeout: Option<Duration> = seconds_as_set,
         show show_connect_timeout;
     /// `AddressFamily`.
     AddressFamily ["addressfamily"] address_family -> AddressFamily,
@@ -392,6 +396,43 @@ keywords! {
         => /// `CanonicalizePermittedCNAMEs` (empty: not set, or `none`).
            canonicalize_permitted_cnames: Vec<PermittedCname> = permitted_cnames,
         show show_permitted_cnames;
+    /// `BindAddress`: the local address of hop 1's TCP connection.
+    BindAddress ["bindaddress"] one -> String, first -> bind_address: First<String>
+        => /// `BindAddress`: the local address (or name) hop 1's TCP connection is made
+           /// from; it wins over `BindInterface`, as in ssh.
+           bind_address: Option<String> = value_opt,
+        show |c: &HostConfig| c.bind_address.clone();
+    /// `BindInterface`: hop 1's TCP connection is made from this interface's address.
+    BindInterface ["bindinterface"] one -> String, first -> bind_interface: First<String>
+        => /// `BindInterface`: the interface whose address (of the destination's family)
+           /// hop 1's TCP connection is made from, unless `BindAddress` is set.
+           bind_interface: Option<String> = value_opt,
+        show |c: &HostConfig| c.bind_interface.clone();
+    /// `ConnectionAttempts` (0 is refused when it applies, as ssh refuses it).
+    ConnectionAttempts ["connectionattempts"] int -> u32,
+        connection_attempts -> connection_attempts: First<u32>
+        => /// `ConnectionAttempts` (default 1): TCP connection attempts, one second apart.
+           connection_attempts: u32 = value_or(1),
+        show |c: &HostConfig| (c.connection_attempts != 1).then(|| c.connection_attempts.to_string());
+    /// `IPQoS interactive [bulk]`.
+    IPQoS ["ipqos"] ipqos -> IpQos, first -> ip_qos: First<IpQos>
+        => /// `IPQoS` (default `af21 cs1`, OpenSSH 9.2's): hop 1's TCP socket is marked with
+           /// the interactive value, as `ssh -N` marks its connection.
+           ip_qos: IpQos = value_or(IpQos::DEFAULT),
+        show show_ip_qos;
+    /// `RekeyLimit data [time]`: the data limit and the time limit are each first-value-wins.
+    RekeyLimit ["rekeylimit"] rekey -> RekeyLine, rekey_limit -> rekey_limit: RekeySlot
+        => /// `RekeyLimit` (`0 0` when unset: russh's own limits apply).
+           rekey_limit: RekeyLimit = RekeySlot::resolve,
+        show show_rekey_limit;
+    /// `PreferredAuthentications`: a list naming none of the methods pgtunnel implements is
+    /// refused when it applies.
+    PreferredAuthentications ["preferredauthentications"] one -> String,
+        preferred_authentications -> preferred_authentications: First<String>
+        => /// `PreferredAuthentications`: the methods in the user's order (`None`: ssh's
+           /// default order, publickey, keyboard-interactive, password).
+           preferred_authentications: Option<Vec<String>> = preferred_list,
+        show |c: &HostConfig| c.preferred_authentications.as_ref().map(|l| l.join(","));
     /// `IgnoreUnknown`: a pattern list of unknown keywords not to refuse on later lines
     /// (first value wins, only in a block that applies, as in OpenSSH).
     IgnoreUnknown ["ignoreunknown"] one -> String, first -> ignore_unknown: First<String>;
@@ -490,6 +531,24 @@ pub struct IdentityFile {
     pub explicit: bool,
 }
 
+/// The slot of `RekeyLimit`: its data and time limits are set independently (OpenSSH keeps
+/// `rekey_limit` and `rekey_interval` apart: `RekeyLimit 1G` then `RekeyLimit 2G 1h` gives
+/// `1G 1h`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RekeySlot {
+    data: First<u64>,
+    time: First<u32>,
+}
+
+impl RekeySlot {
+    fn resolve(&self) -> RekeyLimit {
+        RekeyLimit {
+            data: self.data.get().copied().unwrap_or(0),
+            time: self.time.get().copied().unwrap_or(0),
+        }
+    }
+}
+
 /// A value and the line that set it (`None`: command line or derived).
 #[derive(Debug, Clone)]
 pub(crate) struct Valued<T> {
@@ -538,6 +597,13 @@ trait Slot {
 impl<T> Slot for First<T> {
     fn origin(&self) -> Option<&Origin> {
         self.0.as_ref().and_then(|v| v.origin.as_ref())
+    }
+}
+
+/// The line that set the data limit (or else the time limit).
+impl Slot for RekeySlot {
+    fn origin(&self) -> Option<&Origin> {
+        self.data.origin().or_else(|| self.time.origin())
     }
 }
 
@@ -611,6 +677,83 @@ fn proxy_jump(
     first(o, slot, jump, at)
 }
 
+/// First value wins; OpenSSH refuses `ConnectionAttempts 0` (`ssh.c`: "Invalid number of
+/// ConnectionAttempts") once the options are read, i.e. when 0 is the value that applies.
+fn connection_attempts(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut First<u32>,
+    value: &u32,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    let slot = slot(o);
+    if slot.0.is_none() && *value == 0 {
+        return Err(ConfigError::Line {
+            file: at.origin.file.clone(),
+            line: at.origin.line,
+            message: "Invalid number of ConnectionAttempts".into(),
+        });
+    }
+    if slot.0.is_none() {
+        slot.0 = Some(Valued {
+            value: *value,
+            origin: Some(at.origin.clone()),
+        });
+    }
+    Ok(())
+}
+
+/// The data and the time limit, each first value wins.
+fn rekey_limit(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut RekeySlot,
+    line: &RekeyLine,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    let slot = slot(o);
+    if slot.data.0.is_none() {
+        slot.data.0 = Some(Valued {
+            value: line.data,
+            origin: Some(at.origin.clone()),
+        });
+    }
+    if let Some(time) = line.time
+        && slot.time.0.is_none()
+    {
+        slot.time.0 = Some(Valued {
+            value: time,
+            origin: Some(at.origin.clone()),
+        });
+    }
+    Ok(())
+}
+
+/// First value wins; a list that names no method pgtunnel implements is refused when it is
+/// the one that applies (`ssh` would use GSSAPI, host-based or nothing at all).
+fn preferred_authentications(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut First<String>,
+    value: &str,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    let slot = slot(o);
+    if slot.0.is_some() {
+        return Ok(());
+    }
+    if let Some(reason) = preferred_unusable(value) {
+        return Err(ConfigError::Unsupported {
+            file: at.origin.file.clone(),
+            line: at.origin.line,
+            keyword: "PreferredAuthentications",
+            reason,
+        });
+    }
+    slot.0 = Some(Valued {
+        value: value.to_string(),
+        origin: Some(at.origin.clone()),
+    });
+    Ok(())
+}
+
 fn identity_file(
     o: &mut Options,
     slot: impl FnOnce(&mut Options) -> &mut Vec<KeyFile>,
@@ -659,6 +802,16 @@ fn add_key_file(
 
 // Resolvers: a slot to its HostConfig value.
 
+fn value_opt<T: Clone>(slot: &First<T>) -> Option<T> {
+    slot.get().cloned()
+}
+
+/// `PreferredAuthentications` as its comma-separated names.
+fn preferred_list(slot: &First<String>) -> Option<Vec<String>> {
+    slot.get()
+        .map(|list| list.split(',').map(str::to_string).collect())
+}
+
 fn value_or<T: Clone>(default: T) -> impl Fn(&First<T>) -> T {
     move |slot| slot.get().cloned().unwrap_or_else(|| default.clone())
 }
@@ -678,13 +831,6 @@ pub(crate) fn permitted_cnames(slot: &First<Vec<PermittedCname>>) -> Vec<Permitt
 /// Seconds as set (0 included).
 fn seconds_as_set(slot: &First<u32>) -> Option<Duration> {
     slot.get().map(|&s| Duration::from_secs(u64::from(s)))
-}
-
-/// Seconds, 0 meaning unset.
-fn seconds(slot: &First<u32>) -> Option<Duration> {
-    slot.get()
-        .filter(|&&s| s > 0)
-        .map(|&s| Duration::from_secs(u64::from(s)))
 }
 
 // Parsers, after OpenSSH's `process_config_line`.
@@ -884,6 +1030,31 @@ fn cnames(a: &Args<'_>) -> Result<Vec<PermittedCname>, String> {
     Ok(out)
 }
 
+/// OpenSSH 9.2's `IPQoS` parsing: one or two values (`parse_ipqos`), the second defaulting
+/// to the first.
+fn ipqos(a: &Args<'_>) -> Result<IpQos, String> {
+    let bad = |w: &str| format!("Bad IPQoS value: {w}");
+    let Some(first) = a.words.first() else {
+        return Err(format!("{}: missing argument", a.name));
+    };
+    let interactive = parse_tos(first).ok_or_else(|| bad(first))?;
+    let bulk = match a.words.get(1) {
+        None => interactive,
+        Some(w) => parse_tos(w).ok_or_else(|| bad(w))?,
+    };
+    if a.words.len() > 2 {
+        return Err(format!(
+            "keyword {}: extra arguments at end of line",
+            a.name
+        ));
+    }
+    Ok(IpQos { interactive, bulk })
+}
+
+fn rekey(a: &Args<'_>) -> Result<RekeyLine, String> {
+    parse_rekey_limit(a.name, a.words, convtime)
+}
+
 /// A `convtime` value, or `None` for `none`.
 fn time(a: &Args<'_>) -> Result<Option<u32>, String> {
     let w = one(a)?;
@@ -895,12 +1066,22 @@ fn time(a: &Args<'_>) -> Result<Option<u32>, String> {
         .ok_or_else(|| format!("{}: invalid time value \"{w}\"", a.name))
 }
 
-/// OpenSSH's `parse_int` (`atoi_err`): 0 to INT_MAX.
+/// OpenSSH's `parse_int` (`atoi_err`: `strtonum(nptr, 0, INT_MAX)`, i.e. base-10
+/// `strtoll` read to the end): 0 to INT_MAX, a sign allowed (`+7`, `-0`).
 fn int(a: &Args<'_>) -> Result<u32, String> {
     let w = one(a)?;
-    w.parse::<u32>()
-        .ok()
-        .filter(|&n| n <= i32::MAX as u32 && !w.starts_with('+'))
+    let digits = w.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (negative, digits) = match digits.as_bytes().first() {
+        Some(b'-') => (true, &digits[1..]),
+        Some(b'+') => (false, &digits[1..]),
+        _ => (false, digits),
+    };
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse::<u32>().ok())
+        .flatten()
+        .filter(|&n| n <= i32::MAX as u32 && (!negative || n == 0))
         .ok_or_else(|| format!("{}: integer value \"{w}\" is invalid", a.name))
 }
 
@@ -1075,8 +1256,34 @@ fn show_server_alive_interval(c: &HostConfig) -> Option<String> {
     })
 }
 
+fn show_ip_qos(c: &HostConfig) -> Option<String> {
+    c.origins.contains_key(&Keyword::IPQoS).then(|| {
+        let applied = c.ip_qos.applied().name();
+        format!(
+            "{} (a direct TCP connection is marked {applied})",
+            c.ip_qos.describe()
+        )
+    })
+}
+
+fn show_rekey_limit(c: &HostConfig) -> Option<String> {
+    c.origins.contains_key(&Keyword::RekeyLimit).then(|| {
+        let r = c.rekey_limit;
+        let data = match r.data {
+            0 => "default".to_string(),
+            n => format!("{n} bytes"),
+        };
+        let time = match r.time {
+            0 => "no time limit".to_string(),
+            s => format!("{s}s"),
+        };
+        format!("{data}, {time}")
+    })
+}
+
 fn show_connect_timeout(c: &HostConfig) -> Option<String> {
     Some(match c.connect_timeout {
+        Some(Duration::ZERO) => "0 (no time limit, as in ssh)".into(),
         Some(d) => secs(d),
         None => "unset (pgtunnel gives up after 30s)".into(),
     })
@@ -1103,6 +1310,24 @@ mod tests {
             assert_eq!(Keyword::from_lowercase(k.name()), Some(k));
         }
         assert_eq!(Keyword::AddressFamily.name(), "addressfamily");
+    }
+
+    #[test]
+    fn integers_as_strtonum_reads_them() {
+        let parse = |w: &str| {
+            let words = [w.to_string()];
+            int(&Args {
+                name: "connectionattempts",
+                rest: w,
+                words: &words,
+            })
+        };
+        assert_eq!(parse("+7"), Ok(7));
+        assert_eq!(parse("-0"), Ok(0));
+        assert_eq!(parse("2147483647"), Ok(2147483647));
+        for bad in ["-1", "2147483648", "7x", "", "+", "--1", "0x10"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

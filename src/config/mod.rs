@@ -8,11 +8,13 @@
 //! [`status`] the status of every other keyword OpenSSH knows;
 //! [`algorithms`] the algorithm lists (`Ciphers`, ...: syntax and OpenSSH's defaults);
 //! `pattern` is OpenSSH's `match.c`, shared by both; `address` rewrites a numeric HostName as
-//! ssh does; [`canonical`] is `CanonicalizeHostname` (pure, over a [`NameResolver`]).
+//! ssh does; [`canonical`] is `CanonicalizeHostname` (pure, over a [`NameResolver`]);
+//! [`connection`] holds the values of `IPQoS`, `RekeyLimit` and `PreferredAuthentications`.
 
 mod address;
 pub mod algorithms;
 pub mod canonical;
+pub mod connection;
 #[cfg(test)]
 mod fuzz;
 mod glob;
@@ -29,7 +31,7 @@ pub use algorithms::{AlgorithmList, Algorithms};
 pub use canonical::{Canonicalization, Canonicalize, NameResolver, PermittedCname, Resolver};
 pub use keyword::{
     AddressFamily, DEFAULT_PASSWORD_PROMPTS, DEFAULT_REQUIRED_RSA_SIZE, HostConfig, IdentityFile,
-    Keyword, ProxyJump, StrictHostKeyChecking,
+    IpQos, Keyword, ProxyJump, RekeyLimit, StrictHostKeyChecking, Tos,
 };
 pub use ssh_config::{
     Allowance, ConfigError, HostQuery, LocalEnv, Origin, SYSTEM_CONFIG, SeenKeyword, SshConfig,

@@ -1512,7 +1512,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::keyword::AddressFamily;
+    use crate::config::keyword::{AddressFamily, IpQos};
     use crate::spec::HopSpec;
 
     const FILE: &str = "/cfg/config";
@@ -1778,9 +1778,12 @@ Host *
         );
         for (text, keyword) in [
             ("VerifyHostKeyDNS ask\n", "VerifyHostKeyDNS"),
-            ("BindAddress 10.0.0.1\n", "BindAddress"),
+            ("CheckHostIP yes\n", "CheckHostIP"),
             ("GSSAPIAuthentication yes\n", "GSSAPIAuthentication"),
-            ("IPQoS lowdelay\n", "IPQoS"),
+            (
+                "PreferredAuthentications hostbased\n",
+                "PreferredAuthentications",
+            ),
         ] {
             match resolve_error(text, "x") {
                 ConfigError::Unsupported { keyword: k, .. } => assert_eq!(k, keyword),
@@ -1791,6 +1794,7 @@ Host *
             "CanonicalizeHostname no\n",
             "IPQoS none\n",
             "KnownHostsCommand none\n",
+            "PreferredAuthentications hostbased,password\n",
         ] {
             resolve(ok, "x");
         }
@@ -1820,8 +1824,8 @@ Host *
         let config = SshConfig::load_files(Some(&user), Some(&system), dir.path()).unwrap();
         let err = config.resolve(&q("x"), &env()).unwrap_err();
         assert!(matches!(err, ConfigError::Unsupported { .. }), "{err}");
-        // Bind addresses are not a distribution default: refused even system-wide.
-        std::fs::write(&system, "Host *\n  BindAddress 127.0.0.2\n").unwrap();
+        // Only a distribution's defaults are tolerated: refused even system-wide.
+        std::fs::write(&system, "Host *\n  CheckHostIP yes\n").unwrap();
         let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
         assert!(config.resolve(&q("x"), &env()).is_err());
     }
@@ -2372,6 +2376,78 @@ Host *
             "{err}"
         );
         assert!(parse_err("AddressFamily inet inet6\n").contains("extra arguments"));
+    }
+
+    #[test]
+    fn connect_timeout_0_is_a_value_without_limit() {
+        let c = resolve("ConnectTimeout 0\nConnectTimeout 5\n", "x");
+        assert_eq!(c.connect_timeout, Some(Duration::ZERO));
+        assert_eq!(c.origins[&Keyword::ConnectTimeout], at(1));
+    }
+
+    #[test]
+    fn bind_and_attempts_first_value_wins() {
+        let text = "Host x\n  BindAddress 127.0.0.2\n  ConnectionAttempts 3\n\
+                    Host *\n  BindAddress 10.0.0.1\n  BindInterface lo\n  ConnectionAttempts 0\n";
+        let c = resolve(text, "x");
+        assert_eq!(c.bind_address.as_deref(), Some("127.0.0.2"));
+        assert_eq!(c.bind_interface.as_deref(), Some("lo"));
+        assert_eq!(c.connection_attempts, 3);
+        assert_eq!(c.origins[&Keyword::ConnectionAttempts], at(3));
+        let c = resolve("", "x");
+        assert_eq!((c.bind_address, c.bind_interface), (None, None));
+        assert_eq!(c.connection_attempts, 1);
+        // 0 is refused only when it is the value that applies (ssh: a fatal error).
+        let err = resolve_err(text, "y");
+        assert_eq!(err, "/cfg/config:7: Invalid number of ConnectionAttempts");
+        assert!(parse_err("BindAddress a b\n").contains("extra arguments"));
+        assert!(parse_err("ConnectionAttempts -1\n").contains("integer value"));
+    }
+
+    #[test]
+    fn ipqos_and_rekey_limit() {
+        let c = resolve("Host x\n  IPQoS ef\nHost *\n  IPQoS cs1 cs2\n", "x");
+        assert_eq!(c.ip_qos.describe(), "ef ef");
+        assert_eq!(resolve("", "x").ip_qos, IpQos::DEFAULT);
+        assert_eq!(
+            resolve("IPQoS none af11\n", "x").ip_qos.applied(),
+            crate::config::Tos::None
+        );
+        assert!(parse_err("Host o\n  IPQoS af99\n").contains("Bad IPQoS value: af99"));
+        assert!(parse_err("IPQoS af11 af12 af13\n").contains("extra arguments"));
+        // The data and time limits are each first-value-wins, apart.
+        let c = resolve("RekeyLimit 1G\nRekeyLimit 2G 1h\nRekeyLimit 3G 2h\n", "x");
+        assert_eq!(c.rekey_limit.describe(), "1073741824 3600");
+        assert_eq!(c.origins[&Keyword::RekeyLimit], at(1));
+        let c = resolve("RekeyLimit default none\nRekeyLimit 32K 5m\n", "x");
+        assert_eq!(c.rekey_limit.describe(), "0 300");
+        assert_eq!(resolve("", "x").rekey_limit.describe(), "0 0");
+        assert!(parse_err("Host o\n  RekeyLimit 8\n").contains("config:2: RekeyLimit too small"));
+    }
+
+    #[test]
+    fn preferred_authentications() {
+        let c = resolve(
+            "Host x\n  PreferredAuthentications password,frob,publickey\n\
+             Host *\n  PreferredAuthentications hostbased\n",
+            "x",
+        );
+        assert_eq!(
+            c.preferred_authentications.unwrap(),
+            ["password", "frob", "publickey"]
+        );
+        assert_eq!(resolve("", "x").preferred_authentications, None);
+        // A list without a method pgtunnel has is refused where it applies, with its line.
+        let err = resolve_err(
+            "Host x\n  PreferredAuthentications password,frob,publickey\n\
+             Host *\n  PreferredAuthentications hostbased\n",
+            "y",
+        );
+        assert!(
+            err.starts_with("/cfg/config:4: PreferredAuthentications is unsupported")
+                && err.contains("names no method pgtunnel implements"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -307,10 +307,6 @@ pub static OTHER: &[OtherKeyword] = &[
         escape_char,
         "no session: no terminal escapes",
     ),
-    refused(
-        &["ConnectionAttempts"],
-        "pgtunnel does not implement ConnectionAttempts yet (it tries once)",
-    ),
     refused_unless(
         &["CheckHostIP"],
         "no",
@@ -336,18 +332,6 @@ pub static OTHER: &[OtherKeyword] = &[
         &["DynamicForward"],
         "not applicable: pgtunnel's forward is its TARGET",
     ),
-    refused(
-        &["PreferredAuthentications"],
-        "pgtunnel does not implement PreferredAuthentications yet",
-    ),
-    refused(
-        &["BindAddress"],
-        "pgtunnel does not implement BindAddress yet",
-    ),
-    refused(
-        &["BindInterface"],
-        "pgtunnel does not implement BindInterface yet",
-    ),
     na_checked(
         &["ClearAllForwardings"],
         flag_any,
@@ -370,10 +354,6 @@ pub static OTHER: &[OtherKeyword] = &[
         "no",
         flag_no,
         "pgtunnel does not implement NoHostAuthenticationForLocalhost yet",
-    ),
-    refused(
-        &["RekeyLimit"],
-        "pgtunnel does not implement RekeyLimit yet",
     ),
     na_checked(&["SendEnv"], send_env, "no session: no environment is sent"),
     na_checked(&["SetEnv"], set_env, "no session: no environment is sent"),
@@ -412,12 +392,6 @@ pub static OTHER: &[OtherKeyword] = &[
         "no session: no command is run (as with ssh -N)",
     ),
     na_checked(&["VisualHostKey"], flag_any, "display only"),
-    refused_unless(
-        &["IPQoS"],
-        "none",
-        ipqos_none,
-        "pgtunnel does not implement IPQoS yet (it marks no packets)",
-    ),
     na_checked(
         &["RequestTTY"],
         requesttty_values,
@@ -877,16 +851,6 @@ fn sha256(words: &[String]) -> Result<Verdict, String> {
     }
 }
 
-/// `IPQoS none` (or `none none`): no marking, which is what pgtunnel does.
-fn ipqos_none(words: &[String]) -> Result<Verdict, String> {
-    first(words)?;
-    Ok(if words.iter().all(|w| w.eq_ignore_ascii_case("none")) {
-        Verdict::Fine
-    } else {
-        Verdict::Refuse
-    })
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -994,7 +958,7 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(other("requesttty").unwrap().status, Status::NotApplicable);
-        assert_eq!(other("BINDADDRESS").unwrap().status, Status::Unsupported);
+        assert_eq!(other("CHECKHOSTIP").unwrap().status, Status::Unsupported);
         assert!(other("ciphers").is_none(), "in the keywords! table");
         assert_eq!(
             other("useroaming").unwrap().status,
@@ -1016,8 +980,6 @@ mod tests {
         assert_eq!(check("hostbasedauthentication", "YES"), Ok(Verdict::Refuse));
         assert!(check("hostbasedauthentication", "maybe").is_err());
         assert_eq!(check("verifyhostkeydns", "ask"), Ok(Verdict::Refuse));
-        assert_eq!(check("ipqos", "none"), Ok(Verdict::Fine));
-        assert_eq!(check("ipqos", "af21 cs1"), Ok(Verdict::Refuse));
         assert_eq!(check("kbdinteractivedevices", "pam"), Ok(Verdict::Refuse));
         assert_eq!(check("pkcs11provider", "none"), Ok(Verdict::Fine));
         assert_eq!(check("smartcarddevice", "/lib/p11.so"), Ok(Verdict::Refuse));
@@ -1035,6 +997,6 @@ mod tests {
                 .unwrap()
                 .system_default_tolerated
         );
-        assert!(!other("bindaddress").unwrap().system_default_tolerated);
+        assert!(!other("checkhostip").unwrap().system_default_tolerated);
     }
 }

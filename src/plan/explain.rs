@@ -367,6 +367,44 @@ mod tests {
     }
 
     #[test]
+    fn transport_keywords_are_shown_when_set() {
+        let text = "Host a\n  IPQoS ef\n  RekeyLimit 1M 1h\n  ConnectionAttempts 3\n  \
+                    BindAddress 127.0.0.2\n  PreferredAuthentications password,publickey\n  \
+                    ConnectTimeout 0\n";
+        let text = render(text, "a,b", "localhost");
+        let rows: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                [
+                    "ipqos",
+                    "rekeylimit",
+                    "connectionattempts",
+                    "bindaddress",
+                    "preferred",
+                    "connecttimeout",
+                ]
+                .iter()
+                .any(|k| l.trim_start().starts_with(k))
+            })
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        // Hop a sets them; hop b shows only ConnectTimeout's default.
+        assert_eq!(
+            rows,
+            [
+                "connecttimeout 0 (no time limit, as in ssh) /cfg:7",
+                "bindaddress 127.0.0.2 /cfg:5",
+                "connectionattempts 3 /cfg:4",
+                "ipqos ef ef (a direct TCP connection is marked ef) /cfg:2",
+                "rekeylimit 1048576 bytes, 3600s /cfg:3",
+                "preferredauthentications password,publickey /cfg:6",
+                "connecttimeout unset (pgtunnel gives up after 30s) default",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
     fn server_alive_interval_0_is_shown_as_off() {
         let text = "Host a\n  ServerAliveInterval 0\n";
         let text = render(text, "a,b", "localhost");

@@ -18,6 +18,7 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelId, ChannelOpenFailure};
 use tracing::{debug, info};
 
+use crate::config::RekeyLimit;
 use crate::error::{ChannelOpenError, Error, HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::{Chain, Hop};
@@ -26,7 +27,7 @@ use crate::ssh::auth::AuthContext;
 use crate::ssh::diagnose::{Heard, Recording, describe_ssh_error};
 use crate::ssh::host_key::HostKeyCheck;
 use crate::ssh::prompt::{PromptClock, Prompts, clean_server_line, clean_server_text};
-use crate::ssh::transport::{ByteStream, Route};
+use crate::ssh::transport::{ByteStream, Route, connect_tcp};
 
 /// Connect + SSH handshake limit when the config sets no ConnectTimeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -233,22 +234,44 @@ async fn connect_hop(
         hop: hop.label(),
         how: route.describe(),
     });
-    let limit = hop
-        .config
-        .connect_timeout
-        .unwrap_or(opts.default_connect_timeout);
+    let limit = connect_limit(hop.config.connect_timeout, opts.default_connect_timeout);
+    // A TCP hop connects first, ConnectionAttempts times if need be, each connect within
+    // the limit; the handshake then has what is left of it (ssh's `timeout_ms`).
+    let (tcp, spent) = match route {
+        Route::Tcp => {
+            let (tcp, spent) = connect_tcp(hop, limit).await?;
+            (Some(tcp), spent)
+        }
+        _ => (None, Duration::ZERO),
+    };
     let clock = PromptClock::default();
     let heard = Heard::default();
     let setup = async {
-        let stream = route.open(hop).await?;
+        let stream: Box<dyn ByteStream> = match tcp {
+            Some(tcp) => Box::new(tcp),
+            None => route.open(hop).await?,
+        };
         heard.connected();
         handshake(hop, stream, opts, &clock, &heard).await
     };
-    let session = clock
-        .limit(limit, setup)
-        .await
-        .ok_or_else(|| heard.timeout(limit))??;
+    let session = match limit {
+        Some(limit) => clock
+            .limit(limit.saturating_sub(spent), setup)
+            .await
+            .ok_or_else(|| heard.timeout(limit))??,
+        None => setup.await?,
+    };
     authenticate(session, hop, opts, &clock).await
+}
+
+/// The connect + handshake limit: `ConnectTimeout`, or `default` when it is not set;
+/// `ConnectTimeout 0` is no limit, as in ssh (`None`).
+fn connect_limit(configured: Option<Duration>, default: Duration) -> Option<Duration> {
+    match configured {
+        Some(Duration::ZERO) => None,
+        Some(d) => Some(d),
+        None => Some(default),
+    }
 }
 
 /// Result of the handshake: a session not yet authenticated.
@@ -309,8 +332,31 @@ fn client_config(
         keepalive_max: hop.config.server_alive_count_max as usize,
         nodelay: true,
         preferred,
+        limits: rekey_limits(hop.config.rekey_limit),
         ..Default::default()
     })
+}
+
+/// `RekeyLimit` as russh's limits: the data limit for each direction, at most russh's own
+/// (1 GiB, the bound `Limits::new` enforces; ssh too takes the smaller of its cipher's limit
+/// and the configured one); `default` and no time keep russh's 1 GiB and 1 hour (ssh has no
+/// time limit then: re-keying more often changes nothing the user sees).
+fn rekey_limits(r: RekeyLimit) -> russh::Limits {
+    let default = russh::Limits::default();
+    let data = match r.data {
+        0 => default.rekey_write_limit,
+        n => usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(default.rekey_write_limit),
+    };
+    russh::Limits {
+        rekey_write_limit: data,
+        rekey_read_limit: data,
+        rekey_time_limit: match r.time {
+            0 => default.rekey_time_limit,
+            s => Duration::from_secs(u64::from(s)),
+        },
+    }
 }
 
 /// How often to send keepalives (`None`: never). `ServerAliveInterval 0` turns them off, as
@@ -572,6 +618,26 @@ mod tests {
             (Some(s(60)), 3)
         );
         assert_eq!(russh_keepalive("", Duration::ZERO), (None, 3), "no default");
+    }
+
+    #[test]
+    fn rekey_limit_becomes_russh_limits() {
+        let l = |data, time| {
+            let l = rekey_limits(RekeyLimit { data, time });
+            (l.rekey_write_limit, l.rekey_read_limit, l.rekey_time_limit)
+        };
+        let s = Duration::from_secs;
+        assert_eq!(l(0, 0), (1 << 30, 1 << 30, s(3600)), "russh's defaults");
+        assert_eq!(l(16 * 1024, 0), (16 * 1024, 16 * 1024, s(3600)));
+        assert_eq!(l(1 << 40, 60), (1 << 30, 1 << 30, s(60)), "at most 1 GiB");
+    }
+
+    #[test]
+    fn connect_timeout_0_is_no_limit() {
+        let s = Duration::from_secs;
+        assert_eq!(connect_limit(None, s(30)), Some(s(30)));
+        assert_eq!(connect_limit(Some(s(5)), s(30)), Some(s(5)));
+        assert_eq!(connect_limit(Some(Duration::ZERO), s(30)), None);
     }
 
     #[test]

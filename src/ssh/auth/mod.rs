@@ -1,8 +1,8 @@
 //! User authentication on one hop, as OpenSSH's `ssh` does it (sshconnect2.c):
 //!
 //! - a `none` request first, to learn the methods the server accepts;
-//! - then the methods of a table ([`METHODS`], as `authmethods[]`), in its order (OpenSSH's
-//!   default `PreferredAuthentications`: `publickey`, `keyboard-interactive`, `password`),
+//! - then the methods of a table ([`METHODS`], as `authmethods[]`), in `PreferredAuthentications`
+//!   order (OpenSSH's default: `publickey`, `keyboard-interactive`, `password`),
 //!   each only if the server lists it, the config enables it (`PubkeyAuthentication`,
 //!   `KbdInteractiveAuthentication`, `PasswordAuthentication`) and, for a method that asks,
 //!   neither `BatchMode yes`, `NumberOfPasswordPrompts 0` nor the lack of anyone to ask rules
@@ -107,8 +107,9 @@ struct Method {
     asks: bool,
 }
 
-/// The methods in `PreferredAuthentications` order: OpenSSH's default (pgtunnel does not
-/// read the option; gssapi-with-mic and hostbased are not implemented).
+/// The methods pgtunnel implements, in OpenSSH's default `PreferredAuthentications` order
+/// (gssapi-with-mic and hostbased, which come first there, are not implemented; they are
+/// off by default in ssh, and refused by pgtunnel when switched on).
 const METHODS: [Method; 3] = [
     Method {
         kind: MethodKind::PublicKey,
@@ -158,9 +159,31 @@ struct Tries {
     done: bool,
 }
 
+/// The methods to try, in order: `PreferredAuthentications` as `authmethod_get()` walks it
+/// (the names pgtunnel implements, each once, in the user's order; `gssapi-with-mic`,
+/// `hostbased`, `none` and names ssh does not know either are skipped, as ssh skips a
+/// disabled or unknown method), or [`METHODS`]' order when it is not set. (The config
+/// refuses a list that names none of pgtunnel's methods.)
+fn method_order(preferred: Option<&[String]>) -> Vec<&'static Method> {
+    let Some(names) = preferred else {
+        return METHODS.iter().collect();
+    };
+    let mut order: Vec<&'static Method> = Vec::new();
+    for name in names {
+        if let Some(m) = METHODS.iter().find(|m| m.name == name.as_str())
+            && !order.iter().any(|o| o.kind == m.kind)
+        {
+            order.push(m);
+        }
+    }
+    order
+}
+
 /// The methods of one hop with their state (OpenSSH's `Authctxt`).
 struct Methods<'a, 'c> {
     hop: &'a Hop,
+    /// The methods in the order they are tried ([`method_order`]).
+    order: Vec<&'static Method>,
     ctx: &'a AuthContext<'c>,
     user: String,
     agent: Option<AgentClient<UnixStream>>,
@@ -174,13 +197,17 @@ impl<'a, 'c> Methods<'a, 'c> {
     /// (when `PubkeyAuthentication` is on; what cannot be used goes to `log`).
     async fn new(hop: &'a Hop, ctx: &'a AuthContext<'c>, user: String, log: &mut Attempts) -> Self {
         let mut agent = connect_agent(hop, ctx).await;
-        let identities = if hop.config.pubkey_authentication {
+        let order = method_order(hop.config.preferred_authentications.as_deref());
+        let identities = if hop.config.pubkey_authentication
+            && order.iter().any(|m| m.kind == MethodKind::PublicKey)
+        {
             prepare_identities(hop, agent.as_mut(), ctx, log).await
         } else {
             Vec::new()
         };
         Methods {
             hop,
+            order,
             ctx,
             user,
             agent,
@@ -196,6 +223,9 @@ impl<'a, 'c> Methods<'a, 'c> {
 
     /// Why `m` is not used at all on this hop, if it is not ([`unused_because`]).
     fn unused(&self, m: &Method) -> Option<String> {
+        if !self.order.iter().any(|o| o.kind == m.kind) {
+            return Some("not in PreferredAuthentications".into());
+        }
         let asking = Asking {
             batch_mode: self.hop.config.batch_mode,
             prompts: self.hop.config.number_of_password_prompts,
@@ -217,7 +247,7 @@ impl<'a, 'c> Methods<'a, 'c> {
 
     /// The next method to try: usable on this hop and with something left to try.
     fn next(&self, allowed: &MethodSet) -> Option<&'static Method> {
-        pick(allowed, |m| {
+        pick(allowed, &self.order, |m| {
             self.unused(m).is_none() && self.has_more(m.kind)
         })
     }
@@ -324,11 +354,16 @@ fn unused_because(m: &Method, enabled: bool, asking: &Asking) -> Option<String> 
     }
 }
 
-/// OpenSSH's `authmethod_get()`: the first method of [`METHODS`], in that order (not the
+/// OpenSSH's `authmethod_get()`: the first method of `order` (the client's, not the
 /// server's), that the server allows and `ready` accepts.
-fn pick(allowed: &MethodSet, ready: impl Fn(&Method) -> bool) -> Option<&'static Method> {
-    METHODS
+fn pick(
+    allowed: &MethodSet,
+    order: &[&'static Method],
+    ready: impl Fn(&Method) -> bool,
+) -> Option<&'static Method> {
+    order
         .iter()
+        .copied()
         .find(|m| allowed.contains(&m.kind) && ready(m))
 }
 
@@ -616,18 +651,57 @@ mod tests {
     fn methods_in_preferred_order_among_the_allowed() {
         use MethodKind::{KeyboardInteractive as Kbd, Password, PublicKey};
         let any = |_: &Method| true;
+        let default = method_order(None);
         // The table's order, not the server's.
         let allowed = set(&[Password, Kbd, PublicKey]);
-        assert_eq!(pick(&allowed, any).map(|m| m.kind), Some(PublicKey));
+        assert_eq!(
+            pick(&allowed, &default, any).map(|m| m.kind),
+            Some(PublicKey)
+        );
         let no_keys = |m: &Method| m.kind != PublicKey;
-        assert_eq!(pick(&allowed, no_keys).map(|m| m.kind), Some(Kbd));
-        assert_eq!(pick(&set(&[Password]), any).map(|m| m.kind), Some(Password));
+        assert_eq!(pick(&allowed, &default, no_keys).map(|m| m.kind), Some(Kbd));
+        assert_eq!(
+            pick(&set(&[Password]), &default, any).map(|m| m.kind),
+            Some(Password)
+        );
         // Only what the server allows.
         assert_eq!(
-            pick(&set(&[MethodKind::HostBased]), any).map(|m| m.kind),
+            pick(&set(&[MethodKind::HostBased]), &default, any).map(|m| m.kind),
             None
         );
-        assert_eq!(pick(&set(&[]), any).map(|m| m.kind), None);
+        assert_eq!(pick(&set(&[]), &default, any).map(|m| m.kind), None);
+        // PreferredAuthentications: the user's order.
+        let names = |l: &str| l.split(',').map(String::from).collect::<Vec<_>>();
+        let users = method_order(Some(&names("password,publickey")));
+        assert_eq!(pick(&allowed, &users, any).map(|m| m.kind), Some(Password));
+        assert_eq!(pick(&set(&[Kbd]), &users, any).map(|m| m.kind), None);
+    }
+
+    #[test]
+    fn preferred_authentications_order() {
+        let names = |l: &str| l.split(',').map(String::from).collect::<Vec<_>>();
+        let order = |l: &str| {
+            method_order(Some(&names(l)))
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order("keyboard-interactive,password,publickey"),
+            ["keyboard-interactive", "password", "publickey"]
+        );
+        // Methods pgtunnel lacks, unknown names (ssh skips them) and repeats are left out.
+        assert_eq!(
+            order("gssapi-with-mic,hostbased,password,frob,none,password,Publickey"),
+            ["password"]
+        );
+        assert_eq!(
+            method_order(None)
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>(),
+            ["publickey", "keyboard-interactive", "password"]
+        );
     }
 
     #[test]
