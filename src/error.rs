@@ -178,6 +178,19 @@ pub enum HopError {
         /// `file:line` of the @revoked entry.
         at: String,
     },
+    /// The server's RSA host key is smaller than `RequiredRSASize`.
+    #[error(
+        "host key {fingerprint} is an RSA key of {bits} bits, smaller than RequiredRSASize \
+         {required}; refusing to connect"
+    )]
+    HostKeyRsaTooSmall {
+        /// SHA256 fingerprint of the offered key.
+        fingerprint: String,
+        /// Its size.
+        bits: u32,
+        /// `RequiredRSASize`.
+        required: u32,
+    },
     /// known_hosts could not be read.
     #[error("cannot read known_hosts file {}: {source}", path.display())]
     KnownHosts {
@@ -235,6 +248,18 @@ pub enum HopError {
     AuthTimeout {
         /// The limit.
         after: Duration,
+    },
+    /// The configuration allows only algorithms of one kind that pgtunnel's SSH library does
+    /// not implement: refused before connecting.
+    #[error(
+        "{keyword} allows only algorithms pgtunnel does not implement ({wanted}); allow one it \
+         does (`pgtunnel explain` shows the lists) or use ssh"
+    )]
+    NoImplementedAlgorithm {
+        /// The ssh_config keyword (`Ciphers`, `MACs`, ...).
+        keyword: &'static str,
+        /// The algorithms it allows, as OpenSSH names them.
+        wanted: String,
     },
     /// The server kept asking keyboard-interactive questions.
     #[error("SSH session failed: keyboard-interactive: more than {rounds} rounds of questions")]
@@ -381,8 +406,11 @@ impl Error {
             Error::Hop { source, .. } => match source.as_ref() {
                 HopError::HostKeyUnknown { .. }
                 | HopError::HostKeyChanged { .. }
-                | HopError::HostKeyRevoked { .. } => ErrorKind::HostKey,
-                HopError::KnownHosts { .. } | HopError::KnownHostsWrite { .. } => ErrorKind::Config,
+                | HopError::HostKeyRevoked { .. }
+                | HopError::HostKeyRsaTooSmall { .. } => ErrorKind::HostKey,
+                HopError::KnownHosts { .. }
+                | HopError::KnownHostsWrite { .. }
+                | HopError::NoImplementedAlgorithm { .. } => ErrorKind::Config,
                 HopError::Auth { .. } => ErrorKind::Auth,
                 HopError::NotPostQuantum { .. } => ErrorKind::NotEncrypted,
                 HopError::Connect { .. }

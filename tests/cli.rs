@@ -304,8 +304,8 @@ async fn explain_shows_each_hop_and_where_its_values_come_from() {
 async fn unsupported_keyword_for_a_hop_is_refused_with_its_line() {
     let home = Home::new();
     home.write_config(&format!(
-        "{}Host other\n  MACs hmac-sha2-256\n",
-        home.host_block("shell.foo.com", 2222, "  Ciphers aes256-ctr")
+        "{}Host other\n  KbdInteractiveDevices bsdauth\n",
+        home.host_block("shell.foo.com", 2222, "  KbdInteractiveDevices pam")
     ));
     let cfg = home.config.to_str().expect("utf-8");
     for args in [
@@ -316,8 +316,8 @@ async fn unsupported_keyword_for_a_hop_is_refused_with_its_line() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let line = error_line(&out);
         assert!(
-            line.contains(&format!("{cfg}:8: Ciphers is unsupported"))
-                && line.contains("pgtunnel does not implement Ciphers yet"),
+            line.contains(&format!("{cfg}:8: KbdInteractiveDevices is unsupported"))
+                && line.contains("pgtunnel does not implement KbdInteractiveDevices yet"),
             "{args:?}: {line}"
         );
     }

@@ -28,7 +28,20 @@
 //! hostkeyalias, connecttimeout, serveraliveinterval/countmax, identitiesonly, identityagent,
 //! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode,
 //! numberofpasswordprompts, addressfamily, tcpkeepalive, bindaddress, bindinterface,
-//! connectionattempts, ipqos, rekeylimit and preferredauthentications.
+//! connectionattempts, ipqos, rekeylimit, preferredauthentications, compression,
+//! requiredrsasize and the six algorithm lists (`ciphers`, `macs`, `kexalgorithms`,
+//! `hostkeyalgorithms`, `pubkeyacceptedalgorithms`, `casignaturealgorithms`).
+//!
+//! The algorithm lists: pgtunnel resolves them with OpenSSH 10.5's defaults and known names
+//! (`config::algorithms`), which the `ssh` here (9.2: no `mlkem768x25519-sha256`, another
+//! cipher order, no webauthn host keys in the default, Debian's sntrup761 spelling; but
+//! `ssh-dss`) does not share. So the comparison takes the value we read (the first in effect,
+//! as written) and assembles it with the same `algorithms::assemble` (`kex_assemble_names`)
+//! but with the local `ssh`'s defaults (its `ssh -F none -G` lines) and known names
+//! (`ssh -Q`): this checks which line wins and the `+`, `-`, `^` and pattern syntax against
+//! `ssh -G` whatever its version; the 10.5 tables themselves are checked by unit tests
+//! against `myproposal.h`. Cases use no name whose validity differs between 9.2 and 10.5
+//! (`ssh-dss`, the `mlkem` names).
 //!
 //! `PGTUNNEL_SSH_CONFIG_CASES=DIR` runs the comparison on another directory of cases, such
 //! as random ones from `tests/data/ssh_config/generate_random_cases.py` (seeds 7 and 11,
@@ -51,6 +64,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use pgtunnel::config::algorithms::{self, AlgorithmList};
 use pgtunnel::config::{HostConfig, HostQuery, Keyword, LocalEnv, ProxyJump, SshConfig};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config");
@@ -58,7 +72,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 35] = [
+const FIELDS: [&str; 43] = [
     "hostname",
     "user",
     "port",
@@ -83,6 +97,14 @@ const FIELDS: [&str; 35] = [
     "numberofpasswordprompts",
     "addressfamily",
     "tcpkeepalive",
+    "ciphers",
+    "macs",
+    "kexalgorithms",
+    "hostkeyalgorithms",
+    "pubkeyacceptedalgorithms",
+    "casignaturealgorithms",
+    "compression",
+    "requiredrsasize",
     "canonicalizehostname",
     "canonicaldomains",
     "canonicalizemaxdots",
@@ -95,6 +117,79 @@ const FIELDS: [&str; 35] = [
     "rekeylimit",
     "preferredauthentications",
 ];
+
+/// The `ssh -G` line of each algorithm list.
+const ALGORITHM_FIELDS: [(&str, AlgorithmList); 6] = [
+    ("ciphers", AlgorithmList::Ciphers),
+    ("macs", AlgorithmList::Macs),
+    ("kexalgorithms", AlgorithmList::KexAlgorithms),
+    ("hostkeyalgorithms", AlgorithmList::HostKeyAlgorithms),
+    (
+        "pubkeyacceptedalgorithms",
+        AlgorithmList::PubkeyAcceptedAlgorithms,
+    ),
+    (
+        "casignaturealgorithms",
+        AlgorithmList::CaSignatureAlgorithms,
+    ),
+];
+
+/// Each algorithm list's default and known names.
+type Oracle = BTreeMap<AlgorithmList, (Vec<String>, Vec<String>)>;
+
+/// The local `ssh`'s defaults and known names for each algorithm list: its `ssh -G -F none`
+/// lines, and `ssh -Q` (`cipher`, `mac`, `kex`, `key-sig` = `sshkey_alg_list(0, 0, 1)`,
+/// `sig` = `sshkey_alg_list(0, 1, 1)`, what `fill_default_options()` and
+/// `dump_client_config()` assemble with).
+fn oracle_algorithms() -> &'static Oracle {
+    static ORACLE: OnceLock<Oracle> = OnceLock::new();
+    ORACLE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = ssh(dir.path(), &["-G", "-F", "none", "oracle.invalid"]);
+        assert!(out.status.success(), "ssh -G -F none: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let query = |what: &str| -> Vec<String> {
+            let out = ssh(dir.path(), &["-Q", what]);
+            assert!(out.status.success(), "ssh -Q {what}: {out:?}");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        };
+        ALGORITHM_FIELDS
+            .iter()
+            .map(|&(field, list)| {
+                let default: Vec<String> = stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{field} ")))
+                    .expect("ssh -G prints every list")
+                    .split(',')
+                    .map(str::to_string)
+                    .collect();
+                let known = query(match list {
+                    AlgorithmList::Ciphers => "cipher",
+                    AlgorithmList::Macs => "mac",
+                    AlgorithmList::KexAlgorithms => "kex",
+                    AlgorithmList::CaSignatureAlgorithms => "sig",
+                    _ => "key-sig",
+                });
+                (list, (default, known))
+            })
+            .collect()
+    })
+}
+
+/// A list as the local `ssh` assembles it from what we read (the value as written, the first
+/// in effect), with its defaults and known names (see the module docs).
+fn as_local_ssh_assembles(c: &HostConfig, list: AlgorithmList) -> String {
+    let (default, known) = &oracle_algorithms()[&list];
+    let default: Vec<&str> = default.iter().map(String::as_str).collect();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    match algorithms::assemble(c.algorithms.written(list), &default, &known) {
+        Ok(names) => names.join(","),
+        Err(e) => format!("error: {e}"),
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Expect {
@@ -443,7 +538,7 @@ fn join_paths(paths: impl IntoIterator<Item = PathBuf>, sep: &str) -> String {
 /// Our answer, in the normalised form.
 fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
     let dash = || "-".to_string();
-    BTreeMap::from([
+    let mut out = BTreeMap::from([
         ("hostname", c.host_name.clone()),
         ("user", c.user.clone()),
         ("port", c.port.to_string()),
@@ -559,7 +654,13 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
                 .as_ref()
                 .map_or_else(dash, |l| l.join(",")),
         ),
-    ])
+        ("compression", yes_no(c.compression)),
+        ("requiredrsasize", c.required_rsa_size.to_string()),
+    ]);
+    for (field, list) in ALGORITHM_FIELDS {
+        out.insert(field, as_local_ssh_assembles(c, list));
+    }
+    out
 }
 
 /// OpenSSH's answer, in the normalised form.
@@ -635,6 +736,26 @@ fn theirs(
         ),
         ("addressfamily", one("addressfamily").unwrap_or_else(dash)),
         ("tcpkeepalive", one("tcpkeepalive").unwrap_or_else(dash)),
+        ("compression", one("compression").unwrap_or_else(dash)),
+        (
+            "requiredrsasize",
+            one("requiredrsasize").unwrap_or_else(dash),
+        ),
+        ("ciphers", one("ciphers").unwrap_or_else(dash)),
+        ("macs", one("macs").unwrap_or_else(dash)),
+        ("kexalgorithms", one("kexalgorithms").unwrap_or_else(dash)),
+        (
+            "hostkeyalgorithms",
+            one("hostkeyalgorithms").unwrap_or_else(dash),
+        ),
+        (
+            "pubkeyacceptedalgorithms",
+            one("pubkeyacceptedalgorithms").unwrap_or_else(dash),
+        ),
+        (
+            "casignaturealgorithms",
+            one("casignaturealgorithms").unwrap_or_else(dash),
+        ),
         (
             "canonicalizehostname",
             one("canonicalizehostname").unwrap_or_else(dash),

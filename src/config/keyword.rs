@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::algorithms::{AlgorithmList, Algorithms};
 use super::canonical::{Canonicalization, Canonicalize, PermittedCname, valid_domain};
 pub use super::connection::{IpQos, RekeyLimit, Tos};
 use super::connection::{RekeyLine, parse_rekey_limit, parse_tos, preferred_unusable};
@@ -29,6 +30,8 @@ use super::lexer::{a2port, convtime, raw_value};
 use super::ssh_config::{ConfigError, Origin, SeenKeyword};
 use crate::spec::HopSpec;
 
+/// OpenSSH's `RequiredRSASize` default (`SSH_RSA_MINIMUM_MODULUS_SIZE`).
+pub const DEFAULT_REQUIRED_RSA_SIZE: u32 = 1024;
 /// OpenSSH's `NumberOfPasswordPrompts` default.
 pub const DEFAULT_PASSWORD_PROMPTS: u32 = 3;
 /// OpenSSH's `SSH_MAX_IDENTITY_FILES` and `SSH_MAX_CERTIFICATE_FILES`.
@@ -199,6 +202,9 @@ keywords! {
         /// Where each value came from: keyword (`IdentityFile` for the first identity file,
         /// ...) to the line that set it. Command-line values and defaults have no entry.
         pub origins: BTreeMap<Keyword, Origin>,
+        /// The algorithm lists (`Ciphers`, `MACs`, `KexAlgorithms`, `HostKeyAlgorithms`,
+        /// `PubkeyAcceptedAlgorithms`, `CASignatureAlgorithms`), resolved as `ssh` does.
+        pub algorithms: Algorithms,
         /// The keywords outside the `keywords!` table seen in blocks that apply (the first
         /// line of each), and unknown ones `IgnoreUnknown` let through, in reading order.
         pub other_keywords: Vec<SeenKeyword>,
@@ -325,6 +331,41 @@ keywords! {
     TCPKeepAlive ["tcpkeepalive", "keepalive"] flag -> bool, first -> tcp_keep_alive: First<bool>
         => /// `TCPKeepAlive` (default yes): `SO_KEEPALIVE` on a direct TCP connection.
            tcp_keep_alive: bool = value_or(true);
+    /// `Ciphers`.
+    Ciphers ["ciphers"] ciphers -> String, first -> ciphers: First<String>,
+        show |c: &HostConfig| c.algorithms.shown(AlgorithmList::Ciphers);
+    /// `MACs`.
+    MACs ["macs"] macs -> String, first -> macs: First<String>,
+        show |c: &HostConfig| c.algorithms.shown(AlgorithmList::Macs);
+    /// `KexAlgorithms`.
+    KexAlgorithms ["kexalgorithms"] kex_algorithms -> String,
+        first -> kex_algorithms: First<String>,
+        show |c: &HostConfig| c.algorithms.shown(AlgorithmList::KexAlgorithms);
+    /// `HostKeyAlgorithms`.
+    HostKeyAlgorithms ["hostkeyalgorithms"] host_key_algorithms -> String,
+        first -> host_key_algorithms: First<String>,
+        show |c: &HostConfig| c.algorithms.shown(AlgorithmList::HostKeyAlgorithms);
+    /// `PubkeyAcceptedAlgorithms` (and its old name `PubkeyAcceptedKeyTypes`).
+    PubkeyAcceptedAlgorithms ["pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes"]
+        pubkey_accepted_algorithms -> String,
+        first -> pubkey_accepted_algorithms: First<String>,
+        show |c: &HostConfig| c.algorithms.shown(AlgorithmList::PubkeyAcceptedAlgorithms);
+    /// `CASignatureAlgorithms`.
+    CASignatureAlgorithms ["casignaturealgorithms"] ca_signature_algorithms -> String,
+        first -> ca_signature_algorithms: First<String>,
+        show |c: &HostConfig| c.algorithms.shown(AlgorithmList::CaSignatureAlgorithms);
+    /// `Compression` (`yes` or `no`).
+    Compression ["compression"] compression -> bool, first -> compression: First<bool>
+        => /// `Compression`: offer `zlib@openssh.com` first (`yes`) or last (`no`, the default),
+           /// as `ssh`'s `compression_alg_list()`.
+           compression: bool = value_or(false),
+        show |c: &HostConfig| c.compression.then(|| "yes (zlib@openssh.com, after authentication)".to_string());
+    /// `RequiredRSASize`.
+    RequiredRSASize ["requiredrsasize"] int -> u32, first -> required_rsa_size: First<u32>
+        => /// `RequiredRSASize` (default 1024): RSA host keys and identities smaller than this
+           /// many bits are refused.
+           required_rsa_size: u32 = value_or(DEFAULT_REQUIRED_RSA_SIZE),
+        show |c: &HostConfig| (c.required_rsa_size != DEFAULT_REQUIRED_RSA_SIZE).then(|| format!("{} bits", c.required_rsa_size));
     /// `CanonicalizeHostname`.
     CanonicalizeHostname ["canonicalizehostname"] canonicalize -> Canonicalize,
         first -> canonicalize_hostname: First<Canonicalize>
@@ -879,6 +920,42 @@ fn address_family(a: &Args<'_>) -> Result<AddressFamily, String> {
         ],
         "any, inet or inet6",
     )
+}
+
+/// OpenSSH's `multistate_compression`: `yes` (delayed zlib) or `no`.
+fn compression(a: &Args<'_>) -> Result<bool, String> {
+    choice(a, &[("yes", true), ("no", false)], "yes or no")
+}
+
+/// An algorithm list: one word, checked as `readconf.c` checks it (unknown names refused).
+fn algorithm_list(a: &Args<'_>, list: AlgorithmList) -> Result<String, String> {
+    let w = one(a)?;
+    list.check(&w)?;
+    Ok(w)
+}
+
+fn ciphers(a: &Args<'_>) -> Result<String, String> {
+    algorithm_list(a, AlgorithmList::Ciphers)
+}
+
+fn macs(a: &Args<'_>) -> Result<String, String> {
+    algorithm_list(a, AlgorithmList::Macs)
+}
+
+fn kex_algorithms(a: &Args<'_>) -> Result<String, String> {
+    algorithm_list(a, AlgorithmList::KexAlgorithms)
+}
+
+fn host_key_algorithms(a: &Args<'_>) -> Result<String, String> {
+    algorithm_list(a, AlgorithmList::HostKeyAlgorithms)
+}
+
+fn pubkey_accepted_algorithms(a: &Args<'_>) -> Result<String, String> {
+    algorithm_list(a, AlgorithmList::PubkeyAcceptedAlgorithms)
+}
+
+fn ca_signature_algorithms(a: &Args<'_>) -> Result<String, String> {
+    algorithm_list(a, AlgorithmList::CaSignatureAlgorithms)
 }
 
 /// OpenSSH's `multistate_canonicalizehostname`.

@@ -28,7 +28,7 @@
 //!   listed) whatever other lines say.
 //! - **`@cert-authority`** lines only vouch for host *certificates*: the certificate must be
 //!   signed by the listed CA key, be a host certificate, be valid now, carry no critical
-//!   options, be signed with an algorithm in OpenSSH's default `CASignatureAlgorithms` (no
+//!   options, be signed with an algorithm in `CASignatureAlgorithms` (by default OpenSSH's: no
 //!   `ssh-rsa`/SHA-1, no DSA), and list the host name — `HostName` (lowercased, without
 //!   `[ ]:port`) or `HostKeyAlias` — among its principals, which are patterns
 //!   (`*.example.com`); a certificate without principals is refused. Both as OpenSSH 10.3 does
@@ -61,6 +61,7 @@ use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
 use sha1::Sha1;
 
+use super::algorithms::AlgorithmList;
 use super::pattern::{ListMatch, MAX_SUBPATTERN, match_pattern, match_pattern_list};
 
 /// `|1|`: the prefix of a hashed host name.
@@ -392,6 +393,9 @@ pub struct HostKeyLookup {
     fallback: Option<String>,
     /// What host certificates' principals must contain: the alias, or `host`.
     principal: String,
+    /// The signature algorithms a CA may have signed a host certificate with
+    /// (`CASignatureAlgorithms`; OpenSSH's default unless set).
+    ca_signature_algorithms: Vec<String>,
 }
 
 impl HostKeyLookup {
@@ -405,6 +409,7 @@ impl HostKeyLookup {
                 name: alias.clone(),
                 fallback: None,
                 principal: alias,
+                ca_signature_algorithms: default_ca_signature_algorithms(),
             };
         }
         let host = host.to_ascii_lowercase();
@@ -413,14 +418,23 @@ impl HostKeyLookup {
                 name: host.clone(),
                 fallback: None,
                 principal: host,
+                ca_signature_algorithms: default_ca_signature_algorithms(),
             }
         } else {
             HostKeyLookup {
                 name: format!("[{host}]:{port}"),
                 fallback: Some(host.clone()),
                 principal: host,
+                ca_signature_algorithms: default_ca_signature_algorithms(),
             }
         }
+    }
+
+    /// The same lookup, host certificates judged by `CASignatureAlgorithms` `allowed` (OpenSSH's
+    /// names: `ssh-ed25519`, `rsa-sha2-512`, ...).
+    pub fn with_ca_signature_algorithms(mut self, allowed: &[String]) -> Self {
+        self.ca_signature_algorithms = allowed.to_vec();
+        self
     }
 
     /// The lookup for a name as `ssh` writes it to known_hosts: `[host]:port` is
@@ -478,6 +492,7 @@ impl HostKeyLookup {
             files,
             principal: &self.principal,
             now,
+            ca_signature_algorithms: &self.ca_signature_algorithms,
         };
         match check_host_key(&ctx, &self.name, self.fallback.as_deref(), offered, false) {
             Some(v) => v,
@@ -516,12 +531,17 @@ impl HostKeyLookup {
                 e.marker == Some(Marker::CertAuthority) && e.key.key_data() == cert.signature_key()
             });
             if let Some((path, entry)) = ca {
-                return certificate_check(cert, &self.principal, now)
-                    .err()
-                    .map(|reason| CertRefusal::Invalid {
-                        reason,
-                        ca_line: format!("{}:{}", path.display(), entry.line),
-                    });
+                return certificate_check(
+                    cert,
+                    &self.principal,
+                    now,
+                    &self.ca_signature_algorithms,
+                )
+                .err()
+                .map(|reason| CertRefusal::Invalid {
+                    reason,
+                    ca_line: format!("{}:{}", path.display(), entry.line),
+                });
             }
         }
         Some(CertRefusal::UntrustedCa {
@@ -542,6 +562,7 @@ struct Ctx<'a> {
     files: &'a [KnownHostsFile],
     principal: &'a str,
     now: u64,
+    ca_signature_algorithms: &'a [String],
 }
 
 /// `check_hostkeys_by_key_or_type()`'s result.
@@ -622,7 +643,12 @@ fn check_host_key(
         match status(&lines, &offered) {
             Status::Ok(path, entry) => {
                 let usable = match &offered {
-                    Offered::Cert(cert) => match certificate_check(cert, ctx.principal, ctx.now) {
+                    Offered::Cert(cert) => match certificate_check(
+                        cert,
+                        ctx.principal,
+                        ctx.now,
+                        ctx.ca_signature_algorithms,
+                    ) {
                         Ok(()) => true,
                         Err(reason) => {
                             // ssh says this at error level, then retries the plain key
@@ -774,10 +800,15 @@ impl fmt::Display for CertProblem {
 }
 
 /// Why a certificate signed by a trusted CA is still not valid for `principal` at `now`
-/// (`sshkey_cert_check_host()` with the default `CASignatureAlgorithms`), if it is not.
+/// (`sshkey_cert_check_host()` with `CASignatureAlgorithms` `ca_signatures`), if it is not.
 /// Principals are patterns (`*.example.com`) and an empty list is refused, as OpenSSH 10.3
 /// does (commit 5166b6cb: 9.2 took an empty list as "any host" and matched no wildcards).
-fn certificate_check(cert: &Certificate, principal: &str, now: u64) -> Result<(), CertProblem> {
+fn certificate_check(
+    cert: &Certificate,
+    principal: &str,
+    now: u64,
+    ca_signatures: &[String],
+) -> Result<(), CertProblem> {
     if cert.cert_type() != CertType::Host {
         return Err(CertProblem::NotHost);
     }
@@ -804,7 +835,7 @@ fn certificate_check(cert: &Certificate, principal: &str, now: u64) -> Result<()
         return Err(CertProblem::CriticalOptions);
     }
     let sig_alg = cert.signature().algorithm();
-    if !default_ca_signature_allowed(&sig_alg) {
+    if !ca_signatures.iter().any(|a| a == sig_alg.as_str()) {
         return Err(CertProblem::DisallowedSignature(
             sig_alg.as_str().to_string(),
         ));
@@ -813,16 +844,14 @@ fn certificate_check(cert: &Certificate, principal: &str, now: u64) -> Result<()
         .map_err(|_| CertProblem::BadSignature)
 }
 
-/// OpenSSH's default `CASignatureAlgorithms`: no `ssh-rsa` (SHA-1), no DSA.
-fn default_ca_signature_allowed(alg: &Algorithm) -> bool {
-    match alg {
-        Algorithm::Ed25519
-        | Algorithm::Ecdsa { .. }
-        | Algorithm::SkEd25519
-        | Algorithm::SkEcdsaSha2NistP256 => true,
-        Algorithm::Rsa { hash } => hash.is_some(),
-        _ => false,
-    }
+/// OpenSSH's default `CASignatureAlgorithms` (`SSH_ALLOWED_CA_SIGALGS`): no `ssh-rsa`
+/// (SHA-1), no DSA.
+fn default_ca_signature_algorithms() -> Vec<String> {
+    AlgorithmList::CaSignatureAlgorithms
+        .openssh_default()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Checks a key offered for `name`, the name `ssh` looks up: `HostKeyAlias` or `HostName`,
@@ -1257,6 +1286,29 @@ mod tests {
             HostKeyLookup::new("h.x", 2222, None).certificate_refusal(files, &good),
             None
         );
+        // CASignatureAlgorithms without the CA's algorithm (Ed25519 here) refuses it, in
+        // `check` too.
+        let ecdsa_only = HostKeyLookup::from_name("h.x")
+            .with_ca_signature_algorithms(&["ecdsa-sha2-nistp256".to_string()]);
+        assert_eq!(
+            ecdsa_only
+                .certificate_refusal(files, &good)
+                .map(|r| r.to_string())
+                .as_deref(),
+            Some(
+                "Certificate signed with disallowed algorithm ssh-ed25519 \
+                 (CASignatureAlgorithms) (CA trusted at known_hosts /kh:2)"
+            )
+        );
+        let offered = PublicKeyOrCertificate::Certificate(good.clone());
+        assert!(matches!(
+            HostKeyLookup::from_name("h.x").check(files, &offered),
+            Verdict::Known { .. }
+        ));
+        assert!(!matches!(
+            ecdsa_only.check(files, &offered),
+            Verdict::Known { .. }
+        ));
     }
 
     #[test]

@@ -85,6 +85,7 @@ use sha1::{Digest, Sha1};
 use thiserror::Error;
 
 use super::address::{canonical_address, is_addr_fast, ssh_host_name};
+use super::algorithms::Algorithms;
 use super::canonical::{Canonicalization, Canonicalize, Resolver, Rules, canonicalize};
 use super::glob::{glob, glob_tilde};
 use super::jump::Jump;
@@ -219,9 +220,6 @@ pub enum Allowance {
     /// Set in the system-wide file, where distributions enable it for every host (Debian's
     /// `GSSAPIAuthentication yes`); `explain` shows it.
     ToleratedInSystemFile,
-    /// An algorithm list set in the system-wide file (a distribution's crypto policy): every
-    /// connection to the hop warns that it is not applied.
-    ToleratedWithWarning,
 }
 
 impl Allowance {
@@ -230,9 +228,6 @@ impl Allowance {
         match self {
             Allowance::ValueAsPgtunnelDoes => "its value is what pgtunnel does",
             Allowance::ToleratedInSystemFile => "not implemented; ignored in the system-wide file",
-            Allowance::ToleratedWithWarning => {
-                "not implemented; ignored in the system-wide file, with a warning"
-            }
         }
     }
 }
@@ -998,11 +993,7 @@ fn see_other(
         if verdict == Verdict::Fine {
             note = Some(Allowance::ValueAsPgtunnelDoes);
         } else if keyword.system_default_tolerated && !user_config {
-            note = Some(if keyword.warn_when_tolerated {
-                Allowance::ToleratedWithWarning
-            } else {
-                Allowance::ToleratedInSystemFile
-            });
+            note = Some(Allowance::ToleratedInSystemFile);
         } else {
             return Err(ConfigError::Unsupported {
                 file: origin.file,
@@ -1275,6 +1266,7 @@ fn finish(
         user_known_hosts_files: user_known_hosts_files(&o, &x)?,
         global_known_hosts_files: global_known_hosts_files(&o, env)?,
         identity_agent: identity_agent(&o, &x)?,
+        algorithms: algorithms(&o)?,
         host_name,
         user,
         port,
@@ -1286,6 +1278,26 @@ fn finish(
         canonicalization,
     };
     Ok(HostConfig::build(&o, derived))
+}
+
+/// The algorithm lists, assembled as `ssh`'s `fill_default_options()` does; a list that ends
+/// up empty is refused, naming the line that set it.
+fn algorithms(o: &Options) -> Result<Algorithms, ConfigError> {
+    use super::algorithms::AlgorithmList as L;
+    let slot = |list: L| match list {
+        L::Ciphers => &o.ciphers,
+        L::Macs => &o.macs,
+        L::KexAlgorithms => &o.kex_algorithms,
+        L::HostKeyAlgorithms => &o.host_key_algorithms,
+        L::PubkeyAcceptedAlgorithms => &o.pubkey_accepted_algorithms,
+        L::CaSignatureAlgorithms => &o.ca_signature_algorithms,
+    };
+    Algorithms::resolve(|list| slot(list).get().cloned()).map_err(|(list, message)| {
+        origin_error(
+            &slot(list).0.as_ref().and_then(|v| v.origin.clone()),
+            message,
+        )
+    })
 }
 
 /// `ProxyJump` and `ProxyCommand` as OpenSSH uses them: the command unless `none`; the jump
@@ -1723,13 +1735,13 @@ Host *
 
     #[test]
     fn unsupported_keywords_refuse_when_they_apply() {
-        let err = resolve_error("Host db\n  Ciphers aes256-ctr\n", "db");
+        let err = resolve_error("Host db\n  KbdInteractiveDevices pam\n", "db");
         assert!(
             matches!(
                 &err,
                 ConfigError::Unsupported {
                     line: 2,
-                    keyword: "Ciphers",
+                    keyword: "KbdInteractiveDevices",
                     ..
                 }
             ),
@@ -1737,33 +1749,35 @@ Host *
         );
         assert_eq!(
             err.to_string(),
-            "/cfg/config:2: Ciphers is unsupported: pgtunnel does not implement Ciphers yet; \
-             remove it for this host or use ssh"
+            "/cfg/config:2: KbdInteractiveDevices is unsupported: pgtunnel does not implement \
+             KbdInteractiveDevices yet; remove it for this host or use ssh"
         );
         // Not for another host.
         assert!(
-            resolve("Host db\n  Ciphers aes256-ctr\n", "x")
+            resolve("Host db\n  KbdInteractiveDevices pam\n", "x")
                 .other_keywords
                 .is_empty()
         );
         // A value equal to what pgtunnel does is fine; the first value wins.
-        let c = resolve("Host x\n  Compression no\nHost *\n  Compression yes\n", "x");
+        let c = resolve(
+            "Host x\n  HostbasedAuthentication no\nHost *\n  HostbasedAuthentication yes\n",
+            "x",
+        );
         assert_eq!(
             c.other_keywords[0].note.map(Allowance::describe),
             Some("its value is what pgtunnel does")
         );
-        let err = resolve_error("Host *\n  Compression yes\n  Compression no\n", "x");
+        let err = resolve_error(
+            "Host *\n  HostbasedAuthentication yes\n  HostbasedAuthentication no\n",
+            "x",
+        );
         assert!(
             err.to_string()
-                .contains("config:2: Compression is unsupported"),
+                .contains("config:2: HostbasedAuthentication is unsupported"),
             "{err}"
         );
         for (text, keyword) in [
             ("VerifyHostKeyDNS ask\n", "VerifyHostKeyDNS"),
-            (
-                "PubkeyAcceptedKeyTypes +ssh-rsa\n",
-                "PubkeyAcceptedAlgorithms",
-            ),
             ("CheckHostIP yes\n", "CheckHostIP"),
             ("GSSAPIAuthentication yes\n", "GSSAPIAuthentication"),
             (
@@ -1790,7 +1804,7 @@ Host *
             "/cfg/config:2: RefuseConnection: do not use x"
         );
         // A bad value is refused like OpenSSH does, wherever it is.
-        assert!(parse_err("Host other\n  Compression maybe\n").contains("config:2:"));
+        assert!(parse_err("Host other\n  HostbasedAuthentication maybe\n").contains("config:2:"));
     }
 
     #[test]
@@ -1804,18 +1818,9 @@ Host *
             c.other_keywords[0].note.map(Allowance::describe),
             Some("not implemented; ignored in the system-wide file")
         );
-        // A distribution's crypto policy (Fedora, RHEL) sets the algorithm lists system-wide:
-        // tolerated there (the connection warns), refused in the user's own file.
-        std::fs::write(&system, "Host *\n  Ciphers aes256-ctr\n").unwrap();
-        let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
-        let c = config.resolve(&q("x"), &env()).unwrap();
-        assert_eq!(c.other_keywords[0].name, "Ciphers");
-        assert_eq!(
-            c.other_keywords[0].note,
-            Some(Allowance::ToleratedWithWarning)
-        );
+        // Refused in the user's own file.
         let user = dir.path().join("config");
-        std::fs::write(&user, "Host *\n  Ciphers aes256-ctr\n").unwrap();
+        std::fs::write(&user, "Host *\n  GSSAPIAuthentication yes\n").unwrap();
         let config = SshConfig::load_files(Some(&user), Some(&system), dir.path()).unwrap();
         let err = config.resolve(&q("x"), &env()).unwrap_err();
         assert!(matches!(err, ConfigError::Unsupported { .. }), "{err}");

@@ -10,7 +10,7 @@
 //!   debug message; `oUnsupported`: an error message, but the file is still accepted).
 //! - [`Status::Unsupported`]: it changes security or the path and pgtunnel does not implement
 //!   it: for a hop it applies to (the first value, as OpenSSH takes it), pgtunnel refuses to
-//!   start unless the value is what pgtunnel does anyway (`Compression no`).
+//!   start unless the value is what pgtunnel does anyway (`CheckHostIP no`).
 //!
 //! A keyword no entry knows is refused, with file and line, unless an earlier `IgnoreUnknown`
 //! pattern covers it, as OpenSSH does.
@@ -75,9 +75,6 @@ pub struct OtherKeyword {
     /// Tolerated (explain says so) when it comes from the system-wide file: distributions
     /// enable it there for every host (Debian's `GSSAPIAuthentication yes`).
     pub system_default_tolerated: bool,
-    /// When tolerated from the system-wide file, the connection warns about it (it changes
-    /// what goes over the wire: the algorithm lists).
-    pub warn_when_tolerated: bool,
 }
 
 impl OtherKeyword {
@@ -104,7 +101,6 @@ const fn entry(
         accepted: None,
         check: any,
         system_default_tolerated: false,
-        warn_when_tolerated: false,
     }
 }
 
@@ -149,17 +145,6 @@ const fn refused_unless(
         accepted: Some(accepted),
         check,
         ..entry(names, Status::Unsupported, reason)
-    }
-}
-
-/// [`refused`] in the user's files; tolerated from the system-wide file, where distributions
-/// set algorithm lists for every host (Fedora's and RHEL's crypto policies), with a warning
-/// at start-up naming the line.
-const fn refused_system(names: &'static [&'static str], reason: &'static str) -> OtherKeyword {
-    OtherKeyword {
-        system_default_tolerated: true,
-        warn_when_tolerated: true,
-        ..refused(names, reason)
     }
 }
 
@@ -304,8 +289,6 @@ pub static OTHER: &[OtherKeyword] = &[
         add_keys_to_agent,
         "pgtunnel adds no keys to the agent; the connection is the same",
     ),
-    refused_system(&["Ciphers"], "pgtunnel does not implement Ciphers yet"),
-    refused_system(&["MACs"], "pgtunnel does not implement MACs yet"),
     na(
         &["RemoteForward"],
         "not applicable: pgtunnel's forward is its TARGET",
@@ -330,12 +313,6 @@ pub static OTHER: &[OtherKeyword] = &[
         flag_no,
         "pgtunnel does not implement CheckHostIP yet",
     ),
-    refused_unless(
-        &["Compression"],
-        "no",
-        flag_no,
-        "pgtunnel does not implement Compression yet",
-    ),
     na_checked(
         &["SyslogFacility"],
         log_facility,
@@ -354,14 +331,6 @@ pub static OTHER: &[OtherKeyword] = &[
     na(
         &["DynamicForward"],
         "not applicable: pgtunnel's forward is its TARGET",
-    ),
-    refused_system(
-        &["HostKeyAlgorithms"],
-        "pgtunnel does not implement HostKeyAlgorithms yet",
-    ),
-    refused_system(
-        &["CASignatureAlgorithms"],
-        "pgtunnel does not implement CASignatureAlgorithms yet",
     ),
     na_checked(
         &["ClearAllForwardings"],
@@ -423,10 +392,6 @@ pub static OTHER: &[OtherKeyword] = &[
         "no session: no command is run (as with ssh -N)",
     ),
     na_checked(&["VisualHostKey"], flag_any, "display only"),
-    refused_system(
-        &["KexAlgorithms"],
-        "pgtunnel does not implement KexAlgorithms yet",
-    ),
     na_checked(
         &["RequestTTY"],
         requesttty_values,
@@ -480,10 +445,6 @@ pub static OTHER: &[OtherKeyword] = &[
         &["HostbasedAcceptedAlgorithms", "HostbasedKeyTypes"],
         "used only by host-based authentication (refused when enabled)",
     ),
-    refused_system(
-        &["PubkeyAcceptedAlgorithms", "PubkeyAcceptedKeyTypes"],
-        "pgtunnel does not implement PubkeyAcceptedAlgorithms yet",
-    ),
     refused_unless(
         &["SecurityKeyProvider"],
         "internal",
@@ -495,10 +456,6 @@ pub static OTHER: &[OtherKeyword] = &[
         "none",
         word_none,
         "pgtunnel does not implement KnownHostsCommand yet",
-    ),
-    refused_system(
-        &["RequiredRSASize"],
-        "pgtunnel does not implement RequiredRSASize yet",
     ),
     na_checked(
         &["EnableEscapeCommandline"],
@@ -1001,7 +958,8 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(other("requesttty").unwrap().status, Status::NotApplicable);
-        assert_eq!(other("CIPHERS").unwrap().status, Status::Unsupported);
+        assert_eq!(other("CHECKHOSTIP").unwrap().status, Status::Unsupported);
+        assert!(other("ciphers").is_none(), "in the keywords! table");
         assert_eq!(
             other("useroaming").unwrap().status,
             Status::IgnoredByOpenSsh
@@ -1018,11 +976,11 @@ mod tests {
     #[test]
     fn value_dependent_verdicts() {
         let check = |k: &str, v: &str| other(k).unwrap().check(&words(v));
-        assert_eq!(check("compression", "no"), Ok(Verdict::Fine));
-        assert_eq!(check("compression", "YES"), Ok(Verdict::Refuse));
-        assert!(check("compression", "maybe").is_err());
+        assert_eq!(check("hostbasedauthentication", "no"), Ok(Verdict::Fine));
+        assert_eq!(check("hostbasedauthentication", "YES"), Ok(Verdict::Refuse));
+        assert!(check("hostbasedauthentication", "maybe").is_err());
         assert_eq!(check("verifyhostkeydns", "ask"), Ok(Verdict::Refuse));
-        assert_eq!(check("ciphers", "aes256-ctr"), Ok(Verdict::Refuse));
+        assert_eq!(check("kbdinteractivedevices", "pam"), Ok(Verdict::Refuse));
         assert_eq!(check("pkcs11provider", "none"), Ok(Verdict::Fine));
         assert_eq!(check("smartcarddevice", "/lib/p11.so"), Ok(Verdict::Refuse));
         assert_eq!(check("fingerprinthash", "md5"), Ok(Verdict::Refuse));
@@ -1039,9 +997,6 @@ mod tests {
                 .unwrap()
                 .system_default_tolerated
         );
-        // Algorithm lists: distributions' crypto policies set them system-wide.
-        assert!(other("ciphers").unwrap().system_default_tolerated);
-        assert!(other("kexalgorithms").unwrap().system_default_tolerated);
         assert!(!other("checkhostip").unwrap().system_default_tolerated);
     }
 }

@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn other_keywords_are_listed_with_their_status() {
         let text = render(
-            "Host a\n  RequestTTY yes\n  SendEnv LANG\n  Protocol 2\n  Compression no\n\
+            "Host a\n  RequestTTY yes\n  SendEnv LANG\n  Protocol 2\n  HostbasedAuthentication no\n\
              IgnoreUnknown UseFoo\nHost *\n  UseFoo yes\n",
             "a",
             "localhost",
@@ -242,11 +242,48 @@ mod tests {
             [
                 "  ignored (not applicable to a tunnel): RequestTTY (/cfg:2), SendEnv (/cfg:3)",
                 "  ignored (by OpenSSH too): Protocol (/cfg:4)",
-                "  not implemented, value as pgtunnel does: Compression (/cfg:5)",
+                "  not implemented, value as pgtunnel does: HostbasedAuthentication (/cfg:5)",
                 "  ignored (IgnoreUnknown): usefoo (/cfg:8)",
             ],
             "{text}"
         );
+    }
+
+    #[test]
+    fn algorithm_lists_are_shown_resolved_when_set() {
+        let text = render(
+            "Host a\n  Ciphers -chacha20*,aes1*\n  KexAlgorithms ^curve25519-sha256\n  \
+             Compression yes\n  RequiredRSASize 2048\n",
+            "a,b",
+            "localhost",
+        );
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                [
+                    "ciphers",
+                    "kexalgorithms",
+                    "compression",
+                    "requiredrsasize",
+                    "macs",
+                ]
+                .iter()
+                .any(|k| l.trim_start().starts_with(k))
+            })
+            .collect();
+        assert_eq!(rows.len(), 4, "{text}");
+        assert!(
+            rows[0].contains("ciphers                aes256-gcm@openssh.com,aes256-ctr ")
+                && rows[0].ends_with("/cfg:2"),
+            "{text}"
+        );
+        assert!(
+            rows[1].contains("curve25519-sha256,mlkem768x25519-sha256,")
+                && rows[1].ends_with("/cfg:3"),
+            "{text}"
+        );
+        assert!(rows[2].contains("yes (zlib@openssh.com"), "{text}");
+        assert!(rows[3].contains("2048 bits"), "{text}");
     }
 
     #[test]

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tracing::{debug, warn};
 
-use crate::config::StrictHostKeyChecking;
 use crate::config::known_hosts::{self, CertRefusal, KnownHostsFile, Verdict};
+use crate::config::{AlgorithmList, StrictHostKeyChecking};
 use crate::error::{HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::Hop;
+use crate::ssh::algorithms;
 use crate::ssh::prompt::{
     Confirmation, PromptClock, PromptError, PromptKind, PromptRequest, Prompts, parse_confirmation,
 };
@@ -121,6 +122,10 @@ pub(crate) struct HostKeyCheck {
     /// `BatchMode yes`: `ask` refuses without asking, as `ssh`'s `confirm()` does.
     batch_mode: bool,
     clock: PromptClock,
+    /// `HostKeyAlgorithms`.
+    algorithms: HostKeyAlgorithms,
+    /// `RequiredRSASize`.
+    required_rsa_size: u32,
 }
 
 impl HostKeyCheck {
@@ -130,13 +135,25 @@ impl HostKeyCheck {
         opts: &ConnectOptions,
         clock: &PromptClock,
     ) -> Result<Self, HopError> {
+        let (plain, certificates, reorder) = algorithms::host_key_algorithms(&hop.config)?;
         Ok(HostKeyCheck {
+            algorithms: HostKeyAlgorithms {
+                plain,
+                certificates,
+                reorder,
+            },
+            required_rsa_size: hop.config.required_rsa_size,
             label: hop.label(),
             files: load_known_hosts(hop, &opts.observer)?,
             lookup: known_hosts::HostKeyLookup::new(
                 &hop.config.host_name,
                 hop.config.port,
                 hop.config.host_key_alias.as_deref(),
+            )
+            .with_ca_signature_algorithms(
+                hop.config
+                    .algorithms
+                    .get(AlgorithmList::CaSignatureAlgorithms),
             ),
             policy: hop.config.strict_host_key_checking,
             write_file: hop.config.user_known_hosts_files.first().cloned(),
@@ -150,13 +167,23 @@ impl HostKeyCheck {
 
     /// The host key algorithms to ask the server for (see [`host_key_preferences`]).
     pub(crate) fn preferences(&self) -> russh::Preferred {
-        host_key_preferences(&self.files, &self.lookup)
+        host_key_preferences(&self.files, &self.lookup, &self.algorithms)
     }
 
     /// Checks the key the server offered: `Ok` to go on, else the refusal.
     pub(crate) async fn verify(&self, key: &PublicKeyOrCertificate) -> Result<(), HopError> {
         let public = offered_key(key);
         let fingerprint = known_hosts::fingerprint(&public);
+        // sshconnect.c `verify_host_key()`: `sshkey_check_rsa_length()` first.
+        if let Some(bits) = public.key_data().rsa().map(|r| r.key_size())
+            && bits < self.required_rsa_size
+        {
+            return Err(HopError::HostKeyRsaTooSmall {
+                fingerprint,
+                bits,
+                required: self.required_rsa_size,
+            });
+        }
         let name = self.lookup.name().to_string();
         let verdict = self.lookup.check(&self.files, key);
         let cert = self.certificate_refusal(key, &verdict);
@@ -313,17 +340,23 @@ fn load_known_hosts(hop: &Hop, observer: &Observer) -> Result<Arc<Vec<KnownHosts
     Ok(Arc::new(files))
 }
 
-/// Host key algorithms in `ssh`'s order for this host (`order_hostkeyalgs()`): types already
-/// in known_hosts first, so a host known by its RSA key is not reported as changed because the
-/// server prefers Ed25519; host certificates are asked for when a `@cert-authority` line
-/// applies to the host.
+/// Host key algorithms in `ssh`'s order for this host: `HostKeyAlgorithms` (russh's
+/// algorithms of it, see `ssh::algorithms`), reordered as `order_hostkeyalgs()` does when
+/// `ssh` would (the list not set, or only appended to or taken from): types already in
+/// known_hosts first, so a host known by its RSA key is not reported as changed because the
+/// server prefers Ed25519. Host certificates (those the list allows) are asked for when a
+/// `@cert-authority` line applies to the host.
 fn host_key_preferences(
     files: &[KnownHostsFile],
     lookup: &known_hosts::HostKeyLookup,
+    algorithms: &HostKeyAlgorithms,
 ) -> russh::Preferred {
-    let default = russh::Preferred::default();
     let name = lookup.name();
-    let key = known_hosts::order_host_key_algorithms(files, name, &default.key);
+    let key = if algorithms.reorder {
+        known_hosts::order_host_key_algorithms(files, name, &algorithms.plain)
+    } else {
+        algorithms.plain.clone()
+    };
     // A CA line for the port-less name vouches too (ssh retries certificates under it), and
     // ssh asks for certificates first by default.
     let ca = known_hosts::has_cert_authority(files, name)
@@ -331,7 +364,9 @@ fn host_key_preferences(
             .fallback()
             .is_some_and(|f| known_hosts::has_cert_authority(files, f));
     let certificates: Vec<russh::keys::Algorithm> = if ca {
-        key.iter()
+        algorithms
+            .certificates
+            .iter()
             .filter(|a| !matches!(a, russh::keys::Algorithm::Rsa { hash: None }))
             .cloned()
             .collect()
@@ -341,8 +376,19 @@ fn host_key_preferences(
     russh::Preferred {
         key: key.into(),
         host_key_certificates: certificates.into(),
-        ..default
+        ..russh::Preferred::default()
     }
+}
+
+/// A hop's `HostKeyAlgorithms` as russh's algorithms.
+#[derive(Debug, Clone)]
+pub(crate) struct HostKeyAlgorithms {
+    /// Plain key algorithms, in order.
+    pub(crate) plain: Vec<russh::keys::Algorithm>,
+    /// The algorithms whose certificates may be asked for, in order.
+    pub(crate) certificates: Vec<russh::keys::Algorithm>,
+    /// Whether known_hosts reorders them (`ssh_kex2`).
+    pub(crate) reorder: bool,
 }
 
 fn offered_key(key: &PublicKeyOrCertificate) -> PublicKey {

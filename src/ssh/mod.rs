@@ -9,11 +9,14 @@
 //!   an endless line, an enormous banner).
 //! - `host_key`: the host key check (known_hosts x StrictHostKeyChecking x BatchMode x
 //!   whether anyone can be asked), a pure decision with the I/O around it.
+//! - `algorithms`: the configured algorithm lists as russh's preferences (what russh
+//!   lacks dropped, OpenSSH's order kept).
 //! - `auth`: the authentication methods, as a table in OpenSSH's order.
 //! - [`prompt`]: questions for the user (passphrases, passwords, host keys), answered by
 //!   whatever the caller plugs in (the binary's terminal, `SSH_ASKPASS`, a test).
 //! - [`session`]: one hop's session from those parts, and the chain of sessions.
 
+mod algorithms;
 mod auth;
 mod diagnose;
 mod host_key;

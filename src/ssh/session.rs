@@ -19,11 +19,12 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelId, ChannelOpenFailure};
 use tracing::{debug, info};
 
-use crate::config::{Allowance, RekeyLimit};
+use crate::config::RekeyLimit;
 use crate::error::{ChannelOpenError, Error, HopError, HopLabel};
 use crate::event::{Event, Observer};
 use crate::plan::chain::{Chain, Hop};
 use crate::plan::path::{Negotiated, is_post_quantum_kex};
+use crate::ssh::algorithms;
 use crate::ssh::auth::AuthContext;
 use crate::ssh::diagnose::{Heard, Recording, describe_ssh_error};
 use crate::ssh::host_key::HostKeyCheck;
@@ -244,24 +245,6 @@ pub async fn connect_chain(chain: &Chain, opts: &ConnectOptions) -> Result<Sessi
     Ok(Sessions { hops: sessions })
 }
 
-/// Says, for each algorithm list pgtunnel does not implement yet that it let through from the
-/// system-wide file (a distribution's crypto policy), that it is not applied. (The GSSAPI
-/// switches Debian enables there are only shown by `explain`: they change no algorithm, and
-/// a server that wants GSSAPI says so in the authentication failure.)
-fn warn_tolerated(hop: &Hop, opts: &ConnectOptions) {
-    for seen in &hop.config.other_keywords {
-        if seen.note == Some(Allowance::ToleratedWithWarning) {
-            opts.observer.emit(Event::Warning(format!(
-                "{}: {} ({}:{}, the system-wide ssh_config) is not implemented by pgtunnel yet and is not applied",
-                hop.label(),
-                seen.name,
-                seen.origin.file.display(),
-                seen.origin.line
-            )));
-        }
-    }
-}
-
 /// One hop: its byte stream, the handshake (host key check included) within ConnectTimeout,
 /// then authentication.
 async fn connect_hop(
@@ -269,8 +252,10 @@ async fn connect_hop(
     hop: &Hop,
     opts: &ConnectOptions,
 ) -> Result<HopSession, HopError> {
+    // A list russh implements nothing of is refused before any connection is made.
+    algorithms::preferred(&hop.config)?;
+    algorithms::host_key_algorithms(&hop.config)?;
     let route = Route::to(hop, prev)?;
-    warn_tolerated(hop, opts);
     opts.observer.emit(Event::Connecting {
         hop: hop.label(),
         how: route.describe(),
@@ -377,7 +362,7 @@ async fn handshake(
         notes: notes.clone(),
         host_certificate: false,
     };
-    let config = client_config(hop, opts, preferred);
+    let config = client_config(hop, opts, preferred)?;
     let stream = Recording::new(stream, heard);
     let handle = client::connect_stream(Arc::new(config), stream, handler)
         .await
@@ -392,9 +377,19 @@ async fn handshake(
     })
 }
 
-/// The russh client configuration for `hop`.
-fn client_config(hop: &Hop, opts: &ConnectOptions, preferred: russh::Preferred) -> client::Config {
-    client::Config {
+/// The russh client configuration for `hop`: its algorithm lists (host key algorithms from
+/// `host_keys`, the host key check's), keepalives.
+fn client_config(
+    hop: &Hop,
+    opts: &ConnectOptions,
+    host_keys: russh::Preferred,
+) -> Result<client::Config, HopError> {
+    let preferred = russh::Preferred {
+        key: host_keys.key,
+        host_key_certificates: host_keys.host_key_certificates,
+        ..algorithms::preferred(&hop.config)?
+    };
+    Ok(client::Config {
         keepalive_interval: keepalive_interval(
             hop.config.server_alive_interval,
             opts.default_keepalive,
@@ -404,7 +399,7 @@ fn client_config(hop: &Hop, opts: &ConnectOptions, preferred: russh::Preferred) 
         preferred,
         limits: rekey_limits(hop.config.rekey_limit),
         ..Default::default()
-    }
+    })
 }
 
 /// `RekeyLimit` as russh's limits: the data limit for each direction, at most russh's own
@@ -626,50 +621,53 @@ mod tests {
             default_keepalive: default,
             ..ConnectOptions::default()
         };
-        let c = client_config(&chain.hops[0], &opts, Default::default());
+        let c = client_config(&chain.hops[0], &opts, Default::default()).unwrap();
         (c.keepalive_interval, c.keepalive_max)
     }
 
-    /// An algorithm list from the system-wide file (a distribution's crypto policy) that
-    /// pgtunnel let through is not applied silently: each connection to the hop warns, naming
-    /// the file and line.
+    /// The algorithm lists (here from the system-wide file, as a distribution's crypto policy
+    /// sets them) are what russh is given; a list russh implements nothing of is refused.
     #[test]
-    fn a_tolerated_system_wide_keyword_is_warned_about() {
+    fn algorithm_lists_are_applied_and_unimplemented_ones_refused() {
         let dir = tempfile::tempdir().unwrap();
         let system = dir.path().join("ssh_config");
         std::fs::write(
             &system,
-            "Host *\n  SendEnv LANG\n  Ciphers aes256-ctr\n  GSSAPIAuthentication yes\n",
+            "Host *\n  Ciphers aes256-ctr,aes128-cbc\n  KexAlgorithms -mlkem*\n\
+             Host umac\n  MACs umac-64@openssh.com,umac-128-etm@openssh.com\n",
         )
         .unwrap();
         let env = LocalEnv::fixture();
         let config = SshConfig::load_files(None, Some(&system), dir.path()).unwrap();
         let chain = resolve_chain(
-            Some(&parse_hops("h").unwrap()),
+            Some(&parse_hops("h,umac").unwrap()),
             &parse_target("localhost:5432").unwrap(),
             |q| config.resolve(q, &env),
         )
         .unwrap();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let record = seen.clone();
-        let opts = ConnectOptions {
-            observer: Observer::new(move |e| record.lock().unwrap().push(e)),
-            ..ConnectOptions::default()
-        };
-        warn_tolerated(&chain.hops[0], &opts);
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 1, "{seen:?}");
-        let Event::Warning(text) = &seen[0] else {
-            panic!("{seen:?}")
-        };
-        let line = format!(
-            "Ciphers ({}:3, the system-wide ssh_config)",
-            system.display()
+        let opts = ConnectOptions::default();
+        let c = client_config(&chain.hops[0], &opts, russh::Preferred::default()).unwrap();
+        let ciphers: Vec<&str> = c.preferred.cipher.iter().map(|n| n.as_ref()).collect();
+        assert_eq!(ciphers, ["aes256-ctr", "aes128-cbc"]);
+        assert!(
+            c.preferred
+                .kex
+                .iter()
+                .any(|k| k.as_ref() == "curve25519-sha256")
         );
         assert!(
-            text.contains(&line) && text.contains("not applied"),
-            "{text}"
+            c.preferred
+                .kex
+                .iter()
+                .all(|k| !k.as_ref().starts_with("mlkem"))
         );
+        match client_config(&chain.hops[1], &opts, russh::Preferred::default()) {
+            Err(HopError::NoImplementedAlgorithm { keyword, wanted }) => {
+                assert_eq!(keyword, "MACs");
+                assert_eq!(wanted, "umac-64@openssh.com,umac-128-etm@openssh.com");
+            }
+            other => panic!("{:?}", other.map(|c| c.preferred)),
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio::net::UnixStream;
 use tracing::debug;
 
 use super::{Attempts, AuthContext, Step};
-use crate::config::known_hosts;
+use crate::config::{AlgorithmList, HostConfig, known_hosts};
 use crate::event::Event;
 use crate::plan::chain::Hop;
 use crate::ssh::prompt::{PromptError, PromptKind, PromptRequest};
@@ -518,7 +518,15 @@ pub(super) async fn try_identity<H: client::Handler>(
         },
     };
     let public = offer.public();
-    let hash = match signature_hash(handle, &public, server_rsa).await {
+    if let Err(why) = allowed_by_config(&offer, &hop.config) {
+        return Step::Skipped(format!("{} ({why})", id.name));
+    }
+    let accepted = hop
+        .config
+        .algorithms
+        .get(AlgorithmList::PubkeyAcceptedAlgorithms);
+    let certificate = matches!(offer, Offer::Cert(_));
+    let hash = match signature_hash(handle, &public, certificate, accepted, server_rsa).await {
         Ok(hash) => hash,
         Err(why) => return Step::Skipped(format!("{} (RSA: {why})", id.name)),
     };
@@ -564,11 +572,54 @@ fn describe_offer(offer: &Offer, id: &Identity) -> String {
     }
 }
 
+/// Whether `PubkeyAcceptedAlgorithms` and `RequiredRSASize` let `offer` be used (`Err`: why
+/// not, for the list of what was tried). OpenSSH's `key_type_allowed_by_config()`: the key's
+/// type is in the list, or for RSA one of its rsa-sha2 signature names is; and
+/// `sshkey_check_rsa_length()`.
+pub(super) fn allowed_by_config(offer: &Offer, c: &HostConfig) -> Result<(), String> {
+    let accepted = c.algorithms.get(AlgorithmList::PubkeyAcceptedAlgorithms);
+    let public = offer.public();
+    let (name, rsa_names) = match offer {
+        Offer::Key(k) => (
+            k.algorithm().as_str().to_string(),
+            ["rsa-sha2-512", "rsa-sha2-256"].map(str::to_string),
+        ),
+        Offer::Cert(cert) => (
+            cert.algorithm().to_certificate_type(),
+            [
+                "rsa-sha2-512-cert-v01@openssh.com",
+                "rsa-sha2-256-cert-v01@openssh.com",
+            ]
+            .map(str::to_string),
+        ),
+    };
+    let is_rsa = public.algorithm().is_rsa();
+    let allowed =
+        accepted.contains(&name) || (is_rsa && rsa_names.iter().any(|n| accepted.contains(n)));
+    if !allowed {
+        return Err(format!(
+            "its type {name} is not in PubkeyAcceptedAlgorithms"
+        ));
+    }
+    if let Some(bits) = public.key_data().rsa().map(|r| r.key_size())
+        && bits < c.required_rsa_size
+    {
+        return Err(format!(
+            "RSA key of {bits} bits, smaller than RequiredRSASize {}",
+            c.required_rsa_size
+        ));
+    }
+    Ok(())
+}
+
 /// The hash of the signature for `public`: none but the key's own for non-RSA keys; for RSA,
-/// what [`rsa_signature`] makes of the server's `server-sig-algs` (asked once per hop).
+/// what [`rsa_signature`] makes of the server's `server-sig-algs` (asked once per hop) and
+/// of `accepted` (`PubkeyAcceptedAlgorithms`).
 async fn signature_hash<H: client::Handler>(
     handle: &Handle<H>,
     public: &PublicKey,
+    certificate: bool,
+    accepted: &[String],
     server_rsa: &mut Option<ServerRsa>,
 ) -> Result<Option<HashAlg>, &'static str> {
     if !public.algorithm().is_rsa() {
@@ -578,7 +629,28 @@ async fn signature_hash<H: client::Handler>(
         Some(known) => *known,
         None => *server_rsa.insert(ServerRsa::of(handle).await),
     };
-    rsa_signature(server).map(Some)
+    rsa_signature(server, &rsa_hashes_allowed(accepted, certificate)).map(Some)
+}
+
+/// The rsa-sha2 hashes `accepted` allows, in its order.
+fn rsa_hashes_allowed(accepted: &[String], certificate: bool) -> Vec<HashAlg> {
+    let suffix = if certificate {
+        "-cert-v01@openssh.com"
+    } else {
+        ""
+    };
+    accepted
+        .iter()
+        .filter_map(|a| {
+            if *a == format!("rsa-sha2-512{suffix}") {
+                Some(HashAlg::Sha512)
+            } else if *a == format!("rsa-sha2-256{suffix}") {
+                Some(HashAlg::Sha256)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// What the server's `server-sig-algs` extension says about RSA signatures.
@@ -603,13 +675,18 @@ impl ServerRsa {
     }
 }
 
-/// OpenSSH 9.2's `key_sig_algorithm()` for an RSA key or certificate, with the default
-/// `PubkeyAcceptedAlgorithms` (rsa-sha2-512, rsa-sha2-256; not ssh-rsa since 8.8). Without
-/// `server-sig-algs` ssh falls back to the key's own name, `ssh-rsa`, which it no longer
-/// accepts: the key is not used (`no mutual signature algorithm`), and neither is it here.
-fn rsa_signature(server: ServerRsa) -> Result<HashAlg, &'static str> {
+/// OpenSSH's `key_sig_algorithm()` for an RSA key or certificate: the server's best rsa-sha2
+/// hash if `allowed` (from `PubkeyAcceptedAlgorithms`) has it, else the first `allowed` one
+/// (a server that offers rsa-sha2-512 takes rsa-sha2-256 too). Without `server-sig-algs` ssh
+/// falls back to the key's own name, `ssh-rsa` (SHA-1), which pgtunnel never signs with: the
+/// key is not used (`no mutual signature algorithm`).
+fn rsa_signature(server: ServerRsa, allowed: &[HashAlg]) -> Result<HashAlg, &'static str> {
     match server {
-        ServerRsa::Sha2(hash) => Ok(hash),
+        ServerRsa::Sha2(hash) if allowed.contains(&hash) => Ok(hash),
+        ServerRsa::Sha2(HashAlg::Sha512) if !allowed.is_empty() => Ok(allowed[0]),
+        ServerRsa::Sha2(_) => {
+            Err("PubkeyAcceptedAlgorithms allows no rsa-sha2 signature the server accepts")
+        }
         ServerRsa::Sha1Only => Err("the server accepts only ssh-rsa SHA-1 signatures"),
         ServerRsa::NotSaid => Err(
             "the server does not say which signature algorithms it accepts (no \
@@ -699,18 +776,84 @@ mod tests {
         }
     }
 
+    const BOTH: [HashAlg; 2] = [HashAlg::Sha512, HashAlg::Sha256];
+
+    /// The resolved configuration of host `h` under `config`.
+    fn host(config: &str) -> HostConfig {
+        let env = crate::config::LocalEnv::fixture();
+        crate::config::SshConfig::parse_str(config, Path::new("/cfg"), &env.home)
+            .unwrap()
+            .resolve(
+                &crate::config::HostQuery {
+                    host: "h".into(),
+                    user: None,
+                    port: None,
+                    jump: None,
+                },
+                &env,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn pubkey_accepted_algorithms_and_required_rsa_size_filter_identities() {
+        let ed = Offer::Key(key());
+        let rsa = Offer::Key(
+            PrivateKey::random(&mut rand::rng(), Algorithm::Rsa { hash: None })
+                .map(|k| k.public_key().clone())
+                .expect("rsa"),
+        );
+        assert!(allowed_by_config(&ed, &host("")).is_ok());
+        let c = host("PubkeyAcceptedAlgorithms rsa-sha2-512\n");
+        let err = allowed_by_config(&ed, &c).unwrap_err();
+        assert_eq!(
+            err,
+            "its type ssh-ed25519 is not in PubkeyAcceptedAlgorithms"
+        );
+        // RSA keys are allowed by their rsa-sha2 names (the key's own is ssh-rsa).
+        assert_eq!(allowed_by_config(&rsa, &c), Ok(()));
+        let err = allowed_by_config(&rsa, &host("RequiredRSASize 16384\n")).unwrap_err();
+        assert!(err.contains("smaller than RequiredRSASize 16384"), "{err}");
+        let err = allowed_by_config(&rsa, &host("PubkeyAcceptedAlgorithms -rsa-*\n")).unwrap_err();
+        assert!(
+            err.contains("ssh-rsa is not in PubkeyAcceptedAlgorithms"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn rsa_signature_as_key_sig_algorithm() {
         assert_eq!(
-            rsa_signature(ServerRsa::Sha2(HashAlg::Sha512)),
+            rsa_signature(ServerRsa::Sha2(HashAlg::Sha512), &BOTH),
             Ok(HashAlg::Sha512)
         );
         assert_eq!(
-            rsa_signature(ServerRsa::Sha2(HashAlg::Sha256)),
+            rsa_signature(ServerRsa::Sha2(HashAlg::Sha256), &BOTH),
             Ok(HashAlg::Sha256)
         );
-        assert!(rsa_signature(ServerRsa::Sha1Only).is_err_and(|e| e.contains("only ssh-rsa")));
-        assert!(rsa_signature(ServerRsa::NotSaid).is_err_and(|e| e.contains("no server-sig-algs")));
+        assert!(
+            rsa_signature(ServerRsa::Sha1Only, &BOTH).is_err_and(|e| e.contains("only ssh-rsa"))
+        );
+        assert!(
+            rsa_signature(ServerRsa::NotSaid, &BOTH)
+                .is_err_and(|e| e.contains("no server-sig-algs"))
+        );
+        // PubkeyAcceptedAlgorithms rsa-sha2-256: used with a server that prefers 512.
+        assert_eq!(
+            rsa_signature(ServerRsa::Sha2(HashAlg::Sha512), &[HashAlg::Sha256]),
+            Ok(HashAlg::Sha256)
+        );
+        assert!(rsa_signature(ServerRsa::Sha2(HashAlg::Sha256), &[HashAlg::Sha512]).is_err());
+        assert!(rsa_signature(ServerRsa::Sha2(HashAlg::Sha512), &[]).is_err());
+        let accepted: Vec<String> = [
+            "ssh-ed25519",
+            "rsa-sha2-256",
+            "rsa-sha2-512-cert-v01@openssh.com",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        assert_eq!(rsa_hashes_allowed(&accepted, false), [HashAlg::Sha256]);
+        assert_eq!(rsa_hashes_allowed(&accepted, true), [HashAlg::Sha512]);
     }
 
     #[test]
