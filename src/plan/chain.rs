@@ -23,7 +23,7 @@
 //! Each such `ssh` canonicalizes its own host name (`CanonicalizeHostname`): `ssh -W B A`
 //! connects to A directly, `ssh -J A -W C B` reaches B through a jump host, so only the first
 //! host of a list is resolved as direct (if its own config has no ProxyJump/ProxyCommand); the
-//! others are resolved with [`HostQuery::proxied`], and `yes` leaves them as written.
+//! others are resolved with [`HostQuery::jump`] (the hop before them), and `yes` leaves them as written.
 //!
 //! Each host of a jump list (`--via` or a ProxyJump) after the first is also checked against
 //! the host written before it, as `ssh -J` does ([`jumps_to_itself`]): `--via

@@ -161,9 +161,13 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
 /// `pgtunnel explain`: every hop's settings and where they come from, then the path report.
 fn explain(request: &Request) -> Result<ExitCode, Error> {
     let chain = tunnel::resolve(request, &tunnel::local_env())?;
-    print!("{}", pgtunnel::plan::explain::explain(&chain));
-    println!();
-    print!("{}", path::analyze(request.listen, &chain));
+    let text = format!(
+        "{}\n{}",
+        pgtunnel::plan::explain::explain(&chain),
+        path::analyze(request.listen, &chain)
+    );
+    // A reader that stops early (`| head`) is not an error, as for any filter.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(ExitCode::SUCCESS)
 }
 
