@@ -42,6 +42,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `-- COMMAND` cannot be run as given.
+    #[error(transparent)]
+    Client(#[from] crate::pg::client::ClientError),
     /// The target did not answer through the chain (the check before the tunnel is ready).
     #[error(transparent)]
     Probe(Box<crate::forward::probe::ProbeError>),
@@ -399,7 +402,9 @@ impl Error {
             | Error::Chain(ChainError::Config(ConfigError::Unresolved { .. })) => {
                 ErrorKind::Connect
             }
-            Error::Spec(_) | Error::Config(_) | Error::Chain(_) => ErrorKind::Config,
+            Error::Spec(_) | Error::Config(_) | Error::Chain(_) | Error::Client(_) => {
+                ErrorKind::Config
+            }
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
             Error::Probe(_) => ErrorKind::Probe,
             Error::Listen { .. } => ErrorKind::Connect,

@@ -726,3 +726,154 @@ async fn the_target_is_probed_before_ready() {
         "{report}"
     );
 }
+
+/// `pgtunnel ARGS -- COMMAND...`: its exit code, stdout and stderr (bounded: 120 s).
+async fn run_with_command(
+    t: &Topology,
+    args: &[&str],
+    command: &[&str],
+) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
+            .args(args)
+            .arg("--")
+            .args(command)
+            .env_clear()
+            .env("HOME", t.home.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PGUSER", PG_USER)
+            .env("PGDATABASE", "postgres")
+            .env("PGPASSWORD", password())
+            .env("PGHOSTADDR", "192.0.2.1")
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("pgtunnel -- COMMAND stops by itself")
+    .expect("run pgtunnel");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `-- COMMAND`: the command runs with the tunnel up (PGHOST/PGPORT, {host}/{port}), its
+/// stdout is all there is on stdout, its exit status is pgtunnel's; when the chain cannot
+/// be set up, it does not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_runs_with_the_tunnel_up() {
+    let t = topology().await;
+    let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
+    let target = t.target();
+    let args = [
+        "-F",
+        cfg.as_str(),
+        "--via",
+        "db.foo.com",
+        "--pg",
+        target.as_str(),
+    ];
+    let bin = t.pg.cluster.bindir();
+    let psql = bin.join("psql").display().to_string();
+
+    // psql through the tunnel: only its output on stdout, status 0. (PGHOSTADDR pointing
+    // elsewhere is removed, with a warning.)
+    let (code, stdout, stderr) =
+        run_with_command(&t, &args, &[&psql, "-X", "-A", "-t", "-c", "SELECT 40 + 2"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "42\n");
+    assert!(stderr.contains("PGHOSTADDR is set"), "{stderr}");
+    assert!(
+        !stderr.contains("INFO"),
+        "only warnings and errors: {stderr}"
+    );
+
+    // The command's failure is pgtunnel's exit status.
+    let (code, _, stderr) = run_with_command(&t, &args, &[&psql, "-X", "-c", "SELECT 1/0"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("division by zero"), "{stderr}");
+    let (code, _, _) = run_with_command(&t, &args, &["sh", "-c", "kill -TERM $$"]).await;
+    assert_eq!(code, Some(128 + 15));
+    let (code, _, stderr) = run_with_command(&t, &args, &["no-such-command-here"]).await;
+    assert_eq!(code, Some(127), "{stderr}");
+
+    // Placeholders and the environment.
+    let (code, stdout, _) = run_with_command(
+        &t,
+        &args,
+        &[
+            "sh",
+            "-c",
+            "echo {host} {port} $PGHOST $PGPORT ${PGHOSTADDR:-unset}",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0));
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(words.len(), 5, "{stdout}");
+    assert_eq!((words[0], words[2]), ("127.0.0.1", "127.0.0.1"));
+    assert_eq!(words[1], words[3]);
+    assert_eq!(words[4], "unset");
+
+    // pg_dump through the tunnel, byte for byte the dump made directly.
+    let (code, _, stderr) = run_with_command(
+        &t,
+        &args,
+        &[
+            &psql,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS name \
+             FROM generate_series(1, 5000) g",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let direct =
+        t.pg.tool("pg_dump")
+            .arg(format!(
+                "host={PG_IP} port={} user={PG_USER} dbname=postgres",
+                t.pg.cluster.addr().port()
+            ))
+            .output()
+            .expect("pg_dump directly");
+    assert_success(&direct, "pg_dump directly");
+    let pg_dump = bin.join("pg_dump").display().to_string();
+    let (code, stdout, stderr) = run_with_command(&t, &args, &[&pg_dump]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    // pg_dump 15.14+ brackets the dump in `\restrict KEY` / `\unrestrict KEY` with a random
+    // KEY per run (CVE-2025-8714); everything else is byte for byte.
+    let unkeyed = |dump: &str| -> String {
+        dump.lines()
+            .map(|l| match l.split_once(' ') {
+                Some((w @ ("\\restrict" | "\\unrestrict"), _)) => w.to_string(),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let direct = String::from_utf8(direct.stdout).expect("utf-8 dump");
+    assert!(
+        direct.contains("COPY public.items (id, name) FROM stdin;"),
+        "{direct}"
+    );
+    assert_eq!(unkeyed(&stdout), unkeyed(&direct), "the same dump");
+    assert_eq!(stdout.len(), direct.len());
+
+    // The chain cannot be set up (the last hop refuses the target): the command never runs.
+    let marker = t.home.dir.path().join("ran");
+    let refused = format!("{PG_IP}:1");
+    let (code, stdout, stderr) = run_with_command(
+        &t,
+        &["-F", &cfg, "--via", "db.foo.com", "--pg", &refused],
+        &["touch", marker.to_str().expect("utf-8")],
+    )
+    .await;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(!marker.exists(), "the command ran");
+}

@@ -50,6 +50,11 @@ struct OnTty {
 
 impl OnTty {
     fn spawn(home: &Path, args: &[&str]) -> OnTty {
+        OnTty::spawn_with(home, args, &[])
+    }
+
+    /// Like [`OnTty::spawn`], with `env` added to the environment.
+    fn spawn_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> OnTty {
         let size = Winsize {
             ws_row: 40,
             ws_col: 200,
@@ -68,6 +73,7 @@ impl OnTty {
             .env("HOME", home)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("TERM", "xterm")
+            .envs(env.iter().copied())
             .stdin(io(&slave))
             .stdout(io(&slave))
             .stderr(io(&slave))
@@ -479,4 +485,62 @@ async fn batch_mode_asks_nothing_on_a_terminal() {
         screen.contains("BatchMode yes does not ask for its passphrase"),
         "{screen}"
     );
+}
+
+/// `pgtunnel ... -- psql` on a terminal: psql owns it (its prompt, line editing); Ctrl-C at
+/// psql during a long query cancels the query (psql's cancel request goes through the
+/// tunnel too) and neither psql nor the tunnel stops; `\q` ends both, with psql's status.
+#[test]
+fn ctrl_c_in_psql_under_pgtunnel_cancels_the_query_only() {
+    use support::pg::{PG_USER, TestPg, password};
+    use support::sshd::ManualHops;
+    let home = support::Home::new();
+    let pg = TestPg::start("127.0.0.3".parse().expect("ip"));
+    let hops = ManualHops::start(&home, ("127.0.0.3", pg.cluster.addr().port()));
+    hops.write_config(&home, "");
+    let cfg = home.config.to_str().expect("utf-8 path").to_string();
+    let target = pg.cluster.addr().to_string();
+    let psql = pg.cluster.bindir().join("psql").display().to_string();
+    let mut tty = OnTty::spawn_with(
+        home.dir.path(),
+        &[
+            "-F",
+            &cfg,
+            "--via",
+            "db.foo.com",
+            "--pg",
+            &target,
+            "--",
+            &psql,
+            "-X",
+        ],
+        &[
+            ("PGUSER", PG_USER),
+            ("PGDATABASE", "postgres"),
+            ("PGPASSWORD", password()),
+        ],
+    );
+    tty.expect("postgres=#");
+    tty.type_line("SELECT pg_sleep(60);");
+    // Until the server runs it (bounded).
+    let deadline = Instant::now() + STEP;
+    while pg.local_sql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'",
+    ) != "1"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the query never started:\n{}",
+            tty.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tty.master.write_all(b"\x03").expect("type Ctrl-C");
+    tty.expect("canceling statement due to user request");
+    tty.expect("postgres=#");
+    tty.type_line("SELECT 6 * 7 AS answer;");
+    tty.expect("42");
+    tty.type_line("\\q");
+    assert_eq!(tty.wait(), 0, "{}", tty.screen());
 }

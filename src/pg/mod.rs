@@ -4,5 +4,6 @@
 //!   tunnel: `SSLRequest`, startup, a simple query, `ErrorResponse`.
 //! - [`refuse`]: turning a PostgreSQL client away in its protocol, with the reason.
 
+pub mod client;
 pub mod refuse;
 pub mod wire;

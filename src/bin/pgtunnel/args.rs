@@ -71,6 +71,12 @@ pub struct Args {
 
     #[command(flatten)]
     pub common: Common,
+
+    /// `-- COMMAND [ARGS...]`: run COMMAND with the tunnel up (PGHOST/PGPORT point at it;
+    /// {host} and {port} in ARGS are replaced), exit with its status, then tear the tunnel
+    /// down. Nothing of pgtunnel's own goes to stdout; stderr gets warnings and errors.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub run: Option<Vec<String>>,
 }
 
 impl Args {

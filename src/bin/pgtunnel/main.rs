@@ -17,6 +17,7 @@ use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
 use pgtunnel::forward::probe::{self, Probe};
 use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect, Tunnel};
+use pgtunnel::pg::client::{ClientCommand, client_command};
 use pgtunnel::plan::chain::Chain;
 use pgtunnel::plan::path;
 use pgtunnel::ssh::prompt::Prompts;
@@ -48,7 +49,11 @@ mod exit {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.run.is_some() && args.common.verbose == 0 {
+        // `-- COMMAND`: the command owns the terminal; pgtunnel says only warnings and errors.
+        args.common.quiet = true;
+    }
     init_logging(args.common());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -152,6 +157,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                 self_check: None,
                 postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
                 probe: !args.no_probe,
+                command: args.run,
             };
             serve(setup, &args.common).await
         }
@@ -209,6 +215,7 @@ async fn run_demo(
         self_check: Some(demo_self_check(demo.is_postgres(), check)),
         postgres: Some(demo.is_postgres()),
         probe: true,
+        command: None,
     };
     let code = serve(setup, &common).await;
     drop(demo);
@@ -294,6 +301,8 @@ struct Setup<'a> {
     postgres: Option<bool>,
     /// Probe the target before the ready line (not `--no-probe`).
     probe: bool,
+    /// `-- COMMAND [ARGS...]`: run it with the tunnel up, instead of serving until a signal.
+    command: Option<Vec<String>>,
 }
 
 /// Why the binary stopped a serving tunnel.
@@ -303,6 +312,8 @@ enum Stop {
     Signal,
     /// The self-check asked to exit with this code.
     SelfCheck(ExitCode),
+    /// `-- COMMAND` ended (or could not start): its status.
+    Command(u8),
 }
 
 /// Resolve, report, connect, print the ready line, serve until a [`Stop`] (or the tunnel
@@ -317,8 +328,12 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         self_check,
         postgres,
         probe,
+        command,
     } = setup;
     let (chain, listener, local) = plan_and_bind(&request, &env, common.quiet).await?;
+    let client = command
+        .map(|argv| client_command(&argv, local, env.env.keys().map(String::as_str)))
+        .transpose()?;
     let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
     let opts = ConnectOptions {
         observer: progress.observer(),
@@ -348,13 +363,20 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
             return Ok(ExitCode::from(exit::INTERRUPTED));
         }
     };
-    if let Some(found) = probed.describe() {
+    if let (Some(found), None) = (probed.describe(), &client) {
         println!("probe: {found}");
     }
     let tunnel = Tunnel::new(listener, sessions, chain.target.clone())
         .limits(limits(common))
         .reconnect(reconnect(common, &chain, &opts, probe))
         .postgres(postgres);
+    if let Some(client) = client {
+        let mut stop = None;
+        let ended = tunnel
+            .serve(async { stop = Some(run_client(client).await) })
+            .await;
+        return Ok(exit_code(ended, stop));
+    }
     println!("ready: {local} -> {} ; {}", chain.target, ready_hint(local));
 
     let self_check = self_check.map(|check| start_self_check(check, local));
@@ -464,6 +486,75 @@ async fn stop_reason(self_check: Option<oneshot::Receiver<ExitCode>>) -> Stop {
     }
 }
 
+/// Runs `-- COMMAND` with the terminal passed through, until it exits: its status (or 128 +
+/// the signal that ended it). SIGINT is left to the command (the terminal sends it to both:
+/// psql cancels its query, the tunnel stays); SIGTERM and SIGHUP are passed on to it. If the
+/// tunnel ends first (the chain lost with --no-reconnect), the command is killed.
+async fn run_client(client: ClientCommand) -> Stop {
+    for warning in &client.warnings {
+        warn!("{warning}");
+    }
+    let Some((program, args)) = client.argv.split_first() else {
+        return Stop::Command(exit::CONFIG);
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in &client.set {
+        cmd.env(k, v);
+    }
+    for k in &client.remove {
+        cmd.env_remove(k);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("pgtunnel: cannot run {program}: {e}");
+            // As a shell says it: 127 not found, 126 not executable.
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return Stop::Command(code);
+        }
+    };
+    let status = forward_signals_until_exit(&mut child).await;
+    use std::os::unix::process::ExitStatusExt;
+    Stop::Command(pgtunnel::pg::client::exit_status(
+        status.as_ref().ok().and_then(|s| s.code()),
+        status.as_ref().ok().and_then(|s| s.signal()),
+    ))
+}
+
+/// Waits for `child`, passing SIGTERM and SIGHUP on to it; SIGINT (Ctrl-C) is swallowed
+/// here, the terminal delivers it to the child itself.
+async fn forward_signals_until_exit(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return child.wait().await;
+    };
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    let pass_on = |sig: nix::sys::signal::Signal| {
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    };
+    loop {
+        tokio::select! {
+            status = child.wait() => return status,
+            _ = term.recv() => pass_on(nix::sys::signal::Signal::SIGTERM),
+            _ = hup.recv() => pass_on(nix::sys::signal::Signal::SIGHUP),
+            _ = int.recv() => {}
+        }
+    }
+}
+
 /// The exit code for how serving ended and what stopped it (`None`: nothing did, the tunnel
 /// ended by itself). Whichever stop came first counts: a self-check cut short by the user's
 /// own Ctrl-C is not a failure.
@@ -478,6 +569,7 @@ fn exit_code(ended: Ended, stop: Option<Stop>) -> ExitCode {
             info!("stopped");
             match stop {
                 Some(Stop::SelfCheck(code)) => code,
+                Some(Stop::Command(code)) => ExitCode::from(code),
                 Some(Stop::Signal) | None => ExitCode::SUCCESS,
             }
         }
