@@ -627,6 +627,27 @@ fn status<'a>(lines: &[(&'a Path, &'a Entry)], offered: &Offered) -> Status<'a> 
     }
 }
 
+/// Whether a line found for the offered key vouches for it: always for a plain key; for a
+/// certificate, when it is valid for the host now (else ssh retries it as a plain key).
+fn vouches(ctx: &Ctx<'_>, offered: &Offered, path: &Path, entry: &Entry) -> bool {
+    let Offered::Cert(cert) = offered else {
+        return true;
+    };
+    match certificate_check(cert, ctx.principal, ctx.now, ctx.ca_signature_algorithms) {
+        Ok(()) => true,
+        Err(reason) => {
+            // ssh says this at error level, then retries the plain key
+            // (`HostKeyLookup::certificate_refusal` tells the caller why).
+            tracing::debug!(
+                %reason,
+                ca = %format!("{}:{}", path.display(), entry.line),
+                "host certificate not valid; checking its key as a plain key"
+            );
+            false
+        }
+    }
+}
+
 /// `check_host_key()` from `sshconnect.c`, reduced to its verdict. `quiet` is its ROQUIET
 /// retry without the port: only a known key counts there (`None` otherwise), except that a
 /// revocation is reported (see the module docs).
@@ -642,27 +663,7 @@ fn check_host_key(
         let is_cert = matches!(offered, Offered::Cert(_));
         match status(&lines, &offered) {
             Status::Ok(path, entry) => {
-                let usable = match &offered {
-                    Offered::Cert(cert) => match certificate_check(
-                        cert,
-                        ctx.principal,
-                        ctx.now,
-                        ctx.ca_signature_algorithms,
-                    ) {
-                        Ok(()) => true,
-                        Err(reason) => {
-                            // ssh says this at error level, then retries the plain key
-                            // (`HostKeyLookup::certificate_refusal` tells the caller why).
-                            tracing::debug!(
-                                %reason,
-                                ca = %format!("{}:{}", path.display(), entry.line),
-                                "host certificate not valid; checking its key as a plain key"
-                            );
-                            false
-                        }
-                    },
-                    Offered::Plain(_) => true,
-                };
+                let usable = vouches(ctx, &offered, path, entry);
                 if usable {
                     return Some(Verdict::Known {
                         path: path.to_path_buf(),
