@@ -343,6 +343,45 @@ fn query(spec: &HopSpec) -> HostQuery {
     }
 }
 
+/// Resolutions of a config text for unit tests elsewhere in the crate (the config file is
+/// `/cfg`, the environment [`LocalEnv::fixture`](crate::config::LocalEnv::fixture)).
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::path::Path;
+
+    use super::{Hop, resolve_chain};
+    use crate::config::{HostConfig, HostQuery, LocalEnv, SshConfig};
+    use crate::spec::{parse_hops, parse_target};
+
+    /// The resolved configuration of host `h` under `config`.
+    pub(crate) fn host(config: &str) -> HostConfig {
+        let env = LocalEnv::fixture();
+        SshConfig::parse_str(config, Path::new("/cfg"), &env.home)
+            .unwrap()
+            .resolve(
+                &HostQuery {
+                    host: "h".into(),
+                    ..HostQuery::default()
+                },
+                &env,
+            )
+            .unwrap()
+    }
+
+    /// Hop 1 of `--via h localhost:5432` under `config`.
+    pub(crate) fn hop(config: &str) -> Hop {
+        let env = LocalEnv::fixture();
+        let config = SshConfig::parse_str(config, Path::new("/cfg"), &env.home).unwrap();
+        let chain = resolve_chain(
+            Some(&parse_hops("h").unwrap()),
+            &parse_target("localhost:5432").unwrap(),
+            |q| config.resolve(q, &env),
+        )
+        .unwrap();
+        chain.hops[0].clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

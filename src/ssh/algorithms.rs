@@ -180,20 +180,7 @@ mod tests {
 
     #[test]
     fn openssh_defaults_become_russh_preferences() {
-        let env = crate::config::LocalEnv::fixture();
-        let config =
-            crate::config::SshConfig::parse_str("", std::path::Path::new("/cfg"), &env.home)
-                .unwrap()
-                .resolve(
-                    &crate::config::HostQuery {
-                        host: "h".into(),
-                        user: None,
-                        port: None,
-                        jump: None,
-                    },
-                    &env,
-                )
-                .unwrap();
+        let config = crate::plan::chain::fixture::host("");
         let p = preferred(&config).unwrap();
         let kex: Vec<&str> = p.kex.iter().map(|k| k.as_ref()).collect();
         // OpenSSH's order (mlkem768x25519 first), russh's extension markers at the end.

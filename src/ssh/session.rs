@@ -600,28 +600,18 @@ fn agent_socket(hop: &Hop, opts: &ConnectOptions) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use crate::config::{LocalEnv, SshConfig};
-    use crate::plan::chain::resolve_chain;
+    use crate::plan::chain::{fixture, resolve_chain};
     use crate::spec::{parse_hops, parse_target};
 
     /// The keepalive settings handed to russh for the one hop `h`, under `config`.
     fn russh_keepalive(config: &str, default: Duration) -> (Option<Duration>, usize) {
-        let env = LocalEnv::fixture();
-        let config = SshConfig::parse_str(config, Path::new("/cfg"), &env.home).unwrap();
-        let chain = resolve_chain(
-            Some(&parse_hops("h").unwrap()),
-            &parse_target("localhost:5432").unwrap(),
-            |q| config.resolve(q, &env),
-        )
-        .unwrap();
         let opts = ConnectOptions {
             default_keepalive: default,
             ..ConnectOptions::default()
         };
-        let c = client_config(&chain.hops[0], &opts, Default::default()).unwrap();
+        let c = client_config(&fixture::hop(config), &opts, Default::default()).unwrap();
         (c.keepalive_interval, c.keepalive_max)
     }
 

@@ -358,25 +358,8 @@ impl AsyncWrite for ProxyCommandStream {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::config::{LocalEnv, SshConfig};
-    use crate::plan::chain::resolve_chain;
-    use crate::spec::{parse_hops, parse_target};
-
-    /// Hop 1 of a chain to `h` under `config`.
-    fn hop(config: &str) -> Hop {
-        let env = LocalEnv::fixture();
-        let config = SshConfig::parse_str(config, Path::new("/cfg"), &env.home).unwrap();
-        let chain = resolve_chain(
-            Some(&parse_hops("h").unwrap()),
-            &parse_target("localhost:5432").unwrap(),
-            |q| config.resolve(q, &env),
-        )
-        .unwrap();
-        chain.hops[0].clone()
-    }
+    use crate::plan::chain::fixture::hop;
 
     fn iface(name: &str, up: bool, addr: &str) -> InterfaceAddress {
         InterfaceAddress {

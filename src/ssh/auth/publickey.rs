@@ -778,22 +778,7 @@ mod tests {
 
     const BOTH: [HashAlg; 2] = [HashAlg::Sha512, HashAlg::Sha256];
 
-    /// The resolved configuration of host `h` under `config`.
-    fn host(config: &str) -> HostConfig {
-        let env = crate::config::LocalEnv::fixture();
-        crate::config::SshConfig::parse_str(config, Path::new("/cfg"), &env.home)
-            .unwrap()
-            .resolve(
-                &crate::config::HostQuery {
-                    host: "h".into(),
-                    user: None,
-                    port: None,
-                    jump: None,
-                },
-                &env,
-            )
-            .unwrap()
-    }
+    use crate::plan::chain::fixture::host;
 
     #[test]
     fn pubkey_accepted_algorithms_and_required_rsa_size_filter_identities() {
