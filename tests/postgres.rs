@@ -877,3 +877,96 @@ async fn a_command_runs_with_the_tunnel_up() {
     assert!(stdout.is_empty(), "{stdout}");
     assert!(!marker.exists(), "the command ran");
 }
+
+/// `--sslmode verify-full`: the ready line's string names the server (host=TARGET's name,
+/// hostaddr=the tunnel) and psql verifies the certificate through it; a `--` command gets the
+/// same in its environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_connection_strings_name_the_server() {
+    let t = topology().await;
+    let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
+    let target = t.target();
+    let args = [
+        "-F",
+        cfg.as_str(),
+        "--via",
+        "db.foo.com",
+        "--sslmode",
+        "verify-full",
+        target.as_str(),
+    ];
+    let tunnel = Pgtunnel::start(&t.home, &args).await;
+    let port = tunnel.addr.port();
+    let expected = format!("host={PG_IP} hostaddr=127.0.0.1 port={port} sslmode=verify-full");
+    let ca = t.pg.ca_cert.display().to_string();
+    let out =
+        t.pg.tool("psql")
+            .args(["-X", "-A", "-t", "-d"])
+            .arg(format!(
+                "{expected} user={TLS_USER} dbname=postgres sslrootcert={ca}"
+            ))
+            .args([
+                "-c",
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ])
+            .output()
+            .expect("psql");
+    assert_success(&out, "psql with the ready line's string");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
+    drop(tunnel);
+
+    // The ready line itself.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
+        .args(args)
+        .env_clear()
+        .env("HOME", t.home.dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("ready:") {
+                return line;
+            }
+        }
+        panic!("no ready line");
+    })
+    .await
+    .expect("ready in time");
+    assert!(
+        ready.contains("sslmode=verify-full\" (or the URI postgresql://127.0.0.3:")
+            && ready.contains("?hostaddr=127.0.0.1&sslmode=verify-full)"),
+        "{ready}"
+    );
+    drop(child);
+
+    // A `--` command: PGHOST is the server's name, PGHOSTADDR the tunnel, verify-full.
+    let psql = t.pg.cluster.bindir().join("psql").display().to_string();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
+        .args(args)
+        .args(["--", &psql, "-X", "-A", "-t", "-c"])
+        .arg("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .env_clear()
+        .env("HOME", t.home.dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PGUSER", TLS_USER)
+        .env("PGDATABASE", "postgres")
+        .env("PGPASSWORD", password())
+        .env("PGSSLROOTCERT", &ca)
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "t\n");
+}

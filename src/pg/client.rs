@@ -6,6 +6,10 @@
 //!   a service file's `host`/`port` take precedence over `PGHOST`/`PGPORT`.
 //! - The arguments: `{host}` and `{port}` replaced, for tools that do not read libpq's
 //!   environment (`{socket}` needs `--socket`, which pgtunnel does not have yet: refused).
+//! - With a verified TLS connection asked for (`--sslmode verify-full`, [`Tls`]), `PGHOST`
+//!   is the server's real name (what its certificate and `.pgpass` name), `PGHOSTADDR` the
+//!   tunnel, and `PGSSLMODE` the mode; [`conninfo`] gives the same as a libpq keyword string
+//!   and a URI, for the ready line and the path report.
 
 use std::net::SocketAddr;
 
@@ -28,6 +32,88 @@ pub enum ClientError {
     },
 }
 
+/// The `sslmode` asked for with `--sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// `require`: encrypted, certificate not checked.
+    Require,
+    /// `verify-ca`: the certificate is signed by a trusted CA.
+    VerifyCa,
+    /// `verify-full`: and it names the server.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// libpq's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// From libpq's name (`require`, `verify-ca`, `verify-full`).
+    pub fn parse(s: &str) -> Result<SslMode, String> {
+        match s {
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            _ => Err(format!(
+                "`{s}`: one of require, verify-ca, verify-full (weaker modes need no option)"
+            )),
+        }
+    }
+}
+
+/// TLS to the server through the tunnel: the server's real name and the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tls<'a> {
+    /// The target's host name as the server's certificate names it.
+    pub server_name: &'a str,
+    /// `sslmode`.
+    pub mode: SslMode,
+}
+
+/// How to connect to a tunnel at `local`: a libpq keyword string and the same as a URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// `host=... port=...` (with `tls`: `host=NAME hostaddr=IP port=N sslmode=MODE`).
+    pub keywords: String,
+    /// `postgresql://...`.
+    pub uri: String,
+}
+
+/// The connection parameters for a tunnel at `local` (see [`ConnInfo`]).
+pub fn conninfo(local: SocketAddr, tls: Option<Tls<'_>>) -> ConnInfo {
+    let ip = local.ip().to_string();
+    let port = local.port();
+    let uri_host = |h: &str| {
+        if h.contains(':') {
+            format!("[{h}]")
+        } else {
+            h.to_string()
+        }
+    };
+    match tls {
+        None => ConnInfo {
+            keywords: format!("host={ip} port={port}"),
+            uri: format!("postgresql://{}:{port}", uri_host(&ip)),
+        },
+        Some(Tls { server_name, mode }) => ConnInfo {
+            keywords: format!(
+                "host={server_name} hostaddr={ip} port={port} sslmode={}",
+                mode.as_str()
+            ),
+            uri: format!(
+                "postgresql://{}:{port}?hostaddr={ip}&sslmode={}",
+                uri_host(server_name),
+                mode.as_str()
+            ),
+        },
+    }
+}
+
 /// What the command gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCommand {
@@ -46,6 +132,7 @@ pub struct ClientCommand {
 pub fn client_command<'a>(
     argv: &[String],
     local: SocketAddr,
+    tls: Option<Tls<'_>>,
     inherited: impl IntoIterator<Item = &'a str>,
 ) -> Result<ClientCommand, ClientError> {
     if argv.is_empty() {
@@ -66,7 +153,8 @@ pub fn client_command<'a>(
     let mut remove = Vec::new();
     for name in inherited {
         match name {
-            "PGHOSTADDR" => {
+            // With TLS, pgtunnel sets it itself.
+            "PGHOSTADDR" if tls.is_none() => {
                 remove.push(name.to_string());
                 warnings.push(
                     "PGHOSTADDR is set in the environment: removed for the command, which \
@@ -82,9 +170,18 @@ pub fn client_command<'a>(
             _ => {}
         }
     }
+    let set = match tls {
+        None => vec![("PGHOST".into(), host), ("PGPORT".into(), port)],
+        Some(tls) => vec![
+            ("PGHOST".into(), tls.server_name.to_string()),
+            ("PGHOSTADDR".into(), host),
+            ("PGPORT".into(), port),
+            ("PGSSLMODE".into(), tls.mode.as_str().to_string()),
+        ],
+    };
     Ok(ClientCommand {
         argv,
-        set: vec![("PGHOST".into(), host), ("PGPORT".into(), port)],
+        set,
         remove,
         warnings,
     })
@@ -113,6 +210,7 @@ mod tests {
         let c = client_command(
             &args(&["pg_dump", "-h", "{host}", "--port={port}", "shop"]),
             local,
+            None,
             ["HOME", "PGUSER"],
         )
         .unwrap();
@@ -128,20 +226,56 @@ mod tests {
             ]
         );
         assert!(c.remove.is_empty() && c.warnings.is_empty());
-        let c = client_command(&args(&["psql"]), local, ["PGHOSTADDR", "PGSERVICE"]).unwrap();
+        let c = client_command(&args(&["psql"]), local, None, ["PGHOSTADDR", "PGSERVICE"]).unwrap();
         assert_eq!(c.remove, ["PGHOSTADDR"]);
         assert_eq!(c.warnings.len(), 2);
         let v6: SocketAddr = "[::1]:5000".parse().unwrap();
-        let c = client_command(&args(&["x", "{host}:{port}"]), v6, []).unwrap();
+        let c = client_command(&args(&["x", "{host}:{port}"]), v6, None, []).unwrap();
         assert_eq!(c.argv[1], "::1:5000");
+    }
+
+    #[test]
+    fn verified_tls_names_the_server() {
+        let local: SocketAddr = "127.0.0.1:63333".parse().unwrap();
+        let tls = Tls {
+            server_name: "db.foo.com",
+            mode: SslMode::VerifyFull,
+        };
+        let c = conninfo(local, Some(tls));
+        assert_eq!(
+            c.keywords,
+            "host=db.foo.com hostaddr=127.0.0.1 port=63333 sslmode=verify-full"
+        );
+        assert_eq!(
+            c.uri,
+            "postgresql://db.foo.com:63333?hostaddr=127.0.0.1&sslmode=verify-full"
+        );
+        let plain = conninfo("[::1]:5".parse().unwrap(), None);
+        assert_eq!(
+            (plain.keywords.as_str(), plain.uri.as_str()),
+            ("host=::1 port=5", "postgresql://[::1]:5")
+        );
+        let cmd = client_command(&args(&["psql"]), local, Some(tls), ["PGHOSTADDR"]).unwrap();
+        assert!(cmd.remove.is_empty() && cmd.warnings.is_empty());
+        assert!(cmd.set.contains(&("PGHOST".into(), "db.foo.com".into())));
+        assert!(cmd.set.contains(&("PGHOSTADDR".into(), "127.0.0.1".into())));
+        assert!(
+            cmd.set
+                .contains(&("PGSSLMODE".into(), "verify-full".into()))
+        );
+        assert_eq!(SslMode::parse("verify-ca"), Ok(SslMode::VerifyCa));
+        assert!(SslMode::parse("prefer").is_err());
     }
 
     #[test]
     fn refusals() {
         let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert_eq!(client_command(&[], local, []), Err(ClientError::Empty));
+        assert_eq!(
+            client_command(&[], local, None, []),
+            Err(ClientError::Empty)
+        );
         assert!(matches!(
-            client_command(&args(&["psql", "-h", "{socket}"]), local, []),
+            client_command(&args(&["psql", "-h", "{socket}"]), local, None, []),
             Err(ClientError::NoSocket { .. })
         ));
     }

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::pg::client::{SslMode, Tls, conninfo};
 use crate::plan::chain::Chain;
 use crate::spec::HostPort;
 
@@ -250,7 +251,7 @@ pub fn analyze(listen: SocketAddr, chain: &Chain) -> PathReport {
     for s in &mut segments {
         s.detail = s.protection.describe(&last_name);
     }
-    notes.extend(target_notes(protection, chain, &last_name));
+    notes.extend(target_notes(protection, chain, &last_name, listen));
     PathReport { segments, notes }
 }
 
@@ -299,7 +300,12 @@ fn target_protection(chain: &Chain) -> Protection {
 }
 
 /// What to know about the last segment, and how to encrypt it when it is plain TCP.
-fn target_notes(protection: Protection, chain: &Chain, last_name: &str) -> Vec<String> {
+fn target_notes(
+    protection: Protection,
+    chain: &Chain,
+    last_name: &str,
+    listen: SocketAddr,
+) -> Vec<String> {
     let target = &chain.target;
     let pg_sees = format!(
         "If the service is PostgreSQL: it sees these connections as coming from {last_name} \
@@ -309,13 +315,28 @@ fn target_notes(protection: Protection, chain: &Chain, last_name: &str) -> Vec<S
     match protection {
         Protection::Plain => {
             let hops: Vec<String> = chain.hops.iter().map(|h| h.spec.to_string()).collect();
+            let verified = conninfo(
+                listen,
+                Some(Tls {
+                    server_name: &target.host,
+                    mode: SslMode::VerifyFull,
+                }),
+            )
+            .keywords;
+            // Before the port is chosen (explain), it is a placeholder.
+            let verified = match listen.port() {
+                0 => verified.replace("port=0", "port=PORT"),
+                _ => verified,
+            };
             let fix = format!(
                 "The last segment, {last_name} -> {target}, is plain TCP: anyone on that network \
                  can read it. To encrypt it, either\n  \
                  - make {th} a hop too and target its loopback, if you can log in there:\n      \
                  pgtunnel --via {via},{th} localhost:{port}\n  \
-                 - or have PostgreSQL encrypt it: connect with sslmode=require (sslmode=verify-full \
-                 also checks the server's certificate; use host=<its name> with hostaddr=127.0.0.1).",
+                 - or have PostgreSQL encrypt it, checking its certificate against its name \
+                 (--sslmode verify-full gives this string and sets it for `--` commands; \
+                 sslmode=require encrypts without checking):\n      \
+                 psql \"{verified}\"",
                 th = target.host,
                 via = hops.join(","),
                 port = target.port,

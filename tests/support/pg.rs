@@ -109,7 +109,7 @@ impl TestPg {
         std::fs::write(
             dir.join("server.ext"),
             format!(
-                "subjectAltName=DNS:{SERVER_NAME}\nbasicConstraints=CA:FALSE\n\
+                "subjectAltName=DNS:{SERVER_NAME},IP:{ip}\nbasicConstraints=CA:FALSE\n\
                  keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
             ),
         )

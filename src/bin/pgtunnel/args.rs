@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use clap::Parser;
 #[cfg(feature = "demo")]
 use pgtunnel::demo;
+use pgtunnel::pg::client::SslMode;
 use pgtunnel::spec::{self, HopSpec, Target};
 use pgtunnel::tunnel::{ConfigSource, Request};
 
@@ -62,6 +63,13 @@ pub struct Args {
     /// The target is not PostgreSQL, whatever its port: nothing PostgreSQL-specific is done.
     #[arg(long)]
     pub no_pg: bool,
+
+    /// Verified TLS to the server through the tunnel (require, verify-ca, verify-full): the
+    /// ready line's connection string and a `--` command's environment name the server
+    /// (host=TARGET's name hostaddr=127.0.0.1 sslmode=MODE), so its certificate and .pgpass
+    /// entries match.
+    #[arg(long, value_name = "MODE", value_parser = SslMode::parse)]
+    pub sslmode: Option<SslMode>,
 
     /// Do not check the target before the ready line (and after re-establishing the chain):
     /// by default one connection is opened to it through the chain (a PostgreSQL target gets

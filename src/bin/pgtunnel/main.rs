@@ -17,7 +17,7 @@ use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
 use pgtunnel::forward::probe::{self, Probe};
 use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect, Tunnel};
-use pgtunnel::pg::client::{ClientCommand, client_command};
+use pgtunnel::pg::client::{ClientCommand, SslMode, Tls, client_command, conninfo};
 use pgtunnel::plan::chain::Chain;
 use pgtunnel::plan::path;
 use pgtunnel::ssh::prompt::Prompts;
@@ -151,13 +151,12 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                 env: tunnel::local_env(),
                 agent: AgentSource::Environment,
                 questions: Questions::AskTheUser,
-                ready_hint: Box::new(|addr| {
-                    format!("connect with: {}", tunnel::psql_command(addr))
-                }),
+                ready_hint: None,
                 self_check: None,
                 postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
                 probe: !args.no_probe,
                 command: args.run,
+                sslmode: args.sslmode,
             };
             serve(setup, &args.common).await
         }
@@ -211,11 +210,12 @@ async fn run_demo(
         agent: AgentSource::Disabled,
         // The demo's known_hosts and keys are complete: nothing to ask.
         questions: Questions::NoneToAsk,
-        ready_hint: Box::new(|addr| demo.try_hint(addr)),
+        ready_hint: Some(Box::new(|addr| demo.try_hint(addr))),
         self_check: Some(demo_self_check(demo.is_postgres(), check)),
         postgres: Some(demo.is_postgres()),
         probe: true,
         command: None,
+        sslmode: None,
     };
     let code = serve(setup, &common).await;
     drop(demo);
@@ -294,8 +294,9 @@ struct Setup<'a> {
     env: LocalEnv,
     agent: AgentSource,
     questions: Questions,
-    /// What to do with the port, for the ready line.
-    ready_hint: Box<dyn Fn(SocketAddr) -> String + 'a>,
+    /// What to do with the port, for the ready line (`None`: how to connect, see
+    /// [`connect_hint`]).
+    ready_hint: Option<Box<dyn Fn(SocketAddr) -> String + 'a>>,
     self_check: Option<SelfCheck>,
     /// `--pg` / `--no-pg` (see [`tunnel::is_postgres`]).
     postgres: Option<bool>,
@@ -303,6 +304,8 @@ struct Setup<'a> {
     probe: bool,
     /// `-- COMMAND [ARGS...]`: run it with the tunnel up, instead of serving until a signal.
     command: Option<Vec<String>>,
+    /// `--sslmode`: verified TLS to the server (names it in the hint and the environment).
+    sslmode: Option<SslMode>,
 }
 
 /// Why the binary stopped a serving tunnel.
@@ -329,10 +332,15 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         postgres,
         probe,
         command,
+        sslmode,
     } = setup;
     let (chain, listener, local) = plan_and_bind(&request, &env, common.quiet).await?;
+    let tls = sslmode.map(|mode| Tls {
+        server_name: &chain.target.host,
+        mode,
+    });
     let client = command
-        .map(|argv| client_command(&argv, local, env.env.keys().map(String::as_str)))
+        .map(|argv| client_command(&argv, local, tls, env.env.keys().map(String::as_str)))
         .transpose()?;
     let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
     let opts = ConnectOptions {
@@ -377,7 +385,11 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
             .await;
         return Ok(exit_code(ended, stop));
     }
-    println!("ready: {local} -> {} ; {}", chain.target, ready_hint(local));
+    let hint = match &ready_hint {
+        Some(hint) => hint(local),
+        None => connect_hint(local, tls),
+    };
+    println!("ready: {local} -> {} ; {hint}", chain.target);
 
     let self_check = self_check.map(|check| start_self_check(check, local));
     let mut stop = None;
@@ -484,6 +496,16 @@ async fn stop_reason(self_check: Option<oneshot::Receiver<ExitCode>>) -> Stop {
         () = shutdown_signal() => Stop::Signal,
         code = check => Stop::SelfCheck(code),
     }
+}
+
+/// The ready line's "how to connect": a `psql` command with libpq's keyword string, and the
+/// same as a URI.
+fn connect_hint(local: SocketAddr, tls: Option<Tls<'_>>) -> String {
+    let info = conninfo(local, tls);
+    format!(
+        "connect with: psql \"{}\" (or the URI {})",
+        info.keywords, info.uri
+    )
 }
 
 /// Runs `-- COMMAND` with the terminal passed through, until it exits: its status (or 128 +
