@@ -42,6 +42,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `--socket DIR` cannot be used.
+    #[error(transparent)]
+    Socket(#[from] crate::forward::socket::SocketError),
     /// `-- COMMAND` cannot be run as given.
     #[error(transparent)]
     Client(#[from] crate::pg::client::ClientError),
@@ -402,9 +405,11 @@ impl Error {
             | Error::Chain(ChainError::Config(ConfigError::Unresolved { .. })) => {
                 ErrorKind::Connect
             }
-            Error::Spec(_) | Error::Config(_) | Error::Chain(_) | Error::Client(_) => {
-                ErrorKind::Config
-            }
+            Error::Spec(_)
+            | Error::Config(_)
+            | Error::Chain(_)
+            | Error::Client(_)
+            | Error::Socket(_) => ErrorKind::Config,
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
             Error::Probe(_) => ErrorKind::Probe,
             Error::Listen { .. } => ErrorKind::Connect,

@@ -970,3 +970,139 @@ async fn verify_full_connection_strings_name_the_server() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "t\n");
 }
+
+/// `--socket DIR`: psql -h DIR works through the tunnel, no TCP port is opened, another local
+/// user (`nobody`) cannot connect, a stale socket is replaced and the socket is removed on
+/// exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_unix_socket() {
+    use tokio::io::AsyncBufReadExt;
+    let t = topology().await;
+    let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
+    let target = t.target();
+    let port = t.pg.cluster.addr().port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("pgt");
+    let socket = dir.join(format!(".s.PGSQL.{port}"));
+    // A stale socket from a pgtunnel that was killed: nothing accepts on it.
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
+    assert!(socket.exists());
+
+    let dir_arg = dir.to_str().expect("utf-8").to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
+        .args([
+            "-F",
+            &cfg,
+            "--via",
+            "db.foo.com",
+            "--pg",
+            "--socket",
+            &dir_arg,
+            &target,
+        ])
+        .env_clear()
+        .env("HOME", t.home.dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("ready:") {
+                return line;
+            }
+            seen.push(line);
+        }
+        panic!("no ready line");
+    })
+    .await
+    .expect("ready in time");
+    let expected_socket = socket.display().to_string();
+    assert!(
+        ready.starts_with(&format!("ready: {expected_socket} -> "))
+            && !ready.contains("127.0.0.1:"),
+        "{ready}"
+    );
+    assert!(
+        ready.contains(&format!("psql \"host={dir_arg} port={port}\"")),
+        "{ready}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("local Unix socket, only you")),
+        "{seen:?}"
+    );
+    let pid = child.id().expect("pid");
+    // No TCP port: none of its sockets is a listening TCP socket.
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        !inodes.is_empty(),
+        "it has sockets (its SSH session, its Unix listener)"
+    );
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert!(
+                !(f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9])),
+                "pgtunnel listens on TCP: {line}"
+            );
+        }
+    }
+
+    // psql -h DIR, as with a local PostgreSQL.
+    let psql = |as_nobody: bool| {
+        let mut cmd = if as_nobody {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                .arg(t.pg.cluster.bindir().join("psql"));
+            c
+        } else {
+            t.pg.tool("psql")
+        };
+        cmd.args(["-X", "-A", "-t", "-h", &dir_arg, "-p", &port.to_string()])
+            .args(["-U", PG_USER, "-d", "postgres", "-c", "SELECT 40 + 2"])
+            .env("PGPASSWORD", password())
+            .output()
+            .expect("run psql")
+    };
+    let out = psql(false);
+    assert_success(&out, "psql -h DIR");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    // Another user cannot reach the socket.
+    let out = psql(true);
+    assert!(!out.status.success(), "nobody connected");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+
+    // SIGINT: the socket is removed.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    assert!(!socket.exists(), "the socket is removed on exit");
+}

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use russh::ChannelMsg;
 use russh::client::Msg;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::client::ClientStream;
 use super::limits::Stats;
 use super::supervisor::{ChainWatch, LiveChain, session_closed};
 use crate::pg::refuse::{self, Answered, SqlState};
@@ -26,7 +25,7 @@ const COPY_BUFFER: usize = 32 * 1024;
 
 /// One accepted connection and what it needs.
 pub(super) struct Handler {
-    pub(super) tcp: TcpStream,
+    pub(super) tcp: ClientStream,
     pub(super) peer: SocketAddr,
     pub(super) chain: ChainWatch,
     pub(super) target: Arc<Target>,
@@ -53,7 +52,7 @@ enum Finish {
 
 impl Handler {
     pub(super) async fn run(mut self) {
-        if let Err(e) = self.tcp.set_nodelay(true) {
+        if let Err(e) = self.tcp.set_nodelay() {
             debug!(peer = %self.peer, "set_nodelay: {e}");
         }
         let Some((live, channel)) = self.open().await else {
@@ -70,7 +69,7 @@ impl Handler {
         } = self;
         Stats::count(&stats.open);
         debug!(%peer, "connection open to {target}");
-        let (mut tcp_read, mut tcp_write) = tcp.into_split();
+        let (mut tcp_read, mut tcp_write) = tokio::io::split(tcp);
         let finish = tokio::select! {
             finish = pump(&mut tcp_read, &mut tcp_write, channel, &stats) => finish,
             () = chain.lost(&live) => Finish::Lost,
@@ -93,9 +92,7 @@ impl Handler {
         Stats::count(&stats.reset);
         info!(%peer, "connection reset: {why}");
         // RST, not FIN: whatever the client was receiving did not end cleanly.
-        if let Ok(tcp) = tcp_read.reunite(tcp_write) {
-            reset_on_close(&tcp);
-        }
+        tcp_read.unsplit(tcp_write).reset_on_close();
     }
 
     /// A channel to the target on the chain that is up, waiting for the chain up to the
@@ -164,7 +161,7 @@ impl Handler {
         };
         if !self.tell(SqlState::ConnectionFailure, &message).await {
             // Closed (reset) when the handler drops it.
-            reset_on_close(&self.tcp);
+            self.tcp.reset_on_close();
         }
     }
 
@@ -175,19 +172,14 @@ impl Handler {
     }
 }
 
-/// Makes closing a client connection reset it (RST, not FIN).
-pub(super) fn reset_on_close(tcp: &TcpStream) {
-    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
-}
-
 /// Copies both ways until both directions have ended, one fails, or the session under the
 /// channel ends. The channel's messages tell these apart: EOF and CLOSE end the data
 /// cleanly, while a queue that closes without a CLOSE means the session is gone (a byte
 /// stream over the channel would report both as EOF, and the client would take a lost
 /// chain for the end of the data).
 async fn pump(
-    tcp_read: &mut OwnedReadHalf,
-    tcp_write: &mut OwnedWriteHalf,
+    tcp_read: &mut (impl AsyncRead + Unpin),
+    tcp_write: &mut (impl AsyncWrite + Unpin),
     channel: russh::Channel<Msg>,
     stats: &Stats,
 ) -> Finish {

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use super::client::ClientStream;
 use super::conn::Handler;
 use super::limits::{Limits, Slots, Stats};
 use super::supervisor::ChainWatch;
@@ -25,7 +26,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The local listener and the connections it accepted.
 pub(super) struct Listener {
-    tcp: TcpListener,
+    tcp: Option<TcpListener>,
+    unix: Option<UnixListener>,
     chain: ChainWatch,
     target: Arc<Target>,
     slots: Slots,
@@ -38,6 +40,49 @@ pub(super) struct Listener {
     answering: Arc<Semaphore>,
 }
 
+/// Where a tunnel listens: a TCP port, a Unix socket, or both.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The TCP listener (`--listen`).
+    pub tcp: Option<TcpListener>,
+    /// The Unix-socket listener (`--socket`).
+    pub unix: Option<UnixListener>,
+}
+
+/// The originator a `direct-tcpip` channel names for a client of the Unix socket (it has no
+/// address of its own).
+const UNIX_ORIGINATOR: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// The next client of either listener (pending forever for a listener that is not there).
+async fn accept(
+    tcp: &Option<TcpListener>,
+    unix: &Option<UnixListener>,
+) -> std::io::Result<(ClientStream, std::net::SocketAddr)> {
+    let tcp = async {
+        match tcp {
+            Some(l) => l
+                .accept()
+                .await
+                .map(|(s, peer)| (ClientStream::Tcp(s), peer)),
+            None => std::future::pending().await,
+        }
+    };
+    let unix = async {
+        match unix {
+            Some(l) => l
+                .accept()
+                .await
+                .map(|(s, _)| (ClientStream::Unix(s), UNIX_ORIGINATOR)),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        a = tcp => a,
+        a = unix => a,
+    }
+}
+
 /// The connections being served.
 pub(super) struct Connections {
     tasks: JoinSet<()>,
@@ -47,14 +92,15 @@ pub(super) struct Connections {
 
 impl Listener {
     pub(super) fn new(
-        tcp: TcpListener,
+        listeners: Listeners,
         chain: ChainWatch,
         target: Target,
         limits: &Limits,
         stats: Arc<Stats>,
     ) -> Self {
         Listener {
-            tcp,
+            tcp: listeners.tcp,
+            unix: listeners.unix,
             chain,
             target: Arc::new(target),
             slots: Slots::new(limits.max_connections),
@@ -73,7 +119,7 @@ impl Listener {
     pub(super) async fn run(&mut self) {
         loop {
             tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
+                accepted = accept(&self.tcp, &self.unix) => match accepted {
                     Ok((tcp, peer)) => {
                         Stats::count(&self.stats.accepted);
                         let Some(permit) = self.slots.admit(peer, &self.stats) else {
@@ -105,7 +151,7 @@ impl Listener {
     /// A connection over the limit: a PostgreSQL client is told so (at most
     /// [`MAX_ANSWERING`] at once, in tasks of their own that end within a few seconds);
     /// otherwise, or beyond that, it is closed at once.
-    fn turn_away(&self, mut tcp: TcpStream) {
+    fn turn_away(&self, mut tcp: ClientStream) {
         let permit = match self.postgres {
             true => self.answering.clone().try_acquire_owned().ok(),
             false => None,

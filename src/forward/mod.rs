@@ -24,10 +24,12 @@
 //! connections finish for up to the drain timeout, close the rest, then disconnect the
 //! sessions innermost first.
 
+mod client;
 mod conn;
 mod limits;
 mod listener;
 pub mod probe;
+pub mod socket;
 mod supervisor;
 
 use std::future::Future;
@@ -46,6 +48,7 @@ use crate::error::{ErrorKind, HopLabel};
 use crate::spec::Target;
 use crate::ssh::session::Sessions;
 use listener::Listener;
+pub use listener::Listeners;
 use supervisor::Supervisor;
 
 /// How serving ended.
@@ -85,7 +88,7 @@ impl Ended {
 
 /// A listening tunnel over an established chain.
 pub struct Tunnel {
-    listener: TcpListener,
+    listener: Listeners,
     supervisor: Supervisor,
     target: Target,
     limits: Limits,
@@ -97,9 +100,21 @@ impl Tunnel {
     /// A tunnel forwarding connections from `listener` to `target` through `sessions`.
     /// It does not reconnect unless [`Tunnel::reconnect`] says how.
     pub fn new(listener: TcpListener, sessions: Sessions, target: Target) -> Self {
+        Tunnel::with_listeners(
+            Listeners {
+                tcp: Some(listener),
+                unix: None,
+            },
+            sessions,
+            target,
+        )
+    }
+
+    /// Like [`Tunnel::new`], listening on a TCP port, a Unix socket, or both.
+    pub fn with_listeners(listeners: Listeners, sessions: Sessions, target: Target) -> Self {
         let stats = Arc::new(Stats::default());
         Tunnel {
-            listener,
+            listener: listeners,
             supervisor: Supervisor::new(sessions, stats.clone()),
             target,
             limits: Limits::default(),
@@ -128,9 +143,15 @@ impl Tunnel {
         self
     }
 
-    /// The bound address.
+    /// The bound TCP address (an error when the tunnel listens on a Unix socket only).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener.tcp {
+            Some(l) => l.local_addr(),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the tunnel listens on a Unix socket only",
+            )),
+        }
     }
 
     /// Live counters.

@@ -4,14 +4,16 @@
 //! - The environment: `PGHOST` and `PGPORT` point at the tunnel; `PGHOSTADDR` is removed
 //!   (libpq would connect there instead of `PGHOST`). `PGSERVICE` is kept but warned about:
 //!   a service file's `host`/`port` take precedence over `PGHOST`/`PGPORT`.
-//! - The arguments: `{host}` and `{port}` replaced, for tools that do not read libpq's
-//!   environment (`{socket}` needs `--socket`, which pgtunnel does not have yet: refused).
+//! - The arguments: `{host}`, `{port}` and `{socket}` replaced, for tools that do not read
+//!   libpq's environment (`{socket}` is the `--socket` directory; without one it is refused).
+//!   With a socket, `PGHOST` is that directory.
 //! - With a verified TLS connection asked for (`--sslmode verify-full`, [`Tls`]), `PGHOST`
 //!   is the server's real name (what its certificate and `.pgpass` name), `PGHOSTADDR` the
 //!   tunnel, and `PGSSLMODE` the mode; [`conninfo`] gives the same as a libpq keyword string
 //!   and a URI, for the ready line and the path report.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use thiserror::Error;
 
@@ -21,10 +23,15 @@ pub enum ClientError {
     /// `--` with nothing after it.
     #[error("nothing to run after `--`: give a command, e.g. `-- psql`")]
     Empty,
+    /// `--sslmode` with only a Unix socket: libpq uses no TLS there.
+    #[error(
+        "--sslmode needs a TCP listener (-L): libpq uses no TLS over a Unix socket, so \
+         --socket alone would quietly connect without it"
+    )]
+    TlsWithoutTcp,
     /// `{socket}` without a socket to name.
     #[error(
-        "`{{socket}}` in `{arg}`: pgtunnel listens on TCP only (no --socket yet); use {{host}} \
-         and {{port}}"
+        "`{{socket}}` in `{arg}`: there is no socket without --socket DIR; use {{host}} and {{port}}"
     )]
     NoSocket {
         /// The argument holding it.
@@ -84,8 +91,40 @@ pub struct ConnInfo {
     pub uri: String,
 }
 
-/// The connection parameters for a tunnel at `local` (see [`ConnInfo`]).
-pub fn conninfo(local: SocketAddr, tls: Option<Tls<'_>>) -> ConnInfo {
+/// Where the tunnel takes connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    /// A TCP address (`--listen`).
+    Tcp(SocketAddr),
+    /// `DIR/.s.PGSQL.<port>` (`--socket DIR`): libpq's `host=DIR port=<port>`.
+    Socket {
+        /// DIR.
+        dir: &'a Path,
+        /// The port in the socket's name.
+        port: u16,
+    },
+}
+
+impl From<SocketAddr> for Endpoint<'_> {
+    fn from(addr: SocketAddr) -> Self {
+        Endpoint::Tcp(addr)
+    }
+}
+
+/// The connection parameters for a tunnel at `local` (see [`ConnInfo`]). Over a Unix socket
+/// libpq uses no TLS, so `tls` applies to a TCP endpoint only (the binary refuses
+/// `--sslmode` without one).
+pub fn conninfo(local: Endpoint<'_>, tls: Option<Tls<'_>>) -> ConnInfo {
+    let local = match local {
+        Endpoint::Tcp(addr) => addr,
+        Endpoint::Socket { dir, port } => {
+            let dir = dir.display();
+            return ConnInfo {
+                keywords: format!("host={dir} port={port}"),
+                uri: format!("postgresql://?host={dir}&port={port}"),
+            };
+        }
+    };
     let ip = local.ip().to_string();
     let port = local.port();
     let uri_host = |h: &str| {
@@ -131,21 +170,28 @@ pub struct ClientCommand {
 /// inherited environment's names (for the warnings).
 pub fn client_command<'a>(
     argv: &[String],
-    local: SocketAddr,
+    local: Endpoint<'_>,
     tls: Option<Tls<'_>>,
     inherited: impl IntoIterator<Item = &'a str>,
 ) -> Result<ClientCommand, ClientError> {
     if argv.is_empty() {
         return Err(ClientError::Empty);
     }
-    let host = local.ip().to_string();
-    let port = local.port().to_string();
+    let (host, port, socket) = match local {
+        Endpoint::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string(), None),
+        Endpoint::Socket { dir, port } => {
+            let dir = dir.display().to_string();
+            (dir.clone(), port.to_string(), Some(dir))
+        }
+    };
     let argv = argv
         .iter()
         .map(|arg| {
-            if arg.contains("{socket}") {
-                return Err(ClientError::NoSocket { arg: arg.clone() });
-            }
+            let arg = match (&socket, arg.contains("{socket}")) {
+                (None, true) => return Err(ClientError::NoSocket { arg: arg.clone() }),
+                (Some(dir), true) => arg.replace("{socket}", dir),
+                (_, false) => arg.clone(),
+            };
             Ok(arg.replace("{host}", &host).replace("{port}", &port))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -209,7 +255,7 @@ mod tests {
         let local: SocketAddr = "127.0.0.1:63333".parse().unwrap();
         let c = client_command(
             &args(&["pg_dump", "-h", "{host}", "--port={port}", "shop"]),
-            local,
+            local.into(),
             None,
             ["HOME", "PGUSER"],
         )
@@ -226,11 +272,17 @@ mod tests {
             ]
         );
         assert!(c.remove.is_empty() && c.warnings.is_empty());
-        let c = client_command(&args(&["psql"]), local, None, ["PGHOSTADDR", "PGSERVICE"]).unwrap();
+        let c = client_command(
+            &args(&["psql"]),
+            local.into(),
+            None,
+            ["PGHOSTADDR", "PGSERVICE"],
+        )
+        .unwrap();
         assert_eq!(c.remove, ["PGHOSTADDR"]);
         assert_eq!(c.warnings.len(), 2);
         let v6: SocketAddr = "[::1]:5000".parse().unwrap();
-        let c = client_command(&args(&["x", "{host}:{port}"]), v6, None, []).unwrap();
+        let c = client_command(&args(&["x", "{host}:{port}"]), v6.into(), None, []).unwrap();
         assert_eq!(c.argv[1], "::1:5000");
     }
 
@@ -241,7 +293,7 @@ mod tests {
             server_name: "db.foo.com",
             mode: SslMode::VerifyFull,
         };
-        let c = conninfo(local, Some(tls));
+        let c = conninfo(local.into(), Some(tls));
         assert_eq!(
             c.keywords,
             "host=db.foo.com hostaddr=127.0.0.1 port=63333 sslmode=verify-full"
@@ -250,12 +302,14 @@ mod tests {
             c.uri,
             "postgresql://db.foo.com:63333?hostaddr=127.0.0.1&sslmode=verify-full"
         );
-        let plain = conninfo("[::1]:5".parse().unwrap(), None);
+        let v6: SocketAddr = "[::1]:5".parse().unwrap();
+        let plain = conninfo(v6.into(), None);
         assert_eq!(
             (plain.keywords.as_str(), plain.uri.as_str()),
             ("host=::1 port=5", "postgresql://[::1]:5")
         );
-        let cmd = client_command(&args(&["psql"]), local, Some(tls), ["PGHOSTADDR"]).unwrap();
+        let cmd =
+            client_command(&args(&["psql"]), local.into(), Some(tls), ["PGHOSTADDR"]).unwrap();
         assert!(cmd.remove.is_empty() && cmd.warnings.is_empty());
         assert!(cmd.set.contains(&("PGHOST".into(), "db.foo.com".into())));
         assert!(cmd.set.contains(&("PGHOSTADDR".into(), "127.0.0.1".into())));
@@ -268,14 +322,40 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_directory() {
+        let socket = Endpoint::Socket {
+            dir: Path::new("/run/user/1000/pgt"),
+            port: 5432,
+        };
+        let c = client_command(
+            &args(&["psql", "-h", "{socket}", "-p", "{port}"]),
+            socket,
+            None,
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            c.argv,
+            args(&["psql", "-h", "/run/user/1000/pgt", "-p", "5432"])
+        );
+        assert!(
+            c.set
+                .contains(&("PGHOST".into(), "/run/user/1000/pgt".into()))
+        );
+        let info = conninfo(socket, None);
+        assert_eq!(info.keywords, "host=/run/user/1000/pgt port=5432");
+        assert_eq!(info.uri, "postgresql://?host=/run/user/1000/pgt&port=5432");
+    }
+
+    #[test]
     fn refusals() {
         let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(
-            client_command(&[], local, None, []),
+            client_command(&[], local.into(), None, []),
             Err(ClientError::Empty)
         );
         assert!(matches!(
-            client_command(&args(&["psql", "-h", "{socket}"]), local, None, []),
+            client_command(&args(&["psql", "-h", "{socket}"]), local.into(), None, []),
             Err(ClientError::NoSocket { .. })
         ));
     }

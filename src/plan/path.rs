@@ -133,6 +133,21 @@ pub struct PathReport {
 }
 
 impl PathReport {
+    /// The report for a tunnel that (also, with `tcp_too`) listens on the Unix socket at
+    /// `path` (`--socket`): the first segment is that socket, which only its owner reaches.
+    pub fn with_local_socket(mut self, path: &std::path::Path, tcp_too: bool) -> Self {
+        let socket = Segment {
+            detail: "local Unix socket, only you (its directory is 0700)".into(),
+            ..segment("you", path.display().to_string(), Protection::Loopback)
+        };
+        if tcp_too {
+            self.segments.insert(0, socket);
+        } else if let Some(first) = self.segments.first_mut() {
+            *first = socket;
+        }
+        self
+    }
+
     /// Segments that leave a machine unencrypted, formatted as in the report.
     pub fn unencrypted(&self) -> Vec<String> {
         self.segments
@@ -316,7 +331,7 @@ fn target_notes(
         Protection::Plain => {
             let hops: Vec<String> = chain.hops.iter().map(|h| h.spec.to_string()).collect();
             let verified = conninfo(
-                listen,
+                listen.into(),
                 Some(Tls {
                     server_name: &target.host,
                     mode: SslMode::VerifyFull,

@@ -71,6 +71,12 @@ pub struct Args {
     #[arg(long, value_name = "MODE", value_parser = SslMode::parse)]
     pub sslmode: Option<SslMode>,
 
+    /// Listen on a private Unix socket DIR/.s.PGSQL.<port> (as PostgreSQL names its own, so
+    /// `psql -h DIR` works): DIR is created 0700 (an existing one must be yours and private);
+    /// no TCP port unless -L is given too.
+    #[arg(long, value_name = "DIR")]
+    pub socket: Option<std::path::PathBuf>,
+
     /// Do not check the target before the ready line (and after re-establishing the chain):
     /// by default one connection is opened to it through the chain (a PostgreSQL target gets
     /// an SSLRequest).

@@ -11,24 +11,28 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use local::Local;
 use pgtunnel::config::LocalEnv;
 #[cfg(feature = "demo")]
 use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
 use pgtunnel::forward::probe::{self, Probe};
+use pgtunnel::forward::socket::SocketListener;
 use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect, Tunnel};
-use pgtunnel::pg::client::{ClientCommand, SslMode, Tls, client_command, conninfo};
+use pgtunnel::pg::client::{
+    ClientCommand, ClientError, Endpoint, SslMode, Tls, client_command, conninfo,
+};
 use pgtunnel::plan::chain::Chain;
 use pgtunnel::plan::path;
 use pgtunnel::ssh::prompt::Prompts;
 use pgtunnel::ssh::session::{AgentSource, ConnectOptions, Sessions, connect_chain};
 use pgtunnel::tunnel::{self, Request};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 mod args;
+mod local;
 mod progress;
 mod terminal;
 
@@ -157,6 +161,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                 probe: !args.no_probe,
                 command: args.run,
                 sslmode: args.sslmode,
+                socket: args.socket,
             };
             serve(setup, &args.common).await
         }
@@ -216,6 +221,7 @@ async fn run_demo(
         probe: true,
         command: None,
         sslmode: None,
+        socket: None,
     };
     let code = serve(setup, &common).await;
     drop(demo);
@@ -306,6 +312,8 @@ struct Setup<'a> {
     command: Option<Vec<String>>,
     /// `--sslmode`: verified TLS to the server (names it in the hint and the environment).
     sslmode: Option<SslMode>,
+    /// `--socket DIR`.
+    socket: Option<std::path::PathBuf>,
 }
 
 /// Why the binary stopped a serving tunnel.
@@ -333,15 +341,23 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         probe,
         command,
         sslmode,
+        socket,
     } = setup;
-    let (chain, listener, local) = plan_and_bind(&request, &env, common.quiet).await?;
+    let (chain, mut local) = plan_and_bind(&request, &env, common, socket.as_deref()).await?;
     let tls = sslmode.map(|mode| Tls {
         server_name: &chain.target.host,
         mode,
     });
+    let endpoint = local
+        .endpoint(tls.is_some())
+        .ok_or(ClientError::TlsWithoutTcp)?;
     let client = command
-        .map(|argv| client_command(&argv, local, tls, env.env.keys().map(String::as_str)))
+        .map(|argv| client_command(&argv, endpoint, tls, env.env.keys().map(String::as_str)))
         .transpose()?;
+    let hint = match (&ready_hint, local.tcp_addr()) {
+        (Some(hint), Some(addr)) => hint(addr),
+        _ => connect_hint(endpoint, tls),
+    };
     let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
     let opts = ConnectOptions {
         observer: progress.observer(),
@@ -355,7 +371,11 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     };
     if !common.quiet {
         // Now that every hop is up, each SSH segment says what it negotiated.
-        let report = path::analyze(local, &chain).with_negotiated(&sessions.negotiated());
+        let mut report = path::analyze(local.tcp_addr().unwrap_or(request.listen), &chain)
+            .with_negotiated(&sessions.negotiated());
+        if let Some(socket) = &local.socket {
+            report = report.with_local_socket(socket.path(), local.tcp.is_some());
+        }
         print!("{report}");
         println!();
     }
@@ -374,28 +394,30 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     if let (Some(found), None) = (probed.describe(), &client) {
         println!("probe: {found}");
     }
-    let tunnel = Tunnel::new(listener, sessions, chain.target.clone())
+    let where_ = local.describe();
+    let self_addr = local.tcp_addr();
+    let tunnel = Tunnel::with_listeners(local.listeners(), sessions, chain.target.clone())
         .limits(limits(common))
         .reconnect(reconnect(common, &chain, &opts, probe))
         .postgres(postgres);
-    if let Some(client) = client {
-        let mut stop = None;
-        let ended = tunnel
-            .serve(async { stop = Some(run_client(client).await) })
-            .await;
-        return Ok(exit_code(ended, stop));
-    }
-    let hint = match &ready_hint {
-        Some(hint) => hint(local),
-        None => connect_hint(local, tls),
-    };
-    println!("ready: {local} -> {} ; {hint}", chain.target);
-
-    let self_check = self_check.map(|check| start_self_check(check, local));
     let mut stop = None;
-    let ended = tunnel
-        .serve(async { stop = Some(stop_reason(self_check).await) })
-        .await;
+    let ended = match client {
+        Some(client) => {
+            tunnel
+                .serve(async { stop = Some(run_client(client).await) })
+                .await
+        }
+        None => {
+            println!("ready: {where_} -> {} ; {hint}", chain.target);
+            let self_check = self_check
+                .zip(self_addr)
+                .map(|(check, addr)| start_self_check(check, addr));
+            tunnel
+                .serve(async { stop = Some(stop_reason(self_check).await) })
+                .await
+        }
+    };
+    drop(local);
     Ok(exit_code(ended, stop))
 }
 
@@ -405,20 +427,31 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
 async fn plan_and_bind(
     request: &Request,
     env: &LocalEnv,
-    quiet: bool,
-) -> Result<(Chain, TcpListener, SocketAddr), Error> {
+    common: &Common,
+    socket: Option<&std::path::Path>,
+) -> Result<(Chain, Local), Error> {
     let chain = tunnel::resolve(request, env)?;
     let planned = path::analyze(request.listen, &chain);
     tunnel::check_encryption(&planned, request.require_encrypted)?;
-    let listener = tunnel::bind(request.listen).await?;
-    let local = listener.local_addr().map_err(|source| Error::Listen {
-        addr: request.listen,
-        source,
-    })?;
-    if !quiet {
+    // `--socket` alone opens no TCP port.
+    let tcp = match socket.is_none() || common.listen.is_some() {
+        true => {
+            let listener = tunnel::bind(request.listen).await?;
+            let addr = listener.local_addr().map_err(|source| Error::Listen {
+                addr: request.listen,
+                source,
+            })?;
+            Some((listener, addr))
+        }
+        false => None,
+    };
+    let socket = socket
+        .map(|dir| SocketListener::bind(dir, chain.target.port))
+        .transpose()?;
+    if !common.quiet {
         println!("pgtunnel: {chain}");
     }
-    Ok((chain, listener, local))
+    Ok((chain, Local { tcp, socket }))
 }
 
 /// Brings the chain up, showing progress; `None` when Ctrl-C interrupted it.
@@ -500,7 +533,7 @@ async fn stop_reason(self_check: Option<oneshot::Receiver<ExitCode>>) -> Stop {
 
 /// The ready line's "how to connect": a `psql` command with libpq's keyword string, and the
 /// same as a URI.
-fn connect_hint(local: SocketAddr, tls: Option<Tls<'_>>) -> String {
+fn connect_hint(local: Endpoint<'_>, tls: Option<Tls<'_>>) -> String {
     let info = conninfo(local, tls);
     format!(
         "connect with: psql \"{}\" (or the URI {})",
