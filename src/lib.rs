@@ -57,6 +57,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod check;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -1106,3 +1106,126 @@ async fn a_private_unix_socket() {
     assert_eq!(status.code(), Some(0));
     assert!(!socket.exists(), "the socket is removed on exit");
 }
+
+/// `pgtunnel check`: every hop and the target, field by field in `--json`; a failing step
+/// gives its exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_every_hop_and_the_target() {
+    let t = topology().await;
+    let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
+    let target = t.target();
+    let run = |args: Vec<String>| {
+        let home = t.home.dir.path().to_path_buf();
+        async move {
+            let out = tokio::time::timeout(
+                Duration::from_secs(60),
+                tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
+                    .args(&args)
+                    .env_clear()
+                    .env("HOME", home)
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .stdin(std::process::Stdio::null())
+                    .output(),
+            )
+            .await
+            .expect("check stops by itself")
+            .expect("run");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let args = |extra: &[&str], target: &str| -> Vec<String> {
+        ["check", "-F", &cfg, "--via", "db.foo.com", "--pg"]
+            .iter()
+            .chain(extra)
+            .chain([&target])
+            .map(|s| s.to_string())
+            .collect()
+    };
+
+    let (code, stdout, stderr) = run(args(&["--json"], &target)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(j["ok"], true);
+    let hops = j["hops"].as_array().expect("hops");
+    assert_eq!(hops.len(), 2);
+    for (h, (name, addr)) in hops
+        .iter()
+        .zip([("shell.foo.com", t.shell.addr), ("db.foo.com", t.db.addr)])
+    {
+        assert_eq!(h["name"], name);
+        assert_eq!(h["address"], addr.to_string());
+        assert_eq!(h["ok"], true);
+        assert!(h["time_ms"].as_u64().is_some(), "{h}");
+        assert!(
+            h["host_key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("SHA256:")),
+            "{h}"
+        );
+        assert!(
+            h["verified_by"]
+                .as_str()
+                .is_some_and(|v| v.contains("known_hosts")),
+            "{h}"
+        );
+        assert!(
+            h["authenticated"]
+                .as_str()
+                .is_some_and(|a| a.contains("publickey")),
+            "{h}"
+        );
+        assert!(
+            h["kex"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("sntrup761x25519")),
+            "{h}"
+        );
+        assert_eq!(h["post_quantum"], true);
+        assert!(h["cipher"].as_str().is_some_and(|c| !c.is_empty()), "{h}");
+    }
+    assert_eq!(hops[0]["via"], "TCP");
+    assert_eq!(j["target"]["ok"], true);
+    assert_eq!(j["target"]["postgres"], true);
+    assert_eq!(j["target"]["tls_offered"], true);
+    let segments = j["path"]["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 4);
+    // db.foo.com -> 127.0.0.3: a loopback address, it stays on that machine.
+    assert_eq!(segments[3]["leaves_machine_unencrypted"], false);
+    assert!(
+        segments[3]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("stays on db.foo.com")),
+        "{}",
+        segments[3]
+    );
+    assert!(j["error"].is_null());
+
+    // Text.
+    let (code, stdout, _) = run(args(&[], &target)).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains(&format!("hop 1 (shell.foo.com, {}): ok", t.shell.addr))
+            && stdout.contains("target: PostgreSQL answered; TLS offered: yes")
+            && stdout.contains("pg_hba.conf"),
+        "{stdout}"
+    );
+
+    // The last hop refuses the target: exit 7, the hops fine, the target not.
+    let refused = format!("{PG_IP}:1");
+    let (code, stdout, _) = run(args(&["--json"], &refused)).await;
+    assert_eq!(code, Some(7));
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["hops"][1]["ok"], true);
+    assert_eq!(j["target"]["ok"], false);
+    assert!(
+        j["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("administratively prohibited")),
+        "{j}"
+    );
+}

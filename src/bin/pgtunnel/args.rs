@@ -100,6 +100,7 @@ impl Args {
             #[cfg(feature = "demo")]
             Some(Command::Demo { common, .. }) => common,
             Some(Command::Explain { common, .. }) => common,
+            Some(Command::Check { common, .. }) => common,
             None => &self.common,
         }
     }
@@ -196,6 +197,33 @@ pub enum Command {
 
         #[command(flatten)]
         route: Route,
+
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Connect every hop and open one connection to the target, report each step (address,
+    /// time, host key and what vouched for it, authentication, what was negotiated; the
+    /// target, PostgreSQL or not, TLS offered; the path report), then exit: 0 when everything
+    /// works, the failing step's exit code otherwise. Opens no listener.
+    Check {
+        /// The service as seen from the last hop: host[:port].
+        #[arg(value_name = "TARGET", value_parser = spec::parse_target)]
+        target: Target,
+
+        #[command(flatten)]
+        route: Route,
+
+        /// The report as one JSON object on stdout (for scripts and monitoring).
+        #[arg(long)]
+        json: bool,
+
+        /// The target is PostgreSQL (the default for port 5432): it is sent an SSLRequest.
+        #[arg(long, conflicts_with = "no_pg")]
+        pg: bool,
+
+        /// The target is not PostgreSQL: only a channel is opened to it.
+        #[arg(long)]
+        no_pg: bool,
 
         #[command(flatten)]
         common: Common,

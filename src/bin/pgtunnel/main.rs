@@ -16,7 +16,7 @@ use pgtunnel::config::LocalEnv;
 #[cfg(feature = "demo")]
 use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind};
-use pgtunnel::forward::probe::{self, Probe};
+use pgtunnel::forward::probe::{self, Probe, Probed};
 use pgtunnel::forward::socket::SocketListener;
 use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect, Tunnel};
 use pgtunnel::pg::client::{
@@ -139,6 +139,18 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             route,
             common,
         }) => explain(&route.request(target, &common, false, false)),
+        Some(Command::Check {
+            target,
+            route,
+            json,
+            pg,
+            no_pg,
+            common,
+        }) => {
+            let request = route.request(target, &common, false, false);
+            let postgres = pg.then_some(true).or(no_pg.then_some(false));
+            run_check(&request, json, postgres, &common).await
+        }
         None => {
             let Some(target) = args.target else {
                 // clap requires TARGET without a subcommand; keep the binary panic-free regardless.
@@ -179,6 +191,37 @@ fn explain(request: &Request) -> Result<ExitCode, Error> {
     // A reader that stops early (`| head`) is not an error, as for any filter.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pgtunnel check`: every hop and the target, reported (text, or JSON with `--json`).
+async fn run_check(
+    request: &Request,
+    json: bool,
+    postgres: Option<bool>,
+    common: &Common,
+) -> Result<ExitCode, Error> {
+    let env = tunnel::local_env();
+    let chain = tunnel::resolve(request, &env)?;
+    let progress = Progress::new(common.quiet || json, std::io::stderr().is_terminal());
+    let opts = ConnectOptions {
+        observer: progress.observer(),
+        prompts: Questions::AskTheUser.prompts(&progress),
+        agent: AgentSource::Environment,
+        ..Default::default()
+    };
+    let probe = Probe::for_target(true, tunnel::is_postgres(&chain.target, postgres));
+    let report = pgtunnel::check::check(&chain, &opts, probe).await;
+    progress.finish();
+    let text = if json {
+        format!("{}\n", report.to_json())
+    } else {
+        report.to_string()
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    Ok(match report.failed() {
+        None => ExitCode::SUCCESS,
+        Some(kind) => ExitCode::from(code_for(kind)),
+    })
 }
 
 /// `pgtunnel demo`: the manual's topology in-process, then the real tunnel through it.
@@ -370,26 +413,12 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         return Ok(ExitCode::from(exit::INTERRUPTED));
     };
     if !common.quiet {
-        // Now that every hop is up, each SSH segment says what it negotiated.
-        let mut report = path::analyze(local.tcp_addr().unwrap_or(request.listen), &chain)
-            .with_negotiated(&sessions.negotiated());
-        if let Some(socket) = &local.socket {
-            report = report.with_local_socket(socket.path(), local.tcp.is_some());
-        }
-        print!("{report}");
-        println!();
+        print_report(&request, &chain, &local, &sessions);
     }
     let postgres = tunnel::is_postgres(&chain.target, postgres);
     let probe = Probe::for_target(probe, postgres);
-    // Ctrl-C during the probe stops as during connecting (tokio holds SIGINT from the first
-    // `ctrl_c()` on: a signal nobody awaits would be lost).
-    let probed = tokio::select! {
-        probed = probe::probe(&sessions, &chain.target, probe) => probed?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("pgtunnel: interrupted while checking the target");
-            sessions.disconnect().await;
-            return Ok(ExitCode::from(exit::INTERRUPTED));
-        }
+    let Some(probed) = probe_or_interrupt(&sessions, &chain, probe).await? else {
+        return Ok(ExitCode::from(exit::INTERRUPTED));
     };
     if let (Some(found), None) = (probed.describe(), &client) {
         println!("probe: {found}");
@@ -419,6 +448,35 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     };
     drop(local);
     Ok(exit_code(ended, stop))
+}
+
+/// The path report, now that every hop is up: each SSH segment says what it negotiated.
+fn print_report(request: &Request, chain: &Chain, local: &Local, sessions: &Sessions) {
+    let mut report = path::analyze(local.tcp_addr().unwrap_or(request.listen), chain)
+        .with_negotiated(&sessions.negotiated());
+    if let Some(socket) = &local.socket {
+        report = report.with_local_socket(socket.path(), local.tcp.is_some());
+    }
+    print!("{report}");
+    println!();
+}
+
+/// Probes the target; `None` when Ctrl-C came first. Ctrl-C during the probe stops as
+/// during connecting (tokio holds SIGINT from the first `ctrl_c()` on: a signal nobody
+/// awaits would be lost).
+async fn probe_or_interrupt(
+    sessions: &Sessions,
+    chain: &Chain,
+    probe: Probe,
+) -> Result<Option<Probed>, Error> {
+    tokio::select! {
+        probed = probe::probe(sessions, &chain.target, probe) => Ok(Some(probed?)),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("pgtunnel: interrupted while checking the target");
+            sessions.disconnect().await;
+            Ok(None)
+        }
+    }
 }
 
 /// Resolves the chain and checks the path before touching the network, then binds (so the
