@@ -864,6 +864,21 @@ async fn a_command_runs_with_the_tunnel_up() {
     assert_eq!(unkeyed(&stdout), unkeyed(&direct), "the same dump");
     assert_eq!(stdout.len(), direct.len());
 
+    // After an alias, as `pgtunnel db-prod -- pg_dump shop`.
+    let config = std::fs::read_to_string(&t.home.config).expect("config");
+    t.home.write_config(&format!(
+        "{config}Host pgdb\n  HostName {PG_IP}\n  ProxyJump db.foo.com\n"
+    ));
+    let alias = format!("pgdb:{}", t.pg.cluster.addr().port());
+    let (code, stdout, stderr) = run_with_command(
+        &t,
+        &["-F", &cfg, "--pg", &alias],
+        &[&psql, "-X", "-A", "-t", "-c", "SELECT 'through the alias'"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "through the alias\n");
+
     // The chain cannot be set up (the last hop refuses the target): the command never runs.
     let marker = t.home.dir.path().join("ran");
     let refused = format!("{PG_IP}:1");
@@ -913,6 +928,23 @@ async fn verify_full_connection_strings_name_the_server() {
             .expect("psql");
     assert_success(&out, "psql with the ready line's string");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
+    // The same string with another server name: the certificate does not match it.
+    let wrong = expected.replace(&format!("host={PG_IP}"), "host=wrong.foo.com");
+    let out =
+        t.pg.tool("psql")
+            .args(["-X", "-d"])
+            .arg(format!(
+                "{wrong} user={TLS_USER} dbname=postgres sslrootcert={ca}"
+            ))
+            .args(["-c", "SELECT 1"])
+            .output()
+            .expect("psql");
+    assert!(
+        !out.status.success(),
+        "verify-full with a wrong name must fail"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not match host name"), "{stderr}");
     drop(tunnel);
 
     // The ready line itself.

@@ -626,3 +626,48 @@ async fn the_chain_state_names_the_lost_hop_while_recovering() {
     assert!(matches!(ended, Ended::Shutdown { .. }), "{ended:?}");
     assert!(matches!(watch.current(), ChainState::Stopping));
 }
+
+/// A re-established chain is probed before it carries connections: hop 2 comes back while
+/// the target is down, so the chain is up but the probe fails and the tunnel keeps trying;
+/// once the target is back, the chain is re-established and carries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reestablished_chain_is_probed_before_it_carries() {
+    let t = topology().await;
+    let tunnel = t.pgtunnel(&[]).await;
+    echo_once(tunnel.addr, 1024, 11).await;
+    let Topology {
+        home: _home,
+        service,
+        shell: _shell,
+        mut db,
+    } = t;
+    let service_addr = service.addr;
+    service.stop().await;
+    db.restart();
+    tunnel
+        .wait_for_stderr("lost the SSH session to hop 2 (db.foo.com")
+        .await;
+    tunnel
+        .wait_for_stderr("the chain came up, but the probe failed")
+        .await;
+    assert!(
+        tunnel
+            .stderr()
+            .contains(&format!("could not reach {service_addr}")),
+        "{}",
+        tunnel.stderr()
+    );
+    assert!(
+        !tunnel.stderr().contains("chain re-established"),
+        "not serving while the target is down: {}",
+        tunnel.stderr()
+    );
+    // The target is back: the next attempt probes fine and the chain carries again.
+    let service = Service::start(service_addr).await;
+    tunnel.wait_for_stderr("chain re-established").await;
+    echo_once(tunnel.addr, 1024, 12).await;
+    assert!(
+        service.connections.load(Ordering::SeqCst) >= 2,
+        "the probe and the echo"
+    );
+}
