@@ -1383,3 +1383,61 @@ fn via_loops_match_ssh_j() {
         "{loops} loops: both kinds are covered"
     );
 }
+
+/// `-L` specifications for [`local_forwards_match_ssh_l`]: every form `parse_forward()`
+/// takes, and ones it refuses.
+const FORWARDS: &[&str] = &[
+    "63333:db.foo.com:5432",
+    "localhost:63333:db:5432",
+    "127.0.0.1:63333:10.0.0.5:5432",
+    "[::1]:63333:[fd00::5]:5432",
+    "*:63333:db:5432",
+    ":63333:db:5432",
+    "63333:/run/postgresql/.s.PGSQL.5432",
+    "localhost:63333:/run/pg.sock",
+    "/tmp/pgt.sock:db:5432",
+    "/tmp/a.sock:/tmp/b.sock",
+    "a\\:b:1:c:2",
+    "63333:db:postgresql",
+    "ssh:db:5432",
+    "63333:[db]:5432",
+    "  63333:db:5432",
+    "0:db:5432",
+    "63333:db:0",
+    "63333:db",
+    "63333",
+    "x:y:z:w:v",
+    "[::1:63333:db:5432",
+    "[::1]x:63333:db:5432",
+    "63333:db:5432\\",
+    "65536:db:5432",
+    "63333:db:nosuchservice",
+    "63333::5432",
+    "",
+];
+
+/// Every `-L` value is taken (and printed) or refused exactly as `ssh -G -L VALUE` does.
+#[test]
+fn local_forwards_match_ssh_l() {
+    require_ssh();
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut failures = Vec::new();
+    let env = |_: &str| None;
+    for spec in FORWARDS {
+        let out = ssh(home.path(), &["-F", "none", "-G", "-L", spec, "h"]);
+        let theirs = if out.status.success() {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("localforward ").map(str::to_string))
+        } else {
+            None
+        };
+        let ours = pgtunnel::config::forward::parse_local_forward(spec, &env)
+            .ok()
+            .map(|f| f.openssh_format());
+        if theirs != ours {
+            failures.push(format!("-L {spec:?}: ssh {theirs:?}, pgtunnel {ours:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -15,6 +15,7 @@ mod address;
 pub mod algorithms;
 pub mod canonical;
 pub mod connection;
+pub mod forward;
 #[cfg(test)]
 mod fuzz;
 mod glob;
