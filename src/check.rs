@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::error::{Error, ErrorKind, HopLabel};
+use crate::error::{ErrorKind, HopLabel, chain_of};
 use crate::event::{Event, Observer};
 use crate::forward::probe::{self, Probe, Probed};
 use crate::plan::chain::Chain;
@@ -243,7 +243,7 @@ pub async fn check(chain: &Chain, opts: &ConnectOptions, probe: Probe) -> CheckR
             (negotiated, target, failure, path)
         }
         Err(e) => {
-            let failure = Some((e.kind(), error_text(&e)));
+            let failure = Some((e.kind(), chain_of(&e)));
             (Vec::new(), None, failure, path::analyze(listen, chain))
         }
     };
@@ -254,21 +254,6 @@ pub async fn check(chain: &Chain, opts: &ConnectOptions, probe: Probe) -> CheckR
         path,
         failure,
     }
-}
-
-/// The error with its sources, as the binary prints it.
-fn error_text(e: &Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

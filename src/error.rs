@@ -463,22 +463,22 @@ pub(crate) fn attempts_note(attempts: u32) -> String {
     }
 }
 
+/// An error and its causes, as the binary prints them: the message, then each source whose
+/// text it does not already contain.
+pub fn chain_of(e: &dyn std::error::Error) -> String {
+    std::iter::successors(e.source(), |s| s.source()).fold(e.to_string(), |text, s| {
+        let more = s.to_string();
+        if text.contains(&more) {
+            text
+        } else {
+            format!("{text}: {more}")
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What the binary prints (`chain_of` in src/bin/pgtunnel/main.rs): the message, then each
-    /// source whose text it does not already contain.
-    fn chain_of(e: &dyn std::error::Error) -> String {
-        std::iter::successors(e.source(), |s| s.source()).fold(e.to_string(), |text, s| {
-            let more = s.to_string();
-            if text.contains(&more) {
-                text
-            } else {
-                format!("{text}: {more}")
-            }
-        })
-    }
 
     fn label(index: usize) -> HopLabel {
         HopLabel {

@@ -607,26 +607,62 @@ async fn psql_is_told_why_a_connection_cannot_be_carried() {
     drop(tunnel);
 }
 
-/// `pgtunnel`'s exit status and stderr when it stops before its ready line.
-async fn fails_before_ready(home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
-            .args(args)
-            .env_clear()
-            .env("HOME", home.dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(std::process::Stdio::null())
-            .output(),
-    )
-    .await
-    .expect("pgtunnel stops by itself")
-    .expect("run pgtunnel");
+/// `pgtunnel ARGS` with `home` as $HOME, PATH, and nothing else of the environment.
+fn pgtunnel(home: &Home, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"));
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", home.dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `cmd` to its end (bounded: 120 s): exit code, stdout, stderr.
+async fn finished(cmd: &mut tokio::process::Command) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("pgtunnel stops by itself")
+        .expect("run pgtunnel");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Starts `cmd` and reads its stdout up to the ready line (bounded: 60 s): the process, the
+/// ready line, and the lines before it.
+async fn until_ready(
+    cmd: &mut tokio::process::Command,
+) -> (tokio::process::Child, String, Vec<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pgtunnel");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut before = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("ready:") {
+                return line;
+            }
+            before.push(line);
+        }
+        panic!("no ready line: {before:?}");
+    })
+    .await
+    .expect("ready in time");
+    (child, ready, before)
+}
+
+/// `pgtunnel`'s exit status and stderr when it stops before its ready line.
+async fn fails_before_ready(home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
+    finished(&mut pgtunnel(home, args)).await
 }
 
 /// Before the ready line, one channel to the target through the chain: PostgreSQL is asked
@@ -733,30 +769,16 @@ async fn run_with_command(
     args: &[&str],
     command: &[&str],
 ) -> (Option<i32>, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
-            .args(args)
+    finished(
+        pgtunnel(&t.home, args)
             .arg("--")
             .args(command)
-            .env_clear()
-            .env("HOME", t.home.dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PGUSER", PG_USER)
             .env("PGDATABASE", "postgres")
             .env("PGPASSWORD", password())
-            .env("PGHOSTADDR", "192.0.2.1")
-            .stdin(std::process::Stdio::null())
-            .output(),
+            .env("PGHOSTADDR", "192.0.2.1"),
     )
     .await
-    .expect("pgtunnel -- COMMAND stops by itself")
-    .expect("run pgtunnel");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `-- COMMAND`: the command runs with the tunnel up (PGHOST/PGPORT, {host}/{port}), its
@@ -948,29 +970,7 @@ async fn verify_full_connection_strings_name_the_server() {
     drop(tunnel);
 
     // The ready line itself.
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
-        .args(args)
-        .env_clear()
-        .env("HOME", t.home.dir.path())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("ready:") {
-                return line;
-            }
-        }
-        panic!("no ready line");
-    })
-    .await
-    .expect("ready in time");
+    let (child, ready, _) = until_ready(&mut pgtunnel(&t.home, &args)).await;
     assert!(
         ready.contains("sslmode=verify-full\" (or the URI postgresql://127.0.0.3:")
             && ready.contains("?hostaddr=127.0.0.1&sslmode=verify-full)"),
@@ -980,27 +980,18 @@ async fn verify_full_connection_strings_name_the_server() {
 
     // A `--` command: PGHOST is the server's name, PGHOSTADDR the tunnel, verify-full.
     let psql = t.pg.cluster.bindir().join("psql").display().to_string();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
-        .args(args)
-        .args(["--", &psql, "-X", "-A", "-t", "-c"])
-        .arg("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-        .env_clear()
-        .env("HOME", t.home.dir.path())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PGUSER", TLS_USER)
-        .env("PGDATABASE", "postgres")
-        .env("PGPASSWORD", password())
-        .env("PGSSLROOTCERT", &ca)
-        .output()
-        .await
-        .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "t\n");
+    let (code, stdout, stderr) = finished(
+        pgtunnel(&t.home, &args)
+            .args(["--", &psql, "-X", "-A", "-t", "-c"])
+            .arg("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .env("PGUSER", TLS_USER)
+            .env("PGDATABASE", "postgres")
+            .env("PGPASSWORD", password())
+            .env("PGSSLROOTCERT", &ca),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "t\n");
 }
 
 /// `--socket DIR`: psql -h DIR works through the tunnel, no TCP port is opened, another local
@@ -1008,7 +999,6 @@ async fn verify_full_connection_strings_name_the_server() {
 /// exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_unix_socket() {
-    use tokio::io::AsyncBufReadExt;
     let t = topology().await;
     let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
     let target = t.target();
@@ -1024,8 +1014,9 @@ async fn a_private_unix_socket() {
     assert!(socket.exists());
 
     let dir_arg = dir.to_str().expect("utf-8").to_string();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
-        .args([
+    let (mut child, ready, seen) = until_ready(&mut pgtunnel(
+        &t.home,
+        &[
             "-F",
             &cfg,
             "--via",
@@ -1034,29 +1025,9 @@ async fn a_private_unix_socket() {
             "--socket",
             &dir_arg,
             &target,
-        ])
-        .env_clear()
-        .env("HOME", t.home.dir.path())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("ready:") {
-                return line;
-            }
-            seen.push(line);
-        }
-        panic!("no ready line");
-    })
-    .await
-    .expect("ready in time");
+        ],
+    ))
+    .await;
     let expected_socket = socket.display().to_string();
     assert!(
         ready.starts_with(&format!("ready: {expected_socket} -> "))
@@ -1146,28 +1117,10 @@ async fn check_reports_every_hop_and_the_target() {
     let t = topology().await;
     let cfg = t.home.config.to_str().expect("utf-8 path").to_string();
     let target = t.target();
-    let run = |args: Vec<String>| {
-        let home = t.home.dir.path().to_path_buf();
-        async move {
-            let out = tokio::time::timeout(
-                Duration::from_secs(60),
-                tokio::process::Command::new(env!("CARGO_BIN_EXE_pgtunnel"))
-                    .args(&args)
-                    .env_clear()
-                    .env("HOME", home)
-                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                    .stdin(std::process::Stdio::null())
-                    .output(),
-            )
-            .await
-            .expect("check stops by itself")
-            .expect("run");
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        }
+    let home = &t.home;
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        finished(&mut pgtunnel(home, &args)).await
     };
     let args = |extra: &[&str], target: &str| -> Vec<String> {
         ["check", "-F", &cfg, "--via", "db.foo.com", "--pg"]

@@ -15,7 +15,7 @@ use local::Local;
 use pgtunnel::config::LocalEnv;
 #[cfg(feature = "demo")]
 use pgtunnel::demo::{self, Demo};
-use pgtunnel::error::{Error, ErrorKind};
+use pgtunnel::error::{Error, ErrorKind, chain_of};
 use pgtunnel::forward::probe::{self, Probe, Probed};
 use pgtunnel::forward::socket::SocketListener;
 use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect, Tunnel};
@@ -87,21 +87,6 @@ fn code_for(kind: ErrorKind) -> u8 {
         ErrorKind::NotEncrypted => exit::NOT_ENCRYPTED,
         ErrorKind::Probe => exit::PROBE,
     }
-}
-
-/// The error and its causes, once each.
-fn chain_of(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 fn init_logging(args: &Common) {
