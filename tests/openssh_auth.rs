@@ -175,6 +175,44 @@ fn sshd(authorized: Vec<PublicKey>, echo: &Echo, extra: &str) -> Sshd {
     })
 }
 
+/// An sshd whose host key (`name`, ECDSA) comes with a host certificate signed by `ca` with
+/// `ssh-keygen -s` `args` (`-n` principals, `-V` validity); the host key's path and the server.
+fn sshd_with_host_certificate(
+    c: &Case,
+    name: &str,
+    ca: &Path,
+    args: &[&str],
+    key: &Path,
+    echo: &Echo,
+) -> (PathBuf, Sshd) {
+    let host = c.keygen(name, "ecdsa", "");
+    let mut host_pub = host.as_os_str().to_owned();
+    host_pub.push(".pub");
+    let mut sign = vec![
+        "-q",
+        "-s",
+        ca.to_str().expect("utf-8"),
+        "-I",
+        "test host",
+        "-h",
+    ];
+    sign.extend(args.iter().copied());
+    sign.push(host_pub.to_str().expect("utf-8"));
+    ssh_keygen(&sign);
+    let cert = c.path(&format!("{name}-cert.pub"));
+    assert!(cert.exists());
+    let s = sshd(
+        vec![public_of(key)],
+        echo,
+        &format!(
+            "HostKey {}\nHostCertificate {}",
+            host.display(),
+            cert.display()
+        ),
+    );
+    (host, s)
+}
+
 fn known_line(name: &str, key: &PublicKey) -> String {
     let mut key = key.clone();
     key.set_comment("");
@@ -338,31 +376,8 @@ async fn ca_signed_host_certificate_is_accepted_through_cert_authority() {
     let echo = Echo::start().await;
     let key = c.keygen("id_ed25519", "ed25519", "");
     let ca = c.keygen("host_ca", "ed25519", "");
-    let host = c.keygen("host_ecdsa", "ecdsa", "");
-    let mut host_pub = host.as_os_str().to_owned();
-    host_pub.push(".pub");
-    ssh_keygen(&[
-        "-q",
-        "-s",
-        ca.to_str().expect("utf-8"),
-        "-I",
-        "test host",
-        "-h",
-        "-n",
-        "127.0.0.1",
-        host_pub.to_str().expect("utf-8"),
-    ]);
-    let cert = c.path("host_ecdsa-cert.pub");
-    assert!(cert.exists());
-    let s = sshd(
-        vec![public_of(&key)],
-        &echo,
-        &format!(
-            "HostKey {}\nHostCertificate {}",
-            host.display(),
-            cert.display()
-        ),
-    );
+    let (_host, s) =
+        sshd_with_host_certificate(&c, "host_ecdsa", &ca, &["-n", "127.0.0.1"], &key, &echo);
     std::fs::write(
         &c.known_hosts,
         format!(
@@ -442,23 +457,8 @@ async fn refused_host_certificates_say_why() {
         ),
     ];
     for (what, args, trusted, ssh_reason, ours) in &cases {
-        let host = c.keygen(&format!("host_{what}"), "ecdsa", "");
-        let mut host_pub = host.as_os_str().to_owned();
-        host_pub.push(".pub");
-        let mut sign = vec!["-q", "-s", ca.to_str().expect("utf-8"), "-I", "test", "-h"];
-        sign.extend(args.iter().copied());
-        sign.push(host_pub.to_str().expect("utf-8"));
-        ssh_keygen(&sign);
-        let cert = c.path(&format!("host_{what}-cert.pub"));
-        let s = sshd(
-            vec![public_of(&key)],
-            &echo,
-            &format!(
-                "HostKey {}\nHostCertificate {}",
-                host.display(),
-                cert.display()
-            ),
-        );
+        let (host, s) =
+            sshd_with_host_certificate(&c, &format!("host_{what}"), &ca, args, &key, &echo);
         std::fs::write(&c.known_hosts, ca_line(trusted)).expect("write");
         c.configure_key(s.addr, &key);
         let e = c
