@@ -163,5 +163,8 @@ pub fn is_postgres(target: &Target, choice: Option<bool>) -> bool {
 
 /// A `psql` command line for a tunnel listening on `addr`.
 pub fn psql_command(addr: SocketAddr) -> String {
-    format!("psql \"host={} port={}\"", addr.ip(), addr.port())
+    format!(
+        "psql \"{}\"",
+        crate::pg::client::conninfo(addr.into(), None).keywords
+    )
 }

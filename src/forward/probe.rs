@@ -14,6 +14,7 @@ use russh::ChannelMsg;
 use thiserror::Error;
 
 use crate::error::{ChannelOpenError, HopLabel};
+use crate::pg::wire::ssl_request;
 use crate::spec::Target;
 use crate::ssh::session::Sessions;
 
@@ -22,8 +23,6 @@ pub const PROBE_TIME: Duration = Duration::from_secs(10);
 /// After the one-byte answer, how long to watch for more (a PostgreSQL server sends nothing
 /// more; a service that talks first, like an SSH server, does).
 const SETTLE: Duration = Duration::from_millis(300);
-/// `SSLRequest`: length 8, code 80877103.
-const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// Where the probe's channel says it comes from.
 const ORIGINATOR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
@@ -233,7 +232,7 @@ pub async fn probe(
 /// [`SETTLE`] (at most 64 bytes are kept).
 async fn ssl_answer(channel: &mut russh::Channel<russh::client::Msg>) -> Vec<u8> {
     let mut answer = Vec::new();
-    if channel.data(&SSL_REQUEST[..]).await.is_err() {
+    if channel.data(&ssl_request()[..]).await.is_err() {
         return answer;
     }
     // The first data, whenever it comes (bounded by the caller).

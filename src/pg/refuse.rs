@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::wire::SSL_REQUEST;
+
 /// How long the client gets to send its first messages.
 pub const ANSWER_TIME: Duration = Duration::from_secs(5);
 /// How long a told client gets to close the connection itself.
@@ -28,8 +30,6 @@ const CLOSE_TIME: Duration = Duration::from_secs(2);
 /// The longest startup packet read (PostgreSQL's `MAX_STARTUP_PACKET_LENGTH`).
 pub const MAX_STARTUP: usize = 10_000;
 
-/// `SSLRequest`'s code (1234 << 16 | 5679).
-const SSL_REQUEST: u32 = 80_877_103;
 /// `GSSENCRequest`'s code (1234 << 16 | 5680).
 const GSSENC_REQUEST: u32 = 80_877_104;
 /// `CancelRequest`'s code (1234 << 16 | 5678).

@@ -17,7 +17,15 @@ use tokio::net::TcpStream;
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// `SSLRequest`'s request code (1234 << 16 | 5679).
-const SSL_REQUEST: u32 = 80_877_103;
+pub(crate) const SSL_REQUEST: u32 = 80_877_103;
+
+/// The `SSLRequest` message: its length (8) and its code.
+pub(crate) fn ssl_request() -> [u8; 8] {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&8u32.to_be_bytes());
+    msg[4..].copy_from_slice(&SSL_REQUEST.to_be_bytes());
+    msg
+}
 /// Protocol 3.0.
 const PROTOCOL_3_0: u32 = 196_608;
 
@@ -80,10 +88,7 @@ pub enum PgWireError {
 pub async fn offers_tls(addr: SocketAddr, timeout: Duration) -> Result<bool, PgWireError> {
     bounded(addr, timeout, async {
         let mut tcp = connect(addr).await?;
-        let mut msg = Vec::with_capacity(8);
-        msg.extend_from_slice(&8u32.to_be_bytes());
-        msg.extend_from_slice(&SSL_REQUEST.to_be_bytes());
-        tcp.write_all(&msg)
+        tcp.write_all(&ssl_request())
             .await
             .map_err(io(addr, "send SSLRequest"))?;
         let mut answer = [0u8; 1];
