@@ -149,6 +149,16 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A `RefuseConnection` line applies to the host (ssh: a `fatal()` with its message).
+    #[error("{}:{line}: RefuseConnection: {message}", file.display())]
+    RefuseConnection {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The line's message.
+        message: String,
+    },
     /// A keyword pgtunnel does not implement, with a value that would make `ssh` behave
     /// differently, in effect for the host being resolved.
     #[error(
@@ -866,13 +876,10 @@ fn eval_file(
 }
 
 /// Whether an error on this item ends the file at once, as in OpenSSH: an included file's
-/// (ssh stops inside it) and `RefuseConnection`'s (a `fatal()`).
+/// (ssh stops inside it). (`RefuseConnection`, a `fatal()` in ssh, is its own error kind,
+/// which stops the file as every error but a bad line does.)
 fn stops_the_file(kind: &ItemKind) -> bool {
-    match kind {
-        ItemKind::Include(_) => true,
-        ItemKind::Other(keyword, ..) => keyword.display_name() == "RefuseConnection",
-        _ => false,
-    }
+    matches!(kind, ItemKind::Include(_))
 }
 
 /// The outcome of a file with these bad lines: none is fine, one is that line's error, more
@@ -982,10 +989,10 @@ fn see_other(
     }
     if name == "RefuseConnection" {
         // OpenSSH: fatal "RefuseConnection: <message>" when a line applies.
-        return Err(ConfigError::Line {
+        return Err(ConfigError::RefuseConnection {
             file: origin.file,
             line: origin.line,
-            message: format!("RefuseConnection: {value}"),
+            message: value.to_string(),
         });
     }
     let mut note = None;
