@@ -209,10 +209,13 @@ mod tests {
             tokio::spawn(
                 async move { answer(&mut server, SqlState::ConnectionFailure, "down").await },
             );
-        client.write_all(&header(8, SSL_REQUEST)).await.unwrap();
-        let mut n = [0u8; 1];
-        client.read_exact(&mut n).await.unwrap();
-        assert_eq!(&n, b"N");
+        // libpq's order with gssencmode=prefer: GSS first, then SSL, each declined.
+        for request in [GSSENC_REQUEST, SSL_REQUEST] {
+            client.write_all(&header(8, request)).await.unwrap();
+            let mut n = [0u8; 1];
+            client.read_exact(&mut n).await.unwrap();
+            assert_eq!(&n, b"N");
+        }
         let mut startup = header(23, 196_608).to_vec();
         startup.extend(b"user\0joe\0\0\0\0\0\0\0");
         client.write_all(&startup[..23]).await.unwrap();
