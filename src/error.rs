@@ -42,6 +42,33 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A forward's bind address (a name) does not resolve.
+    #[error("cannot listen on {bind}: the address does not resolve: {source}")]
+    ListenResolve {
+        /// The bind address as written, with the port.
+        bind: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A forward's local Unix socket cannot be opened.
+    #[error("cannot listen on {}: {source}", path.display())]
+    ListenPath {
+        /// The socket path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// One of several tunnels failed: which, and how.
+    #[error("{name}: {source}")]
+    Tunnel {
+        /// The tunnel's name (a tunnels-file name, or an `-L`/`LocalForward` spec).
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
     /// `--socket DIR` cannot be used.
     #[error(transparent)]
     Socket(#[from] crate::forward::socket::SocketError),
@@ -412,7 +439,10 @@ impl Error {
             | Error::Socket(_) => ErrorKind::Config,
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
             Error::Probe(_) => ErrorKind::Probe,
-            Error::Listen { .. } => ErrorKind::Connect,
+            Error::Listen { .. } | Error::ListenResolve { .. } | Error::ListenPath { .. } => {
+                ErrorKind::Connect
+            }
+            Error::Tunnel { source, .. } => source.kind(),
             Error::Hop { source, .. } => match source.as_ref() {
                 HopError::HostKeyUnknown { .. }
                 | HopError::HostKeyChanged { .. }

@@ -31,6 +31,12 @@ pub enum Event {
         /// User and method, e.g. "joe (publickey, agent)".
         how: String,
     },
+    /// The hop's session was already up for another tunnel (or the part of the chain that
+    /// survived a loss): it is shared, not connected again.
+    Shared {
+        /// Which hop.
+        hop: HopLabel,
+    },
     /// A hop failed (the error follows as the function's result).
     HopFailed {
         /// Which hop.

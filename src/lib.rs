@@ -33,6 +33,9 @@
 //!   terminal, log lines otherwise). The library never touches the terminal.
 //! - [`tunnel`]: the steps above glued together, each usable on its own: load the config,
 //!   plan, check the path, bind, connect, serve.
+//! - [`fleet`]: several tunnels in one process (ssh-style `-L` forwards, `LocalForward`
+//!   lines, named tunnels), planned and bound; served together by [`tunnel::serve_all`],
+//!   their chains sharing hop sessions.
 //! - [`pg`]: the bits of PostgreSQL's protocol the product uses (`SSLRequest`, a `trust`
 //!   log-in and a simple query, `ErrorResponse`).
 //! - [`error`]: typed errors that name the hop, file or line at fault, their sources kept
@@ -63,6 +66,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod fleet;
 pub mod forward;
 pub mod pg;
 pub mod plan;

@@ -35,6 +35,14 @@ pub enum SpecError {
         /// The port part as typed.
         port: String,
     },
+    /// Arguments that do not go together.
+    #[error("{what}: {reason}")]
+    Usage {
+        /// Which argument.
+        what: &'static str,
+        /// What is wrong.
+        reason: Cow<'static, str>,
+    },
     /// Anything else that does not fit the grammar.
     #[error("{what} `{input}`: {reason}")]
     Malformed {
@@ -289,6 +297,37 @@ pub fn parse_listen(input: &str) -> Result<SocketAddr, SpecError> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// One `-L` argument: today's listen address for TARGET (`PORT`, `ADDR:PORT`), or one of
+/// ssh's local forwards (`[bind:]port:host:hostport`, a Unix socket on either side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DashL {
+    /// `-L [ADDR:]PORT`: where TARGET's tunnel listens.
+    Listen(SocketAddr),
+    /// An ssh-style forward: the positional argument is then ssh's destination.
+    Forward(crate::config::forward::LocalForward),
+}
+
+/// Parses `-L`: as a listen address when it is one (`5555`, `127.0.0.1:5555`,
+/// `[::1]:5555`), else as ssh parses `-L` (`${VAR}` looked up with `env`). An argument
+/// neither takes is refused with both readings' reasons.
+pub fn parse_dash_l(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<DashL, SpecError> {
+    let listen = match parse_listen(input) {
+        Ok(addr) => return Ok(DashL::Listen(addr)),
+        Err(e) => e,
+    };
+    match crate::config::forward::parse_local_forward(input, env) {
+        Ok(forward) => Ok(DashL::Forward(forward)),
+        // Something that looks like a listen address: its own reason is the clearer one.
+        Err(_) if input.matches(':').count() <= 1 && !input.contains('/') => Err(listen),
+        Err(_) => Err(malformed(
+            "-L",
+            input,
+            "expected [ADDR:]PORT (where TARGET's tunnel listens) or ssh's \
+             [bind_address:]port:host:hostport, port:remote_socket, local_socket:host:hostport",
+        )),
+    }
+}
+
 fn malformed(what: &'static str, input: &str, reason: impl Into<Cow<'static, str>>) -> SpecError {
     SpecError::Malformed {
         what,
@@ -414,6 +453,33 @@ fn check_host(what: &'static str, input: &str, host: &str) -> Result<(), SpecErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dash_l_is_a_listen_address_or_an_ssh_forward() {
+        let env = |_: &str| None;
+        assert_eq!(
+            parse_dash_l("5555", &env),
+            Ok(DashL::Listen("127.0.0.1:5555".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_dash_l("[::1]:5555", &env),
+            Ok(DashL::Listen("[::1]:5555".parse().unwrap()))
+        );
+        assert!(matches!(
+            parse_dash_l("63333:db.foo.com:5432", &env),
+            Ok(DashL::Forward(_))
+        ));
+        assert!(matches!(
+            parse_dash_l("localhost:6000:db:5432", &env),
+            Ok(DashL::Forward(_))
+        ));
+        let e = parse_dash_l("1.2.3.4.5:6000", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be an IP address"), "{e}");
+        let e = parse_dash_l("a:b:c", &env).unwrap_err().to_string();
+        assert!(e.contains("port:host:hostport"), "{e}");
+    }
 
     #[test]
     fn target_defaults_to_postgres_port() {

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::config::{ConfigError, LocalEnv, SshConfig};
 use crate::error::Error;
 use crate::forward::probe::Probe;
-use crate::forward::{Backoff, Reconnect, Tunnel};
+use crate::forward::{Backoff, Ended, Reconnect, Tunnel};
 use crate::plan::chain::{Chain, resolve_chain};
 use crate::plan::path::PathReport;
 use crate::spec::{HopSpec, Target};
@@ -167,4 +167,46 @@ pub fn psql_command(addr: SocketAddr) -> String {
         "psql \"{}\"",
         crate::pg::client::conninfo(addr.into(), None).keywords
     )
+}
+
+/// Serves every tunnel until `shutdown` resolves, or one of them ends by itself (its chain
+/// lost with reconnecting off, or re-establishing it refused): then the others are stopped
+/// too, each draining its connections. How each ended, in the tunnels' order.
+pub async fn serve_all(
+    tunnels: Vec<Tunnel>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Vec<Ended> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let handles: Vec<_> = tunnels
+        .into_iter()
+        .map(|tunnel| {
+            let mut stopped = stopped.clone();
+            let ended_tx = ended_tx.clone();
+            tokio::spawn(async move {
+                let ended = tunnel
+                    .serve(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if !matches!(ended, Ended::Shutdown { .. }) {
+                    let _ = ended_tx.send(());
+                }
+                ended
+            })
+        })
+        .collect();
+    drop(ended_tx);
+    tokio::select! {
+        () = shutdown => {}
+        Some(()) = ended_rx.recv() => {}
+    }
+    stop.send_replace(true);
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.unwrap_or(Ended::Shutdown {
+            closed_at_deadline: 0,
+        }));
+    }
+    out
 }

@@ -3,6 +3,7 @@
 //! connection. At the end, [`Connections::drain`] lets open connections finish.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
@@ -26,7 +27,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The local listener and the connections it accepted.
 pub(super) struct Listener {
-    tcp: Option<TcpListener>,
+    tcp: Vec<TcpListener>,
     unix: Option<UnixListener>,
     chain: ChainWatch,
     target: Arc<Target>,
@@ -40,11 +41,12 @@ pub(super) struct Listener {
     answering: Arc<Semaphore>,
 }
 
-/// Where a tunnel listens: a TCP port, a Unix socket, or both.
+/// Where a tunnel listens: TCP ports (one per address: `localhost` is 127.0.0.1 and ::1), a
+/// Unix socket, or both.
 #[derive(Debug, Default)]
 pub struct Listeners {
-    /// The TCP listener (`--listen`).
-    pub tcp: Option<TcpListener>,
+    /// The TCP listeners (`--listen`, or an ssh-style forward's every address).
+    pub tcp: Vec<TcpListener>,
     /// The Unix-socket listener (`--socket`).
     pub unix: Option<UnixListener>,
 }
@@ -54,33 +56,25 @@ pub struct Listeners {
 const UNIX_ORIGINATOR: std::net::SocketAddr =
     std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
-/// The next client of either listener (pending forever for a listener that is not there).
+/// The next client of any listener.
 async fn accept(
-    tcp: &Option<TcpListener>,
+    tcp: &[TcpListener],
     unix: &Option<UnixListener>,
 ) -> std::io::Result<(ClientStream, std::net::SocketAddr)> {
-    let tcp = async {
-        match tcp {
-            Some(l) => l
-                .accept()
-                .await
-                .map(|(s, peer)| (ClientStream::Tcp(s), peer)),
-            None => std::future::pending().await,
+    std::future::poll_fn(|cx| {
+        for listener in tcp {
+            if let Poll::Ready(accepted) = listener.poll_accept(cx) {
+                return Poll::Ready(accepted.map(|(s, peer)| (ClientStream::Tcp(s), peer)));
+            }
         }
-    };
-    let unix = async {
-        match unix {
-            Some(l) => l
-                .accept()
-                .await
-                .map(|(s, _)| (ClientStream::Unix(s), UNIX_ORIGINATOR)),
-            None => std::future::pending().await,
+        if let Some(listener) = unix
+            && let Poll::Ready(accepted) = listener.poll_accept(cx)
+        {
+            return Poll::Ready(accepted.map(|(s, _)| (ClientStream::Unix(s), UNIX_ORIGINATOR)));
         }
-    };
-    tokio::select! {
-        a = tcp => a,
-        a = unix => a,
-    }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The connections being served.

@@ -102,7 +102,7 @@ impl Tunnel {
     pub fn new(listener: TcpListener, sessions: Sessions, target: Target) -> Self {
         Tunnel::with_listeners(
             Listeners {
-                tcp: Some(listener),
+                tcp: vec![listener],
                 unix: None,
             },
             sessions,
@@ -143,9 +143,9 @@ impl Tunnel {
         self
     }
 
-    /// The bound TCP address (an error when the tunnel listens on a Unix socket only).
+    /// The (first) bound TCP address (an error when the tunnel listens on a Unix socket only).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match &self.listener.tcp {
+        match self.listener.tcp.first() {
             Some(l) => l.local_addr(),
             None => Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,

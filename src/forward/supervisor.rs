@@ -90,7 +90,7 @@ impl LiveChain {
 
     /// The hops, outermost first.
     pub fn hops(&self) -> impl Iterator<Item = &HopLabel> {
-        self.0.sessions.hops().iter().map(HopSession::label)
+        self.0.sessions.hops().iter().map(|h| h.label())
     }
 
     /// When this chain came up.
@@ -110,6 +110,15 @@ impl LiveChain {
             .hops()
             .iter()
             .find(|hop| session_closed(hop))
+            .map(|hop| &**hop)
+    }
+
+    /// The sessions before the first one that has ended: still up, and worth keeping for
+    /// the chain's re-establishment (and for the other chains sharing them).
+    fn surviving(&self) -> Sessions {
+        let hops = self.0.sessions.hops();
+        let up = hops.iter().take_while(|h| !session_closed(h)).count();
+        self.0.sessions.prefix(up)
     }
 }
 
@@ -261,6 +270,9 @@ pub(super) struct Supervisor {
     /// How long new connections wait for a chain being recovered (for the log).
     pub(super) pending_timeout: Duration,
     stats: Arc<Stats>,
+    /// While recovering: the outer sessions that are still up, held so that the new chain
+    /// is built on them (through the pool) instead of logging in to them again.
+    kept: Option<Sessions>,
     /// Chains lost soon after coming up, in a row: a bastion that accepts and then drops us
     /// is retried with backoff too, not in a tight loop.
     flaps: u32,
@@ -276,6 +288,7 @@ impl Supervisor {
             reconnect: None,
             pending_timeout: DEFAULT_PENDING_TIMEOUT,
             stats,
+            kept: None,
             flaps: 0,
         }
     }
@@ -326,6 +339,9 @@ impl Supervisor {
             }
         }
         self.state.send_replace(ChainState::Stopping);
+        if let (None, Some(kept)) = (&self.current, self.kept.take()) {
+            kept.disconnect().await;
+        }
         self.current
     }
 
@@ -339,6 +355,11 @@ impl Supervisor {
             0
         };
         self.current = None;
+        let kept = live.surviving();
+        // The sessions from the lost hop inwards ran over it: closed (those not shared).
+        // The ones before it stay up for the next chain, unless nothing reconnects.
+        self.kept = self.reconnect.is_some().then(|| kept.clone());
+        drop(kept);
         tokio::spawn(async move { live.sessions().disconnect().await });
     }
 
@@ -358,6 +379,7 @@ impl Supervisor {
         let live = LiveChain::new(sessions);
         self.state.send_replace(ChainState::Up(live.clone()));
         self.current = Some(live);
+        self.kept = None;
     }
 }
 

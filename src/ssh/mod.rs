@@ -15,11 +15,14 @@
 //! - [`prompt`]: questions for the user (passphrases, passwords, host keys), answered by
 //!   whatever the caller plugs in (the binary's terminal, `SSH_ASKPASS`, a test).
 //! - [`session`]: one hop's session from those parts, and the chain of sessions.
+//! - `pool`: sessions shared between chains ([`session::HopPool`]): a hop already up for
+//!   one tunnel is not logged in to again for another.
 
 mod algorithms;
 mod auth;
 mod diagnose;
 mod host_key;
+mod pool;
 pub mod prompt;
 pub mod session;
 mod transport;

@@ -28,6 +28,8 @@ use crate::ssh::algorithms;
 use crate::ssh::auth::AuthContext;
 use crate::ssh::diagnose::{Heard, Recording, describe_ssh_error};
 use crate::ssh::host_key::HostKeyCheck;
+use crate::ssh::pool::HopIdentity;
+pub use crate::ssh::pool::HopPool;
 use crate::ssh::prompt::{PromptClock, Prompts, clean_server_line, clean_server_text};
 use crate::ssh::transport::{ByteStream, Route, connect_tcp};
 
@@ -67,6 +69,9 @@ pub struct ConnectOptions {
     /// `--require-pq`: refuse a hop whose key exchange is not post-quantum, right after its
     /// handshake (before authenticating, so no credentials cross it), also when recovering.
     pub require_pq: bool,
+    /// Sessions shared between chains (and with the same chain re-established): a hop
+    /// already up there is used, not connected again. A fresh pool by default.
+    pub pool: HopPool,
 }
 
 impl Default for ConnectOptions {
@@ -78,6 +83,7 @@ impl Default for ConnectOptions {
             default_keepalive: DEFAULT_KEEPALIVE,
             prompts: None,
             require_pq: false,
+            pool: HopPool::default(),
         }
     }
 }
@@ -192,15 +198,17 @@ impl HopSession {
     }
 }
 
-/// All sessions of a chain, outermost first.
-#[derive(Debug)]
+/// All sessions of a chain, outermost first. A session may be shared with other chains of
+/// the same [`HopPool`] (same hops before it, same identity): it is disconnected only by the
+/// last chain that holds it.
+#[derive(Debug, Clone)]
 pub struct Sessions {
-    hops: Vec<HopSession>,
+    hops: Vec<Arc<HopSession>>,
 }
 
 impl Sessions {
     /// The sessions, outermost first.
-    pub fn hops(&self) -> &[HopSession] {
+    pub fn hops(&self) -> &[Arc<HopSession>] {
         &self.hops
     }
 
@@ -208,29 +216,55 @@ impl Sessions {
     ///
     /// [`PathReport::with_negotiated`]: crate::plan::path::PathReport::with_negotiated
     pub fn negotiated(&self) -> Vec<Option<Negotiated>> {
-        self.hops.iter().map(HopSession::negotiated).collect()
+        self.hops.iter().map(|h| h.negotiated()).collect()
     }
 
     /// The innermost session: channels to the target are opened on it.
     pub fn last(&self) -> Option<&HopSession> {
-        self.hops.last()
+        self.hops.last().map(|h| &**h)
     }
 
-    /// Disconnects every session, innermost first.
+    /// The first `n` sessions (the outer hops that are still up when hop `n + 1` is lost).
+    pub fn prefix(&self, n: usize) -> Sessions {
+        Sessions {
+            hops: self.hops.iter().take(n).cloned().collect(),
+        }
+    }
+
+    /// Disconnects every session no other chain holds, innermost first (a shared one stays
+    /// up for the chains still using it).
     pub async fn disconnect(&self) {
         for hop in self.hops.iter().rev() {
-            hop.disconnect().await;
+            if Arc::strong_count(hop) == 1 {
+                hop.disconnect().await;
+            }
         }
     }
 }
 
-/// Brings the whole chain up, hop by hop. Nothing is forwarded over a hop whose host key was
-/// not verified: a refusal stops here with the hop named.
+/// Brings the whole chain up, hop by hop, taking from `opts.pool` every hop already up there
+/// (same identity, over the same sessions before it). Nothing is forwarded over a hop whose
+/// host key was not verified: a refusal stops here with the hop named.
 pub async fn connect_chain(chain: &Chain, opts: &ConnectOptions) -> Result<Sessions, Error> {
-    let mut sessions: Vec<HopSession> = Vec::new();
+    let mut sessions: Vec<Arc<HopSession>> = Vec::new();
+    let mut path = Vec::new();
     for hop in &chain.hops {
-        match connect_hop(sessions.last(), hop, opts).await {
-            Ok(session) => sessions.push(session),
+        path.push(HopIdentity::of(hop));
+        let prev = sessions.last().cloned();
+        let up = opts
+            .pool
+            .get_or_connect(&path, prev, |prev| async move {
+                connect_hop(prev.as_deref(), hop, opts).await
+            })
+            .await;
+        match up {
+            Ok((session, shared)) => {
+                if shared {
+                    debug!(hop = %session.label(), "sharing the session already up");
+                    opts.observer.emit(Event::Shared { hop: hop.label() });
+                }
+                sessions.push(session)
+            }
             Err(source) => {
                 opts.observer.emit(Event::HopFailed { hop: hop.label() });
                 let done = Sessions { hops: sessions };

@@ -26,6 +26,8 @@ pub struct Pgtunnel {
     pub addr: SocketAddr,
     /// What it printed on stdout before the ready line (the path report).
     pub report: Vec<String>,
+    /// Every ready line awaited ([`Pgtunnel::start_many`]: one per tunnel), in order.
+    pub ready: Vec<String>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -37,6 +39,16 @@ impl Pgtunnel {
 
     /// Like [`Pgtunnel::start`], with `home` as $HOME and `env` added to its environment.
     pub async fn start_in(home: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Pgtunnel {
+        Pgtunnel::start_many(home, args, env, 1).await
+    }
+
+    /// Like [`Pgtunnel::start_in`], waiting for `tunnels` ready lines (one per tunnel).
+    pub async fn start_many(
+        home: &Path,
+        args: &[&str],
+        env: &[(&str, &OsStr)],
+        tunnels: usize,
+    ) -> Pgtunnel {
         let mut child = Command::new(BIN)
             .args(args)
             .env_clear()
@@ -66,10 +78,15 @@ impl Pgtunnel {
         let out = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(out).lines();
         let mut report = Vec::new();
+        let mut ready_lines = Vec::new();
         let ready = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.starts_with("ready: ") {
-                    return Some(line);
+                    ready_lines.push(line);
+                    if ready_lines.len() == tunnels {
+                        return ready_lines.first().cloned();
+                    }
+                    continue;
                 }
                 report.push(line);
             }
@@ -98,6 +115,7 @@ impl Pgtunnel {
             pid,
             addr,
             report,
+            ready: ready_lines,
             stderr,
         }
     }

@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
+use pgtunnel::config::forward::LocalForward;
 #[cfg(feature = "demo")]
 use pgtunnel::demo;
 use pgtunnel::pg::client::SslMode;
-use pgtunnel::spec::{self, HopSpec, Target};
+use pgtunnel::spec::{self, DashL, HopSpec, Target};
 use pgtunnel::tunnel::{ConfigSource, Request};
 
 const AFTER_HELP: &str = "\
@@ -38,9 +39,14 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// The service as seen from the last hop: host[:port] (port 5432 by default; IPv6 in
-    /// brackets). Its name is resolved by the last hop.
-    #[arg(value_name = "TARGET", value_parser = spec::parse_target, required = true)]
-    pub target: Option<Target>,
+    /// brackets). Its name is resolved by the last hop. With ssh-style -L forwards, or for an
+    /// alias with LocalForward lines: ssh's destination, [user@]host (the last hop).
+    #[arg(value_name = "TARGET", required = true)]
+    pub target: Option<String>,
+
+    /// Accepted for ssh compatibility (`ssh -N`): pgtunnel never runs a remote command.
+    #[arg(short = 'N', hide = true)]
+    pub no_command: bool,
 
     #[command(flatten)]
     pub route: Route,
@@ -107,7 +113,7 @@ impl Args {
 }
 
 /// How the chain is found: the tunnel's and `explain`'s.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Route {
     /// Jump hosts, like ssh -J: HOP[,HOP...], each an ssh_config alias, [user@]host[:port] or
     /// ssh://[user@]host[:port].
@@ -149,9 +155,17 @@ impl Route {
 /// Options shared by the tunnel and the subcommands.
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// Local listen address [ADDR:]PORT (default 127.0.0.1 and a free port).
-    #[arg(short = 'L', long = "listen", value_name = "[ADDR:]PORT", value_parser = spec::parse_listen)]
-    pub listen: Option<SocketAddr>,
+    /// Local listen address [ADDR:]PORT (default 127.0.0.1 and a free port); or, repeatable,
+    /// ssh's own forwards [bind_address:]port:host:hostport (also local_socket:host:hostport),
+    /// the positional argument being then ssh's destination: `pgtunnel -L
+    /// 63333:db.foo.com:5432 joe@shell.foo.com`.
+    #[arg(
+        short = 'L',
+        long = "listen",
+        value_name = "[ADDR:]PORT | [BIND:]PORT:HOST:HOSTPORT",
+        value_parser = dash_l
+    )]
+    pub forwards: Vec<DashL>,
 
     /// Seconds open connections may keep going after Ctrl-C/SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
@@ -182,8 +196,32 @@ pub struct Common {
 impl Common {
     /// `--listen`, or the default.
     pub fn listen(&self) -> SocketAddr {
-        self.listen.unwrap_or(spec::DEFAULT_LISTEN)
+        self.listen_given().unwrap_or(spec::DEFAULT_LISTEN)
     }
+
+    /// `-L [ADDR:]PORT`, if given.
+    pub fn listen_given(&self) -> Option<SocketAddr> {
+        self.forwards.iter().find_map(|f| match f {
+            DashL::Listen(addr) => Some(*addr),
+            DashL::Forward(_) => None,
+        })
+    }
+
+    /// The ssh-style `-L` forwards, in order.
+    pub fn ssh_forwards(&self) -> Vec<LocalForward> {
+        self.forwards
+            .iter()
+            .filter_map(|f| match f {
+                DashL::Forward(forward) => Some(forward.clone()),
+                DashL::Listen(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// `-L`, with `${VAR}` from the environment (as ssh expands it).
+fn dash_l(input: &str) -> Result<DashL, spec::SpecError> {
+    spec::parse_dash_l(input, &|name| std::env::var(name).ok())
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -52,7 +52,7 @@ impl Local {
     /// The listeners, for the tunnel (the socket file stays until `self` is dropped).
     pub fn listeners(&mut self) -> Listeners {
         Listeners {
-            tcp: self.tcp.take().map(|(l, _)| l),
+            tcp: self.tcp.take().map(|(l, _)| l).into_iter().collect(),
             unix: self.socket.as_mut().and_then(SocketListener::take),
         }
     }

@@ -16,6 +16,7 @@ use pgtunnel::config::LocalEnv;
 #[cfg(feature = "demo")]
 use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind, chain_of};
+use pgtunnel::fleet::{self, ForwardOptions, TunnelPlan};
 use pgtunnel::forward::probe::{self, Probe, Probed};
 use pgtunnel::forward::socket::SocketListener;
 use pgtunnel::forward::{Backoff, Ended, Limits, Reconnect, Tunnel};
@@ -24,6 +25,7 @@ use pgtunnel::pg::client::{
 };
 use pgtunnel::plan::chain::Chain;
 use pgtunnel::plan::path;
+use pgtunnel::spec;
 use pgtunnel::ssh::prompt::Prompts;
 use pgtunnel::ssh::session::{AgentSource, ConnectOptions, Sessions, connect_chain};
 use pgtunnel::tunnel::{self, Request};
@@ -33,6 +35,7 @@ use tracing_subscriber::EnvFilter;
 
 mod args;
 mod local;
+mod many;
 mod progress;
 mod terminal;
 
@@ -137,11 +140,15 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             run_check(&request, json, postgres, &common).await
         }
         None => {
-            let Some(target) = args.target else {
+            let Some(positional) = args.target.clone() else {
                 // clap requires TARGET without a subcommand; keep the binary panic-free regardless.
                 eprintln!("pgtunnel: TARGET is required (see --help)");
                 return Ok(ExitCode::from(exit::CONFIG));
             };
+            if let Some(plans) = ssh_style(&args, &positional)? {
+                return many::serve_many(plans, args.require_pq, &args.common).await;
+            }
+            let target = spec::parse_target(&positional)?;
             let setup = Setup {
                 request: args.route.request(
                     target,
@@ -163,6 +170,78 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             serve(setup, &args.common).await
         }
     }
+}
+
+/// The ssh-style tunnels, when the command line asks for them: `-L` forwards
+/// (`[bind:]port:host:hostport`), the positional argument being ssh's destination. `None`:
+/// the TARGET form.
+fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, Error> {
+    let forwards = args.common.ssh_forwards();
+    let listens = args.common.forwards.len() - forwards.len();
+    if forwards.is_empty() {
+        if listens > 1 {
+            return Err(usage(
+                "-L",
+                "-L [ADDR:]PORT given more than once: TARGET's tunnel has one listen address; \
+                 for several forwards write them as ssh does, -L PORT:HOST:HOSTPORT, with the \
+                 SSH server as the last argument",
+            ));
+        }
+        return Ok(None);
+    }
+    if listens > 0 {
+        return Err(usage(
+            "-L",
+            "-L [ADDR:]PORT (where TARGET's tunnel listens) and ssh-style -L \
+             PORT:HOST:HOSTPORT forwards cannot be mixed: write every forward as ssh does",
+        ));
+    }
+    for (given, option) in [
+        (args.socket.is_some(), "--socket"),
+        (args.sslmode.is_some(), "--sslmode"),
+        (args.run.is_some(), "-- COMMAND"),
+    ] {
+        if given {
+            return Err(usage(
+                option,
+                "applies to the TARGET form (pgtunnel [--via HOPS] TARGET); with ssh-style -L \
+                 forwards, listen on a socket with -L /path/to/socket:HOST:PORT",
+            ));
+        }
+    }
+    let destination = spec::parse_hop(positional)?;
+    let request = args.route.clone().request(
+        spec::Target {
+            host: destination.host.clone(),
+            port: 22,
+            port_given: false,
+        },
+        &args.common,
+        args.require_encrypted,
+        args.require_pq,
+    );
+    let env = tunnel::local_env();
+    let config = tunnel::load_config(&request.config, &env)?;
+    let options = ForwardOptions {
+        postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
+        probe: !args.no_probe,
+        require_encrypted: request.require_encrypted,
+        gateway_ports: false,
+        exit_on_forward_failure: false,
+    };
+    let jumps = request.via.clone().unwrap_or_default();
+    let plans = fleet::ssh_forwards(&jumps, &destination, &forwards, &options, |q| {
+        config.resolve(q, &env)
+    })?;
+    Ok(Some(plans))
+}
+
+/// A command-line mistake, as the spec parsers report them.
+fn usage(what: &'static str, reason: &'static str) -> Error {
+    Error::Spec(spec::SpecError::Usage {
+        what,
+        reason: reason.into(),
+    })
 }
 
 /// `pgtunnel explain`: every hop's settings and where they come from, then the path report.
@@ -477,7 +556,7 @@ async fn plan_and_bind(
     let planned = path::analyze(request.listen, &chain);
     tunnel::check_encryption(&planned, request.require_encrypted)?;
     // `--socket` alone opens no TCP port.
-    let tcp = match socket.is_none() || common.listen.is_some() {
+    let tcp = match socket.is_none() || common.listen_given().is_some() {
         true => {
             let listener = tunnel::bind(request.listen).await?;
             let addr = listener.local_addr().map_err(|source| Error::Listen {

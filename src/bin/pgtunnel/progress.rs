@@ -12,7 +12,7 @@ use tracing::{info, warn};
 /// Spinners per hop on a terminal, plain lines otherwise.
 pub struct Progress {
     bars: Option<MultiProgress>,
-    state: Arc<Mutex<HashMap<usize, ProgressBar>>>,
+    state: Arc<Mutex<HashMap<String, ProgressBar>>>,
     quiet: bool,
 }
 
@@ -76,7 +76,7 @@ fn log(event: Event, quiet: bool) {
 }
 
 /// An event on the hops' spinners.
-fn draw(bars: &MultiProgress, state: &mut HashMap<usize, ProgressBar>, event: &Event) {
+fn draw(bars: &MultiProgress, state: &mut HashMap<String, ProgressBar>, event: &Event) {
     match event {
         Event::Connecting { hop, .. } => {
             let bar = bars.add(ProgressBar::new_spinner());
@@ -85,20 +85,25 @@ fn draw(bars: &MultiProgress, state: &mut HashMap<usize, ProgressBar>, event: &E
             }
             bar.enable_steady_tick(Duration::from_millis(100));
             bar.set_message(describe(event));
-            state.insert(hop.index, bar);
+            state.insert(hop.to_string(), bar);
         }
         Event::HostKeyVerified { hop, .. } => {
-            if let Some(bar) = state.get(&hop.index) {
+            if let Some(bar) = state.get(&hop.to_string()) {
                 bar.set_message(describe(event));
             }
         }
         Event::Authenticated { hop, .. } => {
-            if let Some(bar) = state.get(&hop.index) {
+            if let Some(bar) = state.get(&hop.to_string()) {
                 bar.finish_with_message(format!("✓ {}", describe(event)));
             }
         }
+        Event::Shared { hop } => {
+            let bar = bars.add(ProgressBar::new_spinner());
+            bar.finish_with_message(format!("✓ {}", describe(event)));
+            state.insert(hop.to_string(), bar);
+        }
         Event::HopFailed { hop } => {
-            if let Some(bar) = state.get(&hop.index) {
+            if let Some(bar) = state.get(&hop.to_string()) {
                 bar.abandon_with_message(format!("✗ {hop}: failed"));
             }
         }
@@ -117,6 +122,7 @@ fn describe(event: &Event) -> String {
             how,
         } => format!("{hop}: host key {fingerprint} verified ({how})"),
         Event::Authenticated { hop, how } => format!("{hop}: authenticated as {how}"),
+        Event::Shared { hop } => format!("{hop}: session already up, shared"),
         Event::HopFailed { hop } => format!("{hop}: failed"),
         Event::Warning(w) => format!("warning: {w}"),
     }

@@ -1,0 +1,418 @@
+//! Several tunnels in one process: ssh's own `-L` forwards (`pgtunnel -L 63333:db:5432
+//! joe@shell`), an alias's `LocalForward` lines (`pgtunnel ALIAS`, as `ssh -N ALIAS`), and
+//! named tunnels from a tunnels file (`pgtunnel up`). Each forward is a [`TunnelPlan`]: a
+//! name, its chain (hops and target), where it listens, what to check. They are served
+//! together ([`crate::tunnel::serve_all`]), their chains sharing hop sessions through one
+//! [`crate::ssh::session::HopPool`].
+//!
+//! Planning ([`ssh_forwards`]) is pure; [`bind`] does the listening, with OpenSSH's rules for
+//! where a forward listens ([`bind_addresses`], after `channel_fwd_bind_addr()`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::config::forward::{Connect, Listen, LocalForward};
+use crate::config::{ConfigError, HostConfig, HostQuery};
+use crate::error::Error;
+use crate::forward::Listeners;
+use crate::forward::probe::Probe;
+use crate::plan::chain::{Chain, resolve_chain};
+use crate::spec::{HopSpec, HostPort, SpecError, Target};
+
+/// One tunnel of several: a name, a chain, where it listens and what is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelPlan {
+    /// For messages and status: a tunnels-file name, or the forward as ssh writes it.
+    pub name: String,
+    /// Its hops and target.
+    pub chain: Chain,
+    /// Where it listens.
+    pub listen: ListenAt,
+    /// The target is PostgreSQL (see [`crate::tunnel::is_postgres`]).
+    pub postgres: bool,
+    /// The check before it is ready.
+    pub probe: Probe,
+    /// A failure to listen, or of the probe, stops pgtunnel (`ExitOnForwardFailure yes`,
+    /// and always for named tunnels and TARGET); otherwise it is a warning and the other
+    /// forwards go on, as with ssh.
+    pub strict: bool,
+    /// Refuse unencrypted segments.
+    pub require_encrypted: bool,
+}
+
+/// Where a tunnel listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAt {
+    /// An address and port (`--listen`, a tunnels file's `listen`; port 0: a free one).
+    Addr(SocketAddr),
+    /// An ssh-style forward: `port` on every address OpenSSH would listen on for `bind`.
+    Forward {
+        /// The bind address as written (`localhost`, `*`, an address or a name), if any.
+        bind: Option<String>,
+        /// `GatewayPorts` of the destination.
+        gateway_ports: bool,
+        /// The port.
+        port: u16,
+    },
+    /// A local Unix socket path (`-L /path/sock:host:port`).
+    Path(PathBuf),
+}
+
+impl ListenAt {
+    /// The address the path report judges the listener by before binding: a name is taken
+    /// as reachable from elsewhere (it may be), `localhost` and no bind address as loopback.
+    pub fn planned_addr(&self) -> SocketAddr {
+        let ip: IpAddr = match self {
+            ListenAt::Addr(addr) => return *addr,
+            ListenAt::Path(_) => Ipv4Addr::LOCALHOST.into(),
+            ListenAt::Forward {
+                bind,
+                gateway_ports,
+                ..
+            } => match bind_addresses(bind.as_deref(), *gateway_ports) {
+                BindAddresses::Loopback => Ipv4Addr::LOCALHOST.into(),
+                BindAddresses::Wildcard => Ipv4Addr::UNSPECIFIED.into(),
+                BindAddresses::Named(name) => name.parse().unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
+            },
+        };
+        let port = match self {
+            ListenAt::Forward { port, .. } => *port,
+            _ => 0,
+        };
+        SocketAddr::new(ip, port)
+    }
+}
+
+impl std::fmt::Display for ListenAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAt::Addr(addr) => write!(f, "{addr}"),
+            ListenAt::Forward {
+                bind: Some(bind),
+                port,
+                ..
+            } => write!(f, "{}", HostPort(bind, *port)),
+            ListenAt::Forward {
+                bind: None, port, ..
+            } => write!(f, "{port}"),
+            ListenAt::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Where OpenSSH's client listens for a local forward: `channel_fwd_bind_addr()` with
+/// `is_client` set, then `getaddrinfo()` (passive for the wildcard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddresses {
+    /// Every loopback address (127.0.0.1 and ::1): no bind address and `GatewayPorts no`,
+    /// or `localhost`.
+    Loopback,
+    /// Every address (0.0.0.0 and ::): `*` or an empty bind address, or none with
+    /// `GatewayPorts yes`.
+    Wildcard,
+    /// This address or name, resolved.
+    Named(String),
+}
+
+/// Where a forward with this bind address listens ([`BindAddresses`]).
+pub fn bind_addresses(bind: Option<&str>, gateway_ports: bool) -> BindAddresses {
+    match bind {
+        None if gateway_ports => BindAddresses::Wildcard,
+        None | Some("localhost") => BindAddresses::Loopback,
+        Some("") | Some("*") => BindAddresses::Wildcard,
+        Some(other) => BindAddresses::Named(other.to_string()),
+    }
+}
+
+/// The tunnels for ssh-style forwards through `jumps` (`-J`) to `destination`: one per
+/// forward, each with the chain `jumps, destination` and the forward's target (sent as
+/// written to the destination, as ssh does).
+pub fn ssh_forwards<F>(
+    jumps: &[HopSpec],
+    destination: &HopSpec,
+    forwards: &[LocalForward],
+    options: &ForwardOptions,
+    resolve: F,
+) -> Result<Vec<TunnelPlan>, Error>
+where
+    F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
+{
+    let mut hops = jumps.to_vec();
+    hops.push(destination.clone());
+    let mut plans = Vec::with_capacity(forwards.len());
+    for forward in forwards {
+        let name = ssh_name(forward);
+        let target = match &forward.connect {
+            Connect::HostPort { host, port } => Target {
+                host: host.clone(),
+                port: *port,
+                port_given: true,
+            },
+            Connect::Path(path) => {
+                return Err(Error::Spec(SpecError::Malformed {
+                    what: "-L",
+                    input: name,
+                    reason: format!(
+                        "forwarding to a Unix socket on the server ({path}) is not supported \
+                         yet; forward to a host and port"
+                    )
+                    .into(),
+                }));
+            }
+        };
+        let chain = resolve_chain(Some(&hops), &target, &resolve).map_err(|e| Error::Tunnel {
+            name: name.clone(),
+            source: Box::new(e.into()),
+        })?;
+        let listen = match &forward.listen {
+            Listen::Port { bind, port } => ListenAt::Forward {
+                bind: bind.clone(),
+                gateway_ports: options.gateway_ports,
+                port: *port,
+            },
+            Listen::Path(path) => ListenAt::Path(PathBuf::from(path)),
+        };
+        let postgres = crate::tunnel::is_postgres(&chain.target, options.postgres);
+        plans.push(TunnelPlan {
+            name,
+            chain,
+            listen,
+            postgres,
+            probe: Probe::for_target(options.probe, postgres),
+            strict: options.exit_on_forward_failure,
+            require_encrypted: options.require_encrypted,
+        });
+    }
+    Ok(plans)
+}
+
+/// The command line's options that apply to every ssh-style forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ForwardOptions {
+    /// `--pg` / `--no-pg`.
+    pub postgres: Option<bool>,
+    /// Not `--no-probe`.
+    pub probe: bool,
+    /// `--require-encrypted`.
+    pub require_encrypted: bool,
+    /// The destination's `GatewayPorts`.
+    pub gateway_ports: bool,
+    /// The destination's `ExitOnForwardFailure`.
+    pub exit_on_forward_failure: bool,
+}
+
+/// A forward as ssh's `-L` writes it: `[bind:]port:host:hostport`, paths as they are.
+pub fn ssh_name(forward: &LocalForward) -> String {
+    let listen = match &forward.listen {
+        Listen::Port {
+            bind: Some(b),
+            port,
+        } => format!("{}:{port}", bracket(b)),
+        Listen::Port { bind: None, port } => port.to_string(),
+        Listen::Path(p) => p.clone(),
+    };
+    let connect = match &forward.connect {
+        Connect::HostPort { host, port } => format!("{}:{port}", bracket(host)),
+        Connect::Path(p) => p.clone(),
+    };
+    format!("{listen}:{connect}")
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// A tunnel's bound listeners, and the addresses they are bound to (for the ready line and
+/// the path report).
+#[derive(Debug)]
+pub struct Bound {
+    /// The listeners.
+    pub listeners: Listeners,
+    /// The TCP addresses bound.
+    pub addrs: Vec<SocketAddr>,
+    /// The Unix socket bound, if any.
+    pub path: Option<PathBuf>,
+    /// Addresses that could not be bound while others could (ssh warns and goes on).
+    pub skipped: Vec<String>,
+}
+
+impl Bound {
+    /// For the ready line: every address, or the socket path.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        if let Some(path) = &self.path {
+            parts.push(path.display().to_string());
+        }
+        parts.join(" and ")
+    }
+
+    /// The address the path report judges the listener by: the least private one.
+    pub fn report_addr(&self) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|a| !a.ip().is_loopback())
+            .or(self.addrs.first())
+            .copied()
+            .unwrap_or(crate::spec::DEFAULT_LISTEN)
+    }
+}
+
+/// Opens the listeners for `listen`. A forward listens on every address its bind address
+/// stands for; it fails only when none of them can be bound (as ssh), the others being
+/// reported in [`Bound::skipped`].
+pub async fn bind(listen: &ListenAt) -> Result<Bound, Error> {
+    let addrs = match listen {
+        ListenAt::Addr(addr) => vec![*addr],
+        ListenAt::Forward {
+            bind,
+            gateway_ports,
+            port,
+        } => resolve_bind(bind.as_deref(), *gateway_ports, *port).await?,
+        ListenAt::Path(path) => {
+            let listener = UnixListener::bind(path).map_err(|source| Error::ListenPath {
+                path: path.clone(),
+                source,
+            })?;
+            return Ok(Bound {
+                listeners: Listeners {
+                    tcp: Vec::new(),
+                    unix: Some(listener),
+                },
+                addrs: Vec::new(),
+                path: Some(path.clone()),
+                skipped: Vec::new(),
+            });
+        }
+    };
+    bind_all(&addrs).await
+}
+
+async fn bind_all(addrs: &[SocketAddr]) -> Result<Bound, Error> {
+    let mut tcp = Vec::new();
+    let mut bound = Vec::new();
+    let mut skipped = Vec::new();
+    let mut first_error = None;
+    for addr in addrs {
+        // Port 0 on several addresses: the same port on each, as the first one got.
+        let addr = match (addr.port(), bound.first()) {
+            (0, Some(first)) => SocketAddr::new(addr.ip(), SocketAddr::port(first)),
+            _ => *addr,
+        };
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                bound.push(listener.local_addr().unwrap_or(addr));
+                tcp.push(listener);
+            }
+            Err(source) => {
+                skipped.push(format!("{addr}: {source}"));
+                first_error.get_or_insert(Error::Listen { addr, source });
+            }
+        }
+    }
+    if tcp.is_empty() {
+        return Err(first_error.unwrap_or(Error::Listen {
+            addr: crate::spec::DEFAULT_LISTEN,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address to bind"),
+        }));
+    }
+    Ok(Bound {
+        listeners: Listeners { tcp, unix: None },
+        addrs: bound,
+        path: None,
+        skipped,
+    })
+}
+
+async fn resolve_bind(
+    bind: Option<&str>,
+    gateway_ports: bool,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Error> {
+    let ips: Vec<IpAddr> = match bind_addresses(bind, gateway_ports) {
+        BindAddresses::Loopback => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+        BindAddresses::Wildcard => {
+            vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
+        }
+        BindAddresses::Named(name) => match name.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => {
+                let found = tokio::net::lookup_host((name.as_str(), port))
+                    .await
+                    .map_err(|source| Error::ListenResolve {
+                        bind: HostPort(&name, port).to_string(),
+                        source,
+                    })?;
+                let mut ips: Vec<IpAddr> = found.map(|a| a.ip()).collect();
+                ips.dedup();
+                ips
+            }
+        },
+    };
+    Ok(ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses_follow_openssh() {
+        use BindAddresses::*;
+        assert_eq!(bind_addresses(None, false), Loopback);
+        assert_eq!(bind_addresses(None, true), Wildcard);
+        assert_eq!(bind_addresses(Some("localhost"), false), Loopback);
+        assert_eq!(bind_addresses(Some("localhost"), true), Loopback);
+        assert_eq!(bind_addresses(Some("*"), false), Wildcard);
+        assert_eq!(bind_addresses(Some(""), false), Wildcard);
+        assert_eq!(
+            bind_addresses(Some("127.0.0.1"), true),
+            Named("127.0.0.1".into())
+        );
+        assert_eq!(
+            bind_addresses(Some("0.0.0.0"), false),
+            Named("0.0.0.0".into())
+        );
+    }
+
+    #[test]
+    fn names_are_written_as_ssh_takes_them() {
+        let env = |_: &str| None;
+        for spec in [
+            "63333:db.foo.com:5432",
+            "127.0.0.1:6000:db:5432",
+            "[::1]:6000:[fd00::5]:5432",
+            "/tmp/s:db:5432",
+        ] {
+            let forward = crate::config::forward::parse_local_forward(spec, &env).unwrap();
+            assert_eq!(ssh_name(&forward), spec);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forward_without_bind_address_listens_on_both_loopbacks_on_one_port() {
+        let bound = bind(&ListenAt::Forward {
+            bind: None,
+            gateway_ports: false,
+            port: 0,
+        })
+        .await
+        .unwrap();
+        assert!(bound.addrs.iter().all(|a| a.ip().is_loopback()));
+        assert!(
+            bound
+                .addrs
+                .iter()
+                .all(|a| a.port() == bound.addrs[0].port())
+        );
+        assert!(bound.addrs[0].is_ipv4());
+    }
+}
