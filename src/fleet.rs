@@ -28,8 +28,14 @@ pub struct TunnelPlan {
     pub name: String,
     /// Its hops and target.
     pub chain: Chain,
-    /// Where it listens.
-    pub listen: ListenAt,
+    /// Where it listens on TCP or a socket path (`None`: only on `socket_dir`).
+    pub listen: Option<ListenAt>,
+    /// A private PostgreSQL socket directory (`--socket DIR`, a tunnels file's `socket`).
+    pub socket_dir: Option<PathBuf>,
+    /// Verified TLS through it (`--sslmode`): named in the ready line's connection string.
+    pub sslmode: Option<crate::pg::client::SslMode>,
+    /// Every hop's key exchange must be post-quantum (`--require-pq`).
+    pub require_pq: bool,
     /// The target is PostgreSQL (see [`crate::tunnel::is_postgres`]).
     pub postgres: bool,
     /// The check before it is ready.
@@ -178,7 +184,10 @@ where
         plans.push(TunnelPlan {
             name,
             chain,
-            listen,
+            listen: Some(listen),
+            socket_dir: None,
+            sslmode: None,
+            require_pq: options.require_pq,
             postgres,
             probe: Probe::for_target(options.probe, postgres),
             strict: options.exit_on_forward_failure,
@@ -197,6 +206,8 @@ pub struct ForwardOptions {
     pub probe: bool,
     /// `--require-encrypted`.
     pub require_encrypted: bool,
+    /// `--require-pq`.
+    pub require_pq: bool,
     /// The destination's `GatewayPorts`.
     pub gateway_ports: bool,
     /// The destination's `ExitOnForwardFailure`.
@@ -238,6 +249,8 @@ pub struct Bound {
     pub addrs: Vec<SocketAddr>,
     /// The Unix socket bound, if any.
     pub path: Option<PathBuf>,
+    /// The private PostgreSQL socket, removed when this is dropped.
+    pub socket: Option<crate::forward::socket::SocketListener>,
     /// Addresses that could not be bound while others could (ssh warns and goes on).
     pub skipped: Vec<String>,
 }
@@ -263,10 +276,32 @@ impl Bound {
     }
 }
 
+/// Opens a tunnel's listeners: [`bind_listen`], and its PostgreSQL socket directory.
+pub async fn bind(plan: &TunnelPlan) -> Result<Bound, Error> {
+    let mut bound = match &plan.listen {
+        Some(listen) => bind_listen(listen).await?,
+        None => Bound {
+            listeners: Listeners::default(),
+            addrs: Vec::new(),
+            path: None,
+            socket: None,
+            skipped: Vec::new(),
+        },
+    };
+    if let Some(dir) = &plan.socket_dir {
+        let mut socket =
+            crate::forward::socket::SocketListener::bind(dir, plan.chain.target.port)?;
+        bound.path = Some(socket.path().to_path_buf());
+        bound.listeners.unix = socket.take();
+        bound.socket = Some(socket);
+    }
+    Ok(bound)
+}
+
 /// Opens the listeners for `listen`. A forward listens on every address its bind address
 /// stands for; it fails only when none of them can be bound (as ssh), the others being
 /// reported in [`Bound::skipped`].
-pub async fn bind(listen: &ListenAt) -> Result<Bound, Error> {
+pub async fn bind_listen(listen: &ListenAt) -> Result<Bound, Error> {
     let addrs = match listen {
         ListenAt::Addr(addr) => vec![*addr],
         ListenAt::Forward {
@@ -286,6 +321,7 @@ pub async fn bind(listen: &ListenAt) -> Result<Bound, Error> {
                 },
                 addrs: Vec::new(),
                 path: Some(path.clone()),
+                socket: None,
                 skipped: Vec::new(),
             });
         }
@@ -325,6 +361,7 @@ async fn bind_all(addrs: &[SocketAddr]) -> Result<Bound, Error> {
         listeners: Listeners { tcp, unix: None },
         addrs: bound,
         path: None,
+        socket: None,
         skipped,
     })
 }
@@ -399,7 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_forward_without_bind_address_listens_on_both_loopbacks_on_one_port() {
-        let bound = bind(&ListenAt::Forward {
+        let bound = bind_listen(&ListenAt::Forward {
             bind: None,
             gateway_ports: false,
             port: 0,

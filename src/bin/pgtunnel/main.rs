@@ -146,7 +146,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::from(exit::CONFIG));
             };
             if let Some(plans) = ssh_style(&args, &positional)? {
-                return many::serve_many(plans, args.require_pq, &args.common).await;
+                return many::serve_many(plans, &args.common).await;
             }
             let target = spec::parse_target(&positional)?;
             let setup = Setup {
@@ -226,6 +226,7 @@ fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, E
         postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
         probe: !args.no_probe,
         require_encrypted: request.require_encrypted,
+        require_pq: request.require_pq,
         gateway_ports: false,
         exit_on_forward_failure: false,
     };

@@ -6,9 +6,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use pgtunnel::error::Error;
-use pgtunnel::fleet::{self, Bound, TunnelPlan};
+use pgtunnel::fleet::{self, Bound, ListenAt, TunnelPlan};
 use pgtunnel::forward::probe;
 use pgtunnel::forward::{Ended, Tunnel};
+use pgtunnel::pg::client::{Endpoint, Tls};
 use pgtunnel::plan::path;
 use pgtunnel::ssh::session::{AgentSource, ConnectOptions, Sessions, connect_chain};
 use pgtunnel::tunnel;
@@ -28,11 +29,11 @@ struct Ready {
 /// Serves `plans` until Ctrl-C/SIGTERM; the exit code of how that ended.
 pub async fn serve_many(
     plans: Vec<TunnelPlan>,
-    require_pq: bool,
     common: &Common,
 ) -> Result<ExitCode, Error> {
     for plan in &plans {
-        let planned = path::analyze(plan.listen.planned_addr(), &plan.chain);
+        let listen = plan.listen.as_ref().map(ListenAt::planned_addr);
+        let planned = path::analyze(listen.unwrap_or(pgtunnel::spec::DEFAULT_LISTEN), &plan.chain);
         tunnel::check_encryption(&planned, plan.require_encrypted)
             .map_err(|e| named(&plan.name, e))?;
     }
@@ -42,7 +43,6 @@ pub async fn serve_many(
         observer: progress.observer(),
         prompts: Questions::AskTheUser.prompts(&progress),
         agent: AgentSource::Environment,
-        require_pq,
         ..Default::default()
     };
     let connected = tokio::select! {
@@ -68,7 +68,15 @@ pub async fn serve_many(
             );
             Tunnel::with_listeners(r.bound.listeners, r.sessions, r.plan.chain.target.clone())
                 .limits(limits(common))
-                .reconnect(reconnect(common, &r.plan.chain, &opts, r.plan.probe))
+                .reconnect(reconnect(
+                    common,
+                    &r.plan.chain,
+                    &ConnectOptions {
+                        require_pq: r.plan.require_pq,
+                        ..opts.clone()
+                    },
+                    r.plan.probe,
+                ))
                 .postgres(r.plan.postgres)
         })
         .collect();
@@ -101,7 +109,7 @@ async fn bind_all(
     let mut out = Vec::new();
     let mut last_error = None;
     for plan in plans {
-        match fleet::bind(&plan.listen).await {
+        match fleet::bind(&plan).await {
             Ok(bound) => {
                 for skipped in &bound.skipped {
                     warn!("{}: could not listen on {skipped}", plan.name);
@@ -134,7 +142,11 @@ async fn connect_all(
 ) -> Result<Vec<Ready>, Error> {
     let mut out = Vec::with_capacity(bound.len());
     for (plan, bound) in bound {
-        let sessions = connect_chain(&plan.chain, opts)
+        let opts = ConnectOptions {
+            require_pq: plan.require_pq,
+            ..opts.clone()
+        };
+        let sessions = connect_chain(&plan.chain, &opts)
             .await
             .map_err(|e| named(&plan.name, e))?;
         out.push(Ready {
@@ -173,10 +185,22 @@ async fn probe_all(ready: Vec<Ready>, common: &Common) -> Result<Vec<Ready>, Err
     Ok(ready)
 }
 
-/// The ready line's "how to connect", for a PostgreSQL target on TCP.
+/// The ready line's "how to connect", for a PostgreSQL target.
 fn hint(r: &Ready) -> String {
-    match (r.plan.postgres, r.bound.addrs.first()) {
-        (true, Some(addr)) => format!(" ; connect with: {}", tunnel::psql_command(*addr)),
-        _ => String::new(),
+    if !r.plan.postgres {
+        return String::new();
     }
+    let tls = r.plan.sslmode.map(|mode| Tls {
+        server_name: &r.plan.chain.target.host,
+        mode,
+    });
+    let endpoint = match (r.bound.addrs.first(), &r.bound.socket) {
+        (Some(addr), _) => Endpoint::Tcp(*addr),
+        (None, Some(socket)) if tls.is_none() => Endpoint::Socket {
+            dir: socket.dir(),
+            port: r.plan.chain.target.port,
+        },
+        _ => return String::new(),
+    };
+    format!(" ; {}", crate::connect_hint(endpoint, tls))
 }
