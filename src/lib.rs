@@ -35,6 +35,8 @@
 //!   plan, check the path, bind, connect, serve.
 //! - [`pg`]: the bits of PostgreSQL's protocol the product uses (`SSLRequest`, a `trust`
 //!   log-in and a simple query, `ErrorResponse`).
+//! - [`notify`]: systemd's notify protocol (`READY=1`, `STATUS=`, `STOPPING=1`) for
+//!   `Type=notify` services, without libsystemd.
 //! - [`error`]: typed errors that name the hop, file or line at fault, their sources kept
 //!   typed; [`ErrorKind`] maps them to the binary's exit codes.
 //! - `demo` (feature `demo`, on by default): `pgtunnel demo`, and the fixtures it shares with
@@ -64,6 +66,7 @@ pub mod demo;
 pub mod error;
 pub mod event;
 pub mod forward;
+pub mod notify;
 pub mod pg;
 pub mod plan;
 pub mod spec;
