@@ -36,8 +36,8 @@
 //! - [`pg`]: the bits of PostgreSQL's protocol the product uses (`SSLRequest`, a `trust`
 //!   log-in and a simple query, `ErrorResponse`).
 //! - [`status`]: what a running pgtunnel shows of itself: a snapshot of its tunnels served on
-//!   a private Unix socket (`pgtunnel status` collects and renders them). Plain data in; no
-//!   dependency on the forwarder.
+//!   a private Unix socket (`pgtunnel status` collects and renders them), and the JSON event
+//!   lines `--json` writes for supervisors. Plain data in; no dependency on the forwarder.
 //! - [`notify`]: systemd's notify protocol (`READY=1`, `STATUS=`, `STOPPING=1`) for
 //!   `Type=notify` services, without libsystemd.
 //! - [`error`]: typed errors that name the hop, file or line at fault, their sources kept

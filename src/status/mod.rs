@@ -1,4 +1,5 @@
-//! `pgtunnel status`: what the running pgtunnel processes of this user are doing.
+//! `pgtunnel status`: what the running pgtunnel processes of this user are doing, and the
+//! JSON event lines a running tunnel writes for supervisors (`--json`).
 //!
 //! Every running pgtunnel serves a snapshot of its tunnels ([`ProcessStatus`]) on a Unix
 //! socket `DIR/<pid>.sock` ([`StatusServer`]); `pgtunnel status` reads every socket in DIR
@@ -29,6 +30,12 @@
 //! Times are unix seconds (UTC). The shape is stable: fields may be added, none are renamed
 //! or removed; `state` is one of `"up"`, `"lost"`, `"reconnecting"`. The same objects are the
 //! wire format of the status socket (one line there).
+//!
+//! # JSON event lines
+//! [`JsonEvent`], one per line ([`to_line`], [`EventWriter`]), for `--json` on a running
+//! tunnel; see the [`events`] module.
+
+pub mod events;
 
 mod client;
 mod dir;
@@ -43,6 +50,7 @@ use thiserror::Error;
 
 pub use client::{Collected, DEFAULT_TIMEOUT, MAX_ANSWER, Problem, collect, collect_with};
 pub use dir::{ensure_dir, runtime_dir, search_dirs};
+pub use events::{EventLine, EventWriter, JsonEvent, parse_line, to_line};
 pub use render::{human_bytes, human_duration, render};
 pub use server::{Provider, ServerLimits, StatusServer};
 
