@@ -257,7 +257,7 @@ async fn a_bad_or_silent_socket_is_a_problem_and_the_others_are_still_read() {
     let problems: Vec<String> = found.problems.iter().map(|p| p.to_string()).collect();
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(
-        problems[0].ends_with("1.sock: unreadable answer: expected ident at line 1 column 2"),
+        problems[0].contains("1.sock: unreadable answer: "),
         "{problems:?}"
     );
     assert!(
