@@ -38,6 +38,11 @@
 //!   their chains sharing hop sessions.
 //! - [`pg`]: the bits of PostgreSQL's protocol the product uses (`SSLRequest`, a `trust`
 //!   log-in and a simple query, `ErrorResponse`).
+//! - [`status`]: what a running pgtunnel shows of itself: a snapshot of its tunnels served on
+//!   a private Unix socket (`pgtunnel status` collects and renders them), and the JSON event
+//!   lines `--json` writes for supervisors. Plain data in; no dependency on the forwarder.
+//! - [`notify`]: systemd's notify protocol (`READY=1`, `STATUS=`, `STOPPING=1`) for
+//!   `Type=notify` services, without libsystemd.
 //! - [`error`]: typed errors that name the hop, file or line at fault, their sources kept
 //!   typed; [`ErrorKind`] maps them to the binary's exit codes.
 //! - `demo` (feature `demo`, on by default): `pgtunnel demo`, and the fixtures it shares with
@@ -68,10 +73,12 @@ pub mod error;
 pub mod event;
 pub mod fleet;
 pub mod forward;
+pub mod notify;
 pub mod pg;
 pub mod plan;
 pub mod spec;
 pub mod ssh;
+pub mod status;
 pub mod tunnel;
 
 pub use error::{Error, ErrorKind};

@@ -83,34 +83,7 @@ pub struct SocketListener {
 impl SocketListener {
     /// Prepares DIR and binds the socket for `port` in it (see the module docs).
     pub fn bind(dir: &Path, port: u16) -> Result<SocketListener, SocketError> {
-        let dir_err = |source| SocketError::Dir {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        match std::fs::symlink_metadata(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(dir_err)?,
-            Err(e) => return Err(dir_err(e)),
-            Ok(meta) if !meta.is_dir() => {
-                return Err(SocketError::NotPrivate {
-                    dir: dir.to_path_buf(),
-                    why: "it is not a directory".into(),
-                });
-            }
-            Ok(meta) => {
-                if let Some(why) =
-                    not_private(meta.uid(), meta.mode(), nix::unistd::getuid().as_raw())
-                {
-                    return Err(SocketError::NotPrivate {
-                        dir: dir.to_path_buf(),
-                        why,
-                    });
-                }
-            }
-        }
+        prepare_dir(dir)?;
         let path = dir.join(socket_name(port));
         remove_stale(&path)?;
         let listener = UnixListener::bind(&path).map_err(|source| SocketError::Bind {
@@ -147,8 +120,45 @@ impl Drop for SocketListener {
     }
 }
 
-/// Removes a socket left behind by a process that no longer serves it.
-fn remove_stale(path: &Path) -> Result<(), SocketError> {
+/// Creates DIR with mode 0700 (and its missing parents), or checks an existing DIR with
+/// [`check_private`]. Errors are [`SocketError::Dir`] or [`SocketError::NotPrivate`].
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
+    let dir_err = |source| SocketError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(dir_err),
+        Err(e) => Err(dir_err(e)),
+        Ok(meta) => check_private(dir, &meta),
+    }
+}
+
+/// [`SocketError::NotPrivate`] unless DIR (whose `symlink_metadata` is `meta`) is a directory
+/// owned by the user and not accessible to group or others.
+pub(crate) fn check_private(dir: &Path, meta: &std::fs::Metadata) -> Result<(), SocketError> {
+    let why = if meta.is_dir() {
+        not_private(meta.uid(), meta.mode(), nix::unistd::getuid().as_raw())
+    } else {
+        Some("it is not a directory".into())
+    };
+    match why {
+        Some(why) => Err(SocketError::NotPrivate {
+            dir: dir.to_path_buf(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Removes a socket left behind by a process that no longer serves it: errors are
+/// [`SocketError::InUse`] (something accepts on it) or [`SocketError::Bind`] (not a socket, or
+/// it cannot be removed).
+pub(crate) fn remove_stale(path: &Path) -> Result<(), SocketError> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
