@@ -8,6 +8,8 @@
 //! Planning ([`ssh_forwards`]) is pure; [`bind`] does the listening, with OpenSSH's rules for
 //! where a forward listens ([`bind_addresses`], after `channel_fwd_bind_addr()`).
 
+pub mod monitor;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -289,8 +291,7 @@ pub async fn bind(plan: &TunnelPlan) -> Result<Bound, Error> {
         },
     };
     if let Some(dir) = &plan.socket_dir {
-        let mut socket =
-            crate::forward::socket::SocketListener::bind(dir, plan.chain.target.port)?;
+        let mut socket = crate::forward::socket::SocketListener::bind(dir, plan.chain.target.port)?;
         bound.path = Some(socket.path().to_path_buf());
         bound.listeners.unix = socket.take();
         bound.socket = Some(socket);

@@ -239,3 +239,184 @@ async fn ssh_style_forwards_with_dash_j_and_mistakes_explained() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot be mixed"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_events_and_systemd_notify_follow_the_tunnels() {
+    use pgtunnel::status::{JsonEvent, ProcessStatus, parse_line};
+    use tokio::io::AsyncBufReadExt;
+    let t = three().await;
+    let run = tempfile::tempdir().expect("tempdir");
+    let notify_path = run.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let specs: Vec<String> = (0..2)
+        .map(|i| format!("{}:127.0.0.3:{}", ports[i], t.echoes[i].addr.port()))
+        .collect();
+    let config = t.home.config.to_str().expect("utf-8");
+    let mut child = tokio::process::Command::new(support::process::BIN)
+        .args([
+            "--json",
+            "-F",
+            config,
+            "-L",
+            &specs[0],
+            "-L",
+            &specs[1],
+            "db.foo.com",
+        ])
+        .env_clear()
+        .env("HOME", t.home.dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("XDG_RUNTIME_DIR", run.path())
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut events = Vec::new();
+    let mut next = async || {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("an event within 60 s")
+            .expect("read stdout")
+            .expect("stdout open");
+        parse_line(&line).unwrap_or_else(|e| panic!("not an event line {line:?}: {e}"))
+    };
+    // systemd hears READY=1 once both tunnels are up, and not before their ready events.
+    let mut buf = [0u8; 512];
+    let mut datagrams = Vec::new();
+    while !datagrams.iter().any(|d: &String| d == "READY=1") {
+        let n = notify.recv(&mut buf).expect("a notify datagram");
+        datagrams.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    for _ in 0..2 {
+        events.push(next().await.event);
+    }
+    let ready: Vec<&JsonEvent> = events
+        .iter()
+        .filter(|e| matches!(e, JsonEvent::Ready { .. }))
+        .collect();
+    assert_eq!(ready.len(), 2, "{events:?}");
+    assert!(
+        datagrams
+            .iter()
+            .any(|d| d.starts_with("STATUS=2 tunnel(s) up")),
+        "{datagrams:?}"
+    );
+    if let JsonEvent::Ready {
+        listen,
+        path_report,
+        ..
+    } = ready[0]
+    {
+        assert!(
+            listen.contains(&format!("127.0.0.1:{}", ports[0])),
+            "{listen:?}"
+        );
+        assert!(path_report.contains("SSH (encrypted"), "{path_report}");
+    }
+
+    // Traffic on the first tunnel: its events and its status counts say exactly what was sent.
+    echo_round_trip(([127, 0, 0, 1], ports[0]).into(), 100_000, 5).await;
+    let closed = loop {
+        match next().await.event {
+            e @ JsonEvent::ConnectionClosed { .. } => break e,
+            JsonEvent::ConnectionOpened { tunnel, .. } => assert_eq!(tunnel, specs[0]),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    match closed {
+        JsonEvent::ConnectionClosed {
+            tunnel,
+            bytes_up,
+            bytes_down,
+            how,
+            ..
+        } => {
+            assert_eq!(tunnel, specs[0]);
+            assert_eq!((bytes_up, bytes_down), (100_000, 100_000));
+            assert_eq!(how, "closed");
+        }
+        _ => unreachable!(),
+    }
+    let out = tokio::process::Command::new(support::process::BIN)
+        .args(["status", "--json"])
+        .env("XDG_RUNTIME_DIR", run.path())
+        .output()
+        .await
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let processes: Vec<ProcessStatus> = serde_json::from_slice(&out.stdout).expect("status json");
+    assert_eq!(processes.len(), 1);
+    let tunnels = &processes[0].tunnels;
+    assert_eq!(
+        tunnels.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        [specs[0].as_str(), specs[1].as_str()]
+    );
+    assert_eq!(
+        (
+            tunnels[0].accepted,
+            tunnels[0].bytes_up,
+            tunnels[0].bytes_down
+        ),
+        (1, 100_000, 100_000)
+    );
+    assert_eq!((tunnels[1].accepted, tunnels[1].bytes_up), (0, 0));
+    assert!(tunnels.iter().all(|t| {
+        t.hops.len() == 2
+            && t.hops
+                .iter()
+                .all(|h| h.state == pgtunnel::status::HopState::Up)
+    }));
+    let text = tokio::process::Command::new(support::process::BIN)
+        .arg("status")
+        .env("XDG_RUNTIME_DIR", run.path())
+        .output()
+        .await
+        .expect("status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&specs[0]) && text.contains("shell.foo.com (up"),
+        "{text}"
+    );
+
+    // Stopping: STOPPING=1 and a last `stopped` event.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("signal");
+    loop {
+        let n = notify.recv(&mut buf).expect("STOPPING=1");
+        if &buf[..n] == b"STOPPING=1" {
+            break;
+        }
+    }
+    loop {
+        if let JsonEvent::Stopped { exit_code, .. } = next().await.event {
+            assert_eq!(exit_code, 0);
+            break;
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert!(status.success());
+    assert!(
+        std::fs::read_dir(run.path().join("pgtunnel"))
+            .expect("dir")
+            .next()
+            .is_none(),
+        "the status socket is removed on exit"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use russh::ChannelMsg;
@@ -35,7 +35,39 @@ pub(super) struct Handler {
     pub(super) pending_timeout: Duration,
     /// A PostgreSQL client turned away is told why in its protocol.
     pub(super) postgres: bool,
+    /// Told when the connection opens and closes (`--json`).
+    pub(super) events: Option<super::ConnObserver>,
     pub(super) _permit: OwnedSemaphorePermit,
+}
+
+/// A connection opening or closing, for whoever watches connections (`--json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnEvent {
+    /// Its channel to the target is open.
+    Opened {
+        /// The client.
+        peer: SocketAddr,
+    },
+    /// It ended.
+    Closed {
+        /// The client.
+        peer: SocketAddr,
+        /// Bytes from the client to the target.
+        bytes_up: u64,
+        /// Bytes from the target to the client.
+        bytes_down: u64,
+        /// How long it was open.
+        duration: Duration,
+        /// `closed`, or `reset: why`.
+        how: String,
+    },
+}
+
+/// One connection's byte counts.
+#[derive(Default)]
+struct Bytes {
+    up: AtomicU64,
+    down: AtomicU64,
 }
 
 /// How a connection's copying ended.
@@ -65,21 +97,39 @@ impl Handler {
             target,
             mut stop,
             stats,
+            events,
             ..
         } = self;
         Stats::count(&stats.open);
         debug!(%peer, "connection open to {target}");
+        let opened = Instant::now();
+        if let Some(events) = &events {
+            events(ConnEvent::Opened { peer });
+        }
+        let bytes = Bytes::default();
         let (mut tcp_read, mut tcp_write) = tokio::io::split(tcp);
         let finish = tokio::select! {
-            finish = pump(&mut tcp_read, &mut tcp_write, channel, &stats) => finish,
+            finish = pump(&mut tcp_read, &mut tcp_write, channel, &stats, &bytes) => finish,
             () = chain.lost(&live) => Finish::Lost,
             _ = stop.changed() => Finish::Stopped,
         };
         stats.open.fetch_sub(1, Ordering::Relaxed);
+        let closed = |how: String| {
+            if let Some(events) = &events {
+                events(ConnEvent::Closed {
+                    peer,
+                    bytes_up: bytes.up.load(Ordering::Relaxed),
+                    bytes_down: bytes.down.load(Ordering::Relaxed),
+                    duration: opened.elapsed(),
+                    how,
+                });
+            }
+        };
         let why = match finish {
             Finish::Done => {
                 let _ = tcp_write.shutdown().await;
                 debug!(%peer, "connection closed");
+                closed("closed".into());
                 return;
             }
             Finish::Stopped => "shutdown's drain deadline".to_string(),
@@ -91,6 +141,7 @@ impl Handler {
         };
         Stats::count(&stats.reset);
         info!(%peer, "connection reset: {why}");
+        closed(format!("reset: {why}"));
         // RST, not FIN: whatever the client was receiving did not end cleanly.
         tcp_read.unsplit(tcp_write).reset_on_close();
     }
@@ -182,6 +233,7 @@ async fn pump(
     tcp_write: &mut (impl AsyncWrite + Unpin),
     channel: russh::Channel<Msg>,
     stats: &Stats,
+    bytes: &Bytes,
 ) -> Finish {
     let (mut rx, tx) = channel.split();
     let down = async {
@@ -193,6 +245,7 @@ async fn pump(
                         .await
                         .map_err(|e| Finish::Failed(format!("writing to the client: {e}")))?;
                     Stats::add(&stats.bytes_down, data.len() as u64);
+                    Stats::add(&bytes.down, data.len() as u64);
                 }
                 Some(ChannelMsg::Eof) => {
                     let _ = tcp_write.shutdown().await;
@@ -218,6 +271,7 @@ async fn pump(
                 .await
                 .map_err(|e| Finish::Failed(format!("sending to the target: {e}")))?;
             Stats::add(&stats.bytes_up, n as u64);
+            Stats::add(&bytes.up, n as u64);
         }
     };
     tokio::pin!(down, up);

@@ -37,6 +37,8 @@ pub(super) struct Listener {
     conns: Connections,
     /// PostgreSQL clients turned away are told why ([`crate::pg::refuse`]).
     pub(super) postgres: bool,
+    /// Told when connections open and close.
+    pub(super) events: Option<super::ConnObserver>,
     /// Bounds the clients over the limit being told so at once.
     answering: Arc<Semaphore>,
 }
@@ -105,6 +107,7 @@ impl Listener {
                 stop: watch::Sender::new(()),
             },
             postgres: false,
+            events: None,
             answering: Arc::new(Semaphore::new(MAX_ANSWERING)),
         }
     }
@@ -129,6 +132,7 @@ impl Listener {
                             stats: self.stats.clone(),
                             pending_timeout: self.pending_timeout,
                             postgres: self.postgres,
+                            events: self.events.clone(),
                             _permit: permit,
                         }.run());
                     }

@@ -39,10 +39,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub use conn::ConnEvent;
 pub use limits::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PENDING_TIMEOUT, Limits, Stats,
 };
 pub use supervisor::{Backoff, ChainState, ChainWatch, LiveChain, Reconnect};
+
+/// Receives [`ConnEvent`]s.
+pub type ConnObserver = Arc<dyn Fn(ConnEvent) + Send + Sync>;
 
 use crate::error::{ErrorKind, HopLabel};
 use crate::spec::Target;
@@ -94,6 +98,7 @@ pub struct Tunnel {
     limits: Limits,
     stats: Arc<Stats>,
     postgres: bool,
+    events: Option<ConnObserver>,
 }
 
 impl Tunnel {
@@ -120,7 +125,14 @@ impl Tunnel {
             limits: Limits::default(),
             stats,
             postgres: false,
+            events: None,
         }
+    }
+
+    /// Tells `observer` of every connection's opening and closing (bytes, duration, how).
+    pub fn on_connection(mut self, observer: ConnObserver) -> Self {
+        self.events = Some(observer);
+        self
     }
 
     /// The target is PostgreSQL: a PostgreSQL client that cannot be carried is told why in
@@ -174,10 +186,12 @@ impl Tunnel {
             limits,
             stats,
             postgres,
+            events,
         } = self;
         let mut chain = supervisor.watch();
         let mut listener = Listener::new(listener, chain.clone(), target, &limits, stats);
         listener.postgres = postgres;
+        listener.events = events;
         // Dropping `stop_supervisor` stops the supervisor.
         let (stop_supervisor, stopped) = oneshot::channel::<()>();
         let supervising = tokio::spawn(supervisor.run(stopped));

@@ -44,6 +44,11 @@ pub struct Args {
     #[arg(value_name = "TARGET", required = true)]
     pub target: Option<String>,
 
+    /// One JSON event per line on stdout (ready, connection opened/closed, hop lost/recovered,
+    /// stopped) for supervisors; the human output goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+
     /// Accepted for ssh compatibility (`ssh -N`): pgtunnel never runs a remote command.
     #[arg(short = 'N', hide = true)]
     pub no_command: bool,
@@ -107,6 +112,7 @@ impl Args {
             Some(Command::Demo { common, .. }) => common,
             Some(Command::Explain { common, .. }) => common,
             Some(Command::Check { common, .. }) => common,
+            Some(Command::Status { .. }) => &self.common,
             None => &self.common,
         }
     }
@@ -265,6 +271,15 @@ pub enum Command {
 
         #[command(flatten)]
         common: Common,
+    },
+    /// Show every running pgtunnel of this user: each tunnel's listen address, chain with each
+    /// hop's state (up / lost / reconnecting, since when), open connections, bytes each way,
+    /// connections refused. Asks them through private Unix sockets in
+    /// $XDG_RUNTIME_DIR/pgtunnel (or /tmp/pgtunnel-UID).
+    Status {
+        /// One JSON array of processes on stdout (for scripts).
+        #[arg(long)]
+        json: bool,
     },
     #[cfg(feature = "demo")]
     /// Run the PostgreSQL manual's bastion topology in this process (two SSH servers on

@@ -36,6 +36,7 @@ use tracing_subscriber::EnvFilter;
 mod args;
 mod local;
 mod many;
+mod outputs;
 mod progress;
 mod terminal;
 
@@ -122,6 +123,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             target,
             common,
         }) => run_demo(check, target, common).await,
+        Some(Command::Status { json }) => Ok(show_status(json).await),
         Some(Command::Explain {
             target,
             route,
@@ -146,7 +148,8 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::from(exit::CONFIG));
             };
             if let Some(plans) = ssh_style(&args, &positional)? {
-                return many::serve_many(plans, &args.common).await;
+                let out = outputs::Outputs::new(args.json);
+                return many::serve_many(plans, &args.common, &out).await;
             }
             let target = spec::parse_target(&positional)?;
             let setup = Setup {
@@ -243,6 +246,39 @@ fn usage(what: &'static str, reason: &'static str) -> Error {
         what,
         reason: reason.into(),
     })
+}
+
+/// `pgtunnel status`: every running pgtunnel of this user, asked through its socket.
+async fn show_status(json: bool) -> ExitCode {
+    use pgtunnel::status;
+    let env = |k: &str| std::env::var(k).ok();
+    let mut processes = Vec::new();
+    let mut failed = false;
+    for dir in status::search_dirs(&env, nix::unistd::getuid().as_raw()) {
+        match status::collect(&dir).await {
+            Ok(found) => {
+                for problem in &found.problems {
+                    warn!("{problem}");
+                }
+                processes.extend(found.processes);
+            }
+            Err(e) => {
+                eprintln!("pgtunnel: {e}");
+                failed = true;
+            }
+        }
+    }
+    processes.sort_by_key(|p| p.pid);
+    processes.dedup_by_key(|p| p.pid);
+    let text = match json {
+        true => format!("{}\n", status::to_json(&processes)),
+        false => status::render(&processes, status::unix_now()),
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    match failed {
+        true => ExitCode::from(exit::CONFIG),
+        false => ExitCode::SUCCESS,
+    }
 }
 
 /// `pgtunnel explain`: every hop's settings and where they come from, then the path report.
@@ -761,6 +797,15 @@ fn exit_code(ended: Ended, stop: Option<Stop>) -> ExitCode {
             eprintln!("pgtunnel: could not re-establish the chain: {error}");
             ExitCode::from(code_for(kind))
         }
+    }
+}
+
+/// The exit status for how serving ended (for `--json`'s `stopped` event).
+fn exit_number(ended: &Ended) -> i32 {
+    match ended {
+        Ended::Shutdown { .. } => 0,
+        Ended::ChainLost { .. } => i32::from(exit::CONNECT),
+        Ended::ReconnectRefused { kind, .. } => i32::from(code_for(*kind)),
     }
 }
 

@@ -13,7 +13,13 @@ use pgtunnel::pg::client::{Endpoint, Tls};
 use pgtunnel::plan::path;
 use pgtunnel::ssh::session::{AgentSource, ConnectOptions, Sessions, connect_chain};
 use pgtunnel::tunnel;
+use std::sync::Arc;
+
+use pgtunnel::fleet::monitor::{Monitor, Watched};
+use pgtunnel::status::{self, JsonEvent, StatusServer};
 use tracing::warn;
+
+use crate::outputs::Outputs;
 
 use crate::args::Common;
 use crate::progress::Progress;
@@ -30,14 +36,18 @@ struct Ready {
 pub async fn serve_many(
     plans: Vec<TunnelPlan>,
     common: &Common,
+    out: &Outputs,
 ) -> Result<ExitCode, Error> {
     for plan in &plans {
         let listen = plan.listen.as_ref().map(ListenAt::planned_addr);
-        let planned = path::analyze(listen.unwrap_or(pgtunnel::spec::DEFAULT_LISTEN), &plan.chain);
+        let planned = path::analyze(
+            listen.unwrap_or(pgtunnel::spec::DEFAULT_LISTEN),
+            &plan.chain,
+        );
         tunnel::check_encryption(&planned, plan.require_encrypted)
             .map_err(|e| named(&plan.name, e))?;
     }
-    let bound = bind_all(plans, common).await?;
+    let bound = bind_all(plans, common, out).await?;
     let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
     let opts = ConnectOptions {
         observer: progress.observer(),
@@ -55,17 +65,34 @@ pub async fn serve_many(
         }
     };
     progress.finish();
-    let ready = probe_all(connected?, common).await?;
-    let tunnels: Vec<Tunnel> = ready
-        .into_iter()
-        .map(|r| {
-            println!(
-                "ready: {} -> {} ({}){}",
-                r.bound.describe(),
-                r.plan.chain.target,
-                r.plan.name,
-                hint(&r)
-            );
+    let ready = probe_all(connected?, common, out).await?;
+    let mut tunnels = Vec::with_capacity(ready.len());
+    let mut watched = Vec::with_capacity(ready.len());
+    let mut sockets = Vec::new();
+    for r in ready {
+        out.say(&format!(
+            "ready: {} -> {} ({}){}",
+            r.bound.describe(),
+            r.plan.chain.target,
+            r.plan.name,
+            hint(&r)
+        ));
+        let listen: Vec<String> = r
+            .bound
+            .addrs
+            .iter()
+            .map(ToString::to_string)
+            .chain(r.bound.path.iter().map(|p| p.display().to_string()))
+            .collect();
+        out.event(&JsonEvent::Ready {
+            tunnel: r.plan.name.clone(),
+            listen: listen.clone(),
+            target: r.plan.chain.target.to_string(),
+            path_report: path::analyze(r.bound.report_addr(), &r.plan.chain)
+                .with_negotiated(&r.sessions.negotiated())
+                .to_string(),
+        });
+        let mut tunnel =
             Tunnel::with_listeners(r.bound.listeners, r.sessions, r.plan.chain.target.clone())
                 .limits(limits(common))
                 .reconnect(reconnect(
@@ -77,10 +104,33 @@ pub async fn serve_many(
                     },
                     r.plan.probe,
                 ))
-                .postgres(r.plan.postgres)
-        })
-        .collect();
-    let ended = tunnel::serve_all(tunnels, shutdown_signal()).await;
+                .postgres(r.plan.postgres);
+        if let Some(observer) = out.connections(&r.plan.name) {
+            tunnel = tunnel.on_connection(observer);
+        }
+        watched.push(Watched {
+            name: r.plan.name.clone(),
+            listen,
+            target: r.plan.chain.target.to_string(),
+            hops: r.plan.chain.hops.iter().map(|h| h.label()).collect(),
+            stats: tunnel.stats(),
+            chain: tunnel.chain(),
+        });
+        sockets.extend(r.bound.socket);
+        tunnels.push(tunnel);
+    }
+    let monitor = Monitor::start(watched, out.on_change());
+    let status = start_status_server(&monitor);
+    out.notify_ready(&monitor.summary());
+    let ended = tunnel::serve_all(tunnels, async {
+        shutdown_signal().await;
+        out.notify_stopping();
+    })
+    .await;
+    if let Some(server) = status {
+        server.stop().await;
+    }
+    drop(sockets);
     let first = ended
         .iter()
         .find(|e| !matches!(e, Ended::Shutdown { .. }))
@@ -89,7 +139,27 @@ pub async fn serve_many(
         .unwrap_or(Ended::Shutdown {
             closed_at_deadline: 0,
         });
-    Ok(exit_code(first, None))
+    out.notify_stopping();
+    let code = exit_code(first.clone(), None);
+    out.event(&JsonEvent::Stopped {
+        reason: format!("{first:?}"),
+        exit_code: crate::exit_number(&first),
+    });
+    Ok(code)
+}
+
+/// The status interface for `pgtunnel status` (a warning when it cannot be offered).
+fn start_status_server(monitor: &Monitor) -> Option<StatusServer> {
+    let env = |k: &str| std::env::var(k).ok();
+    let dir = status::runtime_dir(&env, nix::unistd::getuid().as_raw());
+    let m = monitor.clone();
+    match StatusServer::start(&dir, Arc::new(move || m.snapshot())) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            warn!("`pgtunnel status` will not see this process: {e}");
+            None
+        }
+    }
 }
 
 fn named(name: &str, e: Error) -> Error {
@@ -105,8 +175,9 @@ fn named(name: &str, e: Error) -> Error {
 async fn bind_all(
     plans: Vec<TunnelPlan>,
     common: &Common,
+    out: &Outputs,
 ) -> Result<Vec<(TunnelPlan, Bound)>, Error> {
-    let mut out = Vec::new();
+    let mut bound_all = Vec::new();
     let mut last_error = None;
     for plan in plans {
         match fleet::bind(&plan).await {
@@ -115,9 +186,9 @@ async fn bind_all(
                     warn!("{}: could not listen on {skipped}", plan.name);
                 }
                 if !common.quiet {
-                    println!("pgtunnel: {}: {}", plan.name, plan.chain);
+                    out.say(&format!("pgtunnel: {}: {}", plan.name, plan.chain));
                 }
-                out.push((plan, bound));
+                bound_all.push((plan, bound));
             }
             Err(e) if plan.strict => return Err(named(&plan.name, e)),
             Err(e) => {
@@ -129,9 +200,9 @@ async fn bind_all(
             }
         }
     }
-    match (out.is_empty(), last_error) {
+    match (bound_all.is_empty(), last_error) {
         (true, Some(e)) => Err(e),
-        _ => Ok(out),
+        _ => Ok(bound_all),
     }
 }
 
@@ -160,19 +231,17 @@ async fn connect_all(
 
 /// Prints each tunnel's path report and probes its target: a strict tunnel's failure stops
 /// pgtunnel, another's is a warning (the tunnel is served anyway, as ssh would).
-async fn probe_all(ready: Vec<Ready>, common: &Common) -> Result<Vec<Ready>, Error> {
+async fn probe_all(ready: Vec<Ready>, common: &Common, out: &Outputs) -> Result<Vec<Ready>, Error> {
     for r in &ready {
         if !common.quiet {
             let report = path::analyze(r.bound.report_addr(), &r.plan.chain)
                 .with_negotiated(&r.sessions.negotiated());
-            println!("{}:", r.plan.name);
-            print!("{report}");
-            println!();
+            out.say(&format!("{}:\n{report}", r.plan.name));
         }
         match probe::probe(&r.sessions, &r.plan.chain.target, r.plan.probe).await {
             Ok(probed) => {
                 if let Some(found) = probed.describe() {
-                    println!("probe: {}: {found}", r.plan.name);
+                    out.say(&format!("probe: {}: {found}", r.plan.name));
                 }
             }
             Err(e) if r.plan.strict => return Err(named(&r.plan.name, e.into())),
