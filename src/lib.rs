@@ -33,6 +33,9 @@
 //!   terminal, log lines otherwise). The library never touches the terminal.
 //! - [`tunnel`]: the steps above glued together, each usable on its own: load the config,
 //!   plan, check the path, bind, connect, serve.
+//! - [`tunnels`]: the named-tunnels file (`tunnels.toml`) that `up` starts and `list` shows:
+//!   TOML parsed and checked with [`spec`]'s rules, every refusal naming file, line and
+//!   tunnel. Pure but for one `load`.
 //! - [`pg`]: the bits of PostgreSQL's protocol the product uses (`SSLRequest`, a `trust`
 //!   log-in and a simple query, `ErrorResponse`).
 //! - [`error`]: typed errors that name the hop, file or line at fault, their sources kept
@@ -69,5 +72,6 @@ pub mod plan;
 pub mod spec;
 pub mod ssh;
 pub mod tunnel;
+pub mod tunnels;
 
 pub use error::{Error, ErrorKind};
