@@ -1916,4 +1916,80 @@ c  [::1]:6543                                         joe@gw:2222 -> [fd00::1] -
         assert!(!overlaps(ip("::1"), ip("127.0.0.1")));
         assert!(!overlaps(ip("fd00::1"), ip("fd00::2")));
     }
+
+    mod mutated {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed};
+
+        /// Edits of the realistic file: a byte offset (taken modulo its length) and what to
+        /// put there (or remove).
+        fn edit() -> impl Strategy<Value = (usize, Option<String>)> {
+            let piece = prop_oneof![
+                Just("[".to_string()),
+                Just("]".to_string()),
+                Just("\"".to_string()),
+                Just("'".to_string()),
+                Just("\n".to_string()),
+                Just("\r".to_string()),
+                Just("=".to_string()),
+                Just(".".to_string()),
+                Just("é".to_string()),
+                Just("[tunnel.prod]\n".to_string()),
+                Just("listen = 6543\n".to_string()),
+                "[a-z_ :,@0-9]{1,8}",
+            ];
+            (any::<usize>(), proptest::option::of(piece))
+        }
+
+        fn mutate(text: &str, edits: &[(usize, Option<String>)]) -> String {
+            let mut text = text.to_string();
+            for (at, what) in edits {
+                let mut at = at % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                match what {
+                    Some(piece) => text.insert_str(at, piece),
+                    None if at < text.len() => {
+                        text.remove(at);
+                    }
+                    None => {}
+                }
+            }
+            text
+        }
+
+        proptest! {
+            #![proptest_config(Config {
+                cases: 2000,
+                rng_seed: RngSeed::Fixed(0x0074_756e_6e65_6c73),
+                ..Config::default()
+            })]
+
+            /// Whatever the file holds, parsing returns, and every error's line is in the file.
+            #[test]
+            fn never_panics_and_places_errors_in_the_file(
+                edits in proptest::collection::vec(edit(), 1..6)
+            ) {
+                let text = mutate(REALISTIC, &edits);
+                let lines = text.split('\n').count();
+                match parse(Path::new("t.toml"), &text, Path::new(HOME)) {
+                    Ok(file) => {
+                        prop_assert!(!file.tunnels.is_empty());
+                        for t in &file.tunnels {
+                            prop_assert!(t.line >= 1 && t.line <= lines);
+                        }
+                        let _ = file.list();
+                    }
+                    Err(e) => {
+                        if let Some(at) = e.location() {
+                            prop_assert!(at.line >= 1 && at.line <= lines, "{e} in {text:?}");
+                        }
+                        prop_assert!(e.to_string().starts_with("t.toml"), "{e}");
+                    }
+                }
+            }
+        }
+    }
 }
