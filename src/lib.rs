@@ -36,6 +36,9 @@
 //! - [`fleet`]: several tunnels in one process (ssh-style `-L` forwards, `LocalForward`
 //!   lines, named tunnels), planned and bound; served together by [`tunnel::serve_all`],
 //!   their chains sharing hop sessions.
+//! - [`tunnels`]: the named-tunnels file (`tunnels.toml`) that `up` starts and `list` shows:
+//!   TOML parsed and checked with [`spec`]'s rules, every refusal naming file, line and
+//!   tunnel. Pure but for one `load`.
 //! - [`pg`]: the bits of PostgreSQL's protocol the product uses (`SSLRequest`, a `trust`
 //!   log-in and a simple query, `ErrorResponse`).
 //! - [`status`]: what a running pgtunnel shows of itself: a snapshot of its tunnels served on
@@ -54,8 +57,9 @@
 //! until a stop reason, map it to an exit code), `progress` (events as spinners or log
 //! lines), `terminal` (answers to questions: `/dev/tty` or `SSH_ASKPASS`).
 //!
-//! Where the next features go: several tunnels sharing hop sessions read one supervisor's
-//! [`forward::ChainWatch`]; a status interface reads the same watch and [`forward::Stats`];
+//! Several tunnels share hop sessions through [`ssh::session::HopPool`], each with its own
+//! supervisor; the status interface ([`fleet::monitor`]) reads each [`forward::ChainWatch`]
+//! and [`forward::Stats`];
 //! PostgreSQL-aware features live in [`pg`] and are switched on by the request.
 
 #![forbid(unsafe_code)]
@@ -80,5 +84,6 @@ pub mod spec;
 pub mod ssh;
 pub mod status;
 pub mod tunnel;
+pub mod tunnels;
 
 pub use error::{Error, ErrorKind};
