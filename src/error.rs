@@ -69,6 +69,9 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// The tunnels file cannot be used.
+    #[error(transparent)]
+    Tunnels(#[from] crate::tunnels::TunnelsError),
     /// `--socket DIR` cannot be used.
     #[error(transparent)]
     Socket(#[from] crate::forward::socket::SocketError),
@@ -436,6 +439,7 @@ impl Error {
             | Error::Config(_)
             | Error::Chain(_)
             | Error::Client(_)
+            | Error::Tunnels(_)
             | Error::Socket(_) => ErrorKind::Config,
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
             Error::Probe(_) => ErrorKind::Probe,

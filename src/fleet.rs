@@ -199,6 +199,40 @@ where
     Ok(plans)
 }
 
+/// The tunnels of a tunnels file (`pgtunnel up`), each with its own chain (resolved as the
+/// same words would be on the command line: `via` as `--via`, `target` as TARGET).
+pub fn named_tunnels<F>(
+    defs: &[&crate::tunnels::TunnelDef],
+    resolve: F,
+) -> Result<Vec<TunnelPlan>, Error>
+where
+    F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
+{
+    defs.iter()
+        .map(|def| {
+            let chain = resolve_chain(def.via.as_deref(), &def.target, &resolve).map_err(|e| {
+                Error::Tunnel {
+                    name: def.name.clone(),
+                    source: Box::new(e.into()),
+                }
+            })?;
+            let postgres = crate::tunnel::is_postgres(&chain.target, def.pg);
+            Ok(TunnelPlan {
+                name: def.name.clone(),
+                listen: def.tcp_listen().map(ListenAt::Addr),
+                socket_dir: def.socket.clone(),
+                sslmode: def.sslmode,
+                require_pq: def.require_pq,
+                postgres,
+                probe: Probe::for_target(def.probe, postgres),
+                strict: true,
+                require_encrypted: def.require_encrypted || def.require_pq,
+                chain,
+            })
+        })
+        .collect()
+}
+
 /// The command line's options that apply to every ssh-style forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ForwardOptions {

@@ -112,7 +112,8 @@ impl Args {
             Some(Command::Demo { common, .. }) => common,
             Some(Command::Explain { common, .. }) => common,
             Some(Command::Check { common, .. }) => common,
-            Some(Command::Status { .. }) => &self.common,
+            Some(Command::Up { common, .. }) => common,
+            Some(Command::Status { .. }) | Some(Command::List { .. }) => &self.common,
             None => &self.common,
         }
     }
@@ -271,6 +272,34 @@ pub enum Command {
 
         #[command(flatten)]
         common: Common,
+    },
+    /// Start the tunnels of a tunnels file (all, or those NAMEd), over shared hop sessions.
+    Up {
+        /// Tunnels to start (default: every tunnel in the file).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+
+        /// The tunnels file (default $XDG_CONFIG_HOME/pgtunnel/tunnels.toml or
+        /// ~/.config/pgtunnel/tunnels.toml).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+
+        /// ssh config file (default: the file's `ssh_config`, else ~/.ssh/config).
+        #[arg(short = 'F', long = "config", value_name = "FILE")]
+        config: Option<String>,
+
+        /// One JSON event per line on stdout; the human output goes to stderr.
+        #[arg(long)]
+        json: bool,
+
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show the tunnels a tunnels file defines.
+    List {
+        /// The tunnels file (default as for `up`).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
     },
     /// Show every running pgtunnel of this user: each tunnel's listen address, chain with each
     /// hop's state (up / lost / reconnecting, since when), open connections, bytes each way,

@@ -124,6 +124,31 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             common,
         }) => run_demo(check, target, common).await,
         Some(Command::Status { json }) => Ok(show_status(json).await),
+        Some(Command::List { file }) => {
+            let env = tunnel::local_env();
+            let file = load_tunnels(file, &env)?;
+            print!("{}", file.list());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Up {
+            names,
+            file,
+            config,
+            json,
+            common,
+        }) => {
+            let env = tunnel::local_env();
+            let file = load_tunnels(file, &env)?;
+            let source = match config {
+                Some(arg) => tunnel::ConfigSource::from_arg(Some(&arg)),
+                None => file.ssh_config.clone().unwrap_or(tunnel::ConfigSource::Default),
+            };
+            let ssh_config = tunnel::load_config(&source, &env)?;
+            let defs = file.select(&names)?;
+            let plans = fleet::named_tunnels(&defs, |q| ssh_config.resolve(q, &env))?;
+            let out = outputs::Outputs::new(json);
+            many::serve_many(plans, &common, &out).await
+        }
         Some(Command::Explain {
             target,
             route,
@@ -246,6 +271,16 @@ fn usage(what: &'static str, reason: &'static str) -> Error {
         what,
         reason: reason.into(),
     })
+}
+
+/// The tunnels file: `-f FILE`, or the default one.
+fn load_tunnels(
+    file: Option<std::path::PathBuf>,
+    env: &LocalEnv,
+) -> Result<pgtunnel::tunnels::TunnelsFile, Error> {
+    let lookup = |k: &str| env.env.get(k).cloned();
+    let path = file.unwrap_or_else(|| pgtunnel::tunnels::default_path(&env.home, &lookup));
+    Ok(pgtunnel::tunnels::load(&path, &env.home)?)
 }
 
 /// `pgtunnel status`: every running pgtunnel of this user, asked through its socket.
