@@ -6,6 +6,7 @@
 //! ```text
 //! # query: alias                 resolve and compare with `ssh -G -F config alias`
 //! # query: joe@alias:2222        the same with `-l joe -p 2222`
+//! # query: alias -L 1:db:2 -L X  the same with these `-L` (ours: `effective_local_forwards`)
 //! # error: alias [-- text]       both OpenSSH and we must refuse (our message holds `text`)
 //! # error: alias -- text @3      ... and both errors name line 3 of the config
 //! # error: alias -- text @3,5,8  ... and both name each of these lines (every bad line)
@@ -29,8 +30,11 @@
 //! hashknownhosts, the pubkey/password/kbd-interactive switches, batchmode,
 //! numberofpasswordprompts, addressfamily, tcpkeepalive, bindaddress, bindinterface,
 //! connectionattempts, ipqos, rekeylimit, preferredauthentications, compression,
-//! requiredrsasize and the six algorithm lists (`ciphers`, `macs`, `kexalgorithms`,
-//! `hostkeyalgorithms`, `pubkeyacceptedalgorithms`, `casignaturealgorithms`).
+//! requiredrsasize, the six algorithm lists (`ciphers`, `macs`, `kexalgorithms`,
+//! `hostkeyalgorithms`, `pubkeyacceptedalgorithms`, `casignaturealgorithms`), the local
+//! forwards (`localforward`, and `dynamicforward`, where `ssh -G` also lists a forward to a
+//! socket path or to the host `socks`: `dump_cfg_forwards()` tells them apart that way) and
+//! the switches gatewayports, exitonforwardfailure and clearallforwardings.
 //!
 //! The algorithm lists: pgtunnel resolves them with OpenSSH 10.5's defaults and known names
 //! (`config::algorithms`), which the `ssh` here (9.2: no `mlkem768x25519-sha256`, another
@@ -65,6 +69,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use pgtunnel::config::algorithms::{self, AlgorithmList};
+use pgtunnel::config::forward::{self, Connect, Listen, LocalForward};
 use pgtunnel::config::{HostConfig, HostQuery, Keyword, LocalEnv, ProxyJump, SshConfig};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config");
@@ -72,7 +77,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 43] = [
+const FIELDS: [&str; 48] = [
     "hostname",
     "user",
     "port",
@@ -116,6 +121,11 @@ const FIELDS: [&str; 43] = [
     "ipqos",
     "rekeylimit",
     "preferredauthentications",
+    "localforward",
+    "dynamicforward",
+    "gatewayports",
+    "exitonforwardfailure",
+    "clearallforwardings",
 ];
 
 /// The `ssh -G` line of each algorithm list.
@@ -204,6 +214,8 @@ struct Query {
     user: Option<String>,
     host: String,
     port: Option<u16>,
+    /// `-L` values.
+    forwards: Vec<String>,
     expect: Expect,
 }
 
@@ -231,7 +243,17 @@ fn require_ssh() {
     }
 }
 
-fn parse_query(spec: &str, expect: Expect) -> Query {
+fn parse_query(text: &str, expect: Expect) -> Query {
+    let mut words = text.split_whitespace();
+    let spec = words.next().unwrap_or_default();
+    let mut forwards = Vec::new();
+    while let Some(w) = words.next() {
+        assert_eq!(
+            w, "-L",
+            "query {text:?}: only `-L SPEC` may follow the host"
+        );
+        forwards.push(words.next().expect("-L needs a value").to_string());
+    }
     let (user, rest) = match spec.rsplit_once('@') {
         Some((u, r)) => (Some(u.to_string()), r),
         None => (None, spec),
@@ -243,10 +265,11 @@ fn parse_query(spec: &str, expect: Expect) -> Query {
         _ => (rest.to_string(), None),
     };
     Query {
-        text: spec.to_string(),
+        text: text.to_string(),
         user,
         host,
         port,
+        forwards,
         expect,
     }
 }
@@ -354,8 +377,15 @@ fn ssh<S: AsRef<std::ffi::OsStr>>(case_dir: &Path, args: &[S]) -> std::process::
         .expect("run ssh")
 }
 
-fn query_args(config: &Path, q: &Query) -> Vec<String> {
+/// `-F config [-l user] [-p port] [-L spec]... host` (`-L` only with `forwards`: never
+/// where ssh connects).
+fn query_args(config: &Path, q: &Query, forwards: bool) -> Vec<String> {
     let mut args = vec!["-F".to_string(), config.to_string_lossy().into_owned()];
+    if forwards {
+        for spec in &q.forwards {
+            args.extend(["-L".to_string(), spec.clone()]);
+        }
+    }
     if let Some(user) = &q.user {
         args.extend(["-l".to_string(), user.clone()]);
     }
@@ -369,7 +399,7 @@ fn query_args(config: &Path, q: &Query) -> Vec<String> {
 /// `ssh -G` output as keyword -> values.
 fn ssh_g(case: &Case, q: &Query) -> Result<BTreeMap<String, Vec<String>>, String> {
     let mut args = vec!["-G".to_string()];
-    args.extend(query_args(&case.config, q));
+    args.extend(query_args(&case.config, q, true));
     let out = ssh(case.dir.path(), &args);
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
@@ -399,7 +429,7 @@ fn ssh_key_files(case: &Case, q: &Query) -> (Vec<String>, Vec<String>) {
     let mut args: Vec<String> = ["-v", "-o", "BatchMode=yes", "-o", "ProxyCommand=false"]
         .map(String::from)
         .to_vec();
-    args.extend(query_args(&case.config, q));
+    args.extend(query_args(&case.config, q, false));
     let out = ssh(case.dir.path(), &args);
     let (mut ids, mut certs) = (Vec::new(), Vec::new());
     for line in String::from_utf8_lossy(&out.stderr).lines() {
@@ -535,9 +565,53 @@ fn join_paths(paths: impl IntoIterator<Item = PathBuf>, sep: &str) -> String {
         .join(sep)
 }
 
+/// The forwards `ssh -L ... host` opens, by our reading: the query's `-L` (parsed with the
+/// case's environment) and the host's `LocalForward` lines.
+fn our_forwards(c: &HostConfig, q: &Query, env: &LocalEnv) -> Result<Vec<LocalForward>, String> {
+    let vars = |name: &str| env.env.get(name).cloned();
+    let command_line = q
+        .forwards
+        .iter()
+        .map(|spec| forward::parse_local_forward(spec, &vars))
+        .collect::<Result<Vec<_>, _>>()?;
+    c.effective_local_forwards(&command_line, env)
+        .map_err(|e| e.to_string())
+}
+
+/// The forwards as `ssh -G`'s `dump_cfg_forwards()` lists them: `localforward` lines for
+/// those whose connect host is not `socks`, `dynamicforward` lines (the listen side) for
+/// those with no connect host (a socket path) or `socks` (9.2 tells a `-D` forward apart by
+/// its host `socks`, so it lists these too, though ssh opens them as local forwards).
+fn as_ssh_g_lists(forwards: &[LocalForward]) -> (String, String) {
+    let socks =
+        |f: &&LocalForward| matches!(&f.connect, Connect::HostPort { host, .. } if host == "socks");
+    let local: Vec<String> = forwards
+        .iter()
+        .filter(|f| !socks(f))
+        .map(LocalForward::openssh_format)
+        .collect();
+    let dynamic: Vec<String> = forwards
+        .iter()
+        .filter(|f| socks(f) || matches!(f.connect, Connect::Path(_)))
+        .map(|f| match &f.listen {
+            Listen::Port { bind: None, port } => port.to_string(),
+            Listen::Port {
+                bind: Some(b),
+                port,
+            } => format!("[{b}]:{port}"),
+            Listen::Path(p) => p.clone(),
+        })
+        .collect();
+    (local.join("\n"), dynamic.join("\n"))
+}
+
 /// Our answer, in the normalised form.
-fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
+fn ours(c: &HostConfig, q: &Query, env: &LocalEnv) -> BTreeMap<&'static str, String> {
     let dash = || "-".to_string();
+    let (local_forwards, dynamic_forwards) = match our_forwards(c, q, env) {
+        Ok(list) => as_ssh_g_lists(&list),
+        Err(e) => (format!("error: {e}"), String::new()),
+    };
     let mut out = BTreeMap::from([
         ("hostname", c.host_name.clone()),
         ("user", c.user.clone()),
@@ -656,6 +730,11 @@ fn ours(c: &HostConfig) -> BTreeMap<&'static str, String> {
         ),
         ("compression", yes_no(c.compression)),
         ("requiredrsasize", c.required_rsa_size.to_string()),
+        ("localforward", local_forwards),
+        ("dynamicforward", dynamic_forwards),
+        ("gatewayports", yes_no(c.gateway_ports)),
+        ("exitonforwardfailure", yes_no(c.exit_on_forward_failure)),
+        ("clearallforwardings", yes_no(c.clear_all_forwardings)),
     ]);
     for (field, list) in ALGORITHM_FIELDS {
         out.insert(field, as_local_ssh_assembles(c, list));
@@ -670,6 +749,7 @@ fn theirs(
     home: &Path,
 ) -> BTreeMap<&'static str, String> {
     let one = |k: &str| g.get(k).and_then(|v| v.first()).cloned();
+    let all = |k: &str| g.get(k).map(|v| v.join("\n")).unwrap_or_default();
     let dash = || "-".to_string();
     let tilde = |s: &str| match s.strip_prefix("~/") {
         Some(rest) => format!("{}/{rest}", home.display()),
@@ -789,13 +869,25 @@ fn theirs(
             "preferredauthentications",
             one("preferredauthentications").unwrap_or_else(dash),
         ),
+        ("localforward", all("localforward")),
+        ("dynamicforward", all("dynamicforward")),
+        ("gatewayports", one("gatewayports").unwrap_or_else(dash)),
+        (
+            "exitonforwardfailure",
+            one("exitonforwardfailure").unwrap_or_else(dash),
+        ),
+        (
+            "clearallforwardings",
+            one("clearallforwardings").unwrap_or_else(dash),
+        ),
     ])
 }
 
+/// Our resolution; like `ssh -G`, it fails when a `-L` does (or expanding its socket path).
 fn resolve_ours(case: &Case, q: &Query, env: &LocalEnv) -> Result<HostConfig, String> {
     let config =
         SshConfig::load_explicit(&case.config, case.dir.path()).map_err(|e| e.to_string())?;
-    config
+    let c = config
         .resolve(
             &HostQuery {
                 host: q.host.clone(),
@@ -805,7 +897,9 @@ fn resolve_ours(case: &Case, q: &Query, env: &LocalEnv) -> Result<HostConfig, St
             },
             env,
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    our_forwards(&c, q, env)?;
+    Ok(c)
 }
 
 #[test]
@@ -891,7 +985,7 @@ fn resolution_matches_ssh_g() {
                     };
                     let mine = match mine {
                         Ok(c) => {
-                            let mut m = ours(&c);
+                            let mut m = ours(&c, q, &env);
                             // Debian's `keepalive-extensions` patch (not upstream OpenSSH)
                             // makes BatchMode's default ServerAliveInterval 300 s. pgtunnel
                             // follows upstream (unset, and pgtunnel's own 30 s keepalive).

@@ -25,6 +25,7 @@ use super::algorithms::{AlgorithmList, Algorithms};
 use super::canonical::{Canonicalization, Canonicalize, PermittedCname, valid_domain};
 pub use super::connection::{IpQos, RekeyLimit, Tos};
 use super::connection::{RekeyLine, parse_rekey_limit, parse_tos, preferred_unusable};
+use super::forward::{ConfiguredForward, parse_forward_line};
 use super::jump::{Jump, parse_proxy_jump};
 use super::lexer::{a2port, convtime, raw_value};
 use super::ssh_config::{ConfigError, Origin, SeenKeyword};
@@ -210,6 +211,12 @@ keywords! {
         pub other_keywords: Vec<SeenKeyword>,
         /// What `CanonicalizeHostname` (or a CNAME rule) did to `host_name`.
         pub canonicalization: Canonicalization,
+        /// `LocalForward`: every line in effect, in `ssh`'s order (they accumulate across
+        /// blocks and files; a line equal to an earlier one, as written, is dropped, as
+        /// `add_local_forward()` does), each with its line; `%` tokens expanded in socket
+        /// paths. Kept as configured when `ClearAllForwardings yes` drops them: what `ssh`
+        /// opens, with the command line's `-L`, is [`HostConfig::effective_local_forwards`].
+        pub local_forwards: Vec<ConfiguredForward>,
     }
 
     /// OpenSSH's `Options` while reading: an empty slot is "not set yet".
@@ -433,6 +440,43 @@ keywords! {
            /// default order, publickey, keyboard-interactive, password).
            preferred_authentications: Option<Vec<String>> = preferred_list,
         show |c: &HostConfig| c.preferred_authentications.as_ref().map(|l| l.join(","));
+    /// `LocalForward LISTEN TARGET`: accumulates (duplicates dropped); checked, `${VAR}`
+    /// expanded, in every block, as ssh reads it.
+    LocalForward ["localforward"] forward_args -> ForwardArgs,
+        local_forward -> local_forwards: Vec<ConfiguredForward>;
+    /// `GatewayPorts`: where a forward without a bind address listens.
+    GatewayPorts ["gatewayports"] flag -> bool, first -> gateway_ports: First<bool>
+        => /// `GatewayPorts` (default no): a forward without a bind address listens on every
+           /// address (`yes`) or on loopback (see [`crate::config::forward::bind_plan`]).
+           gateway_ports: bool = value_or(false),
+        show show_gateway_ports;
+    /// `ExitOnForwardFailure`.
+    ExitOnForwardFailure ["exitonforwardfailure"] flag -> bool,
+        first -> exit_on_forward_failure: First<bool>
+        => /// `ExitOnForwardFailure` (default no): stop when a forward cannot be set up
+           /// (ssh: when a local forward cannot listen), instead of going on without it.
+           exit_on_forward_failure: bool = value_or(false),
+        show |c: &HostConfig| forwarding_shown(c, Keyword::ExitOnForwardFailure).then(|| {
+            if c.exit_on_forward_failure {
+                "yes (stop when a forward cannot listen)".to_string()
+            } else {
+                "no (a forward that cannot listen is left out)".to_string()
+            }
+        });
+    /// `ClearAllForwardings`.
+    ClearAllForwardings ["clearallforwardings"] flag -> bool,
+        first -> clear_all_forwardings: First<bool>
+        => /// `ClearAllForwardings` (default no): with `yes`, no forward is opened, neither
+           /// `LocalForward` nor the command line's `-L` (see
+           /// [`HostConfig::effective_local_forwards`]).
+           clear_all_forwardings: bool = value_or(false),
+        show |c: &HostConfig| forwarding_shown(c, Keyword::ClearAllForwardings).then(|| {
+            if c.clear_all_forwardings {
+                "yes (no forward is opened, not even -L)".to_string()
+            } else {
+                "no".to_string()
+            }
+        });
     /// `IgnoreUnknown`: a pattern list of unknown keywords not to refuse on later lines
     /// (first value wins, only in a block that applies, as in OpenSSH).
     IgnoreUnknown ["ignoreunknown"] one -> String, first -> ignore_unknown: First<String>;
@@ -589,6 +633,50 @@ pub(crate) struct KeyFile {
     pub(crate) origin: Origin,
 }
 
+/// A `LocalForward` line's arguments: checked (and `${VAR}` expanded) when the line is
+/// evaluated, since that needs the environment.
+#[derive(Debug, Clone)]
+pub(crate) struct ForwardArgs {
+    listen: String,
+    target: String,
+    /// More words followed (ssh reports it after checking the forward).
+    extra: bool,
+}
+
+impl ForwardArgs {
+    /// The forward, as `readconf.c` reads the line; its error names the line.
+    fn forward(&self, at: &At<'_>) -> Result<ConfiguredForward, ConfigError> {
+        let env = |name: &str| at.env.get(name).cloned();
+        let line_error = |message: String| ConfigError::Line {
+            file: at.origin.file.clone(),
+            line: at.origin.line,
+            message,
+        };
+        let forward = parse_forward_line(&self.listen, &self.target, &env).map_err(line_error)?;
+        if self.extra {
+            return Err(line_error(
+                "keyword localforward: extra arguments at end of line".into(),
+            ));
+        }
+        Ok(ConfiguredForward {
+            forward: forward.clone(),
+            origin: at.origin.clone(),
+            written: forward,
+        })
+    }
+}
+
+impl Setting {
+    /// Checks a line that does not apply, as OpenSSH checks it anyway (the values the
+    /// parser could not check without the environment: `LocalForward`).
+    pub(crate) fn check_unapplied(&self, at: &At<'_>) -> Result<(), ConfigError> {
+        match self {
+            Setting::LocalForward(args) => args.forward(at).map(drop),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A slot's origin, for [`Options::origins`].
 trait Slot {
     fn origin(&self) -> Option<&Origin>;
@@ -614,10 +702,19 @@ impl Slot for Vec<KeyFile> {
     }
 }
 
-/// Where a line in effect is: its origin, and whether its file is a user configuration.
+/// The first forward's line.
+impl Slot for Vec<ConfiguredForward> {
+    fn origin(&self) -> Option<&Origin> {
+        self.first().map(|f| &f.origin)
+    }
+}
+
+/// Where a line in effect is: its origin, whether its file is a user configuration, and the
+/// environment (`${VAR}` in `LocalForward`).
 pub(crate) struct At<'a> {
     pub(crate) origin: &'a Origin,
     pub(crate) user_config: bool,
+    pub(crate) env: &'a BTreeMap<String, String>,
 }
 
 /// One line's arguments: the keyword as written (lowercased), the raw rest of the line, and
@@ -754,6 +851,21 @@ fn preferred_authentications(
     Ok(())
 }
 
+/// OpenSSH's `add_local_forward()`: a forward equal to an earlier one (as read) is dropped.
+fn local_forward(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut Vec<ConfiguredForward>,
+    args: &ForwardArgs,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    let forward = args.forward(at)?;
+    let list = slot(o);
+    if !list.iter().any(|f| f.written == forward.written) {
+        list.push(forward);
+    }
+    Ok(())
+}
+
 fn identity_file(
     o: &mut Options,
     slot: impl FnOnce(&mut Options) -> &mut Vec<KeyFile>,
@@ -845,6 +957,22 @@ fn one(a: &Args<'_>) -> Result<String, String> {
             "keyword {}: extra arguments at end of line",
             a.name
         )),
+    }
+}
+
+/// `LocalForward LISTEN TARGET` (`readconf.c`: "Missing argument.", "Missing target
+/// argument."); the forward itself is read when the line is evaluated.
+fn forward_args(a: &Args<'_>) -> Result<ForwardArgs, String> {
+    match a.words {
+        [] => Err(format!("{}: missing argument", a.name)),
+        [listen, ..] if listen.is_empty() => Err(format!("{}: missing argument", a.name)),
+        [_] => Err(format!("{}: missing target argument", a.name)),
+        [_, target, ..] if target.is_empty() => Err(format!("{}: missing target argument", a.name)),
+        [listen, target, rest @ ..] => Ok(ForwardArgs {
+            listen: listen.clone(),
+            target: target.clone(),
+            extra: !rest.is_empty(),
+        }),
     }
 }
 
@@ -1159,6 +1287,21 @@ fn paths(v: &[PathBuf]) -> String {
 /// Whether the keyword was set in a file.
 fn set(c: &HostConfig, keyword: Keyword) -> bool {
     c.origins.contains_key(&keyword)
+}
+
+/// A forwarding switch is shown when it is set, or when the host has forwards.
+fn forwarding_shown(c: &HostConfig, keyword: Keyword) -> bool {
+    set(c, keyword) || !c.local_forwards.is_empty()
+}
+
+fn show_gateway_ports(c: &HostConfig) -> Option<String> {
+    forwarding_shown(c, Keyword::GatewayPorts).then(|| {
+        if c.gateway_ports {
+            "yes (a forward without a bind address listens on every address)".to_string()
+        } else {
+            "no (a forward without a bind address listens on loopback)".to_string()
+        }
+    })
 }
 
 fn show_canonicalize_hostname(c: &HostConfig) -> Option<String> {

@@ -18,9 +18,16 @@
 //!   keyword we use is a [`ConfigError::Line`], even in a block that does not apply, as in
 //!   OpenSSH. An unsupported keyword whose (first) value would change behaviour, in a block
 //!   that applies, is a [`ConfigError::Unsupported`].
-//! - The first value obtained wins, across blocks and files. `IdentityFile` and
-//!   `CertificateFile` accumulate (duplicates dropped); `UserKnownHostsFile` and
-//!   `GlobalKnownHostsFile` are one list, set by the first line that applies.
+//! - The first value obtained wins, across blocks and files. `IdentityFile`,
+//!   `CertificateFile` and `LocalForward` accumulate (duplicates dropped); `UserKnownHostsFile`
+//!   and `GlobalKnownHostsFile` are one list, set by the first line that applies.
+//! - `LocalForward LISTEN TARGET` is read as ssh reads it (`LISTEN:TARGET`, cut to 255
+//!   bytes, parsed like `-L`, `${VAR}` expanded) on every line, a block that does not apply
+//!   included, and a bad one is a bad line; `%` tokens are expanded in its socket paths after
+//!   reading. `GatewayPorts`, `ExitOnForwardFailure` and `ClearAllForwardings` are
+//!   first-value-wins switches; [`HostConfig::effective_local_forwards`] combines the lines
+//!   with the command line's `-L` as ssh does (the command line's first; none at all with
+//!   `ClearAllForwardings yes`).
 //! - `Host`: whitespace-separated `*`/`?` patterns matched case-sensitively against the host
 //!   as typed; a matching `!pattern` disables the block. `Match`: `all`, `host` (against the
 //!   `HostName` set so far, `%h` expanded), `originalhost`, `user` (the user set so far),
@@ -54,7 +61,8 @@
 //!   HostName resolves to ([`crate::config::AddressFamily::filter`]).
 //! - Tokens (`%%`, `%C`, `%d`, `%h`, `%i`, `%j`, `%k`, `%L`, `%l`, `%n`, `%p`, `%r`, `%u`),
 //!   `${VAR}` and `~` are expanded in `IdentityFile`, `CertificateFile`, `UserKnownHostsFile`
-//!   and `IdentityAgent`; `HostName` takes `%h` and `%%`; `GlobalKnownHostsFile` only `~`.
+//!   and `IdentityAgent`; `HostName` takes `%h` and `%%`; `GlobalKnownHostsFile` only `~`;
+//!   `LocalForward`'s socket paths the `%` tokens only.
 //!   `ProxyCommand` is kept as written ([`HostConfig::expanded_proxy_command`] expands it).
 //!
 //! # Known differences from OpenSSH 9.2
@@ -72,8 +80,10 @@
 //!   `GSSAPIAuthentication yes` (and the other GSSAPI switches) in the system-wide file, which
 //!   Debian and Fedora set for every host, is tolerated and shown by `explain`.
 //! - Of the not-applicable keywords, only the yes/no switches and multistate values
-//!   (`RequestTTY`, `ControlMaster`, `Tunnel`, ...) are checked (`SendEnv`, `LocalForward`,
-//!   `ControlPersist`, ... are taken as written).
+//!   (`RequestTTY`, `ControlMaster`, `Tunnel`, ...) are checked (`RemoteForward`,
+//!   `DynamicForward`, `ControlPath`, ... are taken as written).
+//! - A `LocalForward` line longer than 255 bytes is cut at a character boundary (ssh cuts
+//!   the bytes).
 //! - Where OpenSSH reports every bad line of a file, we report the first.
 
 use std::collections::BTreeMap;
@@ -87,6 +97,7 @@ use thiserror::Error;
 use super::address::{canonical_address, is_addr_fast, ssh_host_name};
 use super::algorithms::Algorithms;
 use super::canonical::{Canonicalization, Canonicalize, Resolver, Rules, canonicalize};
+use super::forward::{ConfiguredForward, LocalForward};
 use super::glob::{glob, glob_tilde};
 use super::jump::Jump;
 use super::keyword::{Args, At, Derived, First, KeyFile, Keyword, Options, Setting, Valued};
@@ -334,6 +345,63 @@ impl HostConfig {
                 env: None,
             },
         ))
+    }
+}
+
+impl HostConfig {
+    /// The local forwards `ssh [-L SPEC]... HOST` opens: none with `ClearAllForwardings yes`
+    /// (it clears the command line's too); else the command line's `command_line` (as
+    /// [`parse_local_forward`](crate::config::forward::parse_local_forward) read them), then
+    /// the `LocalForward` lines, a forward equal to an earlier one (as written) dropped, as
+    /// `add_local_forward()` drops it; `%` tokens are expanded in the command line's socket
+    /// paths as in the lines' (`env`: the machine, as for [`SshConfig::resolve`]). `Err`: an
+    /// unknown `%` token in a command-line socket path (ssh stops on it too).
+    pub fn effective_local_forwards(
+        &self,
+        command_line: &[LocalForward],
+        env: &LocalEnv,
+    ) -> Result<Vec<LocalForward>, ConfigError> {
+        if self.clear_all_forwardings {
+            return Ok(Vec::new());
+        }
+        let query = HostQuery {
+            host: self.original_host.clone(),
+            ..HostQuery::default()
+        };
+        let jump_host = match &self.proxy_jump {
+            Some(ProxyJump::Hops(hops)) => hops.last().map(|h| h.host.as_str()),
+            _ => None,
+        };
+        let values = token_values(
+            env,
+            &query,
+            Host {
+                name: &self.host_name,
+                user: &self.user,
+                port: self.port,
+            },
+            self.host_key_alias.as_deref(),
+            jump_host.unwrap_or_default(),
+        );
+        let x = Expander {
+            tokens: values.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+            env,
+        };
+        let mut written: Vec<&LocalForward> = Vec::new();
+        let mut out = Vec::new();
+        for f in command_line {
+            if !written.contains(&f) {
+                written.push(f);
+                out.push(x.forward(f, &None)?);
+            }
+        }
+        for f in &self.local_forwards {
+            if !written.contains(&&f.written) {
+                written.push(&f.written);
+                out.push(f.forward.clone());
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -925,13 +993,16 @@ fn eval_item(
             }
         }
         ItemKind::Set(setting) => {
+            let origin = origin();
+            let at = At {
+                origin: &origin,
+                user_config: file.user_config,
+                env: &pass.env.env,
+            };
             if *active {
-                let origin = origin();
-                let at = At {
-                    origin: &origin,
-                    user_config: file.user_config,
-                };
                 o.apply(setting, &at)?;
+            } else {
+                setting.check_unapplied(&at)?;
             }
         }
         ItemKind::Other(keyword, verdict, value) => {
@@ -1262,7 +1333,9 @@ fn finish(
         tokens: values.iter().map(|(k, v)| (*k, v.as_str())).collect(),
         env,
     };
+    let clear_all_forwardings = o.clear_all_forwardings.get().copied().unwrap_or(false);
     let derived = Derived {
+        local_forwards: local_forwards(&o.local_forwards, &x, clear_all_forwardings)?,
         original_host: query.host.clone(),
         identity_files: identity_files(&o, &x)?,
         certificate_files: o
@@ -1407,6 +1480,23 @@ impl Expander<'_> {
         expand(&tilde, full).map_err(fail)
     }
 
+    /// `%` tokens expanded in a forward's socket paths (`default_client_percent_expand`).
+    fn forward(
+        &self,
+        written: &LocalForward,
+        origin: &Option<Origin>,
+    ) -> Result<LocalForward, ConfigError> {
+        let percent = Expansion {
+            tokens: &self.tokens,
+            env: None,
+        };
+        written
+            .map_paths(|p| {
+                expand(p, percent).map_err(|e| format!("LocalForward socket path `{p}`: {e}"))
+            })
+            .map_err(|e| origin_error(origin, e))
+    }
+
     fn path_buf(
         &self,
         raw: &str,
@@ -1415,6 +1505,28 @@ impl Expander<'_> {
     ) -> Result<PathBuf, ConfigError> {
         self.path(raw, keyword, origin).map(PathBuf::from)
     }
+}
+
+/// The `LocalForward`s with `%` tokens expanded in their socket paths (not `~`, and `${VAR}`
+/// was expanded while reading), as `ssh`'s `main()` does after reading the files: an unknown
+/// token is an error naming the line, unless `ClearAllForwardings yes` dropped the forwards
+/// before (then a path keeps its tokens).
+fn local_forwards(
+    lines: &[ConfiguredForward],
+    x: &Expander<'_>,
+    cleared: bool,
+) -> Result<Vec<ConfiguredForward>, ConfigError> {
+    lines
+        .iter()
+        .map(|f| match x.forward(&f.written, &Some(f.origin.clone())) {
+            Ok(forward) => Ok(ConfiguredForward {
+                forward,
+                ..f.clone()
+            }),
+            Err(_) if cleared => Ok(f.clone()),
+            Err(e) => Err(e),
+        })
+        .collect()
 }
 
 /// The configured identity files (without `none`), or OpenSSH's defaults.
@@ -1713,7 +1825,7 @@ Host *
     #[test]
     fn not_applicable_and_deprecated_keywords_are_accepted() {
         let text = "Host x\n  RequestTTY yes\n  SendEnv LANG LC_*\n  requesttty no\n  \
-                    LocalForward 5432 db:5432\n  Protocol 2\n  UseRoaming no\n  \
+                    RemoteForward 5432 db:5432\n  Protocol 2\n  UseRoaming no\n  \
                     RSAAuthentication yes\n";
         let c = resolve(text, "x");
         let seen: Vec<(&str, Option<Status>, usize)> = c
@@ -1726,7 +1838,7 @@ Host *
             [
                 ("RequestTTY", Some(Status::NotApplicable), 2),
                 ("SendEnv", Some(Status::NotApplicable), 3),
-                ("LocalForward", Some(Status::NotApplicable), 5),
+                ("RemoteForward", Some(Status::NotApplicable), 5),
                 ("Protocol", Some(Status::IgnoredByOpenSsh), 6),
                 ("UseRoaming", Some(Status::IgnoredByOpenSsh), 7),
                 ("RSAAuthentication", Some(Status::IgnoredByOpenSsh), 8),
@@ -2504,6 +2616,159 @@ Host *
             let c = resolve(&format!("StrictHostKeyChecking {v}\n"), "x");
             assert_eq!(c.strict_host_key_checking, want, "{v}");
         }
+    }
+
+    /// The forwards as `ssh -G` prints them, with their lines.
+    fn forwards(c: &HostConfig) -> Vec<(String, usize)> {
+        c.local_forwards
+            .iter()
+            .map(|f| (f.forward.openssh_format(), f.origin.line))
+            .collect()
+    }
+
+    #[test]
+    fn local_forwards_accumulate_in_order_without_duplicates() {
+        let text = "Host db\n  LocalForward 63333 db.internal:5432\n  \
+                    LocalForward localhost:63334 [fd00::5]:5432\n  \
+                    LocalForward 63333 db.internal:5432\n  GatewayPorts yes\n\
+                    Host other\n  LocalForward 1 elsewhere:1\n\
+                    Host *\n  LocalForward 63333 db.internal:5432\n  \
+                    LocalForward [::1]:63335 /run/pg/.s.PGSQL.5432\n  GatewayPorts no\n\
+                    Host db\n  ExitOnForwardFailure yes\n";
+        let c = resolve(text, "db");
+        assert_eq!(
+            forwards(&c),
+            [
+                ("63333 [db.internal]:5432".to_string(), 2),
+                ("[localhost]:63334 [fd00::5]:5432".to_string(), 3),
+                ("[::1]:63335 /run/pg/.s.PGSQL.5432".to_string(), 10),
+            ]
+        );
+        // First value wins for the switches, as everywhere.
+        assert!(c.gateway_ports && c.exit_on_forward_failure && !c.clear_all_forwardings);
+        assert_eq!(c.origins[&Keyword::LocalForward], at(2));
+        assert_eq!(c.origins[&Keyword::GatewayPorts], at(5));
+        let other = resolve(text, "x");
+        assert_eq!(forwards(&other).len(), 2);
+        assert!(!other.gateway_ports && !other.exit_on_forward_failure);
+        assert_eq!(other.origins[&Keyword::GatewayPorts], at(11));
+        let none = resolve("Host a\n  User u\n", "x");
+        assert!(none.local_forwards.is_empty());
+        assert!(!none.gateway_ports && !none.exit_on_forward_failure);
+    }
+
+    #[test]
+    fn local_forward_lines_are_checked_as_ssh_reads_them() {
+        // A bad forward is refused even in a block that does not apply (ssh parses it before
+        // it looks at the block), `${VAR}` included, every bad line named.
+        let err = parse_err(
+            "Host nomatch\n  LocalForward 63333 db\n  LocalForward 0 db:5432\n  \
+             LocalForward 1 db:${NOPE}\n  LocalForward 1 ${SOCK}\n",
+        );
+        for want in [
+            "/cfg/config:2: Bad forwarding specification '63333 db'\n",
+            "/cfg/config:3: Bad forwarding specification '0 db:5432'\n",
+            "/cfg/config:4: Bad forwarding specification '1 db:${NOPE}': environment variable \
+             `NOPE` is not set\n",
+            "terminating, 3 bad configuration options",
+        ] {
+            assert!(err.contains(want), "{err}");
+        }
+        // `${SOCK}` is a path: a fine remote socket.
+        assert!(!err.contains("config:5"), "{err}");
+        for (line, want) in [
+            ("LocalForward 63333", "missing target argument"),
+            ("LocalForward \"\" db:1", "missing argument"),
+            ("LocalForward 63333 \"\"", "missing target argument"),
+            (
+                "LocalForward 1 db:2 extra",
+                "extra arguments at end of line",
+            ),
+            ("LocalForward 1 db extra", "Bad forwarding specification"),
+            ("GatewayPorts maybe", "unsupported value"),
+        ] {
+            let err = parse_err(&format!("Host nomatch\n  {line}\n"));
+            assert!(
+                err.starts_with("/cfg/config:2:") && err.contains(want),
+                "{line}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn local_forward_variables_then_tokens() {
+        // `${VAR}` is expanded when the line is read; `%` tokens in socket paths afterwards
+        // (not in host names), with the final host name.
+        let c = resolve(
+            "Host db\n  HostName db.example\n  LocalForward ${SOCK}.%h %h:5432\n  \
+             LocalForward 1 /run/%r/%%.sock\n",
+            "db",
+        );
+        assert_eq!(
+            forwards(&c),
+            [
+                ("/run/agent.sock.db.example [%h]:5432".to_string(), 3),
+                ("1 /run/me/%.sock".to_string(), 4),
+            ]
+        );
+        let err = resolve_err("Host db\n  LocalForward /tmp/%q.sock db:1\n", "db");
+        assert!(
+            err.starts_with("/cfg/config:2:") && err.contains("%q"),
+            "{err}"
+        );
+        // ... unless ClearAllForwardings dropped them first (ssh never expands them then).
+        let c = resolve(
+            "Host db\n  LocalForward /tmp/%q.sock db:1\n  ClearAllForwardings yes\n",
+            "db",
+        );
+        assert_eq!(forwards(&c), [("/tmp/%q.sock [db]:1".to_string(), 2)]);
+    }
+
+    #[test]
+    fn effective_local_forwards_are_the_command_line_s_then_the_config_s() {
+        let env = env();
+        let parse_l = |spec: &str| {
+            crate::config::forward::parse_local_forward(spec, &|_: &str| None).unwrap()
+        };
+        let shown = |list: Vec<LocalForward>| -> Vec<String> {
+            list.iter().map(LocalForward::openssh_format).collect()
+        };
+        let text = "Host db\n  LocalForward 63333 db:5432\n  LocalForward /tmp/%h.s db:1\n  \
+                    LocalForward 7 x:7\n";
+        let c = resolve(text, "db");
+        let cli = [
+            parse_l("9:x:9"),
+            parse_l("63333:db:5432"),
+            parse_l("9:x:9"),
+            parse_l("/tmp/db.s:db:1"),
+            parse_l("/tmp/%n-%p.s:db:1"),
+        ];
+        // Duplicates are dropped as written (`/tmp/%h.s` and `/tmp/db.s` are two forwards
+        // to ssh, which compares before it expands).
+        assert_eq!(
+            shown(c.effective_local_forwards(&cli, &env).unwrap()),
+            [
+                "9 [x]:9",
+                "63333 [db]:5432",
+                "/tmp/db.s [db]:1",
+                "/tmp/db-22.s [db]:1",
+                "/tmp/db.s [db]:1",
+                "7 [x]:7",
+            ]
+        );
+        assert_eq!(
+            shown(c.effective_local_forwards(&[], &env).unwrap()),
+            ["63333 [db]:5432", "/tmp/db.s [db]:1", "7 [x]:7"]
+        );
+        let err = c
+            .effective_local_forwards(&[parse_l("/tmp/%q:db:1")], &env)
+            .unwrap_err();
+        assert!(err.to_string().contains("%q"), "{err}");
+        // ClearAllForwardings yes: nothing, not even the command line's.
+        let c = resolve(&format!("{text}  ClearAllForwardings yes\n"), "db");
+        assert!(c.clear_all_forwardings);
+        assert_eq!(c.local_forwards.len(), 3, "kept as configured");
+        assert!(c.effective_local_forwards(&cli, &env).unwrap().is_empty());
     }
 
     fn write(path: &Path, text: &str) {

@@ -1,10 +1,12 @@
 //! `pgtunnel explain`: like `ssh -G`, but for the whole chain. For every hop, the values the
 //! connection will use and where each came from (file and line, the command line, or
-//! OpenSSH's default). Pure: it formats a resolved [`Chain`].
+//! OpenSSH's default); a hop's `LocalForward` lines one row each, with where each listens.
+//! Pure: it formats a resolved [`Chain`].
 
 use std::fmt::Write;
 
-use crate::config::{Allowance, Canonicalization, Keyword, Status};
+use crate::config::forward::{BindPlan, Listen, bind_plan};
+use crate::config::{Allowance, Canonicalization, HostConfig, Keyword, Status};
 use crate::plan::chain::{Chain, Hop, HopSource};
 
 /// Renders the explanation of `chain`.
@@ -22,23 +24,54 @@ pub fn explain(chain: &Chain) -> String {
     }
     for hop in &chain.hops {
         let _ = writeln!(out);
-        hop_section(&mut out, hop);
+        hop_section(&mut out, hop, hop.index == chain.hops.len());
     }
     out
 }
 
-fn hop_section(out: &mut String, hop: &Hop) {
+/// One hop's rows; `last`: the hop the chain ends at (the others are jump hosts).
+fn hop_section(out: &mut String, hop: &Hop, last: bool) {
     let how = match &hop.source {
         HopSource::CommandLine => "from --via".to_string(),
         HopSource::ProxyJumpOf(h) => format!("from the ProxyJump of {h}"),
     };
     let _ = writeln!(out, "hop {}: {} ({how})", hop.index, hop.spec);
     for &keyword in Keyword::ALL {
+        if keyword == Keyword::LocalForward {
+            forward_rows(out, &hop.config, last);
+            continue;
+        }
         if let Some((name, value, from)) = row(hop, keyword) {
             let _ = writeln!(out, "  {name:<22} {value:<40} {from}");
         }
     }
     other_keywords(out, hop);
+}
+
+/// A row per `LocalForward` line: the forward in `-L` syntax, where it listens, and its line.
+/// A jump host's are not opened (`ssh -J` reaches it with `ssh -W`, which clears them), nor
+/// any with `ClearAllForwardings yes`.
+fn forward_rows(out: &mut String, c: &HostConfig, last: bool) {
+    let note = if c.clear_all_forwardings {
+        "; not opened: ClearAllForwardings"
+    } else if !last {
+        "; not opened on a jump host"
+    } else {
+        ""
+    };
+    for f in &c.local_forwards {
+        let listens = match &f.forward.listen {
+            Listen::Path(_) => "a Unix socket".to_string(),
+            Listen::Port { bind, .. } => match bind_plan(bind.as_deref(), c.gateway_ports) {
+                BindPlan::Loopback => "loopback".to_string(),
+                BindPlan::Wildcard => "every address".to_string(),
+                BindPlan::Address(a) => a,
+            },
+        };
+        let value = format!("{} (on {listens}{note})", f.forward);
+        let from = format!("{}:{}", f.origin.file.display(), f.origin.line);
+        let _ = writeln!(out, "  {:<22} {value:<40} {from}", "localforward");
+    }
 }
 
 /// The keywords outside the table that were in effect, one line per kind (none: no line).
@@ -215,7 +248,10 @@ mod tests {
                     NumberOfPasswordPrompts 1\nHost gw\n  User gwuser\n  Port 2200\n  \
                     StrictHostKeyChecking no\n  IdentityFile none\nHost pc\n  \
                     ProxyCommand nc %h %p\n  StrictHostKeyChecking yes\n  BatchMode yes\n\
-                    Host *\n  BatchMode no\n";
+                    Host *\n  BatchMode no\nHost db\n  LocalForward 63333 localhost:5432\n  \
+                    LocalForward [::1]:63334 /run/postgresql/.s.PGSQL.5432\n  \
+                    ExitOnForwardFailure yes\nHost shell\n  LocalForward 8080 web:80\n  \
+                    GatewayPorts yes\n";
         let got = format!(
             "{}\n{}",
             render(text, "db", "localhost"),
@@ -223,6 +259,53 @@ mod tests {
         );
         let want = include_str!("testdata/explain_full.txt");
         assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn local_forwards_are_listed_with_where_they_listen() {
+        let rows = |config: &str, via: &str| -> Vec<String> {
+            render(config, via, "localhost")
+                .lines()
+                .filter(|l| l.contains("forward") || l.contains("gatewayports"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        let text = "Host a\n  LocalForward *:1 db:1\n  LocalForward localhost:2 db:2\n  \
+                    LocalForward LOCALHOST:3 db:3\n  LocalForward /tmp/%h.s /run/pg.s\n  \
+                    LocalForward 4 db:4\n  GatewayPorts yes\n";
+        assert_eq!(
+            rows(text, "a"),
+            [
+                "localforward *:1:db:1 (on every address) /cfg:2",
+                "localforward localhost:2:db:2 (on loopback) /cfg:3",
+                "localforward LOCALHOST:3:db:3 (on LOCALHOST) /cfg:4",
+                "localforward /tmp/a.s:/run/pg.s (on a Unix socket) /cfg:5",
+                "localforward 4:db:4 (on every address) /cfg:6",
+                "gatewayports yes (a forward without a bind address listens on every address) /cfg:7",
+                "exitonforwardfailure no (a forward that cannot listen is left out) default",
+                "clearallforwardings no default",
+            ]
+        );
+        // Cleared, or on a jump host: listed, not opened; no forward and no switch: no row.
+        let text = "Host a\n  LocalForward 4 db:4\n  ClearAllForwardings yes\n\
+                    Host b\n  LocalForward 5 db:5\n";
+        let got = rows(text, "a,b");
+        assert_eq!(
+            got[0],
+            "localforward 4:db:4 (on loopback; not opened: ClearAllForwardings) /cfg:2"
+        );
+        assert_eq!(
+            got[3],
+            "clearallforwardings yes (no forward is opened, not even -L) /cfg:3"
+        );
+        assert_eq!(got[4], "localforward 5:db:5 (on loopback) /cfg:5");
+        let got = rows(text, "b,x");
+        assert_eq!(
+            got[0],
+            "localforward 5:db:5 (on loopback; not opened on a jump host) /cfg:5"
+        );
+        assert_eq!(got.len(), 4, "hop x has no forward row: {got:?}");
+        assert!(rows("Host a\n  User u\n", "a").is_empty());
     }
 
     #[test]
