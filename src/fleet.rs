@@ -5,8 +5,8 @@
 //! together ([`crate::tunnel::serve_all`]), their chains sharing hop sessions through one
 //! [`crate::ssh::session::HopPool`].
 //!
-//! Planning ([`ssh_forwards`]) is pure; [`bind`] does the listening, with OpenSSH's rules for
-//! where a forward listens ([`bind_addresses`], after `channel_fwd_bind_addr()`).
+//! Planning ([`ssh_forwards`], [`named_tunnels`]) is pure; [`bind`] does the listening, with
+//! OpenSSH's rules for where a forward listens ([`bind_plan`], after `channel_fwd_bind_addr()`).
 
 pub mod monitor;
 
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::config::forward::{Connect, Listen, LocalForward};
+use crate::config::forward::{BindPlan, Connect, Listen, LocalForward, bind_plan};
 use crate::config::{ConfigError, HostConfig, HostQuery};
 use crate::error::Error;
 use crate::forward::Listeners;
@@ -79,10 +79,10 @@ impl ListenAt {
                 bind,
                 gateway_ports,
                 ..
-            } => match bind_addresses(bind.as_deref(), *gateway_ports) {
-                BindAddresses::Loopback => Ipv4Addr::LOCALHOST.into(),
-                BindAddresses::Wildcard => Ipv4Addr::UNSPECIFIED.into(),
-                BindAddresses::Named(name) => name.parse().unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
+            } => match bind_plan(bind.as_deref(), *gateway_ports) {
+                BindPlan::Loopback => Ipv4Addr::LOCALHOST.into(),
+                BindPlan::Wildcard => Ipv4Addr::UNSPECIFIED.into(),
+                BindPlan::Address(name) => name.parse().unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
             },
         };
         let port = match self {
@@ -107,30 +107,6 @@ impl std::fmt::Display for ListenAt {
             } => write!(f, "{port}"),
             ListenAt::Path(path) => write!(f, "{}", path.display()),
         }
-    }
-}
-
-/// Where OpenSSH's client listens for a local forward: `channel_fwd_bind_addr()` with
-/// `is_client` set, then `getaddrinfo()` (passive for the wildcard).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindAddresses {
-    /// Every loopback address (127.0.0.1 and ::1): no bind address and `GatewayPorts no`,
-    /// or `localhost`.
-    Loopback,
-    /// Every address (0.0.0.0 and ::): `*` or an empty bind address, or none with
-    /// `GatewayPorts yes`.
-    Wildcard,
-    /// This address or name, resolved.
-    Named(String),
-}
-
-/// Where a forward with this bind address listens ([`BindAddresses`]).
-pub fn bind_addresses(bind: Option<&str>, gateway_ports: bool) -> BindAddresses {
-    match bind {
-        None if gateway_ports => BindAddresses::Wildcard,
-        None | Some("localhost") => BindAddresses::Loopback,
-        Some("") | Some("*") => BindAddresses::Wildcard,
-        Some(other) => BindAddresses::Named(other.to_string()),
     }
 }
 
@@ -406,12 +382,12 @@ async fn resolve_bind(
     gateway_ports: bool,
     port: u16,
 ) -> Result<Vec<SocketAddr>, Error> {
-    let ips: Vec<IpAddr> = match bind_addresses(bind, gateway_ports) {
-        BindAddresses::Loopback => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
-        BindAddresses::Wildcard => {
+    let ips: Vec<IpAddr> = match bind_plan(bind, gateway_ports) {
+        BindPlan::Loopback => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+        BindPlan::Wildcard => {
             vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
         }
-        BindAddresses::Named(name) => match name.parse::<IpAddr>() {
+        BindPlan::Address(name) => match name.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
             Err(_) => {
                 let found = tokio::net::lookup_host((name.as_str(), port))
@@ -435,25 +411,6 @@ async fn resolve_bind(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bind_addresses_follow_openssh() {
-        use BindAddresses::*;
-        assert_eq!(bind_addresses(None, false), Loopback);
-        assert_eq!(bind_addresses(None, true), Wildcard);
-        assert_eq!(bind_addresses(Some("localhost"), false), Loopback);
-        assert_eq!(bind_addresses(Some("localhost"), true), Loopback);
-        assert_eq!(bind_addresses(Some("*"), false), Wildcard);
-        assert_eq!(bind_addresses(Some(""), false), Wildcard);
-        assert_eq!(
-            bind_addresses(Some("127.0.0.1"), true),
-            Named("127.0.0.1".into())
-        );
-        assert_eq!(
-            bind_addresses(Some("0.0.0.0"), false),
-            Named("0.0.0.0".into())
-        );
-    }
 
     #[test]
     fn names_are_written_as_ssh_takes_them() {

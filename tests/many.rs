@@ -29,6 +29,8 @@ fn free_port() -> u16 {
 struct Three {
     home: Home,
     echoes: Vec<Echo>,
+    /// An echo the bastion itself may reach (127.0.0.1).
+    near: Echo,
     shell: Sshd,
     db: Sshd,
 }
@@ -48,10 +50,14 @@ async fn three() -> Three {
             .collect(),
         extra: "",
     });
+    let near = Echo::start_on("127.0.0.1:0").await;
     let shell = Sshd::start(SshdOptions {
         ip: "127.0.0.1".parse().expect("ip"),
         authorized: vec![home.public()],
-        permit_open: vec![("127.0.0.2".into(), db.addr.port())],
+        permit_open: vec![
+            ("127.0.0.2".into(), db.addr.port()),
+            ("127.0.0.1".into(), near.addr.port()),
+        ],
         extra: "",
     });
     home.trust_addr(shell.addr, &shell.host_key);
@@ -63,6 +69,7 @@ async fn three() -> Three {
     Three {
         home,
         echoes,
+        near,
         shell,
         db,
     }
@@ -92,6 +99,25 @@ async fn start(home: &Home, args: &[&str], tunnels: usize) -> Pgtunnel {
     let mut all = vec!["-F", config];
     all.extend_from_slice(args);
     Pgtunnel::start_many(home.dir.path(), &all, &[], tunnels).await
+}
+
+/// Sends `chunks` x 64 KiB through `addr` to an echo one chunk at a time with a pause (a
+/// transfer that lasts a few seconds), checking every byte that comes back.
+async fn paced_transfer(addr: SocketAddr, chunks: usize) {
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sent, mut got) = (sha2::Sha256::new(), sha2::Sha256::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..chunks {
+        let data = support::pattern(64 * 1024, i as u64 + 1);
+        sent.update(&data);
+        tcp.write_all(&data).await.expect("write");
+        tcp.read_exact(&mut buf).await.expect("echo");
+        got.update(&buf);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(got.finalize(), sent.finalize(), "echoed checksum");
 }
 
 async fn stop(mut p: Pgtunnel) {
@@ -356,8 +382,12 @@ async fn status_json_events_and_systemd_notify_follow_the_tunnels() {
         String::from_utf8_lossy(&out.stderr)
     );
     let processes: Vec<ProcessStatus> = serde_json::from_slice(&out.stdout).expect("status json");
-    assert_eq!(processes.len(), 1);
-    let tunnels = &processes[0].tunnels;
+    // (Other tests' processes may be there too: the fallback directory is searched as well.)
+    let ours = processes
+        .iter()
+        .find(|p| Some(p.pid) == child.id())
+        .expect("this pgtunnel in status");
+    let tunnels = &ours.tunnels;
     assert_eq!(
         tunnels.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         [specs[0].as_str(), specs[1].as_str()]
@@ -419,4 +449,193 @@ async fn status_json_events_and_systemd_notify_follow_the_tunnels() {
             .is_none(),
         "the status socket is removed on exit"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_with_two_local_forward_lines_opens_both_as_ssh_dash_n_would() {
+    let t = three().await;
+    let user = login_user();
+    let ports = [free_port(), free_port()];
+    let mut config = t.home.block("shell.foo.com", t.shell.addr, &user, "");
+    config.push_str(&t.home.block(
+        "db.foo.com",
+        t.db.addr,
+        &user,
+        &format!(
+            "  ProxyJump shell.foo.com\n  LocalForward {} 127.0.0.3:{}\n  \
+             LocalForward 127.0.0.1:{} 127.0.0.3:{}\n",
+            ports[0],
+            t.echoes[0].addr.port(),
+            ports[1],
+            t.echoes[1].addr.port()
+        ),
+    ));
+    t.home.write_config(&config);
+    let p = start(&t.home, &["db.foo.com"], 2).await;
+    assert!(
+        p.stderr().contains("opening its LocalForward lines"),
+        "{}",
+        p.stderr()
+    );
+    for (i, port) in ports.iter().enumerate() {
+        echo_round_trip(([127, 0, 0, 1], *port).into(), 1 << 18, i as u64).await;
+        assert!(t.echoes[i].connections() >= 1);
+    }
+    assert_eq!(logins(&t.shell), 1);
+    assert_eq!(logins(&t.db), 1);
+    stop(p).await;
+
+    // explain lists them, with their lines.
+    let out = std::process::Command::new(support::process::BIN)
+        .args(["explain", "-F", t.home.config.to_str().expect("utf-8")])
+        .args(["--via", "db.foo.com", "127.0.0.3:1"])
+        .env("HOME", t.home.dir.path())
+        .output()
+        .expect("explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "{}:127.0.0.3:{}",
+            ports[0],
+            t.echoes[0].addr.port()
+        )),
+        "{text}"
+    );
+}
+
+/// A tunnels file for [`three`]: `near` through the bastion only, `far1` and `far2` through
+/// the bastion and the inner hop.
+fn tunnels_file(t: &Three, ports: &[u16; 3]) -> std::path::PathBuf {
+    let path = t.home.dir.path().join("tunnels.toml");
+    let text = format!(
+        "ssh_config = \"{config}\"\n\
+         [tunnel.near]\nvia = \"shell.foo.com\"\ntarget = \"127.0.0.1:{near}\"\nlisten = {p0}\n\
+         pg = false\n\n\
+         [tunnel.far1]\nvia = \"db.foo.com\"\ntarget = \"127.0.0.3:{e1}\"\nlisten = \"127.0.0.1:{p1}\"\n\n\
+         [tunnel.far2]\nvia = [\"db.foo.com\"]\ntarget = \"127.0.0.3:{e2}\"\nlisten = {p2}\npg = false\n",
+        config = t.home.config.display(),
+        near = t.near.addr.port(),
+        e1 = t.echoes[1].addr.port(),
+        e2 = t.echoes[2].addr.port(),
+        p0 = ports[0],
+        p1 = ports[1],
+        p2 = ports[2],
+    );
+    std::fs::write(&path, text).expect("write tunnels file");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_tunnels_behind_one_bastion_share_its_session_and_survive_the_inner_hop() {
+    let mut t = three().await;
+    let ports = [free_port(), free_port(), free_port()];
+    let file = tunnels_file(&t, &ports);
+    let file = file.to_str().expect("utf-8");
+    // `list` shows what the file defines.
+    let out = std::process::Command::new(support::process::BIN)
+        .args(["list", "-f", file])
+        .output()
+        .expect("list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["near", "far1", "far2"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+
+    let run = tempfile::tempdir().expect("tempdir");
+    let p = Pgtunnel::start_many(
+        t.home.dir.path(),
+        &["up", "-f", file, "--wait-for-chain", "30"],
+        &[("XDG_RUNTIME_DIR", run.path().as_os_str())],
+        3,
+    )
+    .await;
+    assert_eq!(
+        logins(&t.shell),
+        1,
+        "one login to the bastion for three tunnels"
+    );
+    assert_eq!(
+        logins(&t.db),
+        1,
+        "one login to the inner hop for the two through it"
+    );
+    echo_round_trip(([127, 0, 0, 1], ports[1]).into(), 1 << 18, 1).await;
+    echo_round_trip(([127, 0, 0, 1], ports[2]).into(), 1 << 18, 2).await;
+
+    // A transfer on `near` (bastion only) runs while the inner hop's sshd is killed and
+    // restarted: it goes on intact, the tunnels through the inner hop recover.
+    let transfer = tokio::spawn(paced_transfer(([127, 0, 0, 1], ports[0]).into(), 100));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.db.kill_all();
+    p.wait_for_stderr("lost the SSH session to hop 2").await;
+    t.db.restart();
+    p.wait_for_stderr("chain re-established").await;
+    transfer
+        .await
+        .expect("the bastion-only tunnel served throughout");
+    echo_round_trip(([127, 0, 0, 1], ports[1]).into(), 1 << 18, 3).await;
+    echo_round_trip(([127, 0, 0, 1], ports[2]).into(), 1 << 18, 4).await;
+    assert_eq!(
+        logins(&t.shell),
+        1,
+        "the bastion was not logged in to again"
+    );
+    let out = tokio::process::Command::new(support::process::BIN)
+        .args(["status", "--json"])
+        .env("XDG_RUNTIME_DIR", run.path())
+        .output()
+        .await
+        .expect("status");
+    let processes: Vec<pgtunnel::status::ProcessStatus> =
+        serde_json::from_slice(&out.stdout).expect("status json");
+    let ours = processes
+        .iter()
+        .find(|s| s.pid as i32 == p.pid())
+        .expect("this pgtunnel in status");
+    let tunnels = &ours.tunnels;
+    let by_name = |n: &str| tunnels.iter().find(|t| t.name == n).expect("tunnel");
+    assert_eq!(by_name("near").reconnects, 0);
+    assert_eq!(by_name("near").reset, 0);
+    assert_eq!(by_name("near").bytes_up, 100 * 64 * 1024);
+    assert!(by_name("far1").reconnects >= 1);
+    assert!(by_name("far2").reconnects >= 1);
+    assert_eq!(by_name("far1").bytes_up, 2 << 18);
+    stop(p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_tunnels_file_is_one_clear_error_naming_file_line_and_tunnel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "[tunnel.a]\ntarget = \"db\"\nsslmdoe = \"require\"\n",
+            "tunnels.toml:3: tunnel `a`: unknown key `sslmdoe` (did you mean `sslmode`?)",
+        ),
+        (
+            "[tunnel.a]\ntarget = \"db\"\n\n[tunnel.a]\ntarget = \"db2\"\n",
+            "tunnel `a`: defined twice",
+        ),
+        (
+            "[tunnel.a]\ntarget = \"db\"\nlisten = 6543\n[tunnel.b]\ntarget = \"db2\"\nlisten = 6543\n",
+            "conflicts with tunnel `a`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let path = dir.path().join("tunnels.toml");
+        std::fs::write(&path, text).expect("write");
+        let out = std::process::Command::new(support::process::BIN)
+            .args(["up", "-f", path.to_str().expect("utf-8")])
+            .env("HOME", dir.path())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(expected), "{text}: {err}");
+        assert_eq!(err.lines().count(), 1, "one error: {err}");
+    }
 }

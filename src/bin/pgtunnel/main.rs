@@ -28,7 +28,7 @@ use pgtunnel::plan::path;
 use pgtunnel::spec;
 use pgtunnel::ssh::prompt::Prompts;
 use pgtunnel::ssh::session::{AgentSource, ConnectOptions, Sessions, connect_chain};
-use pgtunnel::tunnel::{self, Request};
+use pgtunnel::tunnel::{self, ConfigSource, Request};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -141,7 +141,10 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             let file = load_tunnels(file, &env)?;
             let source = match config {
                 Some(arg) => tunnel::ConfigSource::from_arg(Some(&arg)),
-                None => file.ssh_config.clone().unwrap_or(tunnel::ConfigSource::Default),
+                None => file
+                    .ssh_config
+                    .clone()
+                    .unwrap_or(tunnel::ConfigSource::Default),
             };
             let ssh_config = tunnel::load_config(&source, &env)?;
             let defs = file.select(&names)?;
@@ -201,28 +204,35 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
 }
 
 /// The ssh-style tunnels, when the command line asks for them: `-L` forwards
-/// (`[bind:]port:host:hostport`), the positional argument being ssh's destination. `None`:
-/// the TARGET form.
+/// (`[bind:]port:host:hostport`), the positional argument being ssh's destination; or, with
+/// no `-L` and no `--via`, a destination whose ssh_config has `LocalForward` lines (as
+/// `ssh -N ALIAS` opens them). `None`: the TARGET form.
 fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, Error> {
     let forwards = args.common.ssh_forwards();
     let listens = args.common.forwards.len() - forwards.len();
-    if forwards.is_empty() {
-        if listens > 1 {
-            return Err(usage(
-                "-L",
-                "-L [ADDR:]PORT given more than once: TARGET's tunnel has one listen address; \
-                 for several forwards write them as ssh does, -L PORT:HOST:HOSTPORT, with the \
-                 SSH server as the last argument",
-            ));
-        }
-        return Ok(None);
+    if listens > 1 && forwards.is_empty() {
+        return Err(usage(
+            "-L",
+            "-L [ADDR:]PORT given more than once: TARGET's tunnel has one listen address; \
+             for several forwards write them as ssh does, -L PORT:HOST:HOSTPORT, with the \
+             SSH server as the last argument",
+        ));
     }
-    if listens > 0 {
+    if listens > 0 && !forwards.is_empty() {
         return Err(usage(
             "-L",
             "-L [ADDR:]PORT (where TARGET's tunnel listens) and ssh-style -L \
              PORT:HOST:HOSTPORT forwards cannot be mixed: write every forward as ssh does",
         ));
+    }
+    let explicit = !forwards.is_empty();
+    let target_form = listens > 0
+        || args.route.via.is_some()
+        || args.run.is_some()
+        || args.socket.is_some()
+        || args.sslmode.is_some();
+    if !explicit && target_form {
+        return Ok(None);
     }
     for (given, option) in [
         (args.socket.is_some(), "--socket"),
@@ -237,31 +247,56 @@ fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, E
             ));
         }
     }
-    let destination = spec::parse_hop(positional)?;
-    let request = args.route.clone().request(
-        spec::Target {
-            host: destination.host.clone(),
-            port: 22,
-            port_given: false,
-        },
-        &args.common,
-        args.require_encrypted,
-        args.require_pq,
-    );
+    let destination = match spec::parse_hop(positional) {
+        Ok(d) if explicit || d.port.is_none() => d,
+        Ok(_) => return Ok(None),
+        Err(e) if explicit => return Err(e.into()),
+        Err(_) => return Ok(None),
+    };
     let env = tunnel::local_env();
-    let config = tunnel::load_config(&request.config, &env)?;
+    let config = tunnel::load_config(&ConfigSource::from_arg(args.route.config.as_deref()), &env)?;
+    let resolve = |q: &pgtunnel::config::HostQuery| config.resolve(q, &env);
+    let jumps = args.route.via.clone().unwrap_or_default();
+    let mut hops = jumps.clone();
+    hops.push(destination.clone());
+    // The destination's config as its chain resolves it (its ProxyJump, or as -J's child).
+    let dest = match pgtunnel::plan::chain::resolve_chain(
+        Some(&hops),
+        &spec::Target {
+            host: "localhost".into(),
+            port: 22,
+            port_given: true,
+        },
+        resolve,
+    ) {
+        Ok(chain) => chain.hops.last().map(|h| h.config.clone()),
+        Err(e) if explicit => return Err(e.into()),
+        Err(_) => return Ok(None),
+    };
+    let Some(dest) = dest else { return Ok(None) };
+    let all = dest.effective_local_forwards(&forwards, &env)?;
+    if all.is_empty() {
+        return match explicit {
+            true => Err(usage(
+                "-L",
+                "ClearAllForwardings yes in the destination's ssh_config clears every forward, \
+                 the command line's too (as in ssh)",
+            )),
+            false => Ok(None),
+        };
+    }
+    if !explicit {
+        info!("{positional}: opening its LocalForward lines (as ssh -N {positional} would)");
+    }
     let options = ForwardOptions {
         postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
         probe: !args.no_probe,
-        require_encrypted: request.require_encrypted,
-        require_pq: request.require_pq,
-        gateway_ports: false,
-        exit_on_forward_failure: false,
+        require_encrypted: args.require_encrypted || args.require_pq,
+        require_pq: args.require_pq,
+        gateway_ports: dest.gateway_ports,
+        exit_on_forward_failure: dest.exit_on_forward_failure,
     };
-    let jumps = request.via.clone().unwrap_or_default();
-    let plans = fleet::ssh_forwards(&jumps, &destination, &forwards, &options, |q| {
-        config.resolve(q, &env)
-    })?;
+    let plans = fleet::ssh_forwards(&jumps, &destination, &all, &options, resolve)?;
     Ok(Some(plans))
 }
 
