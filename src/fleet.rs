@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::forward::Listeners;
 use crate::forward::probe::Probe;
 use crate::plan::chain::{Chain, resolve_chain};
-use crate::spec::{HopSpec, HostPort, SpecError, Target};
+use crate::spec::{HopSpec, HostPort, Target};
 
 /// One tunnel of several: a name, a chain, where it listens and what is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,18 +133,9 @@ where
                 host: host.clone(),
                 port: *port,
                 port_given: true,
+                socket: None,
             },
-            Connect::Path(path) => {
-                return Err(Error::Spec(SpecError::Malformed {
-                    what: "-L",
-                    input: name,
-                    reason: format!(
-                        "forwarding to a Unix socket on the server ({path}) is not supported \
-                         yet; forward to a host and port"
-                    )
-                    .into(),
-                }));
-            }
+            Connect::Path(path) => Target::unix(path),
         };
         let chain = resolve_chain(Some(&hops), &target, &resolve).map_err(|e| Error::Tunnel {
             name: name.clone(),

@@ -64,9 +64,27 @@ pub struct Target {
     pub port: u16,
     /// Whether the port was written (an alias's HostName only applies to the host).
     pub port_given: bool,
+    /// A Unix socket on the last hop instead of `host:port` (ssh's `-L PORT:/path`): the
+    /// channel is `direct-streamlocal@openssh.com`; `host` is then `localhost` and `port`
+    /// the one in a PostgreSQL socket's name (`.s.PGSQL.5432`), else 0.
+    pub socket: Option<String>,
 }
 
 impl Target {
+    /// A Unix socket on the last hop.
+    pub fn unix(path: &str) -> Target {
+        let port = path
+            .rsplit_once(".s.PGSQL.")
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0);
+        Target {
+            host: "localhost".into(),
+            port,
+            port_given: true,
+            socket: Some(path.to_string()),
+        }
+    }
+
     /// The host is no host name, only an ssh_config alias: `unix/db`, `[db]` (as `ssh`
     /// accepts them as its destination).
     pub fn alias_only(&self) -> bool {
@@ -76,7 +94,10 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", HostPort(&self.host, self.port))
+        match &self.socket {
+            Some(path) => write!(f, "{path}"),
+            None => write!(f, "{}", HostPort(&self.host, self.port)),
+        }
     }
 }
 
@@ -159,6 +180,7 @@ pub fn parse_target(input: &str) -> Result<Target, SpecError> {
         host,
         port: port.unwrap_or(DEFAULT_TARGET_PORT),
         port_given: port.is_some(),
+        socket: None,
     })
 }
 

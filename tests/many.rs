@@ -443,11 +443,8 @@ async fn status_json_events_and_systemd_notify_follow_the_tunnels() {
         .expect("wait");
     assert!(status.success());
     assert!(
-        std::fs::read_dir(run.path().join("pgtunnel"))
-            .expect("dir")
-            .next()
-            .is_none(),
-        "the status socket is removed on exit"
+        !run.path().join("pgtunnel").exists(),
+        "the status socket, and its directory once empty, are removed on exit"
     );
 }
 
@@ -638,4 +635,76 @@ async fn a_bad_tunnels_file_is_one_clear_error_naming_file_line_and_tunnel() {
         assert!(err.contains(expected), "{text}: {err}");
         assert_eq!(err.lines().count(), 1, "one error: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_to_a_unix_socket_on_the_server_and_from_a_local_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = three().await;
+    // A Unix-socket echo on db.foo.com (this machine): ssh's `-L PORT:/remote/socket`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = dir.path().join("echo.sock");
+    let listener = tokio::net::UnixListener::bind(&remote).expect("bind unix echo");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    // PermitOpen restricts socket paths too (sshd's channel_connect_to_path): this inner hop
+    // permits any, with the same host key.
+    let user = login_user();
+    let db = Sshd::start_with(
+        SshdOptions {
+            ip: "127.0.0.2".parse().expect("ip"),
+            authorized: vec![t.home.public()],
+            permit_open: vec![("127.0.0.3".into(), t.echoes[0].addr.port())],
+            extra: "",
+        },
+        "PermitOpen any",
+        &[],
+    );
+    t.home.trust_addr(db.addr, &db.host_key);
+    let shell = Sshd::start(SshdOptions {
+        ip: "127.0.0.1".parse().expect("ip"),
+        authorized: vec![t.home.public()],
+        permit_open: vec![("127.0.0.2".into(), db.addr.port())],
+        extra: "",
+    });
+    t.home.trust_addr(shell.addr, &shell.host_key);
+    let mut config = t.home.block("shell.foo.com", shell.addr, &user, "");
+    config.push_str(
+        &t.home
+            .block("db.foo.com", db.addr, &user, "  ProxyJump shell.foo.com\n"),
+    );
+    t.home.write_config(&config);
+    let port = free_port();
+    let to_socket = format!("{port}:{}", remote.display());
+    // And `-L /local/socket:host:port`: a local Unix socket forwarded to a TCP echo.
+    let local = dir.path().join("local.sock");
+    let from_socket = format!("{}:127.0.0.3:{}", local.display(), t.echoes[0].addr.port());
+    let p = start(
+        &t.home,
+        &["-L", &to_socket, "-L", &from_socket, "db.foo.com"],
+        2,
+    )
+    .await;
+    let report = p.report.join("\n");
+    assert!(
+        report.contains("the bytes never leave that machine"),
+        "{report}"
+    );
+    echo_round_trip(([127, 0, 0, 1], port).into(), 1 << 18, 8).await;
+    let mut s = tokio::net::UnixStream::connect(&local)
+        .await
+        .expect("local socket");
+    s.write_all(b"through a local socket").await.expect("write");
+    s.shutdown().await.expect("shutdown");
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).await.expect("read");
+    assert_eq!(back, b"through a local socket");
+    stop(p).await;
 }

@@ -284,7 +284,7 @@ proptest! {
     fn valid_targets_parse(host in hostname(), port in 1..=65535u16) {
         let text = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let t = spec::parse_target(&text);
-        prop_assert_eq!(t, Ok(Target { host, port, port_given: true }));
+        prop_assert_eq!(t, Ok(Target { host, port, port_given: true, socket: None }));
     }
 }
 

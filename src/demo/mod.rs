@@ -282,6 +282,7 @@ impl Demo {
                 host: "localhost".into(),
                 port: self.service_addr.port(),
                 port_given: true,
+                socket: None,
             },
             via: Some(vec![HopSpec {
                 user: None,

@@ -156,8 +156,7 @@ impl Handler {
                 return None;
             };
             let last = live.sessions().last()?;
-            let (host, port) = (&self.target.host, self.target.port);
-            match last.open_direct_tcpip_channel(host, port, self.peer).await {
+            match last.open_channel_to(&self.target, self.peer).await {
                 Ok(channel) => return Some((live, channel)),
                 Err(e) if e.session_ended() || session_closed(last) => {
                     // The chain died under us; the supervisor will notice. Wait for the next.

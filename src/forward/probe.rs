@@ -194,20 +194,17 @@ pub async fn probe(
         return Err(ProbeError::NoSession { target: shown });
     };
     let hop = last.label().clone();
-    let mut channel = tokio::time::timeout(
-        PROBE_TIME,
-        last.open_direct_tcpip_channel(&target.host, target.port, ORIGINATOR),
-    )
-    .await
-    .map_err(|_| ProbeError::Timeout {
-        hop: hop.clone(),
-        target: shown.clone(),
-    })?
-    .map_err(|source| ProbeError::Refused {
-        hop: hop.clone(),
-        target: shown.clone(),
-        source,
-    })?;
+    let mut channel = tokio::time::timeout(PROBE_TIME, last.open_channel_to(target, ORIGINATOR))
+        .await
+        .map_err(|_| ProbeError::Timeout {
+            hop: hop.clone(),
+            target: shown.clone(),
+        })?
+        .map_err(|source| ProbeError::Refused {
+            hop: hop.clone(),
+            target: shown.clone(),
+            source,
+        })?;
     if probe == Probe::Channel {
         let _ = channel.close().await;
         return Ok(Probed::ChannelOpened);

@@ -301,6 +301,10 @@ fn listener_segment(listen: SocketAddr) -> Segment {
 
 /// The last segment: the last hop to the target.
 fn target_protection(chain: &Chain) -> Protection {
+    if chain.target.socket.is_some() {
+        // A Unix socket on the last hop: the bytes never leave it.
+        return Protection::SameHostLoopback;
+    }
     let target_host = chain.target.host.to_ascii_lowercase();
     if is_loopback_name(&chain.target.host) {
         Protection::SameHostLoopback
@@ -327,6 +331,13 @@ fn target_notes(
          (the last hop), not from you, and not as SSL unless the client itself asks for TLS: pg_hba.conf rules must \
          allow that address (\"host\" lines, or \"hostssl\" with sslmode=require)."
     );
+    if let Some(path) = &target.socket {
+        return vec![format!(
+            "The target is the Unix socket {path} on {last_name}: the bytes never leave that \
+             machine. If it is PostgreSQL's, it sees these connections as local (Unix-socket) \
+             ones of {last_name}'s login user: pg_hba.conf \"local\" lines apply."
+        )];
+    }
     match protection {
         Protection::Plain => {
             let hops: Vec<String> = chain.hops.iter().map(|h| h.spec.to_string()).collect();

@@ -157,7 +157,7 @@ impl HopSession {
         port: u16,
         originator: SocketAddr,
     ) -> Result<russh::Channel<Msg>, ChannelOpenError> {
-        match self
+        let opened = self
             .handle
             .channel_open_direct_tcpip(
                 host,
@@ -165,8 +165,35 @@ impl HopSession {
                 originator.ip().to_string(),
                 u32::from(originator.port()),
             )
-            .await
-        {
+            .await;
+        self.opened(opened).await
+    }
+
+    /// A channel from this hop to `target`: `direct-tcpip` to its host and port, or
+    /// `direct-streamlocal@openssh.com` to its Unix socket.
+    pub async fn open_channel_to(
+        &self,
+        target: &crate::spec::Target,
+        originator: SocketAddr,
+    ) -> Result<russh::Channel<Msg>, ChannelOpenError> {
+        match &target.socket {
+            Some(path) => {
+                let opened = self.handle.channel_open_direct_streamlocal(path).await;
+                self.opened(opened).await
+            }
+            None => {
+                self.open_direct_tcpip_channel(&target.host, target.port, originator)
+                    .await
+            }
+        }
+    }
+
+    /// A channel-open result, a refusal with the server's reason.
+    async fn opened(
+        &self,
+        opened: Result<russh::Channel<Msg>, russh::Error>,
+    ) -> Result<russh::Channel<Msg>, ChannelOpenError> {
+        match opened {
             Ok(channel) => Ok(channel),
             Err(russh::Error::ChannelOpenFailure(failure)) => {
                 // The handler records the server's text just after the failure is delivered.

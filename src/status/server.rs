@@ -102,6 +102,11 @@ impl Drop for StatusServer {
             task.abort();
         }
         let _ = std::fs::remove_file(&self.path);
+        // The directory too when no other pgtunnel has a socket there (`remove_dir` only
+        // removes an empty one); one starting just now finds it gone and says so.
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

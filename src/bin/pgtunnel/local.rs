@@ -49,6 +49,15 @@ impl Local {
         parts.join(" and ")
     }
 
+    /// Every address, for the status interface: the TCP address, the socket path.
+    pub fn addresses(&self) -> Vec<String> {
+        self.tcp_addr()
+            .map(|a| a.to_string())
+            .into_iter()
+            .chain(self.socket.iter().map(|s| s.path().display().to_string()))
+            .collect()
+    }
+
     /// The listeners, for the tunnel (the socket file stays until `self` is dropped).
     pub fn listeners(&mut self) -> Listeners {
         Listeners {

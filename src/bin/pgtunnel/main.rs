@@ -136,22 +136,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             config,
             json,
             common,
-        }) => {
-            let env = tunnel::local_env();
-            let file = load_tunnels(file, &env)?;
-            let source = match config {
-                Some(arg) => tunnel::ConfigSource::from_arg(Some(&arg)),
-                None => file
-                    .ssh_config
-                    .clone()
-                    .unwrap_or(tunnel::ConfigSource::Default),
-            };
-            let ssh_config = tunnel::load_config(&source, &env)?;
-            let defs = file.select(&names)?;
-            let plans = fleet::named_tunnels(&defs, |q| ssh_config.resolve(q, &env))?;
-            let out = outputs::Outputs::new(json);
-            many::serve_many(plans, &common, &out).await
-        }
+        }) => run_up(&names, file, config, json, &common).await,
         Some(Command::Explain {
             target,
             route,
@@ -197,6 +182,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
                 command: args.run,
                 sslmode: args.sslmode,
                 socket: args.socket,
+                json: args.json,
             };
             serve(setup, &args.common).await
         }
@@ -209,43 +195,9 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
 /// `ssh -N ALIAS` opens them). `None`: the TARGET form.
 fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, Error> {
     let forwards = args.common.ssh_forwards();
-    let listens = args.common.forwards.len() - forwards.len();
-    if listens > 1 && forwards.is_empty() {
-        return Err(usage(
-            "-L",
-            "-L [ADDR:]PORT given more than once: TARGET's tunnel has one listen address; \
-             for several forwards write them as ssh does, -L PORT:HOST:HOSTPORT, with the \
-             SSH server as the last argument",
-        ));
-    }
-    if listens > 0 && !forwards.is_empty() {
-        return Err(usage(
-            "-L",
-            "-L [ADDR:]PORT (where TARGET's tunnel listens) and ssh-style -L \
-             PORT:HOST:HOSTPORT forwards cannot be mixed: write every forward as ssh does",
-        ));
-    }
     let explicit = !forwards.is_empty();
-    let target_form = listens > 0
-        || args.route.via.is_some()
-        || args.run.is_some()
-        || args.socket.is_some()
-        || args.sslmode.is_some();
-    if !explicit && target_form {
+    if !dash_l_form(args, explicit)? {
         return Ok(None);
-    }
-    for (given, option) in [
-        (args.socket.is_some(), "--socket"),
-        (args.sslmode.is_some(), "--sslmode"),
-        (args.run.is_some(), "-- COMMAND"),
-    ] {
-        if given {
-            return Err(usage(
-                option,
-                "applies to the TARGET form (pgtunnel [--via HOPS] TARGET); with ssh-style -L \
-                 forwards, listen on a socket with -L /path/to/socket:HOST:PORT",
-            ));
-        }
     }
     let destination = match spec::parse_hop(positional) {
         Ok(d) if explicit || d.port.is_none() => d,
@@ -266,6 +218,7 @@ fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, E
             host: "localhost".into(),
             port: 22,
             port_given: true,
+            socket: None,
         },
         resolve,
     ) {
@@ -300,12 +253,77 @@ fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, E
     Ok(Some(plans))
 }
 
+/// Whether the command line may be ssh's form (`explicit`: it has ssh-style `-L` forwards);
+/// options that cannot go with it are refused.
+fn dash_l_form(args: &Args, explicit: bool) -> Result<bool, Error> {
+    let listens = args.common.forwards.len() - args.common.ssh_forwards().len();
+    if listens > 1 && !explicit {
+        return Err(usage(
+            "-L",
+            "-L [ADDR:]PORT given more than once: TARGET's tunnel has one listen address; \
+             for several forwards write them as ssh does, -L PORT:HOST:HOSTPORT, with the \
+             SSH server as the last argument",
+        ));
+    }
+    if listens > 0 && explicit {
+        return Err(usage(
+            "-L",
+            "-L [ADDR:]PORT (where TARGET's tunnel listens) and ssh-style -L \
+             PORT:HOST:HOSTPORT forwards cannot be mixed: write every forward as ssh does",
+        ));
+    }
+    let target_form = listens > 0
+        || args.route.via.is_some()
+        || args.run.is_some()
+        || args.socket.is_some()
+        || args.sslmode.is_some();
+    if !explicit && target_form {
+        return Ok(false);
+    }
+    for (given, option) in [
+        (args.socket.is_some(), "--socket"),
+        (args.sslmode.is_some(), "--sslmode"),
+        (args.run.is_some(), "-- COMMAND"),
+    ] {
+        if given {
+            return Err(usage(
+                option,
+                "applies to the TARGET form (pgtunnel [--via HOPS] TARGET); with ssh-style -L \
+                 forwards, listen on a socket with -L /path/to/socket:HOST:PORT",
+            ));
+        }
+    }
+    Ok(true)
+}
+
 /// A command-line mistake, as the spec parsers report them.
 fn usage(what: &'static str, reason: &'static str) -> Error {
     Error::Spec(spec::SpecError::Usage {
         what,
         reason: reason.into(),
     })
+}
+
+/// `pgtunnel up [NAME...]`: the tunnels file's tunnels, served together.
+async fn run_up(
+    names: &[String],
+    file: Option<std::path::PathBuf>,
+    config: Option<String>,
+    json: bool,
+    common: &Common,
+) -> Result<ExitCode, Error> {
+    let env = tunnel::local_env();
+    let file = load_tunnels(file, &env)?;
+    // -F on the command line wins over the file's `ssh_config`.
+    let source = match config {
+        Some(arg) => ConfigSource::from_arg(Some(&arg)),
+        None => file.ssh_config.clone().unwrap_or(ConfigSource::Default),
+    };
+    let ssh_config = tunnel::load_config(&source, &env)?;
+    let defs = file.select(names)?;
+    let plans = fleet::named_tunnels(&defs, |q| ssh_config.resolve(q, &env))?;
+    let out = outputs::Outputs::new(json);
+    many::serve_many(plans, common, &out).await
 }
 
 /// The tunnels file: `-f FILE`, or the default one.
@@ -436,6 +454,7 @@ async fn run_demo(
         command: None,
         sslmode: None,
         socket: None,
+        json: false,
     };
     let code = serve(setup, &common).await;
     drop(demo);
@@ -528,6 +547,8 @@ struct Setup<'a> {
     sslmode: Option<SslMode>,
     /// `--socket DIR`.
     socket: Option<std::path::PathBuf>,
+    /// `--json`: event lines on stdout, the human output on stderr.
+    json: bool,
 }
 
 /// Why the binary stopped a serving tunnel.
@@ -556,7 +577,9 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         command,
         sslmode,
         socket,
+        json,
     } = setup;
+    let out = outputs::Outputs::new(json);
     let (chain, mut local) = plan_and_bind(&request, &env, common, socket.as_deref()).await?;
     let tls = sslmode.map(|mode| Tls {
         server_name: &chain.target.host,
@@ -583,8 +606,9 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     let Some(sessions) = connect(&chain, &opts, &progress).await? else {
         return Ok(ExitCode::from(exit::INTERRUPTED));
     };
+    let report = path_report(&request, &chain, &local, &sessions);
     if !common.quiet {
-        print_report(&request, &chain, &local, &sessions);
+        out.say(&report);
     }
     let postgres = tunnel::is_postgres(&chain.target, postgres);
     let probe = Probe::for_target(probe, postgres);
@@ -592,14 +616,41 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         return Ok(ExitCode::from(exit::INTERRUPTED));
     };
     if let (Some(found), None) = (probed.describe(), &client) {
-        println!("probe: {found}");
+        out.say(&format!("probe: {found}"));
     }
     let where_ = local.describe();
     let self_addr = local.tcp_addr();
+    let listen = local.addresses();
     let tunnel = Tunnel::with_listeners(local.listeners(), sessions, chain.target.clone())
         .limits(limits(common))
         .reconnect(reconnect(common, &chain, &opts, probe))
         .postgres(postgres);
+    let name = chain
+        .target_alias
+        .clone()
+        .unwrap_or(chain.target.to_string());
+    let (tunnel, watched) = many::announce(tunnel, &name, listen, &chain, report, &out);
+    let status = many::go_public(vec![watched], &out);
+    let ready = format!("ready: {where_} -> {} ; {hint}", chain.target);
+    let self_check = self_check.zip(self_addr);
+    let (ended, stop) = serve_until(tunnel, client, self_check, &ready, &out).await;
+    if let Some(status) = status {
+        status.stop().await;
+    }
+    drop(local);
+    out.stopped(&ended);
+    Ok(exit_code(ended, stop))
+}
+
+/// Serves until the `--` command ends, or else (after the ready line) a signal or the
+/// self-check stops it.
+async fn serve_until(
+    tunnel: Tunnel,
+    client: Option<ClientCommand>,
+    self_check: Option<(SelfCheck, SocketAddr)>,
+    ready: &str,
+    out: &outputs::Outputs,
+) -> (Ended, Option<Stop>) {
     let mut stop = None;
     let ended = match client {
         Some(client) => {
@@ -608,28 +659,24 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
                 .await
         }
         None => {
-            println!("ready: {where_} -> {} ; {hint}", chain.target);
-            let self_check = self_check
-                .zip(self_addr)
-                .map(|(check, addr)| start_self_check(check, addr));
+            out.say(ready);
+            let self_check = self_check.map(|(check, addr)| start_self_check(check, addr));
             tunnel
                 .serve(async { stop = Some(stop_reason(self_check).await) })
                 .await
         }
     };
-    drop(local);
-    Ok(exit_code(ended, stop))
+    (ended, stop)
 }
 
 /// The path report, now that every hop is up: each SSH segment says what it negotiated.
-fn print_report(request: &Request, chain: &Chain, local: &Local, sessions: &Sessions) {
+fn path_report(request: &Request, chain: &Chain, local: &Local, sessions: &Sessions) -> String {
     let mut report = path::analyze(local.tcp_addr().unwrap_or(request.listen), chain)
         .with_negotiated(&sessions.negotiated());
     if let Some(socket) = &local.socket {
         report = report.with_local_socket(socket.path(), local.tcp.is_some());
     }
-    print!("{report}");
-    println!();
+    report.to_string()
 }
 
 /// Probes the target; `None` when Ctrl-C came first. Ctrl-C during the probe stops as
@@ -782,7 +829,10 @@ async fn run_client(client: ClientCommand) -> Stop {
         return Stop::Command(exit::CONFIG);
     };
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).kill_on_drop(true);
+    // The command is not the service systemd supervises.
+    cmd.args(args)
+        .kill_on_drop(true)
+        .env_remove("NOTIFY_SOCKET");
     for (k, v) in &client.set {
         cmd.env(k, v);
     }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use pgtunnel::error::Error;
 use pgtunnel::fleet::{self, Bound, ListenAt, TunnelPlan};
 use pgtunnel::forward::probe;
+use pgtunnel::forward::socket::SocketListener;
 use pgtunnel::forward::{Ended, Tunnel};
 use pgtunnel::pg::client::{Endpoint, Tls};
 use pgtunnel::plan::path;
@@ -70,58 +71,12 @@ pub async fn serve_many(
     let mut watched = Vec::with_capacity(ready.len());
     let mut sockets = Vec::new();
     for r in ready {
-        out.say(&format!(
-            "ready: {} -> {} ({}){}",
-            r.bound.describe(),
-            r.plan.chain.target,
-            r.plan.name,
-            hint(&r)
-        ));
-        let listen: Vec<String> = r
-            .bound
-            .addrs
-            .iter()
-            .map(ToString::to_string)
-            .chain(r.bound.path.iter().map(|p| p.display().to_string()))
-            .collect();
-        out.event(&JsonEvent::Ready {
-            tunnel: r.plan.name.clone(),
-            listen: listen.clone(),
-            target: r.plan.chain.target.to_string(),
-            path_report: path::analyze(r.bound.report_addr(), &r.plan.chain)
-                .with_negotiated(&r.sessions.negotiated())
-                .to_string(),
-        });
-        let mut tunnel =
-            Tunnel::with_listeners(r.bound.listeners, r.sessions, r.plan.chain.target.clone())
-                .limits(limits(common))
-                .reconnect(reconnect(
-                    common,
-                    &r.plan.chain,
-                    &ConnectOptions {
-                        require_pq: r.plan.require_pq,
-                        ..opts.clone()
-                    },
-                    r.plan.probe,
-                ))
-                .postgres(r.plan.postgres);
-        if let Some(observer) = out.connections(&r.plan.name) {
-            tunnel = tunnel.on_connection(observer);
-        }
-        watched.push(Watched {
-            name: r.plan.name.clone(),
-            listen,
-            target: r.plan.chain.target.to_string(),
-            hops: r.plan.chain.hops.iter().map(|h| h.label()).collect(),
-            stats: tunnel.stats(),
-            chain: tunnel.chain(),
-        });
-        sockets.extend(r.bound.socket);
+        let (tunnel, w, socket) = go_live(r, common, &opts, out);
+        watched.push(w);
+        sockets.extend(socket);
         tunnels.push(tunnel);
     }
-    let monitor = Monitor::start(watched, out.on_change());
-    let status = start_status_server(&monitor);
-    out.notify_ready(&monitor.summary());
+    let status = go_public(watched, out);
     let ended = tunnel::serve_all(tunnels, async {
         shutdown_signal().await;
         out.notify_stopping();
@@ -131,6 +86,7 @@ pub async fn serve_many(
         server.stop().await;
     }
     drop(sockets);
+    // The first tunnel that ended by itself says how pgtunnel ends.
     let first = ended
         .iter()
         .find(|e| !matches!(e, Ended::Shutdown { .. }))
@@ -139,13 +95,84 @@ pub async fn serve_many(
         .unwrap_or(Ended::Shutdown {
             closed_at_deadline: 0,
         });
-    out.notify_stopping();
-    let code = exit_code(first.clone(), None);
-    out.event(&JsonEvent::Stopped {
-        reason: format!("{first:?}"),
-        exit_code: crate::exit_number(&first),
+    out.stopped(&first);
+    Ok(exit_code(first, None))
+}
+
+/// Every tunnel is ready: the monitor follows them, `pgtunnel status` sees them, systemd
+/// hears `READY=1`.
+pub fn go_public(watched: Vec<Watched>, out: &Outputs) -> Option<StatusServer> {
+    let monitor = Monitor::start(watched, out.on_change());
+    let status = start_status_server(&monitor);
+    out.notify_ready(&monitor.summary());
+    status
+}
+
+/// A tunnel about to serve, as the outputs see it: its ready event, its connections'
+/// events, and what the monitor follows of it.
+pub fn announce(
+    mut tunnel: Tunnel,
+    name: &str,
+    listen: Vec<String>,
+    chain: &pgtunnel::plan::chain::Chain,
+    report: String,
+    out: &Outputs,
+) -> (Tunnel, Watched) {
+    out.event(&JsonEvent::Ready {
+        tunnel: name.to_string(),
+        listen: listen.clone(),
+        target: chain.target.to_string(),
+        path_report: report,
     });
-    Ok(code)
+    if let Some(observer) = out.connections(name) {
+        tunnel = tunnel.on_connection(observer);
+    }
+    let watched = Watched {
+        name: name.to_string(),
+        listen,
+        target: chain.target.to_string(),
+        hops: chain.hops.iter().map(|h| h.label()).collect(),
+        stats: tunnel.stats(),
+        chain: tunnel.chain(),
+    };
+    (tunnel, watched)
+}
+
+/// A tunnel whose chain is up and checked: its ready line (and event), and the tunnel to
+/// serve, what the monitor follows of it, and its PostgreSQL socket (kept until the end).
+fn go_live(
+    r: Ready,
+    common: &Common,
+    opts: &ConnectOptions,
+    out: &Outputs,
+) -> (Tunnel, Watched, Option<SocketListener>) {
+    out.say(&format!(
+        "ready: {} -> {} ({}){}",
+        r.bound.describe(),
+        r.plan.chain.target,
+        r.plan.name,
+        hint(&r)
+    ));
+    let listen: Vec<String> = r
+        .bound
+        .addrs
+        .iter()
+        .map(ToString::to_string)
+        .chain(r.bound.path.iter().map(|p| p.display().to_string()))
+        .collect();
+    let report = path::analyze(r.bound.report_addr(), &r.plan.chain)
+        .with_negotiated(&r.sessions.negotiated())
+        .to_string();
+    let opts = ConnectOptions {
+        require_pq: r.plan.require_pq,
+        ..opts.clone()
+    };
+    let tunnel = Tunnel::with_listeners(r.bound.listeners, r.sessions, r.plan.chain.target.clone())
+        .limits(limits(common))
+        .reconnect(reconnect(common, &r.plan.chain, &opts, r.plan.probe))
+        .postgres(r.plan.postgres);
+    let (tunnel, watched) = announce(tunnel, &r.plan.name, listen, &r.plan.chain, report, out);
+    (tunnel, watched, r.bound.socket)
 }
 
 /// The status interface for `pgtunnel status` (a warning when it cannot be offered).

@@ -131,6 +131,23 @@ impl Outputs {
         }
     }
 
+    /// The end: `STOPPING=1` (if not said yet) and the `stopped` event.
+    pub fn stopped(&self, ended: &pgtunnel::forward::Ended) {
+        self.notify_stopping();
+        self.event(&JsonEvent::Stopped {
+            reason: match ended {
+                pgtunnel::forward::Ended::Shutdown { .. } => "shutdown".into(),
+                pgtunnel::forward::Ended::ChainLost { hop, reason } => {
+                    format!("lost the SSH session to {hop}: {reason}")
+                }
+                pgtunnel::forward::Ended::ReconnectRefused { error, .. } => {
+                    format!("could not re-establish the chain: {error}")
+                }
+            },
+            exit_code: crate::exit_number(ended),
+        });
+    }
+
     /// Stopping: `STOPPING=1`, once.
     pub fn notify_stopping(&self) {
         if self
