@@ -659,10 +659,11 @@ async fn serve_until(
                 .await
         }
         None => {
+            let signal = shutdown_signal();
             out.say(ready);
             let self_check = self_check.map(|(check, addr)| start_self_check(check, addr));
             tunnel
-                .serve(async { stop = Some(stop_reason(self_check).await) })
+                .serve(async { stop = Some(stop_reason(self_check, signal).await) })
                 .await
         }
     };
@@ -790,7 +791,10 @@ fn start_self_check(check: SelfCheck, local: SocketAddr) -> oneshot::Receiver<Ex
 }
 
 /// Resolves with the first reason to stop: Ctrl-C/SIGTERM, or the self-check asking to.
-async fn stop_reason(self_check: Option<oneshot::Receiver<ExitCode>>) -> Stop {
+async fn stop_reason(
+    self_check: Option<oneshot::Receiver<ExitCode>>,
+    signal: impl Future<Output = ()>,
+) -> Stop {
     let check = async {
         match self_check {
             Some(rx) => match rx.await {
@@ -802,7 +806,7 @@ async fn stop_reason(self_check: Option<oneshot::Receiver<ExitCode>>) -> Stop {
         }
     };
     tokio::select! {
-        () = shutdown_signal() => Stop::Signal,
+        () = signal => Stop::Signal,
         code = check => Stop::SelfCheck(code),
     }
 }
@@ -958,26 +962,24 @@ fn fit_connection_limit(requested: Option<u32>) -> usize {
     want
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Resolves on Ctrl-C or SIGTERM. The signals are listened for from the call on (not from
+/// the first poll): a Ctrl-C right after the ready line is not lost.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => {
                 tokio::select! {
-                    _ = ctrl_c => {}
+                    _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
+        info!("shutting down");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    info!("shutting down");
 }

@@ -67,6 +67,8 @@ pub async fn serve_many(
     };
     progress.finish();
     let ready = probe_all(connected?, common, out).await?;
+    // Listened for before the first ready line: a Ctrl-C right after it is not lost.
+    let signal = shutdown_signal();
     let mut tunnels = Vec::with_capacity(ready.len());
     let mut watched = Vec::with_capacity(ready.len());
     let mut sockets = Vec::new();
@@ -78,7 +80,7 @@ pub async fn serve_many(
     }
     let status = go_public(watched, out);
     let ended = tunnel::serve_all(tunnels, async {
-        shutdown_signal().await;
+        signal.await;
         out.notify_stopping();
     })
     .await;
