@@ -20,7 +20,7 @@ use crate::config::{ConfigError, HostConfig, HostQuery};
 use crate::error::Error;
 use crate::forward::Listeners;
 use crate::forward::probe::Probe;
-use crate::plan::chain::{Chain, resolve_chain};
+use crate::plan::chain::{Chain, HopSource, resolve_chain};
 use crate::spec::{HopSpec, HostPort, Target};
 
 /// One tunnel of several: a name, a chain, where it listens and what is checked.
@@ -141,6 +141,12 @@ where
             name: name.clone(),
             source: Box::new(e.into()),
         })?;
+        let mut chain = chain;
+        if let Some(last) = chain.hops.last_mut()
+            && last.source == HopSource::CommandLine
+        {
+            last.source = HopSource::Destination;
+        }
         let listen = match &forward.listen {
             Listen::Port { bind, port } => ListenAt::Forward {
                 bind: bind.clone(),
@@ -198,6 +204,56 @@ where
             })
         })
         .collect()
+}
+
+/// ssh's form, `pgtunnel [-J JUMPS] [-L FORWARD...] DESTINATION`: the tunnels for the
+/// command line's `forwards` and the destination's `LocalForward` lines, combined as ssh
+/// combines them ([`HostConfig::effective_local_forwards`]); the destination's
+/// `GatewayPorts` and `ExitOnForwardFailure` apply (`options`' own are overridden).
+/// `Ok(None)`: nothing to forward (no `-L`, no `LocalForward`). A `ClearAllForwardings yes`
+/// that clears forwards given on the command line is an error. Pure, given `resolve`.
+pub fn ssh_plans<F>(
+    jumps: &[HopSpec],
+    destination: &HopSpec,
+    forwards: &[LocalForward],
+    options: ForwardOptions,
+    env: &crate::config::LocalEnv,
+    resolve: F,
+) -> Result<Option<Vec<TunnelPlan>>, Error>
+where
+    F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
+{
+    let mut hops = jumps.to_vec();
+    hops.push(destination.clone());
+    // The destination's config as its chain resolves it (its ProxyJump, or as -J's child).
+    let probe_target = Target {
+        host: "localhost".into(),
+        port: 22,
+        port_given: true,
+        socket: None,
+    };
+    let chain = resolve_chain(Some(&hops), &probe_target, &resolve)?;
+    let Some(dest) = chain.hops.last().map(|h| &h.config) else {
+        return Ok(None);
+    };
+    let all = dest.effective_local_forwards(forwards, env)?;
+    if all.is_empty() {
+        if forwards.is_empty() {
+            return Ok(None);
+        }
+        return Err(Error::Spec(crate::spec::SpecError::Usage {
+            what: "-L",
+            reason: "ClearAllForwardings yes in the destination's ssh_config clears every \
+                     forward, the command line's too (as in ssh)"
+                .into(),
+        }));
+    }
+    let options = ForwardOptions {
+        gateway_ports: dest.gateway_ports,
+        exit_on_forward_failure: dest.exit_on_forward_failure,
+        ..options
+    };
+    ssh_forwards(jumps, destination, &all, &options, resolve).map(Some)
 }
 
 /// The command line's options that apply to every ssh-style forward.

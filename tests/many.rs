@@ -320,6 +320,26 @@ async fn status_json_events_and_systemd_notify_follow_the_tunnels() {
         let n = notify.recv(&mut buf).expect("a notify datagram");
         datagrams.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
+    // At READY=1 every tunnel's chain is up: the status socket says so already.
+    let at_ready = tokio::process::Command::new(support::process::BIN)
+        .args(["status", "--json"])
+        .env("XDG_RUNTIME_DIR", run.path())
+        .output()
+        .await
+        .expect("status");
+    let at_ready: Vec<ProcessStatus> =
+        serde_json::from_slice(&at_ready.stdout).expect("status json");
+    let ours = at_ready
+        .iter()
+        .find(|p| Some(p.pid) == child.id())
+        .expect("this pgtunnel in status at READY=1");
+    assert_eq!(ours.tunnels.len(), 2);
+    assert!(ours.tunnels.iter().all(|t| {
+        t.hops.len() == 2
+            && t.hops
+                .iter()
+                .all(|h| h.state == pgtunnel::status::HopState::Up)
+    }));
     for _ in 0..2 {
         events.push(next().await.event);
     }
@@ -485,19 +505,25 @@ async fn an_alias_with_two_local_forward_lines_opens_both_as_ssh_dash_n_would() 
     // explain lists them, with their lines.
     let out = std::process::Command::new(support::process::BIN)
         .args(["explain", "-F", t.home.config.to_str().expect("utf-8")])
-        .args(["--via", "db.foo.com", "127.0.0.3:1"])
+        .arg("db.foo.com")
         .env("HOME", t.home.dir.path())
         .output()
         .expect("explain");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!(
-            "{}:127.0.0.3:{}",
-            ports[0],
-            t.echoes[0].addr.port()
-        )),
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("db.foo.com opens its LocalForward lines"),
         "{text}"
     );
+    for (port, echo) in ports.iter().zip(&t.echoes) {
+        // Its line in explain's table, and a path report of its own.
+        let name = format!("{port}:127.0.0.3:{}", echo.addr.port());
+        assert!(text.matches(&name).count() >= 2, "{name} in:\n{text}");
+    }
 }
 
 /// A tunnels file for [`three`]: `near` through the bastion only, `far1` and `far2` through

@@ -107,6 +107,9 @@ pub enum ChainError {
 pub enum HopSource {
     /// Written in `--via`.
     CommandLine,
+    /// ssh's destination on the command line (`pgtunnel -L ... DEST`, `pgtunnel ALIAS` with
+    /// LocalForward lines).
+    Destination,
     /// From this host's `ProxyJump`.
     ProxyJumpOf(String),
 }

@@ -33,6 +33,7 @@ pub fn explain(chain: &Chain) -> String {
 fn hop_section(out: &mut String, hop: &Hop, last: bool) {
     let how = match &hop.source {
         HopSource::CommandLine => "from --via".to_string(),
+        HopSource::Destination => "the destination, from the command line".to_string(),
         HopSource::ProxyJumpOf(h) => format!("from the ProxyJump of {h}"),
     };
     let _ = writeln!(out, "hop {}: {} ({how})", hop.index, hop.spec);
@@ -180,6 +181,9 @@ fn row(hop: &Hop, keyword: Keyword) -> Option<(&'static str, String, String)> {
             match &hop.source {
                 HopSource::CommandLine => {
                     "command line (--via: reached through the hop before)".into()
+                }
+                HopSource::Destination => {
+                    "command line (-J: reached through the hop before)".into()
                 }
                 HopSource::ProxyJumpOf(h) => {
                     format!("the ProxyJump of {h} (reached through the hop before)")

@@ -141,7 +141,14 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             target,
             route,
             common,
-        }) => explain(&route.request(target, &common, false, false)),
+        }) => {
+            if route.via.is_none()
+                && let Some(plans) = explain_forwards(&route, &target)?
+            {
+                return Ok(plans);
+            }
+            explain(&route.request(target, &common, false, false))
+        }
         Some(Command::Check {
             target,
             route,
@@ -205,52 +212,39 @@ fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, E
         Err(e) if explicit => return Err(e.into()),
         Err(_) => return Ok(None),
     };
-    let env = tunnel::local_env();
-    let config = tunnel::load_config(&ConfigSource::from_arg(args.route.config.as_deref()), &env)?;
-    let resolve = |q: &pgtunnel::config::HostQuery| config.resolve(q, &env);
-    let jumps = args.route.via.clone().unwrap_or_default();
-    let mut hops = jumps.clone();
-    hops.push(destination.clone());
-    // The destination's config as its chain resolves it (its ProxyJump, or as -J's child).
-    let dest = match pgtunnel::plan::chain::resolve_chain(
-        Some(&hops),
-        &spec::Target {
-            host: "localhost".into(),
-            port: 22,
-            port_given: true,
-            socket: None,
-        },
-        resolve,
-    ) {
-        Ok(chain) => chain.hops.last().map(|h| h.config.clone()),
-        Err(e) if explicit => return Err(e.into()),
-        Err(_) => return Ok(None),
-    };
-    let Some(dest) = dest else { return Ok(None) };
-    let all = dest.effective_local_forwards(&forwards, &env)?;
-    if all.is_empty() {
-        return match explicit {
-            true => Err(usage(
-                "-L",
-                "ClearAllForwardings yes in the destination's ssh_config clears every forward, \
-                 the command line's too (as in ssh)",
-            )),
-            false => Ok(None),
-        };
-    }
-    if !explicit {
-        info!("{positional}: opening its LocalForward lines (as ssh -N {positional} would)");
-    }
     let options = ForwardOptions {
         postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
         probe: !args.no_probe,
         require_encrypted: args.require_encrypted || args.require_pq,
         require_pq: args.require_pq,
-        gateway_ports: dest.gateway_ports,
-        exit_on_forward_failure: dest.exit_on_forward_failure,
+        ..Default::default()
     };
-    let plans = fleet::ssh_forwards(&jumps, &destination, &all, &options, resolve)?;
-    Ok(Some(plans))
+    let jumps = args.route.via.clone().unwrap_or_default();
+    let planned = plan_ssh_form(&args.route, &jumps, &destination, &forwards, options);
+    match planned {
+        // Not ssh's form after all: the TARGET form reports its own errors.
+        Err(_) | Ok(None) if !explicit => Ok(None),
+        Ok(Some(plans)) if !explicit => {
+            info!("{positional}: opening its LocalForward lines (as ssh -N {positional} would)");
+            Ok(Some(plans))
+        }
+        other => other,
+    }
+}
+
+/// [`fleet::ssh_plans`] with the route's ssh_config.
+fn plan_ssh_form(
+    route: &args::Route,
+    jumps: &[spec::HopSpec],
+    destination: &spec::HopSpec,
+    forwards: &[pgtunnel::config::forward::LocalForward],
+    options: ForwardOptions,
+) -> Result<Option<Vec<TunnelPlan>>, Error> {
+    let env = tunnel::local_env();
+    let config = tunnel::load_config(&ConfigSource::from_arg(route.config.as_deref()), &env)?;
+    fleet::ssh_plans(jumps, destination, forwards, options, &env, |q| {
+        config.resolve(q, &env)
+    })
 }
 
 /// Whether the command line may be ssh's form (`explicit`: it has ssh-style `-L` forwards);
@@ -367,6 +361,42 @@ async fn show_status(json: bool) -> ExitCode {
         true => ExitCode::from(exit::CONFIG),
         false => ExitCode::SUCCESS,
     }
+}
+
+/// `pgtunnel explain ALIAS` for an alias with `LocalForward` lines: its chain, then each
+/// forward's path report (`None`: it has none, explain TARGET as usual).
+fn explain_forwards(route: &args::Route, target: &spec::Target) -> Result<Option<ExitCode>, Error> {
+    if target.port_given {
+        return Ok(None);
+    }
+    let destination = spec::HopSpec {
+        user: None,
+        host: target.host.clone(),
+        port: None,
+    };
+    let options = ForwardOptions {
+        probe: false,
+        ..Default::default()
+    };
+    let Ok(Some(plans)) = plan_ssh_form(route, &[], &destination, &[], options) else {
+        return Ok(None);
+    };
+    let Some(first) = plans.first() else {
+        return Ok(None);
+    };
+    let mut text = format!(
+        "{} opens its LocalForward lines (as ssh -N {} would):\n\n{}",
+        target.host,
+        target.host,
+        pgtunnel::plan::explain::explain(&first.chain)
+    );
+    for plan in &plans {
+        let listen = plan.listen.as_ref().map(fleet::ListenAt::planned_addr);
+        let report = path::analyze(listen.unwrap_or(spec::DEFAULT_LISTEN), &plan.chain);
+        text.push_str(&format!("\n{}:\n{report}", plan.name));
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    Ok(Some(ExitCode::SUCCESS))
 }
 
 /// `pgtunnel explain`: every hop's settings and where they come from, then the path report.
