@@ -65,7 +65,14 @@ pub enum ListenAt {
         port: u16,
     },
     /// A local Unix socket path (`-L /path/sock:host:port`).
-    Path(PathBuf),
+    Path {
+        /// The socket path.
+        path: PathBuf,
+        /// `StreamLocalBindMask`: the socket file's mode is `0777 & !mask`.
+        mask: u32,
+        /// `StreamLocalBindUnlink`: remove an existing file first.
+        unlink: bool,
+    },
 }
 
 impl ListenAt {
@@ -74,7 +81,7 @@ impl ListenAt {
     pub fn planned_addr(&self) -> SocketAddr {
         let ip: IpAddr = match self {
             ListenAt::Addr(addr) => return *addr,
-            ListenAt::Path(_) => Ipv4Addr::LOCALHOST.into(),
+            ListenAt::Path { .. } => Ipv4Addr::LOCALHOST.into(),
             ListenAt::Forward {
                 bind,
                 gateway_ports,
@@ -105,7 +112,7 @@ impl std::fmt::Display for ListenAt {
             ListenAt::Forward {
                 bind: None, port, ..
             } => write!(f, "{port}"),
-            ListenAt::Path(path) => write!(f, "{}", path.display()),
+            ListenAt::Path { path, .. } => write!(f, "{}", path.display()),
         }
     }
 }
@@ -153,7 +160,11 @@ where
                 gateway_ports: options.gateway_ports,
                 port: *port,
             },
-            Listen::Path(path) => ListenAt::Path(PathBuf::from(path)),
+            Listen::Path(path) => ListenAt::Path {
+                path: PathBuf::from(path),
+                mask: options.stream_local_bind_mask,
+                unlink: options.stream_local_bind_unlink,
+            },
         };
         let postgres = crate::tunnel::is_postgres(&chain.target, options.postgres);
         plans.push(TunnelPlan {
@@ -212,6 +223,9 @@ where
 /// `GatewayPorts` and `ExitOnForwardFailure` apply (`options`' own are overridden).
 /// `Ok(None)`: nothing to forward (no `-L`, no `LocalForward`). A `ClearAllForwardings yes`
 /// that clears forwards given on the command line is an error. Pure, given `resolve`.
+///
+/// What `ssh -N` would also open and pgtunnel does not (`RemoteForward`, `DynamicForward`)
+/// is in [`SshForm::not_opened`], for the caller to say.
 pub fn ssh_plans<F>(
     jumps: &[HopSpec],
     destination: &HopSpec,
@@ -219,7 +233,7 @@ pub fn ssh_plans<F>(
     options: ForwardOptions,
     env: &crate::config::LocalEnv,
     resolve: F,
-) -> Result<Option<Vec<TunnelPlan>>, Error>
+) -> Result<Option<SshForm>, Error>
 where
     F: Fn(&HostQuery) -> Result<HostConfig, ConfigError>,
 {
@@ -251,13 +265,40 @@ where
     let options = ForwardOptions {
         gateway_ports: dest.gateway_ports,
         exit_on_forward_failure: dest.exit_on_forward_failure,
+        stream_local_bind_mask: dest.stream_local_bind_mask,
+        stream_local_bind_unlink: dest.stream_local_bind_unlink,
         ..options
     };
-    ssh_forwards(jumps, destination, &all, &options, resolve).map(Some)
+    let not_opened = not_opened(dest);
+    let plans = ssh_forwards(jumps, destination, &all, &options, resolve)?;
+    Ok(Some(SshForm { plans, not_opened }))
+}
+
+/// ssh's form, planned: the tunnels, and what `ssh -N` would open besides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshForm {
+    /// One tunnel per local forward.
+    pub plans: Vec<TunnelPlan>,
+    /// The destination's `RemoteForward` / `DynamicForward` lines (`Keyword file:line`),
+    /// which `ssh -N` would open too and pgtunnel does not.
+    pub not_opened: Vec<String>,
+}
+
+/// The destination's forwards of kinds pgtunnel does not open (none when
+/// `ClearAllForwardings yes` clears them, as in ssh).
+pub fn not_opened(dest: &HostConfig) -> Vec<String> {
+    if dest.clear_all_forwardings {
+        return Vec::new();
+    }
+    dest.other_keywords
+        .iter()
+        .filter(|k| matches!(k.name.as_str(), "RemoteForward" | "DynamicForward"))
+        .map(|k| format!("{} ({}:{})", k.name, k.origin.file.display(), k.origin.line))
+        .collect()
 }
 
 /// The command line's options that apply to every ssh-style forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForwardOptions {
     /// `--pg` / `--no-pg`.
     pub postgres: Option<bool>,
@@ -271,6 +312,25 @@ pub struct ForwardOptions {
     pub gateway_ports: bool,
     /// The destination's `ExitOnForwardFailure`.
     pub exit_on_forward_failure: bool,
+    /// The destination's `StreamLocalBindMask`.
+    pub stream_local_bind_mask: u32,
+    /// The destination's `StreamLocalBindUnlink`.
+    pub stream_local_bind_unlink: bool,
+}
+
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        ForwardOptions {
+            postgres: None,
+            probe: true,
+            require_encrypted: false,
+            require_pq: false,
+            gateway_ports: false,
+            exit_on_forward_failure: false,
+            stream_local_bind_mask: 0o177,
+            stream_local_bind_unlink: false,
+        }
+    }
 }
 
 /// A forward as ssh's `-L` writes it: `[bind:]port:host:hostport`, paths as they are.
@@ -367,11 +427,12 @@ pub async fn bind_listen(listen: &ListenAt) -> Result<Bound, Error> {
             gateway_ports,
             port,
         } => resolve_bind(bind.as_deref(), *gateway_ports, *port).await?,
-        ListenAt::Path(path) => {
-            let listener = UnixListener::bind(path).map_err(|source| Error::ListenPath {
-                path: path.clone(),
-                source,
-            })?;
+        ListenAt::Path { path, mask, unlink } => {
+            let listener =
+                bind_socket(path, *mask, *unlink).map_err(|source| Error::ListenPath {
+                    path: path.clone(),
+                    source,
+                })?;
             return Ok(Bound {
                 listeners: Listeners {
                     tcp: Vec::new(),
@@ -385,6 +446,23 @@ pub async fn bind_listen(listen: &ListenAt) -> Result<Bound, Error> {
         }
     };
     bind_all(&addrs).await
+}
+
+/// A local forward's Unix socket, as ssh's `unix_listener()` makes it: an existing file
+/// removed first with `StreamLocalBindUnlink yes` (else binding fails on it), the mode
+/// `0777 & !StreamLocalBindMask` (0600 by default; set right after binding, as the umask is
+/// the whole process's).
+fn bind_socket(path: &std::path::Path, mask: u32, unlink: bool) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if unlink {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777 & !mask))?;
+    Ok(listener)
 }
 
 async fn bind_all(addrs: &[SocketAddr]) -> Result<Bound, Error> {
@@ -458,6 +536,28 @@ async fn resolve_bind(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_socket_is_made_as_ssh_makes_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = bind_socket(&path, 0o177, false).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            drop(listener);
+            // The file is left behind: without StreamLocalBindUnlink it is refused.
+            assert!(bind_socket(&path, 0o177, false).is_err());
+            let _listener = bind_socket(&path, 0o077, true).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700);
+        });
+    }
 
     #[test]
     fn names_are_written_as_ssh_takes_them() {

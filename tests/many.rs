@@ -479,7 +479,7 @@ async fn an_alias_with_two_local_forward_lines_opens_both_as_ssh_dash_n_would() 
         t.db.addr,
         &user,
         &format!(
-            "  ProxyJump shell.foo.com\n  LocalForward {} 127.0.0.3:{}\n  \
+            "  ProxyJump shell.foo.com\n  DynamicForward 1080\n  LocalForward {} 127.0.0.3:{}\n  \
              LocalForward 127.0.0.1:{} 127.0.0.3:{}\n",
             ports[0],
             t.echoes[0].addr.port(),
@@ -489,6 +489,12 @@ async fn an_alias_with_two_local_forward_lines_opens_both_as_ssh_dash_n_would() 
     ));
     t.home.write_config(&config);
     let p = start(&t.home, &["db.foo.com"], 2).await;
+    // What ssh -N would open besides is said, not silently dropped.
+    assert!(
+        p.stderr().contains("DynamicForward (") && p.stderr().contains("is not opened"),
+        "{}",
+        p.stderr()
+    );
     assert!(
         p.stderr().contains("opening its LocalForward lines"),
         "{}",
@@ -724,6 +730,15 @@ async fn a_forward_to_a_unix_socket_on_the_server_and_from_a_local_socket() {
         "{report}"
     );
     echo_round_trip(([127, 0, 0, 1], port).into(), 1 << 18, 8).await;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&local)
+            .expect("socket")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "StreamLocalBindMask's default, as ssh");
+    }
     let mut s = tokio::net::UnixStream::connect(&local)
         .await
         .expect("local socket");

@@ -77,7 +77,7 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ssh_config")
 const VAR: (&str, &str) = ("PGT_VAR", "/var/pgt");
 
 /// Fields compared, in report order.
-const FIELDS: [&str; 48] = [
+const FIELDS: [&str; 50] = [
     "hostname",
     "user",
     "port",
@@ -126,6 +126,8 @@ const FIELDS: [&str; 48] = [
     "gatewayports",
     "exitonforwardfailure",
     "clearallforwardings",
+    "streamlocalbindmask",
+    "streamlocalbindunlink",
 ];
 
 /// The `ssh -G` line of each algorithm list.
@@ -735,6 +737,11 @@ fn ours(c: &HostConfig, q: &Query, env: &LocalEnv) -> BTreeMap<&'static str, Str
         ("gatewayports", yes_no(c.gateway_ports)),
         ("exitonforwardfailure", yes_no(c.exit_on_forward_failure)),
         ("clearallforwardings", yes_no(c.clear_all_forwardings)),
+        (
+            "streamlocalbindmask",
+            format!("0{:o}", c.stream_local_bind_mask),
+        ),
+        ("streamlocalbindunlink", yes_no(c.stream_local_bind_unlink)),
     ]);
     for (field, list) in ALGORITHM_FIELDS {
         out.insert(field, as_local_ssh_assembles(c, list));
@@ -879,6 +886,14 @@ fn theirs(
         (
             "clearallforwardings",
             one("clearallforwardings").unwrap_or_else(dash),
+        ),
+        (
+            "streamlocalbindmask",
+            one("streamlocalbindmask").unwrap_or_else(dash),
+        ),
+        (
+            "streamlocalbindunlink",
+            one("streamlocalbindunlink").unwrap_or_else(dash),
         ),
     ])
 }

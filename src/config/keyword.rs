@@ -463,6 +463,25 @@ keywords! {
                 "no (a forward that cannot listen is left out)".to_string()
             }
         });
+    /// `StreamLocalBindMask`: the mode mask of a local forward's Unix socket.
+    /// Unlike every other keyword, the last line read wins, in any block
+    /// ([`Setting::applies_when_inactive`]), as in OpenSSH 9.2.
+    StreamLocalBindMask ["streamlocalbindmask"] octal_mask -> u32,
+        last -> stream_local_bind_mask: First<u32>
+        => /// `StreamLocalBindMask` (default 0177, a socket file 0600): the mask applied to
+           /// the mode of a local forward's Unix socket (`-L /path:host:port`); the last
+           /// line of the files read, wherever it is.
+           stream_local_bind_mask: u32 = value_or(0o177),
+        show |c: &HostConfig| forwarding_shown(c, Keyword::StreamLocalBindMask)
+            .then(|| format!("0{:o}", c.stream_local_bind_mask));
+    /// `StreamLocalBindUnlink`: remove an existing local socket file before listening.
+    StreamLocalBindUnlink ["streamlocalbindunlink"] flag -> bool,
+        first -> stream_local_bind_unlink: First<bool>
+        => /// `StreamLocalBindUnlink` (default no): a local forward's socket path that
+           /// exists is removed first (`yes`) or the forward fails (`no`).
+           stream_local_bind_unlink: bool = value_or(false),
+        show |c: &HostConfig| forwarding_shown(c, Keyword::StreamLocalBindUnlink)
+            .then(|| if c.stream_local_bind_unlink { "yes" } else { "no" }.to_string());
     /// `ClearAllForwardings`.
     ClearAllForwardings ["clearallforwardings"] flag -> bool,
         first -> clear_all_forwardings: First<bool>
@@ -667,6 +686,13 @@ impl ForwardArgs {
 }
 
 impl Setting {
+    /// Whether the line takes effect even in a block that does not apply: OpenSSH 9.2's
+    /// `oStreamLocalBindMask` sets the mask without looking at `*activep`, so the last line
+    /// of the files read wins, wherever it is.
+    pub(crate) fn applies_when_inactive(&self) -> bool {
+        matches!(self, Setting::StreamLocalBindMask(_))
+    }
+
     /// Checks a line that does not apply, as OpenSSH checks it anyway (the values the
     /// parser could not check without the environment: `LocalForward`).
     pub(crate) fn check_unapplied(&self, at: &At<'_>) -> Result<(), ConfigError> {
@@ -745,6 +771,20 @@ fn first<T: Clone>(
 }
 
 /// First value wins; `None` (`none`, an empty list) leaves the option unset.
+/// A value that every line replaces (`StreamLocalBindMask`).
+fn last<T: Clone>(
+    o: &mut Options,
+    slot: impl FnOnce(&mut Options) -> &mut First<T>,
+    value: &T,
+    at: &At<'_>,
+) -> Result<(), ConfigError> {
+    slot(o).0 = Some(Valued {
+        value: value.clone(),
+        origin: Some(at.origin.clone()),
+    });
+    Ok(())
+}
+
 fn first_set<T: Clone>(
     o: &mut Options,
     slot: impl FnOnce(&mut Options) -> &mut First<T>,
@@ -990,6 +1030,29 @@ fn choice<T: Copy>(a: &Args<'_>, choices: &[(&str, T)], expected: &str) -> Resul
                 a.name
             )
         })
+}
+
+/// `oStreamLocalBindMask`: `strtol(arg, 8)` that reads a number from 0 to 0777 (what follows
+/// the digits is not checked, as in OpenSSH).
+fn octal_mask(a: &Args<'_>) -> Result<u32, String> {
+    let w = one(a)?;
+    let (negative, digits) = match w.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        rest => (false, rest),
+    };
+    let octal: Vec<u8> = digits
+        .iter()
+        .copied()
+        .take_while(|c| (b'0'..=b'7').contains(c))
+        .collect();
+    let value = octal.iter().try_fold(0u32, |v, c| {
+        v.checked_mul(8).map(|v| v + u32::from(c - b'0'))
+    });
+    match value {
+        Some(v) if !octal.is_empty() && (v == 0 || !negative) && v <= 0o777 => Ok(v),
+        _ => Err("Bad mask".into()),
+    }
 }
 
 fn flag(a: &Args<'_>) -> Result<bool, String> {

@@ -27,7 +27,9 @@
 //!   reading. `GatewayPorts`, `ExitOnForwardFailure` and `ClearAllForwardings` are
 //!   first-value-wins switches; [`HostConfig::effective_local_forwards`] combines the lines
 //!   with the command line's `-L` as ssh does (the command line's first; none at all with
-//!   `ClearAllForwardings yes`).
+//!   `ClearAllForwardings yes`). `StreamLocalBindUnlink` is a first-value-wins switch;
+//!   `StreamLocalBindMask` is set by every line, in a block that applies or not (9.2's
+//!   readconf.c does not look at `activep` there): the last line read wins.
 //! - `Host`: whitespace-separated `*`/`?` patterns matched case-sensitively against the host
 //!   as typed; a matching `!pattern` disables the block. `Match`: `all`, `host` (against the
 //!   `HostName` set so far, `%h` expanded), `originalhost`, `user` (the user set so far),
@@ -999,7 +1001,7 @@ fn eval_item(
                 user_config: file.user_config,
                 env: &pass.env.env,
             };
-            if *active {
+            if *active || setting.applies_when_inactive() {
                 o.apply(setting, &at)?;
             } else {
                 setting.check_unapplied(&at)?;
@@ -2646,6 +2648,21 @@ Host *
         );
         // First value wins for the switches, as everywhere.
         assert!(c.gateway_ports && c.exit_on_forward_failure && !c.clear_all_forwardings);
+        assert_eq!(
+            (c.stream_local_bind_mask, c.stream_local_bind_unlink),
+            (0o177, false)
+        );
+        let masked = resolve(
+            "Host *\n  StreamLocalBindMask 0-7\n  StreamLocalBindUnlink yes\n",
+            "x",
+        );
+        assert_eq!(
+            (
+                masked.stream_local_bind_mask,
+                masked.stream_local_bind_unlink
+            ),
+            (0, true)
+        );
         assert_eq!(c.origins[&Keyword::LocalForward], at(2));
         assert_eq!(c.origins[&Keyword::GatewayPorts], at(5));
         let other = resolve(text, "x");
@@ -2686,6 +2703,8 @@ Host *
             ),
             ("LocalForward 1 db extra", "Bad forwarding specification"),
             ("GatewayPorts maybe", "unsupported value"),
+            ("StreamLocalBindMask x", "Bad mask"),
+            ("StreamLocalBindMask -1", "Bad mask"),
         ] {
             let err = parse_err(&format!("Host nomatch\n  {line}\n"));
             assert!(

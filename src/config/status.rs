@@ -281,7 +281,8 @@ pub static OTHER: &[OtherKeyword] = &[
     ),
     na(
         &["RemoteForward"],
-        "not applicable: pgtunnel's forward is its TARGET",
+        "not opened: pgtunnel opens local forwards only (`pgtunnel ALIAS` warns of each line \
+         `ssh -N ALIAS` would open)",
     ),
     na(
         &["PermitRemoteOpen"],
@@ -316,7 +317,8 @@ pub static OTHER: &[OtherKeyword] = &[
     ),
     na(
         &["DynamicForward"],
-        "not applicable: pgtunnel's forward is its TARGET",
+        "not opened: pgtunnel opens local forwards only (`pgtunnel ALIAS` warns of each line \
+         `ssh -N ALIAS` would open)",
     ),
     refused_unless(
         &["EnableSSHKeysign"],
@@ -394,16 +396,6 @@ pub static OTHER: &[OtherKeyword] = &[
         "no",
         flag_no,
         "pgtunnel does not implement ProxyUseFdpass yet",
-    ),
-    na_checked(
-        &["StreamLocalBindMask"],
-        octal_mask,
-        "only for Unix-socket forwards, which pgtunnel does not make",
-    ),
-    na_checked(
-        &["StreamLocalBindUnlink"],
-        flag_any,
-        "only for Unix-socket forwards, which pgtunnel does not make",
     ),
     refused_unless(
         &["RevokedHostKeys"],
@@ -503,6 +495,10 @@ fn honoured_reason(k: Keyword) -> &'static str {
         }
         Keyword::ExitOnForwardFailure => "stop when a forward cannot listen, as `ssh` does",
         Keyword::ClearAllForwardings => "`yes` opens no forward, not even `-L`, as in `ssh`",
+        Keyword::StreamLocalBindMask => "the mode of a local forward's Unix socket (0177: 0600)",
+        Keyword::StreamLocalBindUnlink => {
+            "a local forward's socket file that exists is removed first (`yes`) or refused"
+        }
         _ => "applied as `ssh` applies it",
     }
 }
@@ -685,29 +681,6 @@ fn tunnel_device(words: &[String]) -> Result<Verdict, String> {
     }
 }
 
-/// `oStreamLocalBindMask`: `strtol(arg, 8)` that reads a number from 0 to 0777 (what follows
-/// the digits is not checked, as in OpenSSH).
-fn octal_mask(words: &[String]) -> Result<Verdict, String> {
-    let w = single(words)?;
-    let (negative, digits) = match w.as_bytes() {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        rest => (false, rest),
-    };
-    let octal: Vec<u8> = digits
-        .iter()
-        .copied()
-        .take_while(|c| (b'0'..=b'7').contains(c))
-        .collect();
-    let value = octal.iter().try_fold(0u64, |v, c| {
-        v.checked_mul(8).map(|v| v + u64::from(c - b'0'))
-    });
-    match value {
-        Some(v) if !octal.is_empty() && (v == 0 || !negative) && v <= 0o777 => Ok(Verdict::Fine),
-        _ => Err("Bad mask".into()),
-    }
-}
-
 /// `oObscureKeystrokeTiming` (OpenSSH 9.5, readconf.c at 0ef0f5a): `yes`/`true`/`no`/`false`
 /// or `interval:N` (1 to 1000), exactly one.
 fn obscure_keystroke_timing(words: &[String]) -> Result<Verdict, String> {
@@ -870,7 +843,6 @@ mod tests {
             assert!(!ok(obscure_keystroke_timing, bad), "{bad}");
         }
         assert!(ok(warn_weak_crypto, "no-pq-kex") && !ok(warn_weak_crypto, "pq"));
-        assert!(ok(octal_mask, "0777") && ok(octal_mask, "-0") && !ok(octal_mask, "-1"));
         assert!(ok(escape_char, "~") && !ok(escape_char, "^~~"));
     }
     use super::*;

@@ -242,9 +242,20 @@ fn plan_ssh_form(
 ) -> Result<Option<Vec<TunnelPlan>>, Error> {
     let env = tunnel::local_env();
     let config = tunnel::load_config(&ConfigSource::from_arg(route.config.as_deref()), &env)?;
-    fleet::ssh_plans(jumps, destination, forwards, options, &env, |q| {
+    let Some(form) = fleet::ssh_plans(jumps, destination, forwards, options, &env, |q| {
         config.resolve(q, &env)
-    })
+    })?
+    else {
+        return Ok(None);
+    };
+    for line in &form.not_opened {
+        warn!(
+            "{}: {line} is not opened: pgtunnel opens local forwards only (ssh -N would open \
+             it too)",
+            destination.host
+        );
+    }
+    Ok(Some(form.plans))
 }
 
 /// Whether the command line may be ssh's form (`explicit`: it has ssh-style `-L` forwards);
