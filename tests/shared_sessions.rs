@@ -150,3 +150,40 @@ async fn a_lost_inner_hop_leaves_the_bastions_other_tunnels_serving() {
     assert_eq!(logins(&db), 2);
     stop_tx.send_replace(true);
 }
+
+/// A bastion session shared from a tunnel without `--require-pq` is checked for one with it:
+/// sharing never weakens what a tunnel asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_session_is_checked_against_require_pq() {
+    let home = Home::new();
+    let echo = Echo::start().await;
+    let config =
+        pgtunnel::demo::bastion::BastionConfig::generate(support::USER, vec![home.public()])
+            .expect("bastion key")
+            .allow(&[("127.0.0.1", echo.addr.port())])
+            .kex(&[russh::kex::CURVE25519]);
+    let b = pgtunnel::demo::bastion::Bastion::start("127.0.0.1:0".parse().expect("addr"), config)
+        .await
+        .expect("start bastion");
+    home.trust(b.addr().port(), b.host_key());
+    home.write_config(&home.host_block("gw", b.addr().port(), ""));
+    let chain = home
+        .chain(Some("gw"), &echo.addr.to_string())
+        .expect("chain");
+    let opts = support::options();
+    let first = connect_chain(&chain, &opts)
+        .await
+        .expect("no --require-pq: up");
+    let strict = ConnectOptions {
+        require_pq: true,
+        ..opts.clone()
+    };
+    let err = connect_chain(&chain, &strict)
+        .await
+        .expect_err("the shared classical session is refused under --require-pq");
+    assert!(err.to_string().contains("--require-pq"), "{err}");
+    assert_eq!(err.kind(), pgtunnel::ErrorKind::NotEncrypted);
+    // The first tunnel's session is untouched.
+    assert!(!first.hops()[0].is_closed());
+    first.disconnect().await;
+}

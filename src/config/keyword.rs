@@ -465,7 +465,7 @@ keywords! {
         });
     /// `StreamLocalBindMask`: the mode mask of a local forward's Unix socket.
     /// Unlike every other keyword, the last line read wins, in any block
-    /// ([`Setting::applies_when_inactive`]), as in OpenSSH 9.2.
+    /// (`Setting::applies_when_inactive`), as in OpenSSH 9.2.
     StreamLocalBindMask ["streamlocalbindmask"] octal_mask -> u32,
         last -> stream_local_bind_mask: First<u32>
         => /// `StreamLocalBindMask` (default 0177, a socket file 0600): the mask applied to

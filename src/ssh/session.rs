@@ -284,6 +284,13 @@ pub async fn connect_chain(chain: &Chain, opts: &ConnectOptions) -> Result<Sessi
                 connect_hop(prev.as_deref(), hop, opts).await
             })
             .await;
+        // A session shared from a tunnel without --require-pq is checked for one with it.
+        let up = up.and_then(|(session, shared)| {
+            if shared && opts.require_pq {
+                require_post_quantum(session.negotiated().as_ref())?;
+            }
+            Ok((session, shared))
+        });
         match up {
             Ok((session, shared)) => {
                 if shared {
