@@ -224,7 +224,10 @@ async fn ready_line_then_ctrl_c_exits_0() {
     // Printed once the hop is up: it names what the hop negotiated (the in-process russh
     // bastion prefers mlkem768x25519, as pgtunnel does).
     assert!(
-        report.contains("SSH (encrypted: mlkem768x25519, chacha20-poly1305; ed25519 host key)"),
+        report.contains(&format!(
+            "SSH (encrypted: mlkem768x25519, {}; ed25519 host key)",
+            support::default_cipher()
+        )),
         "{report}"
     );
     assert!(!report.contains("post-quantum"), "{report}");

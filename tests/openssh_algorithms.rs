@@ -356,3 +356,41 @@ async fn ca_signature_algorithms_judge_host_certificates() {
         "{text}"
     );
 }
+
+/// Without a `Ciphers` setting, pgtunnel offers AES-GCM first on a CPU with AES in hardware
+/// (chacha20-poly1305, OpenSSH's first, otherwise); a configured `Ciphers` wins over that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aes_gcm_is_the_default_with_aes_in_hardware_and_ciphers_still_wins() {
+    let home = Home::new();
+    let echo = Echo::start_on("127.0.0.1:0").await;
+    let sshd = sshd(&home, echo.addr, "", "");
+    configure(&home, &sshd, "");
+    round_trip(&home, &echo, MIB).await;
+    let expected = if pgtunnel::ssh::aes_in_hardware() {
+        "aes256-gcm@openssh.com"
+    } else {
+        "chacha20-poly1305@openssh.com"
+    };
+    assert!(
+        logged(&sshd, "kex: client->server cipher:").contains(expected),
+        "{}",
+        sshd.log()
+    );
+
+    let sshd = sshd_again(&home, &echo);
+    configure(
+        &home,
+        &sshd,
+        "  Ciphers chacha20-poly1305@openssh.com,aes128-gcm@openssh.com\n",
+    );
+    round_trip(&home, &echo, MIB).await;
+    assert!(
+        logged(&sshd, "kex: client->server cipher:").contains("chacha20-poly1305@openssh.com"),
+        "{}",
+        sshd.log()
+    );
+}
+
+fn sshd_again(home: &Home, echo: &Echo) -> Sshd {
+    sshd(home, echo.addr, "", "")
+}

@@ -147,7 +147,10 @@ async fn default_sshd_negotiates_sntrup761() {
     assert_eq!(ours.kex, kex, "pgtunnel and sshd agree");
     assert_eq!(
         up.hop_1(),
-        "SSH (encrypted: sntrup761x25519, chacha20-poly1305; ed25519 host key)",
+        format!(
+            "SSH (encrypted: sntrup761x25519, {}; ed25519 host key)",
+            support::default_cipher()
+        ),
         "{}",
         up.report
     );
@@ -216,8 +219,10 @@ async fn curve25519_only_connects_and_is_reported_as_not_post_quantum() {
     assert_eq!(sshd_kex(&sshd), "curve25519-sha256");
     assert_eq!(
         up.hop_1(),
-        "SSH (encrypted: curve25519, chacha20-poly1305; ed25519 host key), key exchange NOT \
-         post-quantum"
+        format!(
+            "SSH (encrypted: curve25519, {}; ed25519 host key), key exchange NOT post-quantum",
+            support::default_cipher()
+        )
     );
     let text = up.report.to_string();
     assert!(
@@ -297,7 +302,10 @@ async fn mlkem768_against_an_in_process_russh_server() {
     echo_round_trip(up.addr, 4 * 1024 * 1024, 5).await;
     assert_eq!(
         up.hop_1(),
-        "SSH (encrypted: mlkem768x25519, chacha20-poly1305; ed25519 host key)"
+        format!(
+            "SSH (encrypted: mlkem768x25519, {}; ed25519 host key)",
+            support::default_cipher()
+        )
     );
     up.stop().await;
 }
@@ -416,7 +424,10 @@ async fn the_binary_reports_the_key_exchange_and_warns_when_a_weaker_chain_comes
     let mut tunnel = Pgtunnel::start(&home, &["-F", cfg, "--via", "gw", &target]).await;
     let report = tunnel.report.join("\n");
     assert!(
-        report.contains("SSH (encrypted: sntrup761x25519, chacha20-poly1305; ed25519 host key)"),
+        report.contains(&format!(
+            "SSH (encrypted: sntrup761x25519, {}; ed25519 host key)",
+            support::default_cipher()
+        )),
         "{report}"
     );
     echo_round_trip(tunnel.addr, 1024 * 1024, 8).await;

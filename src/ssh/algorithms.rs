@@ -53,11 +53,15 @@ pub(crate) fn preferred(c: &HostConfig) -> Result<russh::Preferred, HopError> {
         russh::kex::EXTENSION_SUPPORT_AS_CLIENT,
         russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
     ]);
-    let cipher = pick(
+    let mut cipher = pick(
         AlgorithmList::Ciphers,
         a.get(AlgorithmList::Ciphers),
         russh::cipher::ALL_CIPHERS,
     )?;
+    // The user's (or the system's) `Ciphers` wins; OpenSSH's default order is ours to tune.
+    if a.written(AlgorithmList::Ciphers).is_none() {
+        cipher = cipher_order(cipher, aes_in_hardware());
+    }
     let mac = pick(
         AlgorithmList::Macs,
         a.get(AlgorithmList::Macs),
@@ -70,6 +74,47 @@ pub(crate) fn preferred(c: &HostConfig) -> Result<russh::Preferred, HopError> {
         compression: Cow::Owned(compression(c.compression)),
         ..russh::Preferred::DEFAULT
     })
+}
+
+/// OpenSSH's default cipher order with AES-GCM first when the CPU does AES and carry-less
+/// multiplication in hardware: AES-256-GCM runs at about 1.4x ChaCha20-Poly1305's speed
+/// there (AES-128-GCM 1.6x; `openssl speed`, 32 KB), and the CPU per byte of every hop
+/// drops. AES-256-GCM comes first: the longer key, and the one every server pgtunnel meets
+/// has (russh's own server has no AES-128-GCM). Without AES in hardware, OpenSSH's order
+/// (chacha20-poly1305 first), which is faster in software. Only the order changes.
+pub(crate) fn cipher_order(
+    mut ciphers: Vec<russh::cipher::Name>,
+    aes: bool,
+) -> Vec<russh::cipher::Name> {
+    if aes {
+        let rank = |n: &russh::cipher::Name| match *n {
+            russh::cipher::AES_256_GCM => 0,
+            russh::cipher::AES_128_GCM => 1,
+            _ => 2,
+        };
+        // A stable sort: the GCM pair first, then the rest as they were.
+        ciphers.sort_by_key(rank);
+    }
+    ciphers
+}
+
+/// Whether this CPU has AES and carry-less multiplication instructions (what AES-GCM needs
+/// to be fast).
+pub fn aes_in_hardware() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }
 
 /// `ssh`'s `compression_alg_list()`: `zlib@openssh.com,none` for `Compression yes`,
@@ -198,17 +243,41 @@ mod tests {
         }
         assert!(!kex.contains(&"diffie-hellman-group1-sha1"));
         let ciphers: Vec<&str> = p.cipher.iter().map(|k| k.as_ref()).collect();
-        assert_eq!(
-            ciphers,
-            [
-                "chacha20-poly1305@openssh.com",
-                "aes128-gcm@openssh.com",
-                "aes256-gcm@openssh.com",
-                "aes128-ctr",
-                "aes192-ctr",
-                "aes256-ctr"
-            ]
-        );
+        let openssh = [
+            "chacha20-poly1305@openssh.com",
+            "aes128-gcm@openssh.com",
+            "aes256-gcm@openssh.com",
+            "aes128-ctr",
+            "aes192-ctr",
+            "aes256-ctr",
+        ];
+        let with_aes = [
+            "aes256-gcm@openssh.com",
+            "aes128-gcm@openssh.com",
+            "chacha20-poly1305@openssh.com",
+            "aes128-ctr",
+            "aes192-ctr",
+            "aes256-ctr",
+        ];
+        assert_eq!(ciphers, if aes_in_hardware() { with_aes } else { openssh });
+        let names = |l: &[&str]| -> Vec<russh::cipher::Name> {
+            l.iter()
+                .map(|n| {
+                    **russh::cipher::ALL_CIPHERS
+                        .iter()
+                        .find(|c| c.as_ref() == *n)
+                        .unwrap()
+                })
+                .collect()
+        };
+        let order = |v: Vec<russh::cipher::Name>| -> Vec<String> {
+            v.iter().map(|n| n.as_ref().to_string()).collect()
+        };
+        assert_eq!(order(cipher_order(names(&openssh), true)), with_aes);
+        assert_eq!(order(cipher_order(names(&openssh), false)), openssh);
+        // A list without GCM is left as it is.
+        let ctr = ["aes256-ctr", "aes128-ctr"];
+        assert_eq!(order(cipher_order(names(&ctr), true)), ctr);
         let macs: Vec<&str> = p.mac.iter().map(|k| k.as_ref()).collect();
         assert_eq!(
             macs,

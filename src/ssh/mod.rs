@@ -26,3 +26,5 @@ mod pool;
 pub mod prompt;
 pub mod session;
 mod transport;
+
+pub use algorithms::aes_in_hardware;

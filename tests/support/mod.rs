@@ -29,6 +29,16 @@ use tokio::task::JoinHandle;
 
 pub const USER: &str = "tester";
 
+/// The cipher pgtunnel negotiates by default on this machine, as the path report names it:
+/// AES-GCM where the CPU does AES in hardware, else OpenSSH's chacha20-poly1305.
+pub fn default_cipher() -> &'static str {
+    if pgtunnel::ssh::aes_in_hardware() {
+        "aes256-gcm"
+    } else {
+        "chacha20-poly1305"
+    }
+}
+
 /// An echo service: echoes every byte, and on EOF finishes echoing then closes its side.
 pub struct Echo {
     pub addr: SocketAddr,
