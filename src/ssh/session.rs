@@ -31,7 +31,7 @@ use crate::ssh::host_key::HostKeyCheck;
 use crate::ssh::pool::HopIdentity;
 pub use crate::ssh::pool::HopPool;
 use crate::ssh::prompt::{PromptClock, Prompts, clean_server_line, clean_server_text};
-use crate::ssh::transport::{ByteStream, Route, connect_tcp};
+use crate::ssh::transport::{ByteStream, QuickAck, Route, connect_tcp};
 
 /// Connect + SSH handshake limit when the config sets no ConnectTimeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -342,7 +342,7 @@ async fn connect_hop(
     let heard = Heard::default();
     let setup = async {
         let stream: Box<dyn ByteStream> = match tcp {
-            Some(tcp) => Box::new(tcp),
+            Some(tcp) => Box::new(QuickAck(tcp)),
             None => route.open(hop).await?,
         };
         heard.connected();

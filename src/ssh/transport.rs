@@ -491,3 +491,110 @@ mod tests {
         assert!(err.contains("bind 192.0.2.1:"), "{err}");
     }
 }
+
+/// Hop 1's TCP connection, acknowledging at once: Linux's `TCP_QUICKACK`, re-armed after
+/// every read (the kernel drops back to delayed ACKs by itself). sshd leaves Nagle on for
+/// its client's socket in a forward-only login, so its second small packet waits for the
+/// ACK of the first, which a delayed ACK holds ~40 ms: short connections, cold start and
+/// uploads pay that. Elsewhere than Linux the option does not exist and this is a plain
+/// stream.
+pub(crate) struct QuickAck(pub(crate) TcpStream);
+
+impl QuickAck {
+    fn rearm(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            // Best effort: a socket that refuses it is only slower.
+            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        }
+    }
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.rearm();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod quickack_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// After a read the socket is in quick-ACK mode again (the kernel leaves it on its own).
+    #[tokio::test]
+    async fn quick_ack_is_rearmed_after_every_read() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut hop = QuickAck(client);
+        for round in 0..3u8 {
+            socket2::SockRef::from(&hop.0)
+                .set_tcp_quickack(false)
+                .unwrap();
+            server.write_all(&[round; 100]).await.unwrap();
+            let mut buf = [0u8; 100];
+            hop.read_exact(&mut buf).await.unwrap();
+            assert_eq!(buf, [round; 100]);
+            assert!(socket2::SockRef::from(&hop.0).tcp_quickack().unwrap());
+        }
+        // The control: a read past the wrapper leaves the option as it was.
+        socket2::SockRef::from(&hop.0)
+            .set_tcp_quickack(false)
+            .unwrap();
+        server.write_all(&[9; 10]).await.unwrap();
+        let mut buf = [0u8; 10];
+        hop.0.read_exact(&mut buf).await.unwrap();
+        assert!(!socket2::SockRef::from(&hop.0).tcp_quickack().unwrap());
+        hop.write_all(b"back").await.unwrap();
+        let mut back = [0u8; 4];
+        server.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"back");
+    }
+}
