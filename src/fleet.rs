@@ -134,7 +134,8 @@ where
     hops.push(destination.clone());
     let mut plans = Vec::with_capacity(forwards.len());
     for forward in forwards {
-        let name = ssh_name(forward);
+        // The forward as ssh's `-L` writes it.
+        let name = forward.to_string();
         let target = match &forward.connect {
             Connect::HostPort { host, port } => Target {
                 host: host.clone(),
@@ -330,31 +331,6 @@ impl Default for ForwardOptions {
             stream_local_bind_mask: 0o177,
             stream_local_bind_unlink: false,
         }
-    }
-}
-
-/// A forward as ssh's `-L` writes it: `[bind:]port:host:hostport`, paths as they are.
-pub fn ssh_name(forward: &LocalForward) -> String {
-    let listen = match &forward.listen {
-        Listen::Port {
-            bind: Some(b),
-            port,
-        } => format!("{}:{port}", bracket(b)),
-        Listen::Port { bind: None, port } => port.to_string(),
-        Listen::Path(p) => p.clone(),
-    };
-    let connect = match &forward.connect {
-        Connect::HostPort { host, port } => format!("{}:{port}", bracket(host)),
-        Connect::Path(p) => p.clone(),
-    };
-    format!("{listen}:{connect}")
-}
-
-fn bracket(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
     }
 }
 
@@ -569,7 +545,7 @@ mod tests {
             "/tmp/s:db:5432",
         ] {
             let forward = crate::config::forward::parse_local_forward(spec, &env).unwrap();
-            assert_eq!(ssh_name(&forward), spec);
+            assert_eq!(forward.to_string(), spec);
         }
     }
 

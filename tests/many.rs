@@ -101,23 +101,26 @@ async fn start(home: &Home, args: &[&str], tunnels: usize) -> Pgtunnel {
     Pgtunnel::start_many(home.dir.path(), &all, &[], tunnels).await
 }
 
-/// Sends `chunks` x 64 KiB through `addr` to an echo one chunk at a time with a pause (a
-/// transfer that lasts a few seconds), checking every byte that comes back.
-async fn paced_transfer(addr: SocketAddr, chunks: usize) {
-    use sha2::Digest;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sent, mut got) = (sha2::Sha256::new(), sha2::Sha256::new());
-    let mut buf = vec![0u8; 64 * 1024];
-    for i in 0..chunks {
-        let data = support::pattern(64 * 1024, i as u64 + 1);
-        sent.update(&data);
-        tcp.write_all(&data).await.expect("write");
-        tcp.read_exact(&mut buf).await.expect("echo");
-        got.update(&buf);
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-    assert_eq!(got.finalize(), sent.finalize(), "echoed checksum");
+/// What `pgtunnel status --json` (with `run` as $XDG_RUNTIME_DIR) says of the process `pid`
+/// (other tests' processes may be listed too: the fallback directory is searched as well).
+async fn status_of(run: &std::path::Path, pid: u32) -> pgtunnel::status::ProcessStatus {
+    let out = tokio::process::Command::new(support::process::BIN)
+        .args(["status", "--json"])
+        .env("XDG_RUNTIME_DIR", run)
+        .output()
+        .await
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let processes: Vec<pgtunnel::status::ProcessStatus> =
+        serde_json::from_slice(&out.stdout).expect("status json");
+    processes
+        .into_iter()
+        .find(|p| p.pid == pid)
+        .unwrap_or_else(|| panic!("pgtunnel {pid} not in status"))
 }
 
 async fn stop(mut p: Pgtunnel) {
@@ -268,7 +271,7 @@ async fn ssh_style_forwards_with_dash_j_and_mistakes_explained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_json_events_and_systemd_notify_follow_the_tunnels() {
-    use pgtunnel::status::{JsonEvent, ProcessStatus, parse_line};
+    use pgtunnel::status::{JsonEvent, parse_line};
     use tokio::io::AsyncBufReadExt;
     let t = three().await;
     let run = tempfile::tempdir().expect("tempdir");
@@ -321,18 +324,8 @@ async fn status_json_events_and_systemd_notify_follow_the_tunnels() {
         datagrams.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     // At READY=1 every tunnel's chain is up: the status socket says so already.
-    let at_ready = tokio::process::Command::new(support::process::BIN)
-        .args(["status", "--json"])
-        .env("XDG_RUNTIME_DIR", run.path())
-        .output()
-        .await
-        .expect("status");
-    let at_ready: Vec<ProcessStatus> =
-        serde_json::from_slice(&at_ready.stdout).expect("status json");
-    let ours = at_ready
-        .iter()
-        .find(|p| Some(p.pid) == child.id())
-        .expect("this pgtunnel in status at READY=1");
+    let pid = child.id().expect("pid");
+    let ours = status_of(run.path(), pid).await;
     assert_eq!(ours.tunnels.len(), 2);
     assert!(ours.tunnels.iter().all(|t| {
         t.hops.len() == 2
@@ -390,23 +383,7 @@ async fn status_json_events_and_systemd_notify_follow_the_tunnels() {
         }
         _ => unreachable!(),
     }
-    let out = tokio::process::Command::new(support::process::BIN)
-        .args(["status", "--json"])
-        .env("XDG_RUNTIME_DIR", run.path())
-        .output()
-        .await
-        .expect("status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let processes: Vec<ProcessStatus> = serde_json::from_slice(&out.stdout).expect("status json");
-    // (Other tests' processes may be there too: the fallback directory is searched as well.)
-    let ours = processes
-        .iter()
-        .find(|p| Some(p.pid) == child.id())
-        .expect("this pgtunnel in status");
+    let ours = status_of(run.path(), pid).await;
     let tunnels = &ours.tunnels;
     assert_eq!(
         tunnels.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
@@ -598,7 +575,10 @@ async fn named_tunnels_behind_one_bastion_share_its_session_and_survive_the_inne
 
     // A transfer on `near` (bastion only) runs while the inner hop's sshd is killed and
     // restarted: it goes on intact, the tunnels through the inner hop recover.
-    let transfer = tokio::spawn(paced_transfer(([127, 0, 0, 1], ports[0]).into(), 100));
+    let transfer = tokio::spawn(support::paced_transfer(
+        ([127, 0, 0, 1], ports[0]).into(),
+        100,
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     t.db.kill_all();
     p.wait_for_stderr("lost the SSH session to hop 2").await;
@@ -614,18 +594,7 @@ async fn named_tunnels_behind_one_bastion_share_its_session_and_survive_the_inne
         1,
         "the bastion was not logged in to again"
     );
-    let out = tokio::process::Command::new(support::process::BIN)
-        .args(["status", "--json"])
-        .env("XDG_RUNTIME_DIR", run.path())
-        .output()
-        .await
-        .expect("status");
-    let processes: Vec<pgtunnel::status::ProcessStatus> =
-        serde_json::from_slice(&out.stdout).expect("status json");
-    let ours = processes
-        .iter()
-        .find(|s| s.pid as i32 == p.pid())
-        .expect("this pgtunnel in status");
+    let ours = status_of(run.path(), p.pid() as u32).await;
     let tunnels = &ours.tunnels;
     let by_name = |n: &str| tunnels.iter().find(|t| t.name == n).expect("tunnel");
     assert_eq!(by_name("near").reconnects, 0);

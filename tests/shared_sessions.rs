@@ -10,10 +10,8 @@ use pgtunnel::forward::probe::Probe;
 use pgtunnel::forward::{Backoff, ChainState, Reconnect, Tunnel};
 use pgtunnel::ssh::session::{ConnectOptions, connect_chain};
 use pgtunnel::tunnel;
-use sha2::{Digest, Sha256};
 use support::sshd::{Sshd, SshdOptions, login_user};
-use support::{Echo, Home, echo_round_trip, pattern};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{Echo, Home, echo_round_trip};
 
 fn logins(sshd: &Sshd) -> usize {
     sshd.log().matches("Accepted publickey").count()
@@ -45,26 +43,6 @@ async fn serve(
         let _ = stop.wait_for(|s| *s).await;
     }));
     (addr, watch)
-}
-
-/// Sends `chunks` x 64 KiB through `addr` to an echo, one chunk at a time with a pause, and
-/// checks every byte came back: a transfer that lasts a few seconds.
-async fn paced_transfer(addr: SocketAddr, chunks: usize) {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut sent = Sha256::new();
-    let mut got = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    for i in 0..chunks {
-        let data = pattern(64 * 1024, i as u64 + 1);
-        sent.update(&data);
-        tcp.write_all(&data).await.expect("write");
-        tcp.read_exact(&mut buf)
-            .await
-            .expect("echo during the outage");
-        got.update(&buf);
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-    assert_eq!(got.finalize(), sent.finalize(), "echoed checksum");
 }
 
 async fn wait_for(
@@ -128,7 +106,7 @@ async fn a_lost_inner_hop_leaves_the_bastions_other_tunnels_serving() {
     assert_eq!(logins(&shell), 1, "the bastion's session is shared");
 
     // A transfer on the bastion-only tunnel runs while the inner hop goes down and comes back.
-    let transfer = tokio::spawn(paced_transfer(near_addr, 100));
+    let transfer = tokio::spawn(support::paced_transfer(near_addr, 100));
     tokio::time::sleep(Duration::from_millis(500)).await;
     db.kill_all();
     wait_for(&mut far_watch, "recovering", |s| {

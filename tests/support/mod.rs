@@ -129,6 +129,26 @@ pub async fn echo_round_trip(addr: SocketAddr, len: usize, seed: u64) {
     assert_eq!(hasher.finalize(), sent, "echoed checksum");
 }
 
+/// Sends `chunks` x 64 KiB through `addr` to an echo, one chunk at a time with a pause, and
+/// checks every byte came back: a transfer that lasts a few seconds.
+pub async fn paced_transfer(addr: SocketAddr, chunks: usize) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut sent = Sha256::new();
+    let mut got = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..chunks {
+        let data = pattern(64 * 1024, i as u64 + 1);
+        sent.update(&data);
+        tcp.write_all(&data).await.expect("write");
+        tcp.read_exact(&mut buf)
+            .await
+            .expect("echo during the outage");
+        got.update(&buf);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(got.finalize(), sent.finalize(), "echoed checksum");
+}
+
 /// A throw-away $HOME with a client key, known_hosts and ssh_config.
 pub struct Home {
     pub dir: tempfile::TempDir,

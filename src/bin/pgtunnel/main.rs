@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use local::Local;
-use pgtunnel::config::LocalEnv;
+use pgtunnel::config::{ConfigError, LocalEnv, SshConfig};
 #[cfg(feature = "demo")]
 use pgtunnel::demo::{self, Demo};
 use pgtunnel::error::{Error, ErrorKind, chain_of};
@@ -142,12 +142,15 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             route,
             common,
         }) => {
-            if route.via.is_none()
-                && let Some(plans) = explain_forwards(&route, &target)?
+            let request = route.request(target, &common, false, false);
+            let env = tunnel::local_env();
+            let config = tunnel::load_config(&request.config, &env);
+            if let (None, Ok(ssh)) = (&request.via, &config)
+                && let Some(plans) = explain_forwards(ssh, &env, &request.target)?
             {
                 return Ok(plans);
             }
-            explain(&route.request(target, &common, false, false))
+            explain(&request, &config?, &env)
         }
         Some(Command::Check {
             target,
@@ -161,46 +164,65 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             let postgres = pg.then_some(true).or(no_pg.then_some(false));
             run_check(&request, json, postgres, &common).await
         }
-        None => {
-            let Some(positional) = args.target.clone() else {
-                // clap requires TARGET without a subcommand; keep the binary panic-free regardless.
-                eprintln!("pgtunnel: TARGET is required (see --help)");
-                return Ok(ExitCode::from(exit::CONFIG));
-            };
-            if let Some(plans) = ssh_style(&args, &positional)? {
-                let out = outputs::Outputs::new(args.json);
-                return many::serve_many(plans, &args.common, &out).await;
-            }
-            let target = spec::parse_target(&positional)?;
-            let setup = Setup {
-                request: args.route.request(
-                    target,
-                    &args.common,
-                    args.require_encrypted,
-                    args.require_pq,
-                ),
-                env: tunnel::local_env(),
-                agent: AgentSource::Environment,
-                questions: Questions::AskTheUser,
-                ready_hint: None,
-                self_check: None,
-                postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
-                probe: !args.no_probe,
-                command: args.run,
-                sslmode: args.sslmode,
-                socket: args.socket,
-                json: args.json,
-            };
-            serve(setup, &args.common).await
-        }
+        None => run_tunnel(args).await,
     }
+}
+
+/// `pgtunnel [OPTIONS] TARGET` or ssh's form: the ssh_config is read once, for deciding
+/// which form this is and for the tunnel. (Its error, in the TARGET form, is reported
+/// where it was before: after TARGET is parsed.)
+async fn run_tunnel(args: Args) -> Result<ExitCode, Error> {
+    let Some(positional) = args.target.clone() else {
+        // clap requires TARGET without a subcommand; keep the binary panic-free regardless.
+        eprintln!("pgtunnel: TARGET is required (see --help)");
+        return Ok(ExitCode::from(exit::CONFIG));
+    };
+    let env = tunnel::local_env();
+    let config = tunnel::load_config(&ConfigSource::from_arg(args.route.config.as_deref()), &env);
+    let config = match config {
+        Err(e) if !args.common.ssh_forwards().is_empty() => return Err(e.into()),
+        config => config,
+    };
+    if let Ok(ssh) = &config
+        && let Some(plans) = ssh_style(&args, &positional, ssh, &env)?
+    {
+        let out = outputs::Outputs::new(args.json);
+        return many::serve_many(plans, &args.common, &out).await;
+    }
+    let target = spec::parse_target(&positional)?;
+    let setup = Setup {
+        request: args.route.request(
+            target,
+            &args.common,
+            args.require_encrypted,
+            args.require_pq,
+        ),
+        env,
+        config,
+        agent: AgentSource::Environment,
+        questions: Questions::AskTheUser,
+        ready_hint: None,
+        self_check: None,
+        postgres: args.pg.then_some(true).or(args.no_pg.then_some(false)),
+        probe: !args.no_probe,
+        command: args.run,
+        sslmode: args.sslmode,
+        socket: args.socket,
+        json: args.json,
+    };
+    serve(setup, &args.common).await
 }
 
 /// The ssh-style tunnels, when the command line asks for them: `-L` forwards
 /// (`[bind:]port:host:hostport`), the positional argument being ssh's destination; or, with
 /// no `-L` and no `--via`, a destination whose ssh_config has `LocalForward` lines (as
 /// `ssh -N ALIAS` opens them). `None`: the TARGET form.
-fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, Error> {
+fn ssh_style(
+    args: &Args,
+    positional: &str,
+    config: &SshConfig,
+    env: &LocalEnv,
+) -> Result<Option<Vec<TunnelPlan>>, Error> {
     let forwards = args.common.ssh_forwards();
     let explicit = !forwards.is_empty();
     if !dash_l_form(args, explicit)? {
@@ -220,7 +242,7 @@ fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, E
         ..Default::default()
     };
     let jumps = args.route.via.clone().unwrap_or_default();
-    let planned = plan_ssh_form(&args.route, &jumps, &destination, &forwards, options);
+    let planned = plan_ssh_form(config, env, &jumps, &destination, &forwards, options);
     match planned {
         // Not ssh's form after all: the TARGET form reports its own errors.
         Err(_) | Ok(None) if !explicit => Ok(None),
@@ -232,18 +254,17 @@ fn ssh_style(args: &Args, positional: &str) -> Result<Option<Vec<TunnelPlan>>, E
     }
 }
 
-/// [`fleet::ssh_plans`] with the route's ssh_config.
+/// [`fleet::ssh_plans`] with the ssh_config read; what it does not open is warned of.
 fn plan_ssh_form(
-    route: &args::Route,
+    config: &SshConfig,
+    env: &LocalEnv,
     jumps: &[spec::HopSpec],
     destination: &spec::HopSpec,
     forwards: &[pgtunnel::config::forward::LocalForward],
     options: ForwardOptions,
 ) -> Result<Option<Vec<TunnelPlan>>, Error> {
-    let env = tunnel::local_env();
-    let config = tunnel::load_config(&ConfigSource::from_arg(route.config.as_deref()), &env)?;
-    let Some(form) = fleet::ssh_plans(jumps, destination, forwards, options, &env, |q| {
-        config.resolve(q, &env)
+    let Some(form) = fleet::ssh_plans(jumps, destination, forwards, options, env, |q| {
+        config.resolve(q, env)
     })?
     else {
         return Ok(None);
@@ -376,7 +397,11 @@ async fn show_status(json: bool) -> ExitCode {
 
 /// `pgtunnel explain ALIAS` for an alias with `LocalForward` lines: its chain, then each
 /// forward's path report (`None`: it has none, explain TARGET as usual).
-fn explain_forwards(route: &args::Route, target: &spec::Target) -> Result<Option<ExitCode>, Error> {
+fn explain_forwards(
+    config: &SshConfig,
+    env: &LocalEnv,
+    target: &spec::Target,
+) -> Result<Option<ExitCode>, Error> {
     if target.port_given {
         return Ok(None);
     }
@@ -389,7 +414,7 @@ fn explain_forwards(route: &args::Route, target: &spec::Target) -> Result<Option
         probe: false,
         ..Default::default()
     };
-    let Ok(Some(plans)) = plan_ssh_form(route, &[], &destination, &[], options) else {
+    let Ok(Some(plans)) = plan_ssh_form(config, env, &[], &destination, &[], options) else {
         return Ok(None);
     };
     let Some(first) = plans.first() else {
@@ -411,8 +436,8 @@ fn explain_forwards(route: &args::Route, target: &spec::Target) -> Result<Option
 }
 
 /// `pgtunnel explain`: every hop's settings and where they come from, then the path report.
-fn explain(request: &Request) -> Result<ExitCode, Error> {
-    let chain = tunnel::resolve(request, &tunnel::local_env())?;
+fn explain(request: &Request, config: &SshConfig, env: &LocalEnv) -> Result<ExitCode, Error> {
+    let chain = tunnel::plan(request, config, env)?;
     let text = format!(
         "{}\n{}",
         pgtunnel::plan::explain::explain(&chain),
@@ -482,9 +507,12 @@ async fn run_demo(
     if !common.quiet {
         introduce(&demo);
     }
+    let request = demo.request(common.listen());
+    let env = tunnel::local_env().with_home(demo.dir());
     let setup = Setup {
-        request: demo.request(common.listen()),
-        env: tunnel::local_env().with_home(demo.dir()),
+        config: tunnel::load_config(&request.config, &env),
+        request,
+        env,
         agent: AgentSource::Disabled,
         // The demo's known_hosts and keys are complete: nothing to ask.
         questions: Questions::NoneToAsk,
@@ -572,6 +600,8 @@ impl Questions {
 struct Setup<'a> {
     request: Request,
     env: LocalEnv,
+    /// The request's ssh_config, read (or why it could not be).
+    config: Result<SshConfig, ConfigError>,
     agent: AgentSource,
     questions: Questions,
     /// What to do with the port, for the ready line (`None`: how to connect, see
@@ -609,6 +639,7 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     let Setup {
         request,
         env,
+        config,
         agent,
         questions,
         ready_hint,
@@ -621,7 +652,8 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         json,
     } = setup;
     let out = outputs::Outputs::new(json);
-    let (chain, mut local) = plan_and_bind(&request, &env, common, socket.as_deref()).await?;
+    let chain = tunnel::plan(&request, &config?, &env)?;
+    let mut local = plan_and_bind(&request, &chain, common, socket.as_deref()).await?;
     let tls = sslmode.map(|mode| Tls {
         server_name: &chain.target.host,
         mode,
@@ -744,12 +776,11 @@ async fn probe_or_interrupt(
 /// up: it names what each negotiated.)
 async fn plan_and_bind(
     request: &Request,
-    env: &LocalEnv,
+    chain: &Chain,
     common: &Common,
     socket: Option<&std::path::Path>,
-) -> Result<(Chain, Local), Error> {
-    let chain = tunnel::resolve(request, env)?;
-    let planned = path::analyze(request.listen, &chain);
+) -> Result<Local, Error> {
+    let planned = path::analyze(request.listen, chain);
     tunnel::check_encryption(&planned, request.require_encrypted)?;
     // `--socket` alone opens no TCP port.
     let tcp = match socket.is_none() || common.listen_given().is_some() {
@@ -769,7 +800,7 @@ async fn plan_and_bind(
     if !common.quiet {
         println!("pgtunnel: {chain}");
     }
-    Ok((chain, Local { tcp, socket }))
+    Ok(Local { tcp, socket })
 }
 
 /// Brings the chain up, showing progress; `None` when Ctrl-C interrupted it.
