@@ -513,6 +513,94 @@ async fn resolve_bind(
 mod tests {
     use super::*;
 
+    fn resolver(text: &str) -> impl Fn(&HostQuery) -> Result<HostConfig, ConfigError> + use<> {
+        let env = crate::config::LocalEnv::fixture();
+        let config =
+            crate::config::SshConfig::parse_str(text, std::path::Path::new("/cfg"), &env.home)
+                .unwrap();
+        move |q| config.resolve(q, &env)
+    }
+
+    /// Each tunnel of a tunnels file becomes a plan with its own options, strict.
+    #[test]
+    fn a_tunnels_file_gives_one_plan_per_tunnel_with_its_options() {
+        let file = crate::tunnels::parse(
+            std::path::Path::new("/t.toml"),
+            "[tunnel.a]\nvia = \"b\"\ntarget = \"db:5432\"\nlisten = 6543\n\
+             require_encrypted = true\nsslmode = \"verify-full\"\n\
+             [tunnel.c]\nvia = \"b\"\ntarget = \"cache:6379\"\nprobe = false\n\
+             require_pq = true\nsocket = \"/run/s\"\n",
+            std::path::Path::new("/home/me"),
+        )
+        .unwrap();
+        let defs = file.select(&[]).unwrap();
+        let plans = named_tunnels(&defs, resolver("Host b\n  HostName 10.0.0.1\n")).unwrap();
+        let (a, c) = (&plans[0], &plans[1]);
+        assert_eq!((a.name.as_str(), c.name.as_str()), ("a", "c"));
+        assert_eq!(
+            a.listen,
+            Some(ListenAt::Addr("127.0.0.1:6543".parse().unwrap()))
+        );
+        assert!(a.postgres && a.require_encrypted && !a.require_pq && a.strict);
+        assert_eq!(a.sslmode, Some(crate::pg::client::SslMode::VerifyFull));
+        assert_eq!(a.probe, Probe::Postgres);
+        assert_eq!(a.chain.hops[0].config.host_name, "10.0.0.1");
+        // Socket only, no TCP port; not PostgreSQL by its port; require_pq implies
+        // require_encrypted.
+        assert_eq!(c.listen, None);
+        assert_eq!(
+            c.socket_dir.as_deref(),
+            Some(std::path::Path::new("/run/s"))
+        );
+        assert!(!c.postgres && c.require_pq && c.require_encrypted);
+        assert_eq!(c.probe, Probe::Off);
+    }
+
+    /// ssh's form: the destination's LocalForward lines after the command line's, its
+    /// GatewayPorts and ExitOnForwardFailure applied, what ssh -N would open besides named.
+    #[test]
+    fn ssh_form_takes_the_destinations_forwarding_settings() {
+        let env = crate::config::LocalEnv::fixture();
+        let resolve = resolver(
+            "Host d\n  LocalForward 7000 db:5432\n  GatewayPorts yes\n  \
+             ExitOnForwardFailure yes\n  DynamicForward 1080\n",
+        );
+        let dest = crate::spec::parse_hop("d").unwrap();
+        let cli =
+            crate::config::forward::parse_local_forward("6000:cache:6379", &|_| None).unwrap();
+        let form = ssh_plans(&[], &dest, &[cli], ForwardOptions::default(), &env, resolve)
+            .unwrap()
+            .unwrap();
+        let names: Vec<&str> = form.plans.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["6000:cache:6379", "7000:db:5432"]);
+        assert!(form.plans.iter().all(|p| p.strict));
+        assert_eq!(
+            form.plans[1].listen,
+            Some(ListenAt::Forward {
+                bind: None,
+                gateway_ports: true,
+                port: 7000
+            })
+        );
+        assert_eq!(form.not_opened.len(), 1);
+        assert!(
+            form.not_opened[0].starts_with("DynamicForward (/cfg:5)"),
+            "{:?}",
+            form.not_opened
+        );
+        // No -L and no LocalForward: not ssh's form.
+        let none = ssh_plans(
+            &[],
+            &dest,
+            &[],
+            ForwardOptions::default(),
+            &env,
+            resolver(""),
+        )
+        .unwrap();
+        assert!(none.is_none());
+    }
+
     #[test]
     fn a_local_socket_is_made_as_ssh_makes_it() {
         use std::os::unix::fs::PermissionsExt;

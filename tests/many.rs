@@ -718,3 +718,85 @@ async fn a_forward_to_a_unix_socket_on_the_server_and_from_a_local_socket() {
     assert_eq!(back, b"through a local socket");
     stop(p).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_that_cannot_listen_is_left_out_unless_exit_on_forward_failure() {
+    let t = three().await;
+    let (free, taken) = (free_port(), free_port());
+    // Something else holds `taken` on both loopback addresses.
+    let _v4 = std::net::TcpListener::bind(("127.0.0.1", taken)).expect("bind");
+    let _v6 = std::net::TcpListener::bind(("::1", taken)).expect("bind");
+    let ok = format!("{free}:127.0.0.3:{}", t.echoes[0].addr.port());
+    let busy = format!("{taken}:127.0.0.3:{}", t.echoes[1].addr.port());
+    let p = start(&t.home, &["-L", &busy, "-L", &ok, "db.foo.com"], 1).await;
+    assert!(p.ready[0].contains(&format!("({ok})")), "{:?}", p.ready);
+    assert!(
+        p.stderr().contains(&format!("{busy}: cannot listen"))
+            && p.stderr()
+                .contains("not forwarding it (ExitOnForwardFailure no)"),
+        "{}",
+        p.stderr()
+    );
+    echo_round_trip(([127, 0, 0, 1], free).into(), 1 << 16, 1).await;
+    stop(p).await;
+
+    // With ExitOnForwardFailure yes on the destination, pgtunnel stops, naming the forward.
+    let user = login_user();
+    let mut config = t.home.block("shell.foo.com", t.shell.addr, &user, "");
+    config.push_str(&t.home.block(
+        "db.foo.com",
+        t.db.addr,
+        &user,
+        "  ProxyJump shell.foo.com\n  ExitOnForwardFailure yes\n",
+    ));
+    t.home.write_config(&config);
+    let out = std::process::Command::new(support::process::BIN)
+        .args(["-F", t.home.config.to_str().expect("utf-8")])
+        .args(["-L", &busy, "-L", &ok, "db.foo.com"])
+        .env("HOME", t.home.dir.path())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!("pgtunnel: {busy}: cannot listen")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_form_with_json_writes_only_event_lines_on_stdout() {
+    use pgtunnel::status::{JsonEvent, parse_line};
+    use tokio::io::AsyncBufReadExt;
+    let t = three().await;
+    let config = t.home.config.to_str().expect("utf-8");
+    let target = t.echoes[0].addr.to_string();
+    let mut child = tokio::process::Command::new(support::process::BIN)
+        .args(["--json", "-F", config, "--via", "db.foo.com", &target])
+        .env("HOME", t.home.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("a line within 60 s")
+        .expect("read")
+        .expect("open");
+    let event = parse_line(&first).unwrap_or_else(|e| panic!("not an event {first:?}: {e}"));
+    match event.event {
+        JsonEvent::Ready { target: to, .. } => assert_eq!(to, target),
+        other => panic!("first event {other:?}"),
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("signal");
+    while let Some(line) = lines.next_line().await.expect("read") {
+        parse_line(&line).unwrap_or_else(|e| panic!("not an event {line:?}: {e}"));
+    }
+    assert!(child.wait().await.expect("wait").success());
+}

@@ -105,6 +105,20 @@ async fn a_lost_inner_hop_leaves_the_bastions_other_tunnels_serving() {
     echo_round_trip(far_addr, 1 << 20, 1).await;
     assert_eq!(logins(&shell), 1, "the bastion's session is shared");
 
+    // The monitor (status, --json, systemd) hears the loss and the recovery, in order.
+    let changes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heard = changes.clone();
+    let _monitor = pgtunnel::fleet::monitor::Monitor::start(
+        vec![pgtunnel::fleet::monitor::Watched {
+            name: "far".into(),
+            listen: vec![far_addr.to_string()],
+            target: far_chain.target.to_string(),
+            hops: far_chain.hops.iter().map(|h| h.label()).collect(),
+            stats: Default::default(),
+            chain: far_watch.clone(),
+        }],
+        std::sync::Arc::new(move |c| heard.lock().expect("lock").push(c)),
+    );
     // A transfer on the bastion-only tunnel runs while the inner hop goes down and comes back.
     let transfer = tokio::spawn(support::paced_transfer(near_addr, 100));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -123,6 +137,13 @@ async fn a_lost_inner_hop_leaves_the_bastions_other_tunnels_serving() {
         .await
         .expect("the bastion-only tunnel served throughout");
 
+    let changes = changes.lock().expect("lock").clone();
+    use pgtunnel::fleet::monitor::Change;
+    assert!(
+        matches!(&changes[..], [Change::Lost { tunnel, hop, .. }, Change::Recovered { hop: back, .. }]
+            if tunnel == "far" && hop.contains("hop 2") && back == hop),
+        "{changes:?}"
+    );
     // Only the inner hop was logged in to again; the bastion's session was kept.
     assert_eq!(logins(&shell), 1, "{}", shell.log());
     assert_eq!(logins(&db), 2);

@@ -18,6 +18,9 @@ Examples:
   pgtunnel --via joe@shell.foo.com db.foo.com:5432
   pgtunnel --via shell.foo.com,db.foo.com localhost     # every segment encrypted
   pgtunnel db-prod                                      # an ssh_config alias with ProxyJump
+  pgtunnel -L 63333:db.foo.com:5432 joe@shell.foo.com   # ssh's own -L syntax, -L repeatable
+  pgtunnel up                                           # the tunnels in tunnels.toml
+  pgtunnel status                                       # what is running
 
 Exit codes:
   0 stopped by Ctrl-C/SIGTERM   2 bad arguments or config   3 host key refused

@@ -653,7 +653,7 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     } = setup;
     let out = outputs::Outputs::new(json);
     let chain = tunnel::plan(&request, &config?, &env)?;
-    let mut local = plan_and_bind(&request, &chain, common, socket.as_deref()).await?;
+    let mut local = plan_and_bind(&request, &chain, common, socket.as_deref(), &out).await?;
     let tls = sslmode.map(|mode| Tls {
         server_name: &chain.target.host,
         mode,
@@ -779,6 +779,7 @@ async fn plan_and_bind(
     chain: &Chain,
     common: &Common,
     socket: Option<&std::path::Path>,
+    out: &outputs::Outputs,
 ) -> Result<Local, Error> {
     let planned = path::analyze(request.listen, chain);
     tunnel::check_encryption(&planned, request.require_encrypted)?;
@@ -798,7 +799,7 @@ async fn plan_and_bind(
         .map(|dir| SocketListener::bind(dir, chain.target.port))
         .transpose()?;
     if !common.quiet {
-        println!("pgtunnel: {chain}");
+        out.say(&format!("pgtunnel: {chain}"));
     }
     Ok(Local { tcp, socket })
 }
