@@ -702,11 +702,12 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         .target_alias
         .clone()
         .unwrap_or(chain.target.to_string());
+    let signal = shutdown_signal();
     let (tunnel, watched) = many::announce(tunnel, &name, listen, &chain, report, &out);
     let status = many::go_public(vec![watched], &out);
     let ready = format!("ready: {where_} -> {} ; {hint}", chain.target);
     let self_check = self_check.zip(self_addr);
-    let (ended, stop) = serve_until(tunnel, client, self_check, &ready, &out).await;
+    let (ended, stop) = serve_until(tunnel, client, self_check, (&ready, signal), &out).await;
     if let Some(status) = status {
         status.stop().await;
     }
@@ -715,13 +716,13 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     Ok(exit_code(ended, stop))
 }
 
-/// Serves until the `--` command ends, or else (after the ready line) a signal or the
-/// self-check stops it.
+/// Serves until the `--` command ends, or else (after the ready line) `signal` (listened
+/// for since before the ready event) or the self-check stops it.
 async fn serve_until(
     tunnel: Tunnel,
     client: Option<ClientCommand>,
     self_check: Option<(SelfCheck, SocketAddr)>,
-    ready: &str,
+    (ready, signal): (&str, impl Future<Output = ()>),
     out: &outputs::Outputs,
 ) -> (Ended, Option<Stop>) {
     let mut stop = None;
@@ -732,7 +733,6 @@ async fn serve_until(
                 .await
         }
         None => {
-            let signal = shutdown_signal();
             out.say(ready);
             let self_check = self_check.map(|(check, addr)| start_self_check(check, addr));
             tunnel
