@@ -1148,3 +1148,67 @@ async fn batch_mode_asks_nothing_and_password_prompts_bound_passphrases() {
     assert_eq!(r.asked().len(), 2);
     assert!(e.to_string().contains("wrong passphrase 2 times"), "{e}");
 }
+
+/// The `method` of every userauth request in `s`'s log (`LogLevel DEBUG1`), in order.
+fn auth_requests(s: &Sshd) -> Vec<String> {
+    s.log()
+        .lines()
+        .filter_map(|l| l.split("userauth-request for user ").nth(1))
+        .filter_map(|rest| rest.split(" method ").nth(1))
+        .map(|m| m.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_tried_first_goes_without_the_none_request() {
+    let c = Case::new();
+    let echo = Echo::start().await;
+    let key = c.keygen("id_ed25519", "ed25519", "");
+    let other = c.keygen("id_other", "ed25519", "");
+    let opts = SshdOptions {
+        ip: "127.0.0.1".parse().expect("ip"),
+        authorized: vec![public_of(&key)],
+        permit_open: vec![("127.0.0.1".into(), echo.addr.port())],
+        extra: "",
+    };
+    let s = Sshd::start_with(opts, "LogLevel DEBUG1", &[]);
+    c.trust(&s);
+
+    // The key is the first thing pgtunnel would try: it is asked for at once.
+    c.configure_key(s.addr, &key);
+    let r = Recorder::new();
+    c.connect(&echo, &r.options(None)).await.expect("connects");
+    assert_eq!(
+        auth_requests(&s),
+        ["publickey", "publickey"],
+        "query, then signed"
+    );
+
+    // A refused key still learns what the server accepts, from the refusal.
+    c.configure_key(s.addr, &other);
+    let e = c
+        .connect(&echo, &Recorder::new().options(None))
+        .await
+        .expect_err("the other key is not authorized");
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(
+        e.to_string().contains("the server accepts: publickey"),
+        "{e}"
+    );
+    assert!(!auth_requests(&s).contains(&"none".to_string()));
+
+    // No key to offer: `none` first, as ssh.
+    c.configure(
+        s.addr,
+        "  StrictHostKeyChecking yes\n  IdentityFile none\n  BatchMode yes\n",
+    );
+    let e = c
+        .connect(&echo, &Recorder::new().options(None))
+        .await
+        .expect_err("nothing to offer");
+    assert!(
+        e.to_string().contains("the server accepts: publickey"),
+        "{e}"
+    );
+    assert_eq!(auth_requests(&s).last().map(String::as_str), Some("none"));
+}

@@ -227,6 +227,11 @@ impl Handler {
 /// cleanly, while a queue that closes without a CLOSE means the session is gone (a byte
 /// stream over the channel would report both as EOF, and the client would take a lost
 /// chain for the end of the data).
+///
+/// CHANNEL_CLOSE goes out as soon as EOF has gone both ways, as ssh sends it
+/// (`chan_is_dead`): the peer's CLOSE then answers ours at once, and the connection ends
+/// without waiting for the peer to decide (sshd's CLOSE after its EOF can wait on our
+/// delayed ACK under its Nagle).
 async fn pump(
     tcp_read: &mut (impl AsyncRead + Unpin),
     tcp_write: &mut (impl AsyncWrite + Unpin),
@@ -235,6 +240,7 @@ async fn pump(
     bytes: &Bytes,
 ) -> Finish {
     let (mut rx, tx) = channel.split();
+    let ends = HalfCloses::default();
     let down = async {
         loop {
             match rx.wait().await {
@@ -248,6 +254,9 @@ async fn pump(
                 }
                 Some(ChannelMsg::Eof) => {
                     let _ = tcp_write.shutdown().await;
+                    if ends.received_eof() {
+                        let _ = tx.close().await;
+                    }
                 }
                 Some(ChannelMsg::Close) => return Ok(()),
                 Some(_) => {}
@@ -264,9 +273,14 @@ async fn pump(
                 .map_err(|e| Finish::Failed(format!("reading from the client: {e}")))?;
             if n == 0 {
                 let _ = tx.eof().await;
+                if ends.sent_eof() {
+                    let _ = tx.close().await;
+                }
                 return Ok::<(), Finish>(());
             }
-            tx.data(&buf[..n])
+            // One message per read (up to 32 KiB, as the peer's maximum packet allows):
+            // `ChannelWriteHalf::data` would cut it into 8 KiB packets (tokio::io::copy).
+            tx.data_bytes(buf[..n].to_vec())
                 .await
                 .map_err(|e| Finish::Failed(format!("sending to the target: {e}")))?;
             Stats::add(&stats.bytes_up, n as u64);
@@ -285,9 +299,32 @@ async fn pump(
             },
         }
     };
+    // A no-op when the channel is closed already (russh sends CLOSE once).
     let _ = tx.close().await;
     match outcome {
         Ok(()) => Finish::Done,
         Err(finish) => finish,
+    }
+}
+
+/// Which EOFs a channel has seen, so that its CLOSE follows the second. Both directions
+/// are futures of one task, never run at once: the flags only need to be shareable.
+#[derive(Default)]
+struct HalfCloses {
+    sent: std::sync::atomic::AtomicBool,
+    received: std::sync::atomic::AtomicBool,
+}
+
+impl HalfCloses {
+    /// Our EOF went out: is the channel done both ways?
+    fn sent_eof(&self) -> bool {
+        self.sent.store(true, Ordering::Relaxed);
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// The peer's EOF came in: is the channel done both ways?
+    fn received_eof(&self) -> bool {
+        self.received.store(true, Ordering::Relaxed);
+        self.sent.load(Ordering::Relaxed)
     }
 }

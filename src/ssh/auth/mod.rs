@@ -245,6 +245,15 @@ impl<'a, 'c> Methods<'a, 'c> {
         }
     }
 
+    /// Whether a key is what would be tried first, whatever the server allows: the first
+    /// usable method in the user's order is `publickey`, with a key to offer.
+    fn key_first(&self) -> bool {
+        self.order
+            .iter()
+            .find(|m| self.unused(m).is_none() && self.has_more(m.kind))
+            .is_some_and(|m| m.kind == MethodKind::PublicKey)
+    }
+
     /// The next method to try: usable on this hop and with something left to try.
     fn next(&self, allowed: &MethodSet) -> Option<&'static Method> {
         pick(allowed, &self.order, |m| {
@@ -398,36 +407,51 @@ async fn connect_agent(hop: &Hop, ctx: &AuthContext<'_>) -> Option<AgentClient<U
 
 /// Authenticates on `handle`; returns how ("joe (publickey /home/joe/.ssh/id_ed25519)").
 ///
-/// As `ssh_userauth2()`: a `none` request learns the methods the server allows; then, up to
-/// [`MAX_REQUESTS`] times, the next method ([`Methods::next`]) is tried, and the server's
-/// answer says which methods remain.
+/// As `ssh_userauth2()`: up to [`MAX_REQUESTS`] times, the next method ([`Methods::next`])
+/// is tried, and the server's answer says which methods remain. ssh first sends a `none`
+/// request to learn the methods the server allows; pgtunnel skips it when a key would be
+/// tried first whatever the server allows (the first usable method in the user's order is
+/// `publickey`): the key's answer lists the methods as well, and the `none` round trip
+/// (which sshd answers only after its delay for failed attempts, a second for russh's
+/// servers) is saved. The `none` request is still sent when nothing is left to try before
+/// the server's methods are known.
 pub(crate) async fn authenticate<H: client::Handler>(
     handle: &mut Handle<H>,
     hop: &Hop,
     ctx: &AuthContext<'_>,
 ) -> Result<String, HopError> {
     let user = hop.config.user.clone();
-    let mut allowed = match handle.authenticate_none(&user).await {
-        Ok(AuthResult::Success) => return Ok(format!("{user} (no authentication required)")),
-        Ok(AuthResult::Failure {
-            remaining_methods, ..
-        }) => remaining_methods,
-        Err(source) => {
-            return Err(HopError::Ssh {
-                stage: SshStage::Authentication,
-                source,
-            });
-        }
-    };
     let mut log = Attempts {
         tried: Vec::new(),
-        server_methods: Some(allowed.clone()),
+        server_methods: None,
     };
     let mut methods = Methods::new(hop, ctx, user.clone(), &mut log).await;
+    // `None`: not asked yet; keys are tried as if the server allowed them.
+    let mut allowed = if methods.key_first() {
+        None
+    } else {
+        match ask_none(handle, &user).await? {
+            Some(methods) => Some(methods),
+            None => return Ok(format!("{user} (no authentication required)")),
+        }
+    };
+    log.server_methods = allowed.clone();
+    let keys_only = MethodSet::from(&[MethodKind::PublicKey][..]);
     let mut accepted: Vec<String> = Vec::new();
     for _ in 0..MAX_REQUESTS {
-        let Some(method) = methods.next(&allowed) else {
-            break;
+        let Some(method) = methods.next(allowed.as_ref().unwrap_or(&keys_only)) else {
+            if allowed.is_some() {
+                break;
+            }
+            // The keys were all skipped before one was asked: ask what the server allows.
+            match ask_none(handle, &user).await? {
+                Some(methods) => {
+                    log.server_methods = Some(methods.clone());
+                    allowed = Some(methods);
+                    continue;
+                }
+                None => return Ok(format!("{user} (no authentication required)")),
+            }
         };
         let (what, result) = match methods.attempt(handle, method).await? {
             Step::Answered(what, result) => (what, result),
@@ -445,14 +469,33 @@ pub(crate) async fn authenticate<H: client::Handler>(
             return Ok(format!("{user} ({})", accepted.join(" + ")));
         };
         log.refused(what.clone(), partial_success, &remaining_methods);
-        allowed = remaining_methods;
+        allowed = Some(remaining_methods);
         if partial_success {
             accepted.push(what);
             methods.reset();
         }
     }
-    log.tried.extend(methods.not_tried(&allowed));
+    log.tried
+        .extend(methods.not_tried(allowed.as_ref().unwrap_or(&keys_only)));
     Err(log.into_error(user))
+}
+
+/// A `none` request: the methods the server allows, or `None` when it lets `user` in
+/// without authentication.
+async fn ask_none<H: client::Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+) -> Result<Option<MethodSet>, HopError> {
+    match handle.authenticate_none(user).await {
+        Ok(AuthResult::Success) => Ok(None),
+        Ok(AuthResult::Failure {
+            remaining_methods, ..
+        }) => Ok(Some(remaining_methods)),
+        Err(source) => Err(HopError::Ssh {
+            stage: SshStage::Authentication,
+            source,
+        }),
+    }
 }
 
 enum Kbd {

@@ -412,6 +412,25 @@ pub(crate) fn wake(
     Ok(())
 }
 
+/// Session side of a CHANNEL_CLOSE for a channel that is no longer established (patch,
+/// part F). `Encrypted::close` forgets a channel when it sends our CLOSE, so the peer's
+/// answering CLOSE found no channel and was dropped: the reader never saw a Close and the
+/// channel's entry stayed here until the session ended (one per channel closed by us
+/// first). If the channel is still here but gone from `enc`, this is that answer: the
+/// reader gets its Close (after any backlog) and the entry goes. `true` if it was.
+pub(crate) fn answer_to_our_close(
+    enc: Option<&Encrypted>,
+    channels: &mut HashMap<ChannelId, ChannelRef>,
+    id: ChannelId,
+) -> Result<bool, Error> {
+    let forgotten = enc.is_some_and(|enc| !enc.channels.contains_key(&id));
+    if !forgotten || !channels.contains_key(&id) {
+        return Ok(false);
+    }
+    close(channels, id)?;
+    Ok(true)
+}
+
 /// Session side of CHANNEL_CLOSE: the Close follows any backlog, and the channel is dropped
 /// only once that is delivered.
 pub(crate) fn close(

@@ -1446,6 +1446,14 @@ impl Session {
                 let channel_num = map_err!(ChannelId::decode(r))?;
                 map_err!(ensure_end(r))?;
                 if !self.common.is_established_channel(channel_num) {
+                    // Flow control (patch, part F): the answer to our own CLOSE.
+                    if flow::answer_to_our_close(
+                        self.common.encrypted.as_ref(),
+                        &mut self.channels,
+                        channel_num,
+                    )? {
+                        return handler.channel_close(channel_num, self).await;
+                    }
                     return Ok(());
                 }
                 if let Some(ref mut enc) = self.common.encrypted {

@@ -1,0 +1,166 @@
+//! CHANNEL_CLOSE follows the second EOF (issue 13): once EOF has gone both ways, pgtunnel
+//! closes the channel itself, as ssh does, instead of waiting for the server to. The server
+//! here is a russh server that answers a channel's data with an echo and EOF and then never
+//! closes on its own: it only reports whether a CLOSE came. The server's answering CLOSE
+//! must then end the connection (vendor/russh/PATCH.md, part F).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgtunnel::forward::Ended;
+use russh::keys::PublicKey;
+use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session};
+use russh::{Channel, ChannelMsg, MethodKind, MethodSet};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// What the server saw after its own EOF.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// The client's CLOSE, while the server had sent none.
+    Close,
+    /// The channel's queue ended without a CLOSE.
+    Gone,
+    /// Something else first (data after EOF, ...).
+    Other(String),
+}
+
+struct EchoThenEof {
+    seen: mpsc::UnboundedSender<Seen>,
+}
+
+impl server::Handler for EchoThenEof {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _: &str,
+        _: server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(Auth::Accept)
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        _: &str,
+        _: server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(Auth::Accept)
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        _: &str,
+        _: u32,
+        _: &str,
+        _: u32,
+        reply: ChannelOpenHandle,
+        _: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply.accept().await;
+        tokio::spawn(echo_then_wait(channel, self.seen.clone()));
+        Ok(())
+    }
+}
+
+/// Collects the client's data up to its EOF, sends it back with EOF, and reports what
+/// comes next.
+async fn echo_then_wait(mut channel: Channel<Msg>, seen: mpsc::UnboundedSender<Seen>) {
+    let mut got = Vec::new();
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Data { data }) => got.extend_from_slice(&data),
+            Some(ChannelMsg::Eof) => break,
+            None => {
+                let _ = seen.send(Seen::Gone);
+                return;
+            }
+            Some(other) => {
+                let _ = seen.send(Seen::Other(format!("{other:?} before EOF")));
+                return;
+            }
+        }
+    }
+    if channel.data_bytes(got).await.is_err() || channel.eof().await.is_err() {
+        let _ = seen.send(Seen::Other("could not answer".into()));
+        return;
+    }
+    let next = match channel.wait().await {
+        Some(ChannelMsg::Close) => Seen::Close,
+        None => Seen::Gone,
+        Some(other) => Seen::Other(format!("{other:?}")),
+    };
+    let _ = seen.send(next);
+}
+
+/// Starts the server on 127.0.0.1; its host key is trusted in `home`.
+async fn start_server(home: &Home) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    let key = pgtunnel::demo::bastion::generate_key().expect("host key");
+    let public: PublicKey = key.public_key().clone();
+    let config = Arc::new(server::Config {
+        keys: vec![key],
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        inactivity_timeout: Some(Duration::from_secs(60)),
+        nodelay: true,
+        ..Default::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    home.trust(addr.port(), &public);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let handler = EchoThenEof { seen: tx.clone() };
+            let config = config.clone();
+            tokio::spawn(async move {
+                if let Ok(running) = server::run_stream(config, tcp, handler).await {
+                    let _ = running.await;
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn close_follows_the_second_eof() {
+    let home = Home::new();
+    let (server, mut seen) = start_server(&home).await;
+    home.write_config(&home.host_block("hop", server.port(), ""));
+    // The server answers itself; the target address is never dialled.
+    let chain = home.chain(Some("hop"), "127.0.0.1:9").expect("chain");
+    let running = Running::start(&chain).await.expect("tunnel up");
+
+    // Three connections, each: data, our EOF, the server's echo and EOF, then our CLOSE.
+    for round in 0..3u8 {
+        let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+        let sent = vec![round; 1000];
+        tcp.write_all(&sent).await.expect("write");
+        tcp.shutdown().await.expect("half-close");
+        let mut back = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut back))
+            .await
+            .expect("the echo and EOF arrive")
+            .expect("read");
+        assert_eq!(back, sent, "round {round}: the echo");
+        let next = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("pgtunnel closes the channel after both EOFs, without the server's CLOSE")
+            .expect("server running");
+        assert_eq!(next, Seen::Close, "round {round}");
+    }
+    // The server's answering CLOSE reached each connection: none was still open at
+    // shutdown (russh used to drop that answer, and the connection waited for it).
+    match running.stop().await {
+        Ended::Shutdown {
+            closed_at_deadline: 0,
+        } => {}
+        other => panic!("connections left open after both CLOSEs: {other:?}"),
+    }
+}
