@@ -26,5 +26,6 @@ mod pool;
 pub mod prompt;
 pub mod session;
 mod transport;
+mod window;
 
 pub use algorithms::aes_in_hardware;

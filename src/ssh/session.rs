@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use russh::client::{self, Handle, Msg};
 use russh::keys::PublicKeyOrCertificate;
@@ -32,6 +32,7 @@ use crate::ssh::pool::HopIdentity;
 pub use crate::ssh::pool::HopPool;
 use crate::ssh::prompt::{PromptClock, Prompts, clean_server_line, clean_server_text};
 use crate::ssh::transport::{ByteStream, QuickAck, Route, connect_tcp};
+use crate::ssh::window::{ChannelWindows, PathRtt};
 
 /// Connect + SSH handshake limit when the config sets no ConnectTimeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,6 +106,8 @@ struct HandlerNotes {
     end_reason: Mutex<Option<String>>,
     /// What the last key exchange negotiated (a rekey renegotiates).
     negotiated: Mutex<Option<Negotiated>>,
+    /// The session's round-trip time, for its channels' windows ([`crate::ssh::window`]).
+    rtt: Arc<PathRtt>,
 }
 
 impl HandlerNotes {
@@ -157,6 +160,7 @@ impl HopSession {
         port: u16,
         originator: SocketAddr,
     ) -> Result<russh::Channel<Msg>, ChannelOpenError> {
+        let asked = Instant::now();
         let opened = self
             .handle
             .channel_open_direct_tcpip(
@@ -166,7 +170,7 @@ impl HopSession {
                 u32::from(originator.port()),
             )
             .await;
-        self.opened(opened).await
+        self.opened(opened, asked).await
     }
 
     /// A channel from this hop to `target`: `direct-tcpip` to its host and port, or
@@ -178,8 +182,9 @@ impl HopSession {
     ) -> Result<russh::Channel<Msg>, ChannelOpenError> {
         match &target.socket {
             Some(path) => {
+                let asked = Instant::now();
                 let opened = self.handle.channel_open_direct_streamlocal(path).await;
-                self.opened(opened).await
+                self.opened(opened, asked).await
             }
             None => {
                 self.open_direct_tcpip_channel(&target.host, target.port, originator)
@@ -188,13 +193,20 @@ impl HopSession {
         }
     }
 
-    /// A channel-open result, a refusal with the server's reason.
+    /// A channel-open result (asked for at `asked`), a refusal with the server's reason.
+    /// An opened channel's round trip is a sample of the session's round-trip time for the
+    /// windows ([`crate::ssh::window`]): the server's connecting to the destination adds to
+    /// it, so the smallest sample counts.
     async fn opened(
         &self,
         opened: Result<russh::Channel<Msg>, russh::Error>,
+        asked: Instant,
     ) -> Result<russh::Channel<Msg>, ChannelOpenError> {
         match opened {
-            Ok(channel) => Ok(channel),
+            Ok(channel) => {
+                self.notes.rtt.record(asked.elapsed());
+                Ok(channel)
+            }
             Err(russh::Error::ChannelOpenFailure(failure)) => {
                 // The handler records the server's text just after the failure is delivered.
                 tokio::task::yield_now().await;
@@ -429,6 +441,7 @@ async fn handshake(
         check,
         notes: notes.clone(),
         host_certificate: false,
+        windows: ChannelWindows::new(notes.rtt.clone()),
     };
     let config = client_config(hop, opts, preferred)?;
     let stream = Recording::new(stream, heard);
@@ -519,6 +532,8 @@ struct HopHandler {
     notes: Arc<HandlerNotes>,
     /// Whether the server presented a host certificate (for [`Negotiated`]).
     host_certificate: bool,
+    /// The channels' windows, grown on a long path ([`crate::ssh::window`]).
+    windows: ChannelWindows,
 }
 
 impl client::Handler for HopHandler {
@@ -552,6 +567,20 @@ impl client::Handler for HopHandler {
         if let Ok(mut slot) = self.notes.negotiated.lock() {
             *slot = Some(negotiated);
         }
+        Ok(())
+    }
+
+    /// A channel's next window: larger on a long path while its reader keeps up.
+    fn adjust_window(&mut self, channel: ChannelId, window: u32) -> u32 {
+        self.windows.adjust(channel, window)
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.windows.closed(&channel);
         Ok(())
     }
 

@@ -1,0 +1,144 @@
+//! Channel windows follow the path's round-trip time (issue 13): on a slow path the windows
+//! that pgtunnel grants grow beyond the 2 MiB default, on the outer channel (hop 1's, which
+//! carries hop 2's session) and the inner one (hop 2's, to the target) alike; on loopback
+//! they stay at 2 MiB. What was granted is read from each sshd's own log (`LogLevel DEBUG2`:
+//! `channel N: rcvd adjust BYTES`). The slow path is a delaying TCP relay in front of hop 1
+//! (on loopback), which delays every chunk by the same time each way.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::sshd::{Sshd, SshdOptions, login_user};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const MIB: usize = 1024 * 1024;
+
+/// A TCP relay to `to` that delays everything by `one_way` in each direction, keeping order
+/// and half-closes. It buffers what it holds (bounded here by the SSH windows).
+async fn delay_relay(to: SocketAddr, one_way: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+    let addr = listener.local_addr().expect("relay addr");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(to).await else {
+                continue;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(delayed(cr, sw, one_way));
+            tokio::spawn(delayed(sr, cw, one_way));
+        }
+    });
+    addr
+}
+
+/// Copies `from` to `to`, each chunk written `delay` after it was read.
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = from.read(&mut buf).await.unwrap_or(0);
+            // An empty chunk is the end.
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+                || n == 0
+            {
+                return;
+            }
+        }
+    });
+    while let Some((due, chunk)) = rx.recv().await {
+        tokio::time::sleep_until(due.into()).await;
+        if chunk.is_empty() || to.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Every window adjustment `sshd` received, in bytes, from its log.
+fn adjusts(sshd: &Sshd) -> Vec<u64> {
+    sshd.log()
+        .lines()
+        .filter_map(|l| l.split("rcvd adjust ").nth(1))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+fn sshd(ip: &str, permit: (String, u16), home: &Home) -> Sshd {
+    Sshd::start_with(
+        SshdOptions {
+            ip: ip.parse().expect("ip"),
+            authorized: vec![home.public()],
+            permit_open: vec![permit],
+            extra: "",
+        },
+        "LogLevel DEBUG2",
+        &[],
+    )
+}
+
+/// Through `shell` (at `shell_addr`, direct or through the relay) then `db`: 24 MiB each
+/// way; the largest adjustment each sshd received meanwhile.
+async fn largest_grants(
+    home: &Home,
+    (shell, shell_addr): (&Sshd, SocketAddr),
+    db: &Sshd,
+    target: &str,
+) -> (u64, u64) {
+    let user = login_user();
+    home.trust_addr(shell_addr, &shell.host_key);
+    let mut config = home.block("shell", shell_addr, &user, "  BatchMode yes\n");
+    config.push_str(&home.block("db", db.addr, &user, "  BatchMode yes\n"));
+    home.write_config(&config);
+    let (shell_before, db_before) = (adjusts(shell).len(), adjusts(db).len());
+    let chain = home.chain(Some("shell,db"), target).expect("chain");
+    assert_eq!(chain.hops.len(), 2);
+    let running = Running::start(&chain).await.expect("tunnel up");
+    echo_round_trip(running.addr, 24 * MIB, 5).await;
+    running.stop().await;
+    let max_after = |all: Vec<u64>, from: usize| all[from..].iter().copied().max().unwrap_or(0);
+    (
+        max_after(adjusts(shell), shell_before),
+        max_after(adjusts(db), db_before),
+    )
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn windows_grow_on_a_slow_path_and_stay_on_a_fast_one() {
+    let home = Home::new();
+    let echo = Echo::start_on("127.0.0.3:0").await;
+    let db = sshd("127.0.0.2", ("127.0.0.3".into(), echo.addr.port()), &home);
+    home.trust_addr(db.addr, &db.host_key);
+    let shell = sshd("127.0.0.1", ("127.0.0.2".into(), db.addr.port()), &home);
+
+    // Loopback: 2 MiB windows, never more.
+    let target = echo.addr.to_string();
+    let (outer, inner) = largest_grants(&home, (&shell, shell.addr), &db, &target).await;
+    let two = 2 * MIB as u64;
+    assert!(
+        outer > 0 && inner > 0,
+        "adjustments logged: {outer} {inner}"
+    );
+    assert!(outer <= two && inner <= two, "fast path: {outer} / {inner}");
+
+    // 20 ms round trips to hop 1: both channels' windows grow.
+    let relay = delay_relay(shell.addr, Duration::from_millis(10)).await;
+    let (outer, inner) = largest_grants(&home, (&shell, relay), &db, &target).await;
+    assert!(
+        outer > 3 * MIB as u64 && inner > 3 * MIB as u64,
+        "slow path: largest adjustments {outer} (outer) / {inner} (inner), want > 3 MiB"
+    );
+}
