@@ -66,7 +66,7 @@ async fn main() {
         ),
         format!("machine: {}", procfs::machine()),
         format!(
-            "PostgreSQL {} (pgbench, sslmode=disable, SCRAM)",
+            "PostgreSQL {} (pgbench -S, sslmode=disable, trust; scale 1)",
             lab.pg.cluster.version()
         ),
     ];
@@ -74,20 +74,26 @@ async fn main() {
         eprintln!("{h}");
     }
     let mut rows = bulk::rows(&lab, rounds, bulk_mib).await;
-    rows.extend(pgbench::rows(&lab, rounds, pgbench_seconds).await);
+    let (pg_rows, pg_note) = pgbench::rows(&lab, rounds, pgbench_seconds).await;
+    rows.extend(pg_rows);
     rows.extend(startup::rows(&lab, rounds).await);
     rows.extend(classic::rows(&lab, rounds).await);
+    let notes = [
+        "pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says which way is better; \
+         targets are issue 13's"
+            .to_string(),
+        pg_note,
+    ];
     println!();
     for h in &heading {
         println!("{h}");
     }
     print!("{}", table::text(&rows));
-    println!(
-        "(pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says which way is better; \
-         targets are issue 13's)"
-    );
+    for n in &notes {
+        println!("({n})");
+    }
     if let Ok(path) = std::env::var("BENCH_MARKDOWN") {
-        std::fs::write(&path, table::markdown(&heading, &rows))
+        std::fs::write(&path, table::markdown(&heading, &rows, &notes))
             .unwrap_or_else(|e| panic!("write BENCH_MARKDOWN={path}: {e}"));
         println!("(Markdown written to {path})");
     }

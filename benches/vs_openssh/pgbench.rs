@@ -7,14 +7,17 @@
 //!
 //! libpq settings are the same through both tools: `sslmode=disable` (the tunnel already
 //! encrypts; TLS inside it would add the same handshake and crypto to both and hide the
-//! tunnels' difference), SCRAM-SHA-256 password authentication (the cluster's pg_hba), no
-//! PG* variables from the environment.
+//! tunnels' difference), the read-only role [`PG_BENCH_USER`] with `trust` authentication
+//! (SCRAM would add the same ~6 ms of key stretching to both; see `Lab::bench_role`), no
+//! PG* variables from the environment. Each round also runs pgbench straight to the server,
+//! reported below the table as the floor no tunnel can beat.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::lab::{Client, Lab, Target, Tool};
-use crate::pick;
+use crate::lab::{Client, Lab, PG_BENCH_USER, Target, Tool};
 use crate::table::{Better, Row};
+use crate::{median, pick};
 
 struct Run {
     name: &'static str,
@@ -53,12 +56,13 @@ const RUNS: [Run; 3] = [
     },
 ];
 
-/// Runs pgbench once through `client`; the figure after `run.key`.
-async fn pgbench(lab: &Lab, client: &Client, run: &Run, seconds: u64) -> f64 {
+/// Runs pgbench once against `addr` (a client's port, or the server itself); the figure
+/// after `run.key`.
+async fn pgbench(lab: &Lab, addr: SocketAddr, run: &Run, seconds: u64) -> f64 {
     let conninfo = format!(
-        "host=127.0.0.1 port={} user={} dbname=postgres sslmode=disable",
-        client.addr.port(),
-        crate::support::pg::PG_USER
+        "host={} port={} user={PG_BENCH_USER} dbname=postgres sslmode=disable",
+        addr.ip(),
+        addr.port()
     );
     let mut command = lab.pg.tool("pgbench");
     command
@@ -72,7 +76,7 @@ async fn pgbench(lab: &Lab, client: &Client, run: &Run, seconds: u64) -> f64 {
     .await
     .expect("pgbench ends within -T + 2 minutes")
     .expect("pgbench task")
-    .expect("run pgbench (install postgresql-client)");
+    .expect("run pgbench (install postgresql)");
     crate::support::pg::assert_success(&out, run.name);
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
@@ -81,26 +85,35 @@ async fn pgbench(lab: &Lab, client: &Client, run: &Run, seconds: u64) -> f64 {
         .unwrap_or_else(|| panic!("no {:?} in {}'s output:\n{text}", run.key, run.name))
 }
 
-pub async fn rows(lab: &Lab, rounds: usize, seconds: u64) -> Vec<Row> {
+/// The rows, and a note with the same runs straight to the server (no tunnel: the floor).
+pub async fn rows(lab: &Lab, rounds: usize, seconds: u64) -> (Vec<Row>, String) {
+    let server = lab.pg.cluster.addr();
     let target = Target {
-        addr: lab.pg.cluster.addr(),
+        addr: server,
         postgres: true,
     };
     let pg = Client::start(lab, Tool::Pgtunnel, target).await;
     let ssh = Client::start(lab, Tool::Ssh, target).await;
-    let mut rows = Vec::new();
+    let (mut rows, mut direct) = (Vec::new(), Vec::new());
     for run in &RUNS {
-        let (mut p, mut o) = (Vec::new(), Vec::new());
+        let (mut p, mut o, mut d) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             for tool in Tool::order(round) {
                 match tool {
-                    Tool::Pgtunnel => p.push(pgbench(lab, &pg, run, seconds).await),
-                    Tool::Ssh => o.push(pgbench(lab, &ssh, run, seconds).await),
+                    Tool::Pgtunnel => p.push(pgbench(lab, pg.addr, run, seconds).await),
+                    Tool::Ssh => o.push(pgbench(lab, ssh.addr, run, seconds).await),
                 }
             }
+            d.push(pgbench(lab, server, run, seconds).await);
         }
         eprintln!("{}: done", run.name);
         let decimals = if run.metric == "tps" { 0 } else { 2 };
+        direct.push(format!(
+            "{} {:.decimals$} {}",
+            run.name,
+            median(&d),
+            run.metric
+        ));
         rows.push(
             Row::new(
                 &format!("{} ({seconds} s)", run.name),
@@ -112,5 +125,9 @@ pub async fn rows(lab: &Lab, rounds: usize, seconds: u64) -> Vec<Row> {
             .decimals(decimals),
         );
     }
-    rows
+    let note = format!(
+        "PostgreSQL without a tunnel (the floor, same runs): {}",
+        direct.join(", ")
+    );
+    (rows, note)
 }

@@ -139,8 +139,8 @@ pub fn text(rows: &[Row]) -> String {
     out
 }
 
-/// The table as Markdown, after `heading` lines (machine, rounds).
-pub fn markdown(heading: &[String], rows: &[Row]) -> String {
+/// The table as Markdown, after `heading` lines (machine, rounds), `notes` below it.
+pub fn markdown(heading: &[String], rows: &[Row], notes: &[String]) -> String {
     let mut out = String::new();
     for h in heading {
         out.push_str(h);
@@ -151,6 +151,10 @@ pub fn markdown(heading: &[String], rows: &[Row]) -> String {
     out.push_str("|---|---|---:|---:|---:|---|---|---|\n");
     for row in rows {
         out.push_str(&format!("| {} |\n", row.cells().join(" | ")));
+    }
+    out.push('\n');
+    for n in notes {
+        out.push_str(&format!("{n}.  \n"));
     }
     out
 }
