@@ -71,7 +71,7 @@ pub async fn rows(lab: &Lab, rounds: usize, mib: u64) -> Vec<Row> {
         .target(1.8)
         .decimals(0),
         Row::new(
-            "client CPU over that upload + download",
+            "client CPU, the upload + download above",
             "CPU s per GiB moved",
             (median(&p.cpu_per_gib), median(&o.cpu_per_gib)),
             Better::Lower,
