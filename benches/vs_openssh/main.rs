@@ -1,0 +1,101 @@
+//! pgtunnel versus OpenSSH (`ssh -N -J shell -L …`) through the same two real `sshd` hops on
+//! loopback, in the same run, alternating who goes first in each round; prints one table of
+//! medians, pgtunnel / ssh ratios and issue 13's targets (the loopback rows; the WAN row is
+//! `cargo bench --bench wan`). Machines here are noisy: read the ratios, not the absolute
+//! figures.
+//!
+//!     cargo bench --bench vs_openssh                   # 3 rounds
+//!     BENCH_ROUNDS=5 BENCH_MARKDOWN=table.md cargo bench --bench vs_openssh
+//!
+//! Environment: `BENCH_ROUNDS` (default 3), `BENCH_BULK_MIB` (upload/download size, default
+//! 1024), `PGBENCH_SECONDS` (each pgbench run's `-T`, default 10), `BENCH_MARKDOWN` (also
+//! write the table as Markdown to that file). `scripts/bench` runs this and the WAN bench.
+//!
+//! Needs `sshd` and `ssh` (openssh-server, openssh-client), PostgreSQL's server binaries and
+//! `pgbench` (postgresql, postgresql-client), `openssl`; scripts/test installs them all.
+//! Traffic stays on 127.0.0.0/8: hops on 127.0.0.1 and .2, services on .3.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod bulk;
+mod classic;
+mod lab;
+mod pgbench;
+mod procfs;
+mod services;
+mod startup;
+mod table;
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The medians of pgtunnel's and ssh's samples.
+pub fn pick(pgtunnel: &[f64], ssh: &[f64]) -> (f64, f64) {
+    (median(pgtunnel), median(ssh))
+}
+
+fn env_number(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> u64 {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(text) => {
+            let n: u64 = text
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={text:?} is not a number"));
+            assert!(range.contains(&n), "{name}={n} is outside {range:?}");
+            n
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let rounds = env_number("BENCH_ROUNDS", 3, 1..=50) as usize;
+    let bulk_mib = env_number("BENCH_BULK_MIB", 1024, 1..=16384);
+    let pgbench_seconds = env_number("PGBENCH_SECONDS", 10, 1..=600);
+    let lab = lab::Lab::start().await;
+    let heading = vec![
+        format!(
+            "pgtunnel vs `ssh -J shell -L … db` ({}), 2 OpenSSH sshd hops on loopback, \
+             medians of {rounds} rounds",
+            procfs::ssh_version()
+        ),
+        format!("machine: {}", procfs::machine()),
+        format!(
+            "PostgreSQL {} (pgbench -S, sslmode=disable, trust; scale 1)",
+            lab.pg.cluster.version()
+        ),
+    ];
+    for h in &heading {
+        eprintln!("{h}");
+    }
+    let mut rows = bulk::rows(&lab, rounds, bulk_mib).await;
+    let (pg_rows, pg_note) = pgbench::rows(&lab, rounds, pgbench_seconds).await;
+    rows.extend(pg_rows);
+    rows.extend(startup::rows(&lab, rounds).await);
+    rows.extend(classic::rows(&lab, rounds).await);
+    let notes = [
+        "pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says which way is better; \
+         targets are issue 13's"
+            .to_string(),
+        pg_note,
+    ];
+    println!();
+    for h in &heading {
+        println!("{h}");
+    }
+    print!("{}", table::text(&rows));
+    for n in &notes {
+        println!("({n})");
+    }
+    if let Ok(path) = std::env::var("BENCH_MARKDOWN") {
+        std::fs::write(&path, table::markdown(&heading, &rows, &notes))
+            .unwrap_or_else(|e| panic!("write BENCH_MARKDOWN={path}: {e}"));
+        println!("(Markdown written to {path})");
+    }
+    drop(lab);
+}
