@@ -91,10 +91,14 @@ async fn echo_then_wait(mut channel: Channel<Msg>, seen: mpsc::UnboundedSender<S
         let _ = seen.send(Seen::Other("could not answer".into()));
         return;
     }
-    let next = match channel.wait().await {
-        Some(ChannelMsg::Close) => Seen::Close,
-        None => Seen::Gone,
-        Some(other) => Seen::Other(format!("{other:?}")),
+    // The client's WINDOW_ADJUST for the echo may come first.
+    let next = loop {
+        match channel.wait().await {
+            Some(ChannelMsg::WindowAdjusted { .. }) => continue,
+            Some(ChannelMsg::Close) => break Seen::Close,
+            None => break Seen::Gone,
+            Some(other) => break Seen::Other(format!("{other:?}")),
+        }
     };
     let _ = seen.send(next);
 }

@@ -142,3 +142,48 @@ async fn windows_grow_on_a_slow_path_and_stay_on_a_fast_one() {
         "slow path: largest adjustments {outer} (outer) / {inner} (inner), want > 3 MiB"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn small_reads_are_acknowledged_at_once() {
+    let home = Home::new();
+    let echo = Echo::start_on("127.0.0.3:0").await;
+    let db = sshd("127.0.0.2", ("127.0.0.3".into(), echo.addr.port()), &home);
+    home.trust_addr(db.addr, &db.host_key);
+    let shell = sshd("127.0.0.1", ("127.0.0.2".into(), db.addr.port()), &home);
+    home.trust_addr(shell.addr, &shell.host_key);
+    let user = login_user();
+    let mut config = home.block("shell", shell.addr, &user, "  BatchMode yes\n");
+    config.push_str(&home.block("db", db.addr, &user, "  BatchMode yes\n"));
+    home.write_config(&config);
+    let chain = home
+        .chain(Some("shell,db"), &echo.addr.to_string())
+        .expect("chain");
+    let running = Running::start(&chain).await.expect("tunnel up");
+
+    // Request/response: 100 bytes out, 100 back, five times. OpenSSH's thresholds alone
+    // (half the window, or three packets) would adjust nothing for 500 bytes.
+    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    for i in 0..5u8 {
+        tcp.write_all(&[i; 100]).await.expect("write");
+        let mut back = [0u8; 100];
+        tcp.read_exact(&mut back).await.expect("echo");
+        assert_eq!(back, [i; 100]);
+    }
+    // sshd logs an adjustment when it reads it: wait for both (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let small = |s: &Sshd| adjusts(s).iter().filter(|&&n| n <= 4096).count();
+    while (small(&db) < 5 || small(&shell) == 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The inner channel: one adjustment per 100-byte answer; the outer channel carries the
+    // inner session's packets, small too.
+    assert!(small(&db) >= 5, "hop 2's adjustments: {:?}", adjusts(&db));
+    assert!(
+        small(&shell) >= 1,
+        "hop 1's adjustments: {:?}",
+        adjusts(&shell)
+    );
+    drop(tcp);
+    running.stop().await;
+}

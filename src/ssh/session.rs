@@ -571,8 +571,32 @@ impl client::Handler for HopHandler {
     }
 
     /// A channel's next window: larger on a long path while its reader keeps up.
-    fn adjust_window(&mut self, channel: ChannelId, window: u32) -> u32 {
-        self.windows.adjust(channel, window)
+    fn adjust_window_held(&mut self, channel: ChannelId, window: u32, buffered: u32) -> u32 {
+        self.windows.adjust(channel, window, buffered)
+    }
+
+    /// OpenSSH's sshd announces its host keys right after authentication. The announcement
+    /// is answered with a ping (`keepalive@openssh.com`), for two reasons: its round trip is
+    /// a sample of the session's round-trip time ([`crate::ssh::window`]); and the packet
+    /// that carries it makes the hop before (on an inner hop) acknowledge the announcement's
+    /// TCP segment at once, where sshd's Nagle would otherwise hold its next small packet
+    /// (the first channel's confirmation) for the delayed ACK, ~40 ms.
+    async fn openssh_ext_host_keys_announced(
+        &mut self,
+        _keys: Vec<russh::keys::PublicKey>,
+        session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let (pong, answered) = tokio::sync::oneshot::channel();
+        let asked = Instant::now();
+        if session.send_ping(pong).is_ok() {
+            let rtt = self.notes.rtt.clone();
+            tokio::spawn(async move {
+                if answered.await.is_ok() {
+                    rtt.record(asked.elapsed());
+                }
+            });
+        }
+        Ok(())
     }
 
     async fn channel_close(

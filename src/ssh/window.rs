@@ -7,9 +7,11 @@
 //! cross the whole path to that hop (through every hop before it, so the inner hops' time
 //! includes the outer ones'), plus the server's connecting to the destination, so the
 //! smallest sample counts (no extra packets, and no session held alive by a pinger); and
-//! queueing behind a transfer does not inflate it either. A channel whose reader keeps consuming
-//! (two window adjustments within one round trip: the window, not the reader, sets the pace)
-//! has its window doubled, up to what that round trip needs at [`RATE`], within
+//! queueing behind a transfer does not inflate it either (OpenSSH's sshd also gets a ping
+//! after announcing its host keys, whose round trip is a sample too). A channel whose reader
+//! keeps up (two window adjustments by OpenSSH's thresholds within one round trip, with the
+//! reader caught up each time: the window, not the reader, sets the pace) has its window
+//! doubled, up to what that round trip needs at [`RATE`], within
 //! [`MIN_WINDOW`]..=[`MAX_WINDOW`]. A reader that stops stops the adjustments, so a stalled
 //! channel never grows; and all channels' growth together stays within [`BUDGET`], which
 //! bounds what a process can buffer for readers that stall later.
@@ -43,17 +45,21 @@ pub(crate) fn window_for(rtt: Duration) -> u32 {
         .clamp(MIN_WINDOW, MAX_WINDOW)
 }
 
+/// Bytes a reader may leave unread and still count as keeping up: three packets.
+pub(crate) const CAUGHT_UP: u32 = 3 * 32 * 1024;
+
 /// A channel's next target window: doubled toward [`window_for`] `rtt` when the previous
-/// adjustment was less than one round trip ago (`since_last`), at most `room` more;
-/// otherwise unchanged.
+/// adjustment was less than one round trip ago (`since_last`) and the reader has left at
+/// most [`CAUGHT_UP`] unread (`buffered`), at most `room` more; otherwise unchanged.
 pub(crate) fn next_target(
     current: u32,
     rtt: Duration,
     since_last: Option<Duration>,
+    buffered: u32,
     room: u64,
 ) -> u32 {
     let cap = window_for(rtt);
-    let busy = since_last.is_some_and(|d| d < rtt);
+    let busy = since_last.is_some_and(|d| d < rtt) && buffered <= CAUGHT_UP;
     if !busy || current >= cap {
         return current;
     }
@@ -123,8 +129,9 @@ impl<K: Eq + std::hash::Hash> ChannelWindows<K> {
         }
     }
 
-    /// russh's `Handler::adjust_window`: the target for `channel`'s next WINDOW_ADJUST.
-    pub(crate) fn adjust(&mut self, channel: K, current: u32) -> u32 {
+    /// russh's `Handler::adjust_window_held`: the target for `channel`'s next WINDOW_ADJUST,
+    /// its reader having `buffered` bytes unread.
+    pub(crate) fn adjust(&mut self, channel: K, current: u32, buffered: u32) -> u32 {
         let Some(rtt) = self.rtt.get() else {
             return current;
         };
@@ -139,7 +146,7 @@ impl<K: Eq + std::hash::Hash> ChannelWindows<K> {
             extra: 0,
         });
         entry.last = now;
-        let wanted = next_target(current, rtt, since_last, BUDGET) - current;
+        let wanted = next_target(current, rtt, since_last, buffered, BUDGET) - current;
         if wanted == 0 {
             return current;
         }
@@ -185,30 +192,39 @@ mod tests {
     #[test]
     fn a_busy_channel_doubles_toward_the_cap_and_an_idle_one_stays() {
         let rtt = 40 * MS;
-        assert_eq!(next_target(MIN_WINDOW, rtt, Some(MS), BUDGET), 4 * MIB);
-        assert_eq!(next_target(8 * MIB, rtt, Some(MS), BUDGET), MAX_WINDOW);
-        assert_eq!(next_target(MAX_WINDOW, rtt, Some(MS), BUDGET), MAX_WINDOW);
+        assert_eq!(next_target(MIN_WINDOW, rtt, Some(MS), 0, BUDGET), 4 * MIB);
+        assert_eq!(next_target(8 * MIB, rtt, Some(MS), 0, BUDGET), MAX_WINDOW);
+        assert_eq!(
+            next_target(MAX_WINDOW, rtt, Some(MS), 0, BUDGET),
+            MAX_WINDOW
+        );
         // Adjusted less often than once a round trip: the reader sets the pace.
         assert_eq!(
-            next_target(MIN_WINDOW, rtt, Some(50 * MS), BUDGET),
+            next_target(MIN_WINDOW, rtt, Some(50 * MS), 0, BUDGET),
             MIN_WINDOW
         );
-        assert_eq!(next_target(MIN_WINDOW, rtt, None, BUDGET), MIN_WINDOW);
+        assert_eq!(next_target(MIN_WINDOW, rtt, None, 0, BUDGET), MIN_WINDOW);
         // A short path needs no more than the minimum, however busy.
         assert_eq!(
-            next_target(MIN_WINDOW, MS / 2, Some(MS / 4), BUDGET),
+            next_target(MIN_WINDOW, MS / 2, Some(MS / 4), 0, BUDGET),
+            MIN_WINDOW
+        );
+        // A reader that leaves data unread sets the pace itself: more window would only
+        // buffer more.
+        assert_eq!(
+            next_target(MIN_WINDOW, rtt, Some(MS), MIB, BUDGET),
             MIN_WINDOW
         );
         // Toward the cap, not past it: 20 ms needs 8 MiB.
-        assert_eq!(next_target(6 * MIB, 20 * MS, Some(MS), BUDGET), 8 * MIB);
+        assert_eq!(next_target(6 * MIB, 20 * MS, Some(MS), 0, BUDGET), 8 * MIB);
     }
 
     #[test]
     fn growth_stops_at_the_budget() {
         let rtt = 40 * MS;
-        assert_eq!(next_target(MIN_WINDOW, rtt, Some(MS), 0), MIN_WINDOW);
+        assert_eq!(next_target(MIN_WINDOW, rtt, Some(MS), 0, 0), MIN_WINDOW);
         assert_eq!(
-            next_target(MIN_WINDOW, rtt, Some(MS), 1000),
+            next_target(MIN_WINDOW, rtt, Some(MS), 0, 1000),
             MIN_WINDOW + 1000
         );
     }
@@ -230,11 +246,11 @@ mod tests {
         let mut windows = ChannelWindows::new(rtt.clone());
         let ch = 7u32;
         // No round trip measured yet: nothing changes.
-        assert_eq!(windows.adjust(ch, MIN_WINDOW), MIN_WINDOW);
+        assert_eq!(windows.adjust(ch, MIN_WINDOW, 0), MIN_WINDOW);
         rtt.record(Duration::from_secs(10));
         // First adjustment after the measurement, then one at once: busy, so it doubles.
-        let first = windows.adjust(ch, MIN_WINDOW);
-        let second = windows.adjust(ch, first);
+        let first = windows.adjust(ch, MIN_WINDOW, 0);
+        let second = windows.adjust(ch, first, 0);
         assert!(second > first, "{first} -> {second}");
         let before = GROWN.load(Ordering::Acquire);
         assert!(before >= u64::from(second - MIN_WINDOW));

@@ -1630,7 +1630,9 @@ impl Session {
             let mut chan = self.channels.get_mut(&id);
             flow::receive(enc, chan.as_deref_mut(), &self.flow_wake, id, msg)?;
             if let Some(chan) = chan {
-                flow::check(enc, chan, id, |target| handler.adjust_window(id, target))?;
+                flow::check(enc, chan, id, |target, buffered| {
+                    handler.adjust_window_held(id, target, buffered)
+                })?;
             }
         }
         Ok(())
@@ -1639,8 +1641,8 @@ impl Session {
     // Flow control (patch): see `channels::flow::wake`.
     fn flow_wake<H: Handler>(&mut self, handler: &mut H, id: ChannelId) -> Result<(), Error> {
         if let Some(enc) = self.common.encrypted.as_mut() {
-            flow::wake(enc, &mut self.channels, id, |target| {
-                handler.adjust_window(id, target)
+            flow::wake(enc, &mut self.channels, id, |target, buffered| {
+                handler.adjust_window_held(id, target, buffered)
             })?;
         }
         Ok(())
@@ -3244,6 +3246,16 @@ pub trait Handler: Sized + Send {
     #[allow(unused_variables)]
     fn adjust_window(&mut self, channel: ChannelId, window: u32) -> u32 {
         window
+    }
+
+    /// (Flow control patch, part G:) what the session calls before a window adjustment
+    /// that OpenSSH's thresholds make due: [`Handler::adjust_window`] with one more fact,
+    /// `buffered`, the bytes the channel holds that its reader has not consumed yet (0: it
+    /// has caught up, so the window and not the reader sets the pace). Not called for the
+    /// prompt adjustments after small reads. The default calls `adjust_window`.
+    #[allow(unused_variables)]
+    fn adjust_window_held(&mut self, channel: ChannelId, window: u32, buffered: u32) -> u32 {
+        self.adjust_window(channel, window)
     }
 
     /// Called when the server announces its host keys

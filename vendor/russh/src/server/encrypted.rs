@@ -1508,7 +1508,7 @@ impl Session {
                     let mut chan = self.channels.get_mut(&channel_num);
                     flow::receive(enc, chan.as_deref_mut(), &self.flow_wake, channel_num, msg)?;
                     if let Some(chan) = chan {
-                        flow::check(enc, chan, channel_num, |target| {
+                        flow::check(enc, chan, channel_num, |target, _buffered| {
                             handler.adjust_window(channel_num, target)
                         })?;
                     }

@@ -898,7 +898,7 @@ impl Session {
     // Flow control (patch): see `channels::flow::wake`.
     fn flow_wake<H: Handler>(&mut self, handler: &mut H, id: ChannelId) -> Result<(), Error> {
         if let Some(enc) = self.common.encrypted.as_mut() {
-            flow::wake(enc, &mut self.channels, id, |target| {
+            flow::wake(enc, &mut self.channels, id, |target, _buffered| {
                 handler.adjust_window(id, target)
             })?;
         }
