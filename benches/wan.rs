@@ -17,20 +17,32 @@
 //! The whole round-trip time lies between the client and the bastion (hop 1); hop 2 and the
 //! target sit on the far side's loopback, reached from the bastion. The delay line holds every
 //! packet for RTT/2 in each direction, in order; no rate limit by default, so TCP windows and
-//! SSH channel windows are what limit a transfer. A raw TCP transfer across the link (no SSH)
-//! is measured first and printed as the calibration line: it must be well above what the
-//! tunnels reach, or the link, not the tunnels, is measured.
+//! SSH channel windows are what limit a transfer. The TUN devices have a 1500-byte MTU (TCP's
+//! MSS, hence slow start, as on a real path) but hand over 64 KiB super-segments (TSO/GRO,
+//! as a NIC would), which keeps the packet rate, and the delay line's CPU, low. TCP buffers
+//! inside both namespaces go up to 64 MiB. Linux's defaults stay otherwise: an SSH session
+//! that was idle between rounds starts its transfer in slow start again
+//! (tcp_slow_start_after_idle), for both tools alike.
+//!
+//! A raw TCP transfer across the link (no SSH, same size) is measured first and printed as
+//! the calibration line, with the delay line's CPU time per GiB: it must stay well above what
+//! the tunnels reach, or the link, not the tunnels, is measured (a note under the table says
+//! so when a tunnel comes within 80 % of it).
 //!
 //! Workloads, each through a fresh connection to the tunnel's local port:
 //! - download N MiB (default 256): the target sends N MiB, the client reads to EOF; time from
-//!   connect to EOF (so the channel open is on the clock, one round trip);
+//!   connect to EOF (so the channel open, one round trip, and slow start are on the clock);
 //! - upload N MiB: the client sends N MiB, the target confirms the count at the end;
 //! - one small round trip: connect, 64 bytes there and back (median of 5 per round).
 //!
+//! Output: each workload's samples, round by round, on stderr as they come; then the table
+//! on stdout in the LAN bench's shape (benches/vs_openssh/table.rs: workload, metric,
+//! pgtunnel, ssh -J, pgtunnel/ssh, better, target, met), under the calibration line.
+//!
 //! Settings (environment): BENCH_ROUNDS (3), BENCH_WAN_RTT_MS (40), BENCH_WAN_MIB (256),
-//! BENCH_WAN_MTU (9000), BENCH_WAN_RATE_MIBS (none: MiB/s each direction), BENCH_MARKDOWN
-//! (append the table to that file). Traffic stays inside the two namespaces the bench
-//! creates and removes.
+//! BENCH_WAN_MTU (1500), BENCH_WAN_RATE_MIBS (unset: no limit; else MiB/s each direction),
+//! BENCH_MARKDOWN (append the table as Markdown to that file; scripts/bench uses this).
+//! Traffic stays inside the two namespaces the bench creates and removes.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -41,6 +53,16 @@ mod link;
 #[path = "support/target.rs"]
 mod target;
 
+// The LAN bench's table (same columns, same Markdown) and its /proc helpers; not all of
+// either is used here.
+#[allow(dead_code)]
+#[path = "vs_openssh/table.rs"]
+mod table;
+
+#[allow(dead_code)]
+#[path = "vs_openssh/procfs.rs"]
+mod procfs;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -49,6 +71,7 @@ use std::time::{Duration, Instant};
 use link::{Link, LinkOptions, Side};
 use support::Home;
 use support::sshd::{Sshd, SshdOptions, login_user};
+use table::{Better, Row};
 use target::Target;
 use tokio::net::TcpStream;
 
@@ -206,39 +229,6 @@ async fn start_tunnels(home: &Home, service: SocketAddr) -> [(SocketAddr, Proc);
     [(pg_addr, Proc(pg)), (ssh_addr, Proc(ssh))]
 }
 
-/// One row of the table: medians of pgtunnel's and ssh's measurements.
-struct Row {
-    workload: String,
-    metric: &'static str,
-    pgtunnel: f64,
-    ssh: f64,
-    /// Wanted pgtunnel / ssh: at least (`true`) or at most this.
-    target: Option<(bool, f64)>,
-}
-
-impl Row {
-    fn ratio(&self) -> f64 {
-        self.pgtunnel / self.ssh
-    }
-
-    fn target_text(&self) -> String {
-        match self.target {
-            Some((true, t)) => format!(">= {t}x"),
-            Some((false, t)) => format!("<= {t}x"),
-            None => "(info)".into(),
-        }
-    }
-
-    fn met(&self) -> &'static str {
-        match self.target {
-            Some((true, t)) if self.ratio() >= t => "yes",
-            Some((false, t)) if self.ratio() <= t => "yes",
-            Some(_) => "no",
-            None => "-",
-        }
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -248,8 +238,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 type Workload =
     Box<dyn Fn(SocketAddr) -> std::pin::Pin<Box<dyn std::future::Future<Output = f64>>>>;
 
-/// Runs `run` `rounds` times for each tool, alternating who goes first.
-async fn compare(rounds: usize, pg: SocketAddr, ssh: SocketAddr, run: &Workload) -> (f64, f64) {
+/// Runs `run` `rounds` times for each tool, alternating who goes first: pgtunnel's samples
+/// and ssh's, in round order.
+async fn compare(
+    rounds: usize,
+    pg: SocketAddr,
+    ssh: SocketAddr,
+    run: &Workload,
+) -> (Vec<f64>, Vec<f64>) {
     let (mut p, mut o) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         if round % 2 == 0 {
@@ -260,25 +256,21 @@ async fn compare(rounds: usize, pg: SocketAddr, ssh: SocketAddr, run: &Workload)
             p.push(run(pg).await);
         }
     }
-    (median(p), median(o))
+    (p, o)
+}
+
+fn samples(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.1}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn mib_per_s(bytes: usize, took: Duration) -> f64 {
     bytes as f64 / MIB as f64 / took.as_secs_f64()
 }
 
-/// A row to fill: what is measured, in which unit, against which target.
-fn row(workload: String, metric: &'static str, target: Option<(bool, f64)>) -> Row {
-    Row {
-        workload,
-        metric,
-        pgtunnel: f64::NAN,
-        ssh: f64::NAN,
-        target,
-    }
-}
-
-/// The workloads and their rows, measured through both tunnels.
+/// The workloads, measured through both tunnels: one row each.
 async fn measure(settings: &Settings, pg: SocketAddr, ssh: SocketAddr) -> Vec<Row> {
     let len = settings.mib * MIB;
     let (mib, rtt) = (settings.mib, settings.link.rtt.as_millis());
@@ -297,45 +289,42 @@ async fn measure(settings: &Settings, pg: SocketAddr, ssh: SocketAddr) -> Vec<Ro
     });
     let workloads = [
         (
-            row(
-                format!("download {mib} MiB, {rtt} ms RTT"),
-                "MiB/s",
-                Some((true, 4.0)),
-            ),
+            format!("download {mib} MiB, {rtt} ms RTT"),
+            "MiB/s",
+            Better::Higher,
+            Some(4.0),
             download,
         ),
         (
-            row(format!("upload {mib} MiB, {rtt} ms RTT"), "MiB/s", None),
+            format!("upload {mib} MiB, {rtt} ms RTT"),
+            "MiB/s",
+            Better::Higher,
+            None,
             upload,
         ),
         (
-            row("fresh connection, 64 B round trip".into(), "ms", None),
+            "fresh connection, 64 B round trip".into(),
+            "ms",
+            Better::Lower,
+            None,
             round_trip,
         ),
     ];
     let mut rows = Vec::new();
-    for (mut row, run) in workloads {
-        (row.pgtunnel, row.ssh) = compare(settings.rounds, pg, ssh, &run).await;
-        print_row(&row);
-        rows.push(row);
+    for (workload, metric, better, target, run) in workloads {
+        let (p, o) = compare(settings.rounds, pg, ssh, &run).await;
+        eprintln!(
+            "{workload} ({metric}, each round): pgtunnel {}; ssh -J {}",
+            samples(&p),
+            samples(&o)
+        );
+        let row = Row::new(&workload, metric, (median(p), median(o)), better);
+        rows.push(match target {
+            Some(t) => row.target(t),
+            None => row,
+        });
     }
     rows
-}
-
-const HEADER: &str = "workload                             metric   pgtunnel     ssh -J   \
-                      ratio    target  met?";
-
-fn print_row(row: &Row) {
-    println!(
-        "{:36} {:6} {:>10.1} {:>10.1} {:>6.2}x {:>9}  {}",
-        row.workload,
-        row.metric,
-        row.pgtunnel,
-        row.ssh,
-        row.ratio(),
-        row.target_text(),
-        row.met()
-    );
 }
 
 /// Raw TCP across the link, no SSH: what the link itself carries, and what carrying it costs
@@ -355,7 +344,7 @@ impl Calibration {
         let upload = mib_per_s(len, target::upload(raw, len).await);
         let carried = link.stats.bytes.load(Ordering::Relaxed) - bytes;
         let line_cpu_per_gib =
-            (link.stats.cpu() - cpu).mul_f64((1u64 << 30) as f64 / carried as f64);
+            (link.stats.cpu() - cpu).mul_f64((1u64 << 30) as f64 / carried.max(1) as f64);
         let mut connects = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
@@ -373,11 +362,11 @@ impl Calibration {
         }
     }
 
-    fn line(&self, len_mib: usize, dropped: u64) -> String {
+    fn line(&self, len_mib: usize) -> String {
         format!(
-            "calibration: raw TCP across the link, no SSH, {len_mib} MiB: download {:.0} MiB/s, \
-             upload {:.0} MiB/s; TCP connect {:.1} ms; delay line {:.2} s CPU per GiB, \
-             {dropped} packets dropped",
+            "calibration: raw TCP across the link (no SSH), {len_mib} MiB: download {:.0} \
+             MiB/s, upload {:.0} MiB/s; TCP connect {:.1} ms; the delay line used {:.2} s CPU \
+             per GiB carried",
             self.download,
             self.upload,
             self.connect_ms,
@@ -397,124 +386,86 @@ fn run_near(link: &Link, home: &Home, far: &Far, settings: &Settings) -> (Calibr
             .expect("tokio runtime");
         runtime.block_on(async {
             let calibration = Calibration::measure(link, raw, settings.mib * MIB).await;
-            println!(
-                "{}",
-                calibration.line(settings.mib, link.stats.dropped.load(Ordering::Relaxed))
-            );
+            eprintln!("{}", calibration.line(settings.mib));
             let [(pg, _pg), (ssh, _ssh)] = start_tunnels(home, service).await;
             // Warm-up, and proof that both paths work.
             target::round_trip(pg).await;
             target::round_trip(ssh).await;
-            println!("{HEADER}");
             let rows = measure(settings, pg, ssh).await;
-            warn_if_link_bound(&calibration, &rows);
             (calibration, rows)
         })
     })
 }
 
-/// A transfer within 80 % of what raw TCP did may be limited by the link (or by the CPU the
-/// link costs), not by the tunnel: say so.
-fn warn_if_link_bound(calibration: &Calibration, rows: &[Row]) {
+/// Notes under the table: how to read it, the delay line's record, and a warning where a
+/// transfer came within 80 % of raw TCP (then the link, or the CPU it costs, may be the
+/// limit rather than the tunnel).
+fn notes(link: &Link, calibration: &Calibration, rows: &[Row]) -> Vec<String> {
+    let mut notes = vec![
+        "pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says which way is better; \
+         the target is issue 13's"
+            .to_string(),
+        format!(
+            "delay line: {} packets, {} MiB, {} dropped",
+            link.stats.packets.load(Ordering::Relaxed),
+            link.stats.bytes.load(Ordering::Relaxed) / MIB as u64,
+            link.stats.dropped.load(Ordering::Relaxed)
+        ),
+    ];
     for (row, raw) in rows
         .iter()
         .filter(|r| r.metric == "MiB/s")
         .zip([calibration.download, calibration.upload])
     {
         if row.pgtunnel.max(row.ssh) > 0.8 * raw {
-            println!(
+            notes.push(format!(
                 "warning: {}: within 80 % of raw TCP's {raw:.0} MiB/s, the link may be the limit",
                 row.workload
-            );
+            ));
         }
     }
-}
-
-/// The machine, for the record: CPU model, cores, kernel.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                l.strip_prefix("model name")?
-                    .split_once(':')
-                    .map(|(_, m)| m.trim().to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
-}
-
-fn today() -> String {
-    Command::new("date")
-        .args(["-u", "+%F"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn write_markdown(path: &str, settings: &Settings, calibration: &str, rows: &[Row]) {
-    let mut text = format!(
-        "\n### WAN: {} ({}; {})\n\n`BENCH_ROUNDS={} cargo bench --bench wan`, medians of {} \
-         rounds; ratio = pgtunnel / ssh -J.\n{calibration}.\n\n\
-         | workload | metric | pgtunnel | ssh -J | ratio | target | met? |\n\
-         |---|---|---|---|---|---|---|\n",
-        settings.describe(),
-        today(),
-        machine(),
-        settings.rounds,
-        settings.rounds,
-    );
-    for row in rows {
-        text.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.2}x | {} | {} |\n",
-            row.workload,
-            row.metric,
-            row.pgtunnel,
-            row.ssh,
-            row.ratio(),
-            row.target_text(),
-            row.met()
-        ));
-    }
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .unwrap_or_else(|e| panic!("append to BENCH_MARKDOWN={path}: {e}"));
+    notes
 }
 
 fn main() {
     let settings = Settings::from_env();
-    println!(
-        "pgtunnel vs ssh -J, {} rounds, 2 sshd hops behind {}",
-        settings.rounds,
-        settings.describe()
-    );
-    println!("machine: {}", machine());
+    let mut heading = vec![
+        format!(
+            "pgtunnel vs `ssh -J shell -L … db` ({}), 2 OpenSSH sshd hops behind {}, medians \
+             of {} rounds",
+            procfs::ssh_version(),
+            settings.describe(),
+            settings.rounds
+        ),
+        format!("machine: {}", procfs::machine()),
+    ];
+    for h in &heading {
+        eprintln!("{h}");
+    }
     let link = Link::new(settings.link.clone());
     let home = Home::new();
     let far = Far::start(&link, &home);
     let (calibration, rows) = run_near(&link, &home, &far, &settings);
-    let dropped = link.stats.dropped.load(Ordering::Relaxed);
-    println!(
-        "(ratio = pgtunnel / ssh -J: above 1 is better for MiB/s, below 1 for ms; medians of \
-         {} rounds; delay line: {} packets, {} MiB, {dropped} dropped)",
-        settings.rounds,
-        link.stats.packets.load(Ordering::Relaxed),
-        link.stats.bytes.load(Ordering::Relaxed) / MIB as u64,
-    );
+    heading.push(calibration.line(settings.mib));
+    let notes = notes(&link, &calibration, &rows);
+    println!();
+    for h in &heading {
+        println!("{h}");
+    }
+    print!("{}", table::text(&rows));
+    for n in &notes {
+        println!("({n})");
+    }
     if let Some(path) = &settings.markdown {
-        write_markdown(
-            path,
-            &settings,
-            &calibration.line(settings.mib, dropped),
-            &rows,
-        );
+        use std::io::Write;
+        let text = format!("\n{}", table::markdown(&heading, &rows, &notes));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .unwrap_or_else(|e| panic!("append to BENCH_MARKDOWN={path}: {e}"));
+        println!("(Markdown appended to {path})");
     }
     drop(far);
     drop(link);
