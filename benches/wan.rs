@@ -113,7 +113,7 @@ impl Settings {
 
     fn describe(&self) -> String {
         let rate = self.link.rate.map_or("no rate limit".to_string(), |r| {
-            format!("{} MiB/s each way", r / MIB as u64)
+            format!("{} MiB/s each way, one round trip of queue", r / MIB as u64)
         });
         format!(
             "{} ms RTT emulated (delay line {} ms each way, MTU {}, {rate})",

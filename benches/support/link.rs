@@ -40,6 +40,9 @@ const DEV: &str = "wan0";
 /// path can carry well over 1 GiB/s before TCP's own window is the limit.
 const TCP_RMEM: &str = "4096 131072 67108864";
 const TCP_WMEM: &str = "4096 16384 67108864";
+/// The most a direction holds (in flight and queued) before it drops packets: a bound on
+/// the delay line's memory, well above what 64 MiB TCP buffers put in flight.
+pub const HELD_MAX: usize = 256 << 20;
 /// The largest packet a TUN device hands over: a 64 KiB GSO super-segment and its
 /// virtio_net_hdr (10 bytes), with room to spare.
 const PACKET_MAX: usize = 65536 + 1024;
@@ -60,8 +63,10 @@ pub struct LinkOptions {
     /// devices take and hand over 64 KiB super-segments (TSO/GRO, as a NIC would), so the
     /// packet rate stays manageable while TCP's MSS (and slow start) is the MTU's.
     pub mtu: u32,
-    /// Bytes a direction may hold in flight before it drops packets (tail drop).
-    pub queue_limit: usize,
+    /// With a rate: the bytes a direction may hold waiting for the wire (a router's buffer)
+    /// before it drops packets (tail drop); `None`: one round trip at the rate. Without a
+    /// rate nothing waits for the wire, and only [`HELD_MAX`] bounds what is in flight.
+    pub queue_limit: Option<usize>,
 }
 
 impl Default for LinkOptions {
@@ -70,7 +75,7 @@ impl Default for LinkOptions {
             rtt: Duration::from_millis(40),
             rate: None,
             mtu: 1500,
-            queue_limit: 256 << 20,
+            queue_limit: None,
         }
     }
 }
@@ -245,7 +250,10 @@ impl Link {
             to,
             delay: self.options.rtt / 2,
             rate: self.options.rate,
-            queue_limit: self.options.queue_limit,
+            queue_limit: self.options.queue_limit.unwrap_or_else(|| {
+                let rate = self.options.rate.unwrap_or(0) as f64;
+                (rate * self.options.rtt.as_secs_f64()) as usize
+            }),
             stop: self.stop.clone(),
             stats: self.stats.clone(),
         };
@@ -326,19 +334,10 @@ impl DelayLine {
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => panic!("read the TUN device: {e}"),
                 };
-                let arrived = Instant::now();
-                if queued + len > self.queue_limit {
+                let Some(sent) = self.admit(len, queued, &mut busy_until) else {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     spare.push(buf);
                     continue;
-                }
-                let sent = match self.rate {
-                    Some(rate) => {
-                        let wire = Duration::from_secs_f64(len as f64 / rate as f64);
-                        busy_until = busy_until.max(arrived) + wire;
-                        busy_until
-                    }
-                    None => arrived,
                 };
                 queued += len;
                 self.stats.packets.fetch_add(1, Ordering::Relaxed);
@@ -346,6 +345,30 @@ impl DelayLine {
                 queue.push_back((sent + self.delay, buf, len));
             }
         }
+    }
+}
+
+impl DelayLine {
+    /// When a packet of `len` bytes arriving now has left the (rate-limited) wire, with
+    /// `queued` bytes held and the wire busy until `busy_until`; `None`: dropped, the queue
+    /// is full.
+    fn admit(&self, len: usize, queued: usize, busy_until: &mut Instant) -> Option<Instant> {
+        let arrived = Instant::now();
+        if queued + len > HELD_MAX {
+            return None;
+        }
+        let Some(rate) = self.rate else {
+            return Some(arrived);
+        };
+        // What still waits for the wire when this packet arrives.
+        let waiting = busy_until.saturating_duration_since(arrived);
+        let backlog = (waiting.as_secs_f64() * rate as f64) as usize;
+        if backlog + len > self.queue_limit.max(len) {
+            return None;
+        }
+        let wire = Duration::from_secs_f64(len as f64 / rate as f64);
+        *busy_until = (*busy_until).max(arrived) + wire;
+        Some(*busy_until)
     }
 }
 
