@@ -800,3 +800,37 @@ async fn the_target_form_with_json_writes_only_event_lines_on_stdout() {
     }
     assert!(child.wait().await.expect("wait").success());
 }
+
+/// The threads of process `pid` that are tokio's pool workers (named `tokio-rt-worker`).
+fn pool_workers(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("tokio-rt-worker"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_chain_runs_on_one_thread_several_on_a_pool() {
+    // Issue 13: one chain's work on one thread (no work-stealing pool), where one chain does
+    // all the work: the TARGET form, and ssh's form (every forward through the destination's
+    // chain). `up` runs several chains at once: a pool.
+    let t = three().await;
+    let target = t.echoes[0].addr.to_string();
+    let p = start(&t.home, &["--via", "db.foo.com", &target], 1).await;
+    echo_round_trip(p.addr, 1 << 16, 1).await;
+    assert_eq!(pool_workers(p.pid()), 0, "the TARGET form");
+    drop(p);
+    let (a, b) = (free_port(), free_port());
+    let la = format!("{a}:{}", t.echoes[0].addr);
+    let lb = format!("{b}:{}", t.echoes[1].addr);
+    let p = start(&t.home, &["-N", "-L", &la, "-L", &lb, "db.foo.com"], 2).await;
+    echo_round_trip(([127, 0, 0, 1], b).into(), 1 << 16, 2).await;
+    assert_eq!(pool_workers(p.pid()), 0, "ssh's form");
+    drop(p);
+    let ports = [free_port(), free_port(), free_port()];
+    let file = tunnels_file(&t, &ports);
+    let file = file.to_str().expect("utf-8");
+    let p = Pgtunnel::start_many(t.home.dir.path(), &["up", "-f", file], &[], 3).await;
+    assert!(pool_workers(p.pid()) >= 1, "up: a pool");
+}

@@ -8,7 +8,8 @@
 //!     BENCH_ROUNDS=5 BENCH_MARKDOWN=table.md cargo bench --bench vs_openssh
 //!
 //! Environment: `BENCH_ROUNDS` (default 3), `BENCH_BULK_MIB` (upload/download size, default
-//! 1024), `PGBENCH_SECONDS` (each pgbench run's `-T`, default 10), `BENCH_MARKDOWN` (also
+//! 1024), `PGBENCH_SECONDS` (each pgbench run's `-T`, default 10), `BENCH_ONLY` (a comma list
+//! of sections: bulk, pgbench, startup, classic; all by default), `BENCH_MARKDOWN` (also
 //! write the table as Markdown to that file). `scripts/bench` runs this and the WAN bench.
 //!
 //! Needs `sshd` and `ssh` (openssh-server, openssh-client), PostgreSQL's server binaries and
@@ -73,17 +74,29 @@ async fn main() {
     for h in &heading {
         eprintln!("{h}");
     }
-    let mut rows = bulk::rows(&lab, rounds, bulk_mib).await;
-    let (pg_rows, pg_note) = pgbench::rows(&lab, rounds, pgbench_seconds).await;
-    rows.extend(pg_rows);
-    rows.extend(startup::rows(&lab, rounds).await);
-    rows.extend(classic::rows(&lab, rounds).await);
-    let notes = [
+    // BENCH_ONLY=bulk,pgbench,startup,classic: some sections only (all by default).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
+    let mut rows = Vec::new();
+    let mut notes = vec![
         "pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says which way is better; \
          targets are issue 13's"
             .to_string(),
-        pg_note,
     ];
+    if wanted("bulk") {
+        rows.extend(bulk::rows(&lab, rounds, bulk_mib).await);
+    }
+    if wanted("pgbench") {
+        let (pg_rows, pg_note) = pgbench::rows(&lab, rounds, pgbench_seconds).await;
+        rows.extend(pg_rows);
+        notes.push(pg_note);
+    }
+    if wanted("startup") {
+        rows.extend(startup::rows(&lab, rounds).await);
+    }
+    if wanted("classic") {
+        rows.extend(classic::rows(&lab, rounds).await);
+    }
     println!();
     for h in &heading {
         println!("{h}");
