@@ -89,11 +89,15 @@ fn runtime_for(args: &Args) -> tokio::runtime::Builder {
         .ok()
         .and_then(|n| n.trim().parse::<usize>().ok())
         .filter(|&n| n > 0);
-    let one_chain = match &args.command {
-        None | Some(Command::Check { .. }) | Some(Command::Explain { .. }) => true,
-        Some(Command::Status { .. }) | Some(Command::List { .. }) => true,
-        _ => false,
-    };
+    let one_chain = matches!(
+        &args.command,
+        None | Some(
+            Command::Check { .. }
+                | Command::Explain { .. }
+                | Command::Status { .. }
+                | Command::List { .. }
+        )
+    );
     match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
