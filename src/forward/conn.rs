@@ -20,8 +20,11 @@ use super::supervisor::{ChainWatch, LiveChain, session_closed};
 use crate::pg::refuse::{self, Answered, SqlState};
 use crate::spec::Target;
 
-/// Bytes read from a local client per channel write.
+/// Bytes read from a local client per channel write, at most: 32 KiB, one SSH packet.
 const COPY_BUFFER: usize = 32 * 1024;
+/// A connection's read buffer to begin with; it grows to [`COPY_BUFFER`] once a read fills
+/// it, so idle and chatty connections hold 4 KiB and bulk ones read whole packets.
+const FIRST_BUFFER: usize = 4 * 1024;
 
 /// One accepted connection and what it needs.
 pub(super) struct Handler {
@@ -265,12 +268,13 @@ async fn pump(
         }
     };
     let up = async {
-        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut buf = vec![0u8; FIRST_BUFFER];
         loop {
             let n = tcp_read
                 .read(&mut buf)
                 .await
                 .map_err(|e| Finish::Failed(format!("reading from the client: {e}")))?;
+            let full = n == buf.len();
             if n == 0 {
                 let _ = tx.eof().await;
                 if ends.sent_eof() {
@@ -285,6 +289,9 @@ async fn pump(
                 .map_err(|e| Finish::Failed(format!("sending to the target: {e}")))?;
             Stats::add(&stats.bytes_up, n as u64);
             Stats::add(&bytes.up, n as u64);
+            if full && buf.len() < COPY_BUFFER {
+                buf.resize(COPY_BUFFER, 0);
+            }
         }
     };
     tokio::pin!(down, up);

@@ -341,6 +341,7 @@ async fn connect_hop(
         how: route.describe(),
     });
     let limit = connect_limit(hop.config.connect_timeout, opts.default_connect_timeout);
+    let nested = !matches!(route, Route::Tcp);
     // A TCP hop connects first, ConnectionAttempts times if need be, each connect within
     // the limit; the handshake then has what is left of it (ssh's `timeout_ms`).
     let (tcp, spent) = match route {
@@ -358,7 +359,7 @@ async fn connect_hop(
             None => route.open(hop).await?,
         };
         heard.connected();
-        handshake(hop, stream, opts, &clock, &heard).await
+        handshake(hop, stream, (opts, nested), &clock, &heard).await
     };
     let session = match limit {
         Some(limit) => clock
@@ -425,10 +426,12 @@ struct Unauthenticated {
     notes: Arc<HandlerNotes>,
 }
 
+/// The SSH handshake over `stream`; `nested`: the stream is not our own TCP connection (a
+/// channel of the previous hop, or a ProxyCommand), see [`client_config`].
 async fn handshake(
     hop: &Hop,
     stream: Box<dyn ByteStream>,
-    opts: &ConnectOptions,
+    (opts, nested): (&ConnectOptions, bool),
     clock: &PromptClock,
     heard: &Heard,
 ) -> Result<Unauthenticated, HopError> {
@@ -443,7 +446,7 @@ async fn handshake(
         host_certificate: false,
         windows: ChannelWindows::new(notes.rtt.clone()),
     };
-    let config = client_config(hop, opts, preferred)?;
+    let config = client_config(hop, opts, preferred, nested)?;
     let stream = Recording::new(stream, heard);
     let handle = client::connect_stream(Arc::new(config), stream, handler)
         .await
@@ -459,11 +462,17 @@ async fn handshake(
 }
 
 /// The russh client configuration for `hop`: its algorithm lists (host key algorithms from
-/// `host_keys`, the host key check's), keepalives.
+/// `host_keys`, the host key check's), keepalives. A `nested` session (over the previous
+/// hop's channel, or a ProxyCommand) answers the server's control packets with an
+/// SSH_MSG_IGNORE (`nudge_peer`, russh patch part H): the hop in between then acknowledges
+/// the server's TCP segment at once, and sshd's Nagle does not hold its next small packet
+/// (a channel's confirmation after the previous one's CLOSE) for ~40 ms. Our own TCP
+/// socket acknowledges at once anyway ([`QuickAck`]).
 fn client_config(
     hop: &Hop,
     opts: &ConnectOptions,
     host_keys: russh::Preferred,
+    nested: bool,
 ) -> Result<client::Config, HopError> {
     let preferred = russh::Preferred {
         key: host_keys.key,
@@ -477,6 +486,7 @@ fn client_config(
         ),
         keepalive_max: hop.config.server_alive_count_max as usize,
         nodelay: true,
+        nudge_peer: nested,
         preferred,
         limits: rekey_limits(hop.config.rekey_limit),
         ..Default::default()
@@ -732,7 +742,7 @@ mod tests {
             default_keepalive: default,
             ..ConnectOptions::default()
         };
-        let c = client_config(&fixture::hop(config), &opts, Default::default()).unwrap();
+        let c = client_config(&fixture::hop(config), &opts, Default::default(), false).unwrap();
         (c.keepalive_interval, c.keepalive_max)
     }
 
@@ -757,7 +767,7 @@ mod tests {
         )
         .unwrap();
         let opts = ConnectOptions::default();
-        let c = client_config(&chain.hops[0], &opts, russh::Preferred::default()).unwrap();
+        let c = client_config(&chain.hops[0], &opts, russh::Preferred::default(), false).unwrap();
         let ciphers: Vec<&str> = c.preferred.cipher.iter().map(|n| n.as_ref()).collect();
         assert_eq!(ciphers, ["aes256-ctr", "aes128-cbc"]);
         assert!(
@@ -772,7 +782,7 @@ mod tests {
                 .iter()
                 .all(|k| !k.as_ref().starts_with("mlkem"))
         );
-        match client_config(&chain.hops[1], &opts, russh::Preferred::default()) {
+        match client_config(&chain.hops[1], &opts, russh::Preferred::default(), false) {
             Err(HopError::NoImplementedAlgorithm { keyword, wanted }) => {
                 assert_eq!(keyword, "MACs");
                 assert_eq!(wanted, "umac-64@openssh.com,umac-128-etm@openssh.com");
