@@ -40,6 +40,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Keepalive interval when the config sets no ServerAliveInterval.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+/// A nested session sends an SSH_MSG_IGNORE when this long passes after a server's packet
+/// without one of ours ([`client_config`]): far below the ~40 ms delayed ACK it stands in
+/// for, above the time a request/response peer takes to answer.
+const NUDGE_AFTER: Duration = Duration::from_millis(1);
 
 /// Where to find ssh-agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,11 +467,11 @@ async fn handshake(
 
 /// The russh client configuration for `hop`: its algorithm lists (host key algorithms from
 /// `host_keys`, the host key check's), keepalives. A `nested` session (over the previous
-/// hop's channel, or a ProxyCommand) answers the server's control packets with an
-/// SSH_MSG_IGNORE (`nudge_peer`, russh patch part H): the hop in between then acknowledges
-/// the server's TCP segment at once, and sshd's Nagle does not hold its next small packet
-/// (a channel's confirmation after the previous one's CLOSE) for ~40 ms. Our own TCP
-/// socket acknowledges at once anyway ([`QuickAck`]).
+/// hop's channel, or a ProxyCommand) sends an SSH_MSG_IGNORE when a server's packet is not
+/// followed by one of ours within [`NUDGE_AFTER`] (`nudge_peer`, russh patch part H): the hop
+/// in between then acknowledges the server's TCP segment at once, and sshd's Nagle does not
+/// hold its next small packet (EOF after data, a channel's confirmation after the previous
+/// one's CLOSE) for ~40 ms. Our own TCP socket acknowledges at once anyway ([`QuickAck`]).
 fn client_config(
     hop: &Hop,
     opts: &ConnectOptions,
@@ -486,7 +490,7 @@ fn client_config(
         ),
         keepalive_max: hop.config.server_alive_count_max as usize,
         nodelay: true,
-        nudge_peer: nested,
+        nudge_peer: nested.then_some(NUDGE_AFTER),
         preferred,
         limits: rekey_limits(hop.config.rekey_limit),
         ..Default::default()

@@ -406,6 +406,11 @@ impl Debug for PacketWriter {
 }
 
 impl PacketWriter {
+    /// Patch, part H: how many packets were written so far (the outgoing sequence number).
+    pub(crate) fn sent(&self) -> Wrapping<u32> {
+        self.write_buffer.seqn
+    }
+
     // SSH packet prefix = packet_length (cipher::PACKET_LENGTH_LEN bytes)
     // + padding_length (1 byte).
     const PACKET_PREFIX_LEN: usize = cipher::PACKET_LENGTH_LEN + 1;

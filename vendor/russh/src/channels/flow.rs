@@ -36,20 +36,6 @@ const SMALL_PACKET: usize = 1024;
 /// Coalesced runs of small packets are cut at this size.
 const COALESCED_MAX: usize = 32 * 1024;
 
-/// At most this many bytes consumed since the last WINDOW_ADJUST, all of them (patch, part
-/// G): adjust at once rather than wait for OpenSSH's thresholds. Bulk reads (whole 32 KiB
-/// packets) stay under the usual rule.
-const PROMPT_ADJUST: u32 = 4096;
-
-/// Why a WINDOW_ADJUST is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Due {
-    /// OpenSSH's thresholds (`channel_check_window`).
-    Threshold,
-    /// A small read that the reader has caught up with (part G).
-    Prompt,
-}
-
 /// Flow state shared by the session ([`ChannelRef`]) and the reader ([`super::ChannelReadHalf`]).
 #[derive(Debug, Default)]
 pub(crate) struct ChannelFlow {
@@ -79,7 +65,7 @@ impl ChannelFlow {
         if bytes > 0 {
             self.consumed.fetch_add(bytes as u64, SeqCst);
         }
-        if self.backlog.load(SeqCst) || (bytes > 0 && self.due(self.window.load(SeqCst)).is_some()) {
+        if self.backlog.load(SeqCst) || (bytes > 0 && self.due(self.window.load(SeqCst))) {
             self.wake();
         }
     }
@@ -137,24 +123,12 @@ impl ChannelFlow {
 
     /// OpenSSH's `channel_check_window`: a WINDOW_ADJUST is due when something was consumed
     /// and the peer's window is below half the target, or more than three packets short of it.
-    /// Also (patch, part G) when the reader has consumed everything received and that was
-    /// little ([`PROMPT_ADJUST`] at most since the last adjustment): the small reads of
-    /// request/response traffic are acknowledged at once, which costs one small packet each
-    /// and lets the packet that carries it also carry the TCP acknowledgements that a Nagle
-    /// sender on the path (sshd on its client socket) waits for.
-    fn due(&self, window: u32) -> Option<Due> {
+    fn due(&self, window: u32) -> bool {
         let target = self.target.load(SeqCst);
         let short = target.saturating_sub(window);
         let max_packet = self.max_packet.load(SeqCst);
-        if self.owed(window, target) == 0 {
-            None
-        } else if short > max_packet.saturating_mul(3) || window < target / 2 {
-            Some(Due::Threshold)
-        } else if self.buffered() == 0 && short <= PROMPT_ADJUST {
-            Some(Due::Prompt)
-        } else {
-            None
-        }
+        self.owed(window, target) > 0
+            && (short > max_packet.saturating_mul(3) || window < target / 2)
     }
 }
 
@@ -374,7 +348,7 @@ pub(crate) fn receive(
 
 /// Session side: refills the channel's queue from its backlog and sends a WINDOW_ADJUST if one
 /// is due. `adjust_window` is the handler's hook: it gets the current target window and what
-/// the channel holds unread (called only when OpenSSH's thresholds make the adjustment due), and
+/// the channel holds unread, and
 /// returns the next one (0 keeps it). This makes `client::Handler::adjust_window` take effect
 /// (#770), per channel.
 pub(crate) fn check(
@@ -392,20 +366,15 @@ pub(crate) fn check(
         return Ok(());
     }
     let window = params.sender_window_size;
-    let Some(why) = chan.flow.due(window) else {
+    if !chan.flow.due(window) {
         return Ok(());
-    };
-    // The hook decides on OpenSSH's adjustments; a prompt one (part G) keeps the target.
+    }
+    // Patch, part G: the hook also learns what the reader has left unread.
     let current = chan.flow.target.load(SeqCst);
-    let target = match why {
-        Due::Threshold => {
-            let buffered = u32::try_from(chan.flow.buffered()).unwrap_or(u32::MAX);
-            match adjust_window(current, buffered) {
-                0 => current,
-                target => target,
-            }
-        }
-        Due::Prompt => current,
+    let buffered = u32::try_from(chan.flow.buffered()).unwrap_or(u32::MAX);
+    let target = match adjust_window(current, buffered) {
+        0 => current,
+        target => target,
     };
     chan.flow.target.store(target, SeqCst);
     let grant = chan.flow.owed(window, target);

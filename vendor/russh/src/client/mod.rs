@@ -1434,6 +1434,11 @@ impl Session {
         // Flow control (patch): writes run alongside the loop, which goes on reading.
         let mut output = Output::new(stream_write);
 
+        // Patch, part H (`Config::nudge_peer`): when to send an IGNORE if nothing else goes
+        // out first, and how many packets had gone out.
+        let mut nudge_at: Option<tokio::time::Instant> = None;
+        let mut sent = self.common.packet_writer.sent();
+
         #[allow(clippy::panic)] // false positive in select! macro
         while !self.common.disconnected {
             self.common.received_data = false;
@@ -1449,6 +1454,11 @@ impl Session {
             let rekey_timer =
                 crate::future_or_pending(self.rekey_time_remaining(), tokio::time::sleep);
             pin!(rekey_timer);
+            let nudge_timer = crate::future_or_pending(nudge_at, tokio::time::sleep_until);
+            pin!(nudge_timer);
+            // Patch, part H: a control or small packet came in (answered at once, see
+            // `NUDGE_AT_ONCE`).
+            let mut control_received = false;
             tokio::select! {
                 r = &mut reading => {
                     let (stream_read, mut buffer, mut opening_cipher) = match r {
@@ -1470,6 +1480,8 @@ impl Session {
                             result = self.process_disconnect(&pkt).map_err(H::Error::from);
                         } else {
                             self.common.received_data = true;
+                            control_received = NUDGE_AT_ONCE.contains(&pkt.buffer[0])
+                                || pkt.buffer.len() <= NUDGE_SMALL;
                             let kex_was_active = self.kex.active();
                             reply(self, handler, kex_done_signal, &mut pkt).await?;
                             buffer.seqn = pkt.seqn; // TODO reply changes seqn internall, find cleaner way
@@ -1494,6 +1506,10 @@ impl Session {
                 () = &mut rekey_timer => {
                     // The flush after the select sees the elapsed limit.
                     debug!("rekey time limit reached");
+                }
+                () = &mut nudge_timer => {
+                    nudge_at = None;
+                    self.nudge_peer()?;
                 }
                 () = &mut keepalive_timer => {
                     keepalive_elapsed = true;
@@ -1568,6 +1584,25 @@ impl Session {
             };
 
             self.flush()?;
+            // Patch, part H: a packet of ours went out (the server's segment is acknowledged
+            // with it), or one of the server's came in and awaits an answer.
+            if self.common.packet_writer.sent() != sent {
+                sent = self.common.packet_writer.sent();
+                nudge_at = None;
+            } else if self.common.received_data && self.common.config.nudge_peer.is_some() {
+                if control_received {
+                    self.nudge_peer()?;
+                    self.flush()?;
+                    sent = self.common.packet_writer.sent();
+                    nudge_at = None;
+                } else if nudge_at.is_none() {
+                    nudge_at = self
+                        .common
+                        .config
+                        .nudge_peer
+                        .map(|d| tokio::time::Instant::now() + d);
+                }
+            }
             // Flow control (patch): write in the background instead of waiting here.
             output.start(&mut self.common.packet_writer);
 
@@ -2024,9 +2059,13 @@ impl Session {
     }
 }
 
-/// The server's packets that `Config::nudge_peer` answers with an SSH_MSG_IGNORE (patch,
-/// part H): control packets after which we may have nothing to send.
-const NUDGE_AFTER: [u8; 10] = [
+/// Patch, part H (`Config::nudge_peer`): the server's control packets, and packets of at most
+/// [`NUDGE_SMALL`] bytes, after which the server often sends another small one (a channel's
+/// EOF then CLOSE, the next channel's confirmation, the rest of an answer written in two
+/// pieces) while we have nothing to say: answered at once rather than after the delay. Bulk
+/// data waits the delay, within which its window adjustments usually go out anyway.
+const NUDGE_SMALL: usize = 1024;
+const NUDGE_AT_ONCE: [u8; 10] = [
     msg::DEBUG,
     msg::GLOBAL_REQUEST,
     msg::REQUEST_SUCCESS,
@@ -2047,11 +2086,6 @@ async fn reply<H: Handler>(
     >,
     pkt: &mut IncomingSshPacket,
 ) -> Result<(), H::Error> {
-    // Patch, part H: see `Config::nudge_peer`.
-    if session.common.config.nudge_peer && pkt.buffer.first().is_some_and(|t| NUDGE_AFTER.contains(t))
-    {
-        session.nudge_peer()?;
-    }
     if let Some(message_type) = pkt.buffer.first() {
         debug!(
             "< msg type {message_type:?}, seqn {:?}, len {}",
@@ -2855,14 +2889,15 @@ pub struct Config {
     pub gex: GexParams,
     /// If active, invoke `set_nodelay(true)` on the ssh socket; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
-    /// (Patch, part H:) answer every control packet from the server that needs no answer
-    /// (channel open confirmation or failure, EOF, CLOSE, request replies, global requests,
-    /// DEBUG) with an SSH_MSG_IGNORE. For a session carried by another one's channel: the
+    /// (Patch, part H:) when a packet from the server is not followed by one of ours within
+    /// this time (at once for control packets: channel confirmation, EOF, CLOSE, request
+    /// replies, DEBUG; and for packets of at most 1 KiB), send an SSH_MSG_IGNORE. For a session carried by another one's channel: the
     /// packet that carries it makes the hop in between write to the server's socket, which
     /// acknowledges the server's last segment at once, where a server that leaves Nagle on
     /// (sshd, for its client socket) would hold its next small packet for that hop's delayed
-    /// ACK (~40 ms). Off by default.
-    pub nudge_peer: bool,
+    /// ACK (~40 ms). Traffic that answers within the time sends nothing more. `None` (the
+    /// default): never.
+    pub nudge_peer: Option<std::time::Duration>,
 }
 
 impl Default for Config {
@@ -2885,7 +2920,7 @@ impl Default for Config {
             anonymous: false,
             gex: Default::default(),
             nodelay: false,
-            nudge_peer: false,
+            nudge_peer: None,
         }
     }
 }
@@ -3292,11 +3327,10 @@ pub trait Handler: Sized + Send {
         window
     }
 
-    /// (Flow control patch, part G:) what the session calls before a window adjustment
-    /// that OpenSSH's thresholds make due: [`Handler::adjust_window`] with one more fact,
-    /// `buffered`, the bytes the channel holds that its reader has not consumed yet (0: it
-    /// has caught up, so the window and not the reader sets the pace). Not called for the
-    /// prompt adjustments after small reads. The default calls `adjust_window`.
+    /// (Flow control patch, part G:) what the session calls before each window adjustment:
+    /// [`Handler::adjust_window`] with one more fact, `buffered`, the bytes the channel
+    /// holds that its reader has not consumed yet (0: it has caught up, so the window and
+    /// not the reader sets the pace). The default calls `adjust_window`.
     #[allow(unused_variables)]
     fn adjust_window_held(&mut self, channel: ChannelId, window: u32, buffered: u32) -> u32 {
         self.adjust_window(channel, window)
