@@ -177,7 +177,8 @@ impl TestPg {
         let path = self.cluster.bindir().join(name);
         assert!(
             path.is_file(),
-            "{} is missing: install postgresql-client (scripts/test does)",
+            "{} is missing: install postgresql-client and postgresql (pgbench is in the server \
+             package on Debian; scripts/test installs both)",
             path.display()
         );
         let mut cmd = Command::new(path);
