@@ -10,49 +10,65 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::sshd::{Sshd, SshdOptions, login_user};
+use support::sshd::{Sshd, login_user};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Every window adjustment `sshd` received, in bytes, from its log.
-fn adjusts(sshd: &Sshd) -> Vec<u64> {
-    sshd.log()
-        .lines()
-        .filter_map(|l| l.split("rcvd adjust ").nth(1))
-        .filter_map(|n| n.trim().parse().ok())
-        .collect()
-}
 
 /// How many SSH_MSG_IGNORE `sshd` received (`LogLevel DEBUG3`).
 fn ignores(sshd: &Sshd) -> usize {
     sshd.log().matches("Received SSH2_MSG_IGNORE").count()
 }
 
-fn sshd(ip: &str, permit: (String, u16), home: &Home) -> Sshd {
-    Sshd::start_with(
-        SshdOptions {
-            ip: ip.parse().expect("ip"),
-            authorized: vec![home.public()],
-            permit_open: vec![permit],
-            extra: "",
-        },
-        "LogLevel DEBUG3",
-        &[],
-    )
-}
-
 /// `shell` on 127.0.0.1, then `db` on 127.0.0.2, which may reach `echo`.
 fn two_hops(home: &Home, echo: &Echo) -> (Sshd, Sshd) {
-    let db = sshd("127.0.0.2", ("127.0.0.3".into(), echo.addr.port()), home);
+    let db = Sshd::logging(
+        home,
+        "127.0.0.2",
+        ("127.0.0.3".into(), echo.addr.port()),
+        "DEBUG3",
+    );
     home.trust_addr(db.addr, &db.host_key);
-    let shell = sshd("127.0.0.1", ("127.0.0.2".into(), db.addr.port()), home);
+    let shell = Sshd::logging(
+        home,
+        "127.0.0.1",
+        ("127.0.0.2".into(), db.addr.port()),
+        "DEBUG3",
+    );
     home.trust_addr(shell.addr, &shell.host_key);
     let user = login_user();
     let mut config = home.block("shell", shell.addr, &user, "  BatchMode yes\n");
     config.push_str(&home.block("db", db.addr, &user, "  BatchMode yes\n"));
     home.write_config(&config);
     (shell, db)
+}
+
+/// A tunnel through [`two_hops`] to an echo.
+struct Lab {
+    _home: Home,
+    _echo: Echo,
+    shell: Sshd,
+    db: Sshd,
+    running: Running,
+}
+
+impl Lab {
+    async fn start() -> Lab {
+        let home = Home::new();
+        let echo = Echo::start_on("127.0.0.3:0").await;
+        let (shell, db) = two_hops(&home, &echo);
+        let chain = home
+            .chain(Some("shell,db"), &echo.addr.to_string())
+            .expect("chain");
+        let running = Running::start(&chain).await.expect("tunnel up");
+        Lab {
+            _home: home,
+            _echo: echo,
+            shell,
+            db,
+            running,
+        }
+    }
 }
 
 /// Waits (bounded) until `done` holds.
@@ -65,13 +81,14 @@ async fn eventually(done: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_answer_we_do_not_follow_up_is_acknowledged() {
-    let home = Home::new();
-    let echo = Echo::start_on("127.0.0.3:0").await;
-    let (shell, db) = two_hops(&home, &echo);
-    let chain = home
-        .chain(Some("shell,db"), &echo.addr.to_string())
-        .expect("chain");
-    let running = Running::start(&chain).await.expect("tunnel up");
+    // Every field bound: the home and the echo live as long as the test.
+    let Lab {
+        _home,
+        _echo,
+        shell,
+        db,
+        running,
+    } = Lab::start().await;
     let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
     tcp.set_nodelay(true).expect("nodelay");
     // Wait for the connection's own packets to settle, then: 100 bytes out, 100 back, and
@@ -94,9 +111,9 @@ async fn an_answer_we_do_not_follow_up_is_acknowledged() {
         ignores(&db)
     );
     assert!(
-        adjusts(&db).iter().all(|&n| n > 4096),
+        db.window_adjusts().iter().all(|&n| n > 4096),
         "no small window adjustments: {:?}",
-        adjusts(&db)
+        db.window_adjusts()
     );
     assert_eq!(ignores(&shell), 0, "IGNOREs at hop 1");
     drop(tcp);
@@ -113,13 +130,14 @@ async fn echo_byte(tcp: &mut TcpStream, b: u8) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_inner_servers_control_packets_are_answered() {
-    let home = Home::new();
-    let echo = Echo::start_on("127.0.0.3:0").await;
-    let (shell, db) = two_hops(&home, &echo);
-    let chain = home
-        .chain(Some("shell,db"), &echo.addr.to_string())
-        .expect("chain");
-    let running = Running::start(&chain).await.expect("tunnel up");
+    // Every field bound: the home and the echo live as long as the test.
+    let Lab {
+        _home,
+        _echo,
+        shell,
+        db,
+        running,
+    } = Lab::start().await;
     let before = ignores(&db);
     // Three connections, one after the other: the inner sshd's CLOSE, after which we have
     // nothing to send, is answered each time.

@@ -10,7 +10,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::sshd::{Sshd, SshdOptions, login_user};
+use support::sshd::{Sshd, login_user};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -68,28 +68,6 @@ async fn delayed(
     let _ = to.shutdown().await;
 }
 
-/// Every window adjustment `sshd` received, in bytes, from its log.
-fn adjusts(sshd: &Sshd) -> Vec<u64> {
-    sshd.log()
-        .lines()
-        .filter_map(|l| l.split("rcvd adjust ").nth(1))
-        .filter_map(|n| n.trim().parse().ok())
-        .collect()
-}
-
-fn sshd(ip: &str, permit: (String, u16), home: &Home) -> Sshd {
-    Sshd::start_with(
-        SshdOptions {
-            ip: ip.parse().expect("ip"),
-            authorized: vec![home.public()],
-            permit_open: vec![permit],
-            extra: "",
-        },
-        "LogLevel DEBUG2",
-        &[],
-    )
-}
-
 /// Through `shell` (at `shell_addr`, direct or through the relay) then `db`: 24 MiB each
 /// way; the largest adjustment each sshd received meanwhile.
 async fn largest_grants(
@@ -103,7 +81,7 @@ async fn largest_grants(
     let mut config = home.block("shell", shell_addr, &user, "  BatchMode yes\n");
     config.push_str(&home.block("db", db.addr, &user, "  BatchMode yes\n"));
     home.write_config(&config);
-    let (shell_before, db_before) = (adjusts(shell).len(), adjusts(db).len());
+    let (shell_before, db_before) = (shell.window_adjusts().len(), db.window_adjusts().len());
     let chain = home.chain(Some("shell,db"), target).expect("chain");
     assert_eq!(chain.hops.len(), 2);
     let running = Running::start(&chain).await.expect("tunnel up");
@@ -111,8 +89,8 @@ async fn largest_grants(
     running.stop().await;
     let max_after = |all: Vec<u64>, from: usize| all[from..].iter().copied().max().unwrap_or(0);
     (
-        max_after(adjusts(shell), shell_before),
-        max_after(adjusts(db), db_before),
+        max_after(shell.window_adjusts(), shell_before),
+        max_after(db.window_adjusts(), db_before),
     )
 }
 
@@ -120,9 +98,19 @@ async fn largest_grants(
 async fn windows_grow_on_a_slow_path_and_stay_on_a_fast_one() {
     let home = Home::new();
     let echo = Echo::start_on("127.0.0.3:0").await;
-    let db = sshd("127.0.0.2", ("127.0.0.3".into(), echo.addr.port()), &home);
+    let db = Sshd::logging(
+        &home,
+        "127.0.0.2",
+        ("127.0.0.3".into(), echo.addr.port()),
+        "DEBUG2",
+    );
     home.trust_addr(db.addr, &db.host_key);
-    let shell = sshd("127.0.0.1", ("127.0.0.2".into(), db.addr.port()), &home);
+    let shell = Sshd::logging(
+        &home,
+        "127.0.0.1",
+        ("127.0.0.2".into(), db.addr.port()),
+        "DEBUG2",
+    );
 
     // Loopback: 2 MiB windows, never more.
     let target = echo.addr.to_string();

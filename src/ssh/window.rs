@@ -93,10 +93,11 @@ pub(crate) struct PathRtt(AtomicU64);
 impl PathRtt {
     pub(crate) fn record(&self, rtt: Duration) {
         let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
-        self.0.fetch_min(us, Ordering::AcqRel);
         let _ = self
             .0
-            .compare_exchange(0, us, Ordering::AcqRel, Ordering::Acquire);
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                Some(if old == 0 { us } else { old.min(us) })
+            });
     }
 
     pub(crate) fn get(&self) -> Option<Duration> {

@@ -163,6 +163,31 @@ impl Sshd {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// An sshd on `ip` accepting `home`'s key, permitting `permit` only, at `log_level`
+    /// (`DEBUG2` logs the window adjustments it receives, `DEBUG3` the IGNOREs too).
+    pub fn logging(home: &super::Home, ip: &str, permit: (String, u16), log_level: &str) -> Sshd {
+        Sshd::start_with(
+            SshdOptions {
+                ip: ip.parse().expect("ip"),
+                authorized: vec![home.public()],
+                permit_open: vec![permit],
+                extra: "",
+            },
+            &format!("LogLevel {log_level}"),
+            &[],
+        )
+    }
+
+    /// Every window adjustment received, in bytes, from the log (`LogLevel DEBUG2`:
+    /// `channel N: rcvd adjust BYTES`).
+    pub fn window_adjusts(&self) -> Vec<u64> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split("rcvd adjust ").nth(1))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    }
+
     /// The listening sshd's process id (its per-connection processes are its children).
     pub fn pid(&self) -> u32 {
         self.child.id()
