@@ -218,6 +218,18 @@ where
         .collect()
 }
 
+/// How many separate trees of sessions `plans` make (pure): plans whose first hops are the
+/// same session (same host, port, user, host key name and ProxyCommand) share it, and all their traffic
+/// goes through that one session. The binary runs one tree on one thread (issue 13).
+pub fn session_trees(plans: &[TunnelPlan]) -> usize {
+    let firsts: std::collections::HashSet<_> = plans
+        .iter()
+        .filter_map(|p| p.chain.hops.first())
+        .map(crate::ssh::pool::HopIdentity::of)
+        .collect();
+    firsts.len().max(1)
+}
+
 /// ssh's form, `pgtunnel [-J JUMPS] [-L FORWARD...] DESTINATION`: the tunnels for the
 /// command line's `forwards` and the destination's `LocalForward` lines, combined as ssh
 /// combines them ([`HostConfig::effective_local_forwards`]); the destination's
@@ -519,6 +531,32 @@ mod tests {
             crate::config::SshConfig::parse_str(text, std::path::Path::new("/cfg"), &env.home)
                 .unwrap();
         move |q| config.resolve(q, &env)
+    }
+
+    /// Tunnels through the same bastion are one tree of sessions; another bastion (or the
+    /// same host as another user) is another.
+    #[test]
+    fn tunnels_through_one_bastion_are_one_tree_of_sessions() {
+        let trees = |toml: &str| {
+            let file = crate::tunnels::parse(
+                std::path::Path::new("/t.toml"),
+                toml,
+                std::path::Path::new("/home/me"),
+            )
+            .unwrap();
+            let defs = file.select(&[]).unwrap();
+            let config = "Host b\n  HostName 10.0.0.1\nHost c\n  HostName 10.0.0.2\n";
+            session_trees(&named_tunnels(&defs, resolver(config)).unwrap())
+        };
+        let one = "[tunnel.a]\nvia = \"b\"\ntarget = \"db:5432\"\n\
+                   [tunnel.d]\nvia = \"b,c\"\ntarget = \"cache:6379\"\n";
+        assert_eq!(trees(one), 1);
+        let two = "[tunnel.a]\nvia = \"b\"\ntarget = \"db:5432\"\n\
+                   [tunnel.d]\nvia = \"c\"\ntarget = \"cache:6379\"\n";
+        assert_eq!(trees(two), 2);
+        let other_user = "[tunnel.a]\nvia = \"b\"\ntarget = \"db:5432\"\n\
+                          [tunnel.d]\nvia = \"eve@b\"\ntarget = \"cache:6379\"\n";
+        assert_eq!(trees(other_user), 2);
     }
 
     /// Each tunnel of a tunnels file becomes a plan with its own options, strict.

@@ -3,6 +3,9 @@
 //! here is a russh server that answers a channel's data with an echo and EOF and then never
 //! closes on its own: it only reports whether a CLOSE came. The server's answering CLOSE
 //! must then end the connection (vendor/russh/PATCH.md, part F).
+//!
+//! The same server reports the sizes of the data messages it got: a connection's data goes
+//! out in messages of up to 32 KiB, one per read, from a read buffer that starts at 4 KiB.
 
 mod support;
 
@@ -32,6 +35,8 @@ enum Seen {
 
 struct EchoThenEof {
     seen: mpsc::UnboundedSender<Seen>,
+    /// The sizes of a channel's data messages, in order, sent at its EOF.
+    sizes: mpsc::UnboundedSender<Vec<usize>>,
 }
 
 impl server::Handler for EchoThenEof {
@@ -64,19 +69,34 @@ impl server::Handler for EchoThenEof {
         _: &mut Session,
     ) -> Result<(), Self::Error> {
         reply.accept().await;
-        tokio::spawn(echo_then_wait(channel, self.seen.clone()));
+        tokio::spawn(echo_then_wait(
+            channel,
+            self.seen.clone(),
+            self.sizes.clone(),
+        ));
         Ok(())
     }
 }
 
 /// Collects the client's data up to its EOF, sends it back with EOF, and reports what
 /// comes next.
-async fn echo_then_wait(mut channel: Channel<Msg>, seen: mpsc::UnboundedSender<Seen>) {
+async fn echo_then_wait(
+    mut channel: Channel<Msg>,
+    seen: mpsc::UnboundedSender<Seen>,
+    sizes: mpsc::UnboundedSender<Vec<usize>>,
+) {
     let mut got = Vec::new();
+    let mut messages = Vec::new();
     loop {
         match channel.wait().await {
-            Some(ChannelMsg::Data { data }) => got.extend_from_slice(&data),
-            Some(ChannelMsg::Eof) => break,
+            Some(ChannelMsg::Data { data }) => {
+                messages.push(data.len());
+                got.extend_from_slice(&data)
+            }
+            Some(ChannelMsg::Eof) => {
+                let _ = sizes.send(messages);
+                break;
+            }
             None => {
                 let _ = seen.send(Seen::Gone);
                 return;
@@ -104,7 +124,13 @@ async fn echo_then_wait(mut channel: Channel<Msg>, seen: mpsc::UnboundedSender<S
 }
 
 /// Starts the server on 127.0.0.1; its host key is trusted in `home`.
-async fn start_server(home: &Home) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+async fn start_server(
+    home: &Home,
+) -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<Seen>,
+    mpsc::UnboundedReceiver<Vec<usize>>,
+) {
     let key = pgtunnel::demo::bastion::generate_key().expect("host key");
     let public: PublicKey = key.public_key().clone();
     let config = Arc::new(server::Config {
@@ -118,9 +144,13 @@ async fn start_server(home: &Home) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>
     let addr = listener.local_addr().expect("addr");
     home.trust(addr.port(), &public);
     let (tx, rx) = mpsc::unbounded_channel();
+    let (sizes_tx, sizes_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let handler = EchoThenEof { seen: tx.clone() };
+            let handler = EchoThenEof {
+                seen: tx.clone(),
+                sizes: sizes_tx.clone(),
+            };
             let config = config.clone();
             tokio::spawn(async move {
                 if let Ok(running) = server::run_stream(config, tcp, handler).await {
@@ -129,13 +159,13 @@ async fn start_server(home: &Home) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>
             });
         }
     });
-    (addr, rx)
+    (addr, rx, sizes_rx)
 }
 
 #[tokio::test]
 async fn close_follows_the_second_eof() {
     let home = Home::new();
-    let (server, mut seen) = start_server(&home).await;
+    let (server, mut seen, _sizes) = start_server(&home).await;
     home.write_config(&home.host_block("hop", server.port(), ""));
     // The server answers itself; the target address is never dialled.
     let chain = home.chain(Some("hop"), "127.0.0.1:9").expect("chain");
@@ -167,4 +197,40 @@ async fn close_follows_the_second_eof() {
         } => {}
         other => panic!("connections left open after both CLOSEs: {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn client_data_goes_in_32_kib_messages_from_a_4_kib_start() {
+    let home = Home::new();
+    let (server, _seen, mut sizes) = start_server(&home).await;
+    home.write_config(&home.host_block("hop", server.port(), ""));
+    let chain = home.chain(Some("hop"), "127.0.0.1:9").expect("chain");
+    let running = Running::start(&chain).await.expect("tunnel up");
+
+    let sent: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+    let (mut read, mut write) = tcp.split();
+    let send = async {
+        write.write_all(&sent).await.expect("write");
+        write.shutdown().await.expect("half-close");
+    };
+    let mut back = Vec::new();
+    let receive = tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut back));
+    let ((), received) = tokio::join!(send, receive);
+    received.expect("the echo arrives").expect("read");
+    assert!(back == sent, "the echo is intact");
+    let sizes = tokio::time::timeout(Duration::from_secs(10), sizes.recv())
+        .await
+        .expect("the server got EOF")
+        .expect("server running");
+    assert_eq!(sizes.iter().sum::<usize>(), sent.len());
+    // The first read fills a 4 KiB buffer: an idle or chatty connection holds no more.
+    assert!(sizes[0] <= 4096, "first message {} bytes", sizes[0]);
+    // Then the buffer is 32 KiB (one SSH packet's payload), one message per read, none cut
+    // into 8 KiB pieces.
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    assert_eq!(max, 32 * 1024, "{sizes:?}");
+    let big = sizes.iter().filter(|&&n| n > 8 * 1024).count();
+    assert!(big * 2 > sizes.len(), "mostly whole packets: {sizes:?}");
+    running.stop().await;
 }

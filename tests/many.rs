@@ -814,7 +814,8 @@ fn pool_workers(pid: i32) -> usize {
 async fn one_chain_runs_on_one_thread_several_on_a_pool() {
     // Issue 13: one chain's work on one thread (no work-stealing pool), where one chain does
     // all the work: the TARGET form, and ssh's form (every forward through the destination's
-    // chain). `up` runs several chains at once: a pool.
+    // chain); and `up` whose tunnels all go through one first hop's session. `up` with
+    // tunnels behind two first hops runs them at once: a pool.
     let t = three().await;
     let target = t.echoes[0].addr.to_string();
     let p = start(&t.home, &["--via", "db.foo.com", &target], 1).await;
@@ -832,5 +833,41 @@ async fn one_chain_runs_on_one_thread_several_on_a_pool() {
     let file = tunnels_file(&t, &ports);
     let file = file.to_str().expect("utf-8");
     let p = Pgtunnel::start_many(t.home.dir.path(), &["up", "-f", file], &[], 3).await;
-    assert!(pool_workers(p.pid()) >= 1, "up: a pool");
+    assert_eq!(
+        pool_workers(p.pid()),
+        0,
+        "up, every tunnel behind shell.foo.com"
+    );
+    drop(p);
+    // The inner sshd reached directly: a second first hop.
+    let user = login_user();
+    let mut config = std::fs::read_to_string(&t.home.config).expect("config");
+    config.push_str(&t.home.block("db-direct", t.db.addr, &user, ""));
+    t.home.write_config(&config);
+    let port = free_port();
+    let path = t.home.dir.path().join("two.toml");
+    let text = format!(
+        "ssh_config = \"{config}\"\n\
+         [tunnel.a]\nvia = \"shell.foo.com\"\ntarget = \"127.0.0.1:{near}\"\nlisten = {p0}\n\
+         pg = false\n\n\
+         [tunnel.b]\nvia = \"db-direct\"\ntarget = \"127.0.0.3:{e}\"\nlisten = {p1}\npg = false\n",
+        config = t.home.config.display(),
+        near = t.near.addr.port(),
+        e = t.echoes[0].addr.port(),
+        p0 = ports[0],
+        p1 = port,
+    );
+    std::fs::write(&path, text).expect("write tunnels file");
+    let p = Pgtunnel::start_many(
+        t.home.dir.path(),
+        &["up", "-f", path.to_str().expect("utf-8")],
+        &[],
+        2,
+    )
+    .await;
+    echo_round_trip(([127, 0, 0, 1], port).into(), 1 << 16, 1).await;
+    assert!(
+        pool_workers(p.pid()) >= 1,
+        "up behind two first hops: a pool"
+    );
 }

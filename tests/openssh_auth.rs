@@ -1174,15 +1174,12 @@ async fn a_key_tried_first_goes_without_the_none_request() {
     let s = Sshd::start_with(opts, "LogLevel DEBUG1", &[]);
     c.trust(&s);
 
-    // The key is the first thing pgtunnel would try: it is asked for at once.
+    // The key is the first thing pgtunnel would try: it is asked for at once (and, as the
+    // only key, signed at once: see the_only_key_is_signed_without_a_query).
     c.configure_key(s.addr, &key);
     let r = Recorder::new();
     c.connect(&echo, &r.options(None)).await.expect("connects");
-    assert_eq!(
-        auth_requests(&s),
-        ["publickey", "publickey"],
-        "query, then signed"
-    );
+    assert_eq!(auth_requests(&s), ["publickey"], "one signed request");
 
     // A refused key still learns what the server accepts, from the refusal.
     c.configure_key(s.addr, &other);
@@ -1211,4 +1208,70 @@ async fn a_key_tried_first_goes_without_the_none_request() {
         "{e}"
     );
     assert_eq!(auth_requests(&s).last().map(String::as_str), Some("none"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_key_is_signed_without_a_query() {
+    let c = Case::new();
+    let echo = Echo::start().await;
+    let key = c.keygen("id_ed25519", "ed25519", "");
+    let other = c.keygen("id_other", "ed25519", "");
+    let locked = c.keygen("id_locked", "ecdsa", PASSPHRASE);
+    let opts = SshdOptions {
+        ip: "127.0.0.1".parse().expect("ip"),
+        authorized: vec![public_of(&key), public_of(&locked)],
+        permit_open: vec![("127.0.0.1".into(), echo.addr.port())],
+        extra: "",
+    };
+    let s = Sshd::start_with(opts, "LogLevel DEBUG2", &[]);
+    c.trust(&s);
+    let identities = |files: &[&Path]| {
+        let lines: String = files
+            .iter()
+            .map(|f| format!("  IdentityFile {}\n", f.display()))
+            .collect();
+        format!("  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n{lines}")
+    };
+
+    // One key, not encrypted: its signed request is the only one (no query, no PK_OK).
+    c.configure(s.addr, &identities(&[&key]));
+    c.connect(&echo, &Recorder::new().options(None))
+        .await
+        .expect("connects");
+    assert_eq!(pubkey_requests(&s), ["attempting"]);
+
+    // Two keys: each is offered first, as ssh does; the accepted one is then signed.
+    c.configure(s.addr, &identities(&[&other, &key]));
+    c.connect(&echo, &Recorder::new().options(None))
+        .await
+        .expect("connects");
+    assert_eq!(
+        pubkey_requests(&s)[1..],
+        ["querying", "querying", "attempting"]
+    );
+
+    // One key, encrypted: offered first, so that its passphrase is asked for only when the
+    // server takes it.
+    c.configure(s.addr, &identities(&[&locked]));
+    let r = Recorder::new();
+    c.connect(&echo, &r.options(Some(|_| Some(PASSPHRASE.into()))))
+        .await
+        .expect("connects");
+    assert_eq!(r.asked().len(), 1);
+    assert_eq!(pubkey_requests(&s)[4..], ["querying", "attempting"]);
+}
+
+/// Each public-key request in `s`'s log (`LogLevel DEBUG2`): `querying` for an offer without
+/// a signature, `attempting` for a signed request (sshd's `userauth_pubkey`).
+fn pubkey_requests(s: &Sshd) -> Vec<String> {
+    s.log()
+        .lines()
+        .filter(|l| l.contains("userauth_pubkey: ") && l.contains(" public key "))
+        .filter_map(|l| {
+            ["querying", "attempting"]
+                .into_iter()
+                .find(|w| l.contains(&format!(" {w} public key ")))
+        })
+        .map(String::from)
+        .collect()
 }

@@ -22,7 +22,7 @@ mod algorithms;
 mod auth;
 mod diagnose;
 mod host_key;
-mod pool;
+pub(crate) mod pool;
 pub mod prompt;
 pub mod session;
 mod transport;

@@ -63,14 +63,29 @@ fn main() -> ExitCode {
         args.common.quiet = true;
     }
     init_logging(args.common());
-    let runtime = match runtime_for(&args).enable_all().build() {
+    // `up`'s tunnels are planned before the runtime is built: the trees of sessions they make
+    // decide its threads.
+    let up = match &args.command {
+        Some(Command::Up {
+            names,
+            file,
+            config,
+            ..
+        }) => Some(plan_up(names, file.clone(), config.clone())),
+        _ => None,
+    };
+    let trees = match &up {
+        Some(Ok(plans)) => Some(fleet::session_trees(plans)),
+        _ => None,
+    };
+    let runtime = match runtime_for(&args, trees).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pgtunnel: cannot start the async runtime: {e}");
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, up)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pgtunnel: {}", chain_of(&e));
@@ -80,11 +95,13 @@ fn main() -> ExitCode {
 }
 
 /// The async runtime: one thread where one chain does all the work (the TARGET form and
-/// ssh's form, whose forwards all go through the destination's chain; `check`), which saves
-/// the cross-thread wake-ups of a work-stealing pool (issue 13: 10-18 % less CPU, the same
-/// throughput); a thread per core where several chains or in-process servers work at once
-/// (`up`, `demo`). `PGTUNNEL_THREADS=N` overrides it: 1 is one thread, more is a pool of N.
-fn runtime_for(args: &Args) -> tokio::runtime::Builder {
+/// ssh's form, whose forwards all go through the destination's chain; `check`), or one
+/// tree of shared sessions (`up` with every tunnel behind the same first hop: `trees`),
+/// which saves the cross-thread wake-ups of a work-stealing pool (issue 13: 10-18 % less
+/// CPU, the same throughput); a thread per tree, up to one per core, where several trees
+/// work at once (`up`), and per core for the in-process servers of `demo`.
+/// `PGTUNNEL_THREADS=N` overrides it: 1 is one thread, more is a pool of N.
+fn runtime_for(args: &Args, trees: Option<usize>) -> tokio::runtime::Builder {
     let threads = std::env::var("PGTUNNEL_THREADS")
         .ok()
         .and_then(|n| n.trim().parse::<usize>().ok())
@@ -105,8 +122,15 @@ fn runtime_for(args: &Args) -> tokio::runtime::Builder {
             b.worker_threads(n);
             b
         }
-        None if one_chain => tokio::runtime::Builder::new_current_thread(),
-        None => tokio::runtime::Builder::new_multi_thread(),
+        None if one_chain || trees == Some(1) => tokio::runtime::Builder::new_current_thread(),
+        None => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if let Some(trees) = trees {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                b.worker_threads(trees.min(cores));
+            }
+            b
+        }
     }
 }
 
@@ -143,7 +167,8 @@ fn init_logging(args: &Common) {
     }
 }
 
-async fn run(args: Args) -> Result<ExitCode, Error> {
+/// Runs the command; `up`: its tunnels, when already planned ([`plan_up`]).
+async fn run(args: Args, up: Option<Result<Vec<TunnelPlan>, Error>>) -> Result<ExitCode, Error> {
     match args.command {
         #[cfg(feature = "demo")]
         Some(Command::Demo {
@@ -164,7 +189,13 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
             config,
             json,
             common,
-        }) => run_up(&names, file, config, json, &common).await,
+        }) => {
+            let plans = match up {
+                Some(planned) => planned?,
+                None => plan_up(&names, file, config)?,
+            };
+            many::serve_many(plans, &common, &outputs::Outputs::new(json)).await
+        }
         Some(Command::Explain {
             target,
             route,
@@ -359,13 +390,12 @@ fn usage(what: &'static str, reason: &'static str) -> Error {
 }
 
 /// `pgtunnel up [NAME...]`: the tunnels file's tunnels, served together.
-async fn run_up(
+/// `pgtunnel up`'s tunnels: the tunnels file (`names` of it, or all), each resolved.
+fn plan_up(
     names: &[String],
     file: Option<std::path::PathBuf>,
     config: Option<String>,
-    json: bool,
-    common: &Common,
-) -> Result<ExitCode, Error> {
+) -> Result<Vec<TunnelPlan>, Error> {
     let env = tunnel::local_env();
     let file = load_tunnels(file, &env)?;
     // -F on the command line wins over the file's `ssh_config`.
@@ -375,9 +405,7 @@ async fn run_up(
     };
     let ssh_config = tunnel::load_config(&source, &env)?;
     let defs = file.select(names)?;
-    let plans = fleet::named_tunnels(&defs, |q| ssh_config.resolve(q, &env))?;
-    let out = outputs::Outputs::new(json);
-    many::serve_many(plans, common, &out).await
+    fleet::named_tunnels(&defs, |q| ssh_config.resolve(q, &env))
 }
 
 /// The tunnels file: `-f FILE`, or the default one.

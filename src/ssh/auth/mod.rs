@@ -30,7 +30,7 @@ use crate::ssh::prompt::{PromptClock, PromptKind, PromptRequest, Prompts};
 
 mod publickey;
 
-use publickey::{Identity, ServerRsa, prepare_identities, try_identity};
+use publickey::{Identity, KeyRound, prepare_identities, try_identity};
 
 /// Keyboard-interactive rounds (INFO_REQUESTs) accepted within one attempt.
 const MAX_INFO_REQUESTS: usize = 16;
@@ -146,8 +146,8 @@ enum Step {
 struct PublicKeyState {
     identities: Vec<Identity>,
     next: usize,
-    /// What `server-sig-algs` says about RSA, asked for the first RSA key.
-    server_rsa: Option<ServerRsa>,
+    /// What the attempts share (`server-sig-algs`, whether there is only one key).
+    round: KeyRound,
 }
 
 /// The state of a method that asks (`keyboard-interactive`, `password`): attempts made (at
@@ -212,9 +212,12 @@ impl<'a, 'c> Methods<'a, 'c> {
             user,
             agent,
             publickey: PublicKeyState {
+                round: KeyRound {
+                    server_rsa: None,
+                    only_key: identities.len() == 1,
+                },
                 identities,
                 next: 0,
-                server_rsa: None,
             },
             kbd: Tries::default(),
             password: Tries::default(),
@@ -317,11 +320,8 @@ impl<'a, 'c> Methods<'a, 'c> {
         let Some(id) = self.publickey.identities.get(next) else {
             return Step::Skipped("publickey".into());
         };
-        let (agent, server_rsa) = (self.agent.as_mut(), &mut self.publickey.server_rsa);
-        try_identity(
-            handle, &self.user, id, agent, self.hop, self.ctx, server_rsa,
-        )
-        .await
+        let (agent, round) = (self.agent.as_mut(), &mut self.publickey.round);
+        try_identity(handle, &self.user, id, agent, self.hop, self.ctx, round).await
     }
 
     /// The methods the server accepts that were not used at all, and why.

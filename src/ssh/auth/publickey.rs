@@ -3,7 +3,9 @@
 //! `IdentitiesOnly yes`, then the configured or default identity files not in the agent, each
 //! followed by its `<file>-cert.pub` when no `CertificateFile` is set), each offered first
 //! without a signature; a key file's private half is read (and its passphrase asked for) only
-//! when the server would accept it. RSA signatures are rsa-sha2-512/256, never SHA-1 `ssh-rsa`.
+//! when the server would accept it. The one exception saves a round trip: when a hop has only
+//! one identity and it signs without asking anyone, its request is signed at once (a query
+//! could not lead to another key). RSA signatures are rsa-sha2-512/256, never SHA-1 `ssh-rsa`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use russh::keys::signature::Signer as _;
 use russh::keys::ssh_encoding::Encode;
 use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::private::KeypairData;
-use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
+use russh::keys::{Algorithm, Certificate, HashAlg, PrivateKey, PublicKey};
 use tokio::net::UnixStream;
 use tracing::debug;
 
@@ -258,6 +260,29 @@ fn sign_appended(
 }
 
 impl IdentitySigner<'_, '_> {
+    /// Whether it signs without asking anyone: ssh-agent (which may still ask for a
+    /// confirmation of its own, for a key added with `ssh-add -c`), or a key file already read
+    /// or not encrypted (read here, so that signing needs nothing more). An encrypted key
+    /// file is offered first: its passphrase is asked for only if the server takes the key.
+    fn signs_unasked(&mut self) -> bool {
+        if self.agent.is_some() || self.loaded.is_some() {
+            return true;
+        }
+        let Some(path) = &self.file else {
+            return false;
+        };
+        let Ok(text) = std::fs::read_to_string(path).map(zeroize::Zeroizing::new) else {
+            return false;
+        };
+        match russh::keys::decode_secret_key(&text, None) {
+            Ok(k) => {
+                self.loaded = Some(Arc::new(k));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     async fn private_key(&mut self) -> Result<Arc<PrivateKey>, SignError> {
         if let Some(k) = &self.loaded {
             return Ok(k.clone());
@@ -486,7 +511,7 @@ pub(super) async fn try_identity<H: client::Handler>(
     agent: Option<&mut AgentClient<UnixStream>>,
     hop: &Hop,
     ctx: &AuthContext<'_>,
-    server_rsa: &mut Option<ServerRsa>,
+    round: &mut KeyRound,
 ) -> Step {
     let (agent, file) = match &id.sign {
         SignWith::Agent => match agent {
@@ -526,23 +551,17 @@ pub(super) async fn try_identity<H: client::Handler>(
         .algorithms
         .get(AlgorithmList::PubkeyAcceptedAlgorithms);
     let certificate = matches!(offer, Offer::Cert(_));
+    let server_rsa = &mut round.server_rsa;
     let hash = match signature_hash(handle, &public, certificate, accepted, server_rsa).await {
         Ok(hash) => hash,
         Err(why) => return Step::Skipped(format!("{} (RSA: {why})", id.name)),
     };
     let what = describe_offer(&offer, id);
-    let result = match offer {
-        Offer::Key(key) => {
-            handle
-                .authenticate_publickey_with(user, key, hash, &mut signer)
-                .await
-        }
-        Offer::Cert(cert) => {
-            handle
-                .authenticate_certificate_with(user, *cert, hash, &mut signer)
-                .await
-        }
-    };
+    let at_once = sign_at_once(round.only_key, &public) && signer.signs_unasked();
+    if at_once {
+        debug!(hop = %hop.label(), "{what}: the only key, signed at once");
+    }
+    let result = offer_identity(handle, user, offer, hash, &mut signer, at_once).await;
     match result {
         Ok(r) => Step::Answered(what, r),
         Err(SignError::Send) => Step::Skipped(format!("{what} (the session ended)")),
@@ -554,6 +573,62 @@ pub(super) async fn try_identity<H: client::Handler>(
             None => Step::Skipped(format!("{what} ({e})")),
         },
     }
+}
+
+/// Sends the request for `offer`: a query first, the signature after the server's PK_OK
+/// (OpenSSH's order), or, `at_once`, the signed request straight away.
+async fn offer_identity<H: client::Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    offer: Offer,
+    hash: Option<HashAlg>,
+    signer: &mut IdentitySigner<'_, '_>,
+    at_once: bool,
+) -> Result<client::AuthResult, SignError> {
+    match (offer, at_once) {
+        (Offer::Key(key), false) => {
+            handle
+                .authenticate_publickey_with(user, key, hash, signer)
+                .await
+        }
+        (Offer::Key(key), true) => {
+            handle
+                .authenticate_publickey_signed_with(user, key, hash, signer)
+                .await
+        }
+        (Offer::Cert(cert), false) => {
+            handle
+                .authenticate_certificate_with(user, *cert, hash, signer)
+                .await
+        }
+        (Offer::Cert(cert), true) => {
+            handle
+                .authenticate_certificate_signed_with(user, *cert, hash, signer)
+                .await
+        }
+    }
+}
+
+/// What one hop's `publickey` attempts share.
+#[derive(Debug)]
+pub(super) struct KeyRound {
+    /// What `server-sig-algs` says about RSA, asked for the first RSA key.
+    pub server_rsa: Option<ServerRsa>,
+    /// Only one identity will be offered on this hop.
+    pub only_key: bool,
+}
+
+/// Whether to sign at once instead of asking first whether the server would take the key
+/// (pure): only for the one key of the hop, where the query cannot lead to another key and
+/// its answer costs a round trip, and never for a security key (`sk-*`), whose signature
+/// needs a touch. The signer must also sign without asking (see
+/// [`IdentitySigner::signs_unasked`]).
+fn sign_at_once(only_key: bool, public: &PublicKey) -> bool {
+    only_key
+        && !matches!(
+            public.algorithm(),
+            Algorithm::SkEcdsaSha2NistP256 | Algorithm::SkEd25519
+        )
 }
 
 /// What an attempt with `offer` is called in messages.

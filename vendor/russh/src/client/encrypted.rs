@@ -25,7 +25,7 @@ use super::IncomingSshPacket;
 use crate::auth::AuthRequest;
 use crate::cert::PublicKeyOrCertificate;
 use crate::channels::flow;
-use crate::client::{ChannelOpenHandle, Handler, Msg, Prompt, Reply, Session};
+use crate::client::{ChannelOpenHandle, Handler, Msg, Prompt, Reply, Session, SignFirst};
 use crate::helpers::{AlgorithmExt, EncodedExt, NameList, sign_with_hash_alg};
 use crate::keys::key::parse_public_key;
 use crate::parsing::{ChannelOpenConfirmation, ChannelType, OpenChannelMessage, ensure_end};
@@ -100,7 +100,15 @@ impl Session {
                                 *accepted = true;
                                 if let Some(ref meth) = self.common.auth_method {
                                     let auth_request = AuthRequest::new(meth);
-                                    if enc.write_auth_request(&self.common.auth_user, meth)? {
+                                    // Sign-first (patch, part I).
+                                    if begin_auth_request(
+                                        enc,
+                                        &mut self.sign_first,
+                                        &self.sender,
+                                        &mut self.common.buffer,
+                                        &self.common.auth_user,
+                                        meth,
+                                    )? {
                                         debug!("enc: auth request written");
                                         enc.state = EncryptedState::WaitingAuthRequest(auth_request)
                                     }
@@ -1105,7 +1113,15 @@ impl Session {
             };
             debug!("write_auth_request_if_needed: is_waiting = {is_waiting:?}");
             if is_waiting {
-                enc.write_auth_request(user, &meth)?;
+                // Sign-first (patch, part I): the request, or the data to sign for it.
+                begin_auth_request(
+                    enc,
+                    &mut self.sign_first,
+                    &self.sender,
+                    &mut self.common.buffer,
+                    user,
+                    &meth,
+                )?;
                 let auth_request = AuthRequest::new(&meth);
                 enc.state = EncryptedState::WaitingAuthRequest(auth_request);
             }
@@ -1115,6 +1131,79 @@ impl Session {
         self.common.auth_method = Some(meth);
         Ok(is_waiting)
     }
+
+    /// Sign-first (patch, part I): the signer's answer to the data handed to it by
+    /// [`begin_auth_request`]: the signed request goes out. Anything else (a signature for
+    /// a request after PK_OK is taken where that request waits) is ignored here.
+    pub(crate) fn send_signed_first(&mut self, data: &[u8]) -> Result<(), crate::Error> {
+        let SignFirst::Pending { start, len } = std::mem::take(&mut self.sign_first) else {
+            return Ok(());
+        };
+        let Some(ref mut enc) = self.common.encrypted else {
+            return Ok(());
+        };
+        // The signer appends the signature: an unchanged buffer is no signature (as after
+        // PK_OK, nothing is sent then).
+        if let (true, Some(request)) = (data.len() > len, data.get(start..)) {
+            push_packet!(enc.write, {
+                enc.write.extend_from_slice(request);
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Sign-first public-key authentication (patch, part I): writes the request for `meth`;
+/// or, when [`SignFirst::Wanted`] and `meth` is a public key or certificate to be signed by
+/// a [`Signer`][crate::auth::Signer], hands the data to sign to the caller (the
+/// `SignRequest` that otherwise follows PK_OK) and sends nothing yet:
+/// [`Session::send_signed_first`] sends the request with its signature.
+fn begin_auth_request(
+    enc: &mut Encrypted,
+    sign_first: &mut SignFirst,
+    sender: &tokio::sync::mpsc::UnboundedSender<Reply>,
+    buffer: &mut Vec<u8>,
+    user: &str,
+    meth: &auth::Method,
+) -> Result<bool, crate::Error> {
+    if !matches!(sign_first, SignFirst::Wanted) {
+        return enc.write_auth_request(user, meth);
+    }
+    let (to_sign, certificate_hash) = match meth {
+        auth::Method::FuturePublicKey { key, hash_alg } => (
+            PublicKeyOrCertificate::PublicKey {
+                key: key.clone(),
+                hash_alg: *hash_alg,
+            },
+            None,
+        ),
+        auth::Method::FutureCertificate { cert, hash_alg } => {
+            (PublicKeyOrCertificate::Certificate(cert.clone()), *hash_alg)
+        }
+        _ => {
+            *sign_first = SignFirst::No;
+            return enc.write_auth_request(user, meth);
+        }
+    };
+    buffer.clear();
+    let start = enc.client_make_to_sign(user, &to_sign, certificate_hash, buffer)?;
+    let data = std::mem::take(buffer);
+    let len = data.len();
+    let reply = match meth {
+        auth::Method::FutureCertificate { cert, hash_alg } => Reply::SignRequestCert {
+            cert: cert.clone(),
+            hash_alg: *hash_alg,
+            data,
+        },
+        auth::Method::FuturePublicKey { key, .. } => Reply::SignRequest {
+            key: key.clone(),
+            data,
+        },
+        _ => return Ok(false),
+    };
+    sender.send(reply).map_err(|_| crate::Error::SendError)?;
+    *sign_first = SignFirst::Pending { start, len };
+    Ok(true)
 }
 
 #[cfg(test)]

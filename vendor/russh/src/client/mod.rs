@@ -107,6 +107,23 @@ pub struct Session {
     server_sig_algs: Option<Vec<Algorithm>>,
     /// Number of EXT_INFO messages received (RFC 8308 allows at most two).
     ext_info_count: u8,
+    // Sign-first public-key authentication (patch, part I).
+    sign_first: SignFirst,
+}
+
+/// Sign-first public-key authentication (patch, part I): whether the next public-key
+/// request goes out signed, without the query (`SSH_MSG_USERAUTH_REQUEST` with `FALSE`)
+/// and the server's `SSH_MSG_USERAUTH_PK_OK` before it: one round trip less.
+#[derive(Debug, Default)]
+pub(crate) enum SignFirst {
+    /// The usual order: a query, then the signed request after PK_OK.
+    #[default]
+    No,
+    /// The next request is signed at once.
+    Wanted,
+    /// The signer has the data to sign; the request starts at `start` of it and is `len`
+    /// bytes long (session identifier included) before the signature is appended.
+    Pending { start: usize, len: usize },
 }
 
 impl Drop for Session {
@@ -177,6 +194,12 @@ pub enum Msg {
     },
     Signed {
         data: Vec<u8>,
+    },
+    /// Sign-first public-key authentication (patch, part I): like `Authenticate` with
+    /// `FuturePublicKey` or `FutureCertificate`, but the request is signed at once.
+    AuthenticateSigned {
+        user: String,
+        method: auth::Method,
     },
     /// The [`Signer`][auth::Signer] could not produce the signature the
     /// session is waiting for after a `SSH_MSG_USERAUTH_PK_OK`. The session
@@ -551,16 +574,40 @@ impl<H: Handler> Handle<H> {
         hash_alg: Option<HashAlg>,
         signer: &mut S,
     ) -> Result<AuthResult, S::Error> {
-        let user = user.into();
-        if self
-            .sender
-            .send(Msg::Authenticate {
-                user,
-                method: auth::Method::FuturePublicKey { key, hash_alg },
-            })
+        let method = auth::Method::FuturePublicKey { key, hash_alg };
+        self.publickey_with(Msg::Authenticate { user: user.into(), method }, hash_alg, signer)
             .await
-            .is_err()
-        {
+    }
+
+    /// Like [`Handle::authenticate_publickey_with`], but the request is signed at once,
+    /// without first asking whether the server would accept the key (patch, part I): one
+    /// round trip less. The signer is asked even when the server would refuse the key, so
+    /// this is for a key that signs without asking anyone (not an encrypted key file, nor a
+    /// key that needs a touch), and best when it is the only key to try.
+    pub async fn authenticate_publickey_signed_with<U: Into<String>, S: auth::Signer>(
+        &mut self,
+        user: U,
+        key: ssh_key::PublicKey,
+        hash_alg: Option<HashAlg>,
+        signer: &mut S,
+    ) -> Result<AuthResult, S::Error> {
+        let method = auth::Method::FuturePublicKey { key, hash_alg };
+        let msg = Msg::AuthenticateSigned {
+            user: user.into(),
+            method,
+        };
+        self.publickey_with(msg, hash_alg, signer).await
+    }
+
+    /// Sends `request` and answers the session's request for a signature (patch, part I:
+    /// shared by the query-first and the sign-first requests).
+    async fn publickey_with<S: auth::Signer>(
+        &mut self,
+        request: Msg,
+        hash_alg: Option<HashAlg>,
+        signer: &mut S,
+    ) -> Result<AuthResult, S::Error> {
+        if self.sender.send(request).await.is_err() {
             return Err((crate::SendError {}).into());
         }
         loop {
@@ -696,16 +743,35 @@ impl<H: Handler> Handle<H> {
         hash_alg: Option<HashAlg>,
         signer: &mut S,
     ) -> Result<AuthResult, S::Error> {
-        let user = user.into();
-        if self
-            .sender
-            .send(Msg::Authenticate {
-                user,
-                method: auth::Method::FutureCertificate { cert, hash_alg },
-            })
+        let method = auth::Method::FutureCertificate { cert, hash_alg };
+        self.certificate_with(Msg::Authenticate { user: user.into(), method }, signer)
             .await
-            .is_err()
-        {
+    }
+
+    /// Like [`Handle::authenticate_certificate_with`], signed at once (patch, part I; see
+    /// [`Handle::authenticate_publickey_signed_with`]).
+    pub async fn authenticate_certificate_signed_with<U: Into<String>, S: auth::Signer>(
+        &mut self,
+        user: U,
+        cert: Certificate,
+        hash_alg: Option<HashAlg>,
+        signer: &mut S,
+    ) -> Result<AuthResult, S::Error> {
+        let method = auth::Method::FutureCertificate { cert, hash_alg };
+        let msg = Msg::AuthenticateSigned {
+            user: user.into(),
+            method,
+        };
+        self.certificate_with(msg, signer).await
+    }
+
+    /// Sends `request` and answers the session's request for a signature (patch, part I).
+    async fn certificate_with<S: auth::Signer>(
+        &mut self,
+        request: Msg,
+        signer: &mut S,
+    ) -> Result<AuthResult, S::Error> {
+        if self.sender.send(request).await.is_err() {
             return Err((crate::SendError {}).into());
         }
         loop {
@@ -1350,6 +1416,7 @@ impl Session {
             open_global_requests: VecDeque::new(),
             server_sig_algs: None,
             ext_info_count: 0,
+            sign_first: SignFirst::No,
         }
     }
 
@@ -1720,9 +1787,16 @@ impl Session {
     fn handle_msg(&mut self, msg: Msg) -> Result<(), crate::Error> {
         match msg {
             Msg::Authenticate { user, method } => {
+                self.sign_first = SignFirst::No;
                 self.write_auth_request_if_needed(&user, method)?;
             }
-            Msg::Signed { .. } | Msg::SignFailed => {}
+            // Sign-first public-key authentication (patch, part I).
+            Msg::AuthenticateSigned { user, method } => {
+                self.sign_first = SignFirst::Wanted;
+                self.write_auth_request_if_needed(&user, method)?;
+            }
+            Msg::Signed { data } => self.send_signed_first(&data)?,
+            Msg::SignFailed => self.sign_first = SignFirst::No,
             Msg::AuthInfoResponse { .. } => {}
             Msg::AuthGssapiToken { token } => {
                 if let Some(ref mut enc) = self.common.encrypted {
