@@ -787,10 +787,10 @@ fn path_report(
     local: &Local,
     sessions: &Sessions,
 ) -> path::PathReport {
-    let mut report = path::analyze(local.tcp_addr().unwrap_or(request.listen), chain)
+    let mut report = path::analyze(local.report_addr().unwrap_or(request.listen), chain)
         .with_negotiated(&sessions.negotiated());
     if let Some(socket) = &local.socket {
-        report = report.with_local_socket(socket.path(), local.tcp.is_some());
+        report = report.with_local_socket(socket.path(), !local.tcp.is_empty());
     }
     report
 }
@@ -827,23 +827,21 @@ async fn plan_and_bind(
     tunnel::check_encryption(&planned, request.require_encrypted)?;
     // `--socket` alone opens no TCP port.
     let tcp = match socket.is_none() || common.listen_given().is_some() {
-        true => {
-            let listener = tunnel::bind(request.listen).await?;
-            let addr = listener.local_addr().map_err(|source| Error::Listen {
-                addr: request.listen,
-                source,
-            })?;
-            Some((listener, addr))
-        }
-        false => None,
+        true => local::bind_tcp(request.listen, common.listen_name()).await?,
+        false => Vec::new(),
     };
     let socket = socket
         .map(|dir| SocketListener::bind(dir, chain.target.port))
         .transpose()?;
+    let local = Local { tcp, socket };
+    // A name is judged by the addresses it resolved to.
+    if let (Some(_), Some(addr)) = (common.listen_name(), local.report_addr()) {
+        tunnel::check_encryption(&path::analyze(addr, chain), request.require_encrypted)?;
+    }
     if !common.quiet {
         out.say(&format!("pgtunnel: {chain}"));
     }
-    Ok(Local { tcp, socket })
+    Ok(local)
 }
 
 /// Brings the chain up, showing progress; `None` when Ctrl-C interrupted it.
