@@ -27,7 +27,7 @@ Exit codes:
   4 authentication failed       5 connection failed or lost
   6 --require-encrypted or --require-pq refused   7 the target did not answer
   8 cannot listen on the local port (in use)
-  1 anything else               130 Ctrl-C while connecting";
+  1 anything else               130 Ctrl-C while connecting, or twice while draining";
 
 /// Forward a local port to a PostgreSQL server (or any TCP service) through SSH hops.
 #[derive(Debug, Parser)]
