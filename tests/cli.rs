@@ -43,8 +43,7 @@ fn error_line(out: &Output) -> String {
         .find(|l| l.starts_with("error:"))
         .or_else(|| {
             text.lines()
-                .filter(|l| l.starts_with("pgtunnel:") && !l.starts_with("pgtunnel: hint:"))
-                .last()
+                .rfind(|l| l.starts_with("pgtunnel:") && !l.starts_with("pgtunnel: hint:"))
         })
         .unwrap_or_else(|| panic!("no error line in {text:?}"))
         .to_string();
