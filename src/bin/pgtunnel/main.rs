@@ -1092,7 +1092,8 @@ fn fit_connection_limit(requested: Option<u32>) -> usize {
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The signals are listened for from the call on (not from
-/// the first poll): a Ctrl-C right after the ready line is not lost.
+/// the first poll): a Ctrl-C right after the ready line is not lost. (The demo's set-up.)
+#[cfg(feature = "demo")]
 fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     let first = nth_signal(counted_signals(), 1);
     async move {
