@@ -417,12 +417,14 @@ pub enum ErrorKind {
     HostKey,
     /// Authentication failed.
     Auth,
-    /// A hop or the listener could not be reached or opened.
+    /// A hop could not be reached, or was lost.
     Connect,
     /// `--require-encrypted` refused the path, or `--require-pq` a hop.
     NotEncrypted,
     /// The target did not answer through the chain (the probe).
     Probe,
+    /// The local port (or socket) could not be opened: in use, not allowed, no such address.
+    Listen,
 }
 
 impl Error {
@@ -444,7 +446,7 @@ impl Error {
             Error::NotEncrypted { .. } => ErrorKind::NotEncrypted,
             Error::Probe(_) => ErrorKind::Probe,
             Error::Listen { .. } | Error::ListenResolve { .. } | Error::ListenPath { .. } => {
-                ErrorKind::Connect
+                ErrorKind::Listen
             }
             Error::Tunnel { source, .. } => source.kind(),
             Error::Hop { source, .. } => match source.as_ref() {

@@ -15,6 +15,13 @@ pub enum Event {
         /// How it is reached ("TCP" or "through hop N").
         how: String,
     },
+    /// What the hop's connection waits for now (after [`Event::Connecting`], in order).
+    Waiting {
+        /// Which hop.
+        hop: HopLabel,
+        /// For what.
+        stage: Stage,
+    },
     /// The hop's host key matched known_hosts (or was accepted by policy).
     HostKeyVerified {
         /// Which hop.
@@ -44,6 +51,30 @@ pub enum Event {
     },
     /// A non-fatal problem worth showing (unreadable key, malformed known_hosts line).
     Warning(String),
+}
+
+/// What a hop's connection is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The TCP connection to hop 1 (`ConnectionAttempts` tries included).
+    TcpConnect,
+    /// The server's SSH identification line (its banner), once the byte stream is there.
+    Banner,
+    /// The key exchange (the host key is checked at its end).
+    KeyExchange,
+    /// Authentication.
+    Authentication,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::TcpConnect => "the TCP connection",
+            Stage::Banner => "the server's SSH banner",
+            Stage::KeyExchange => "the key exchange",
+            Stage::Authentication => "authentication",
+        })
+    }
 }
 
 /// Receives events. Cheap to clone.

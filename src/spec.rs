@@ -325,6 +325,15 @@ pub fn parse_listen(input: &str) -> Result<SocketAddr, SpecError> {
 pub enum DashL {
     /// `-L [ADDR:]PORT`: where TARGET's tunnel listens.
     Listen(SocketAddr),
+    /// `-L NAME:PORT`: where TARGET's tunnel listens, a host name (`localhost`) resolved when
+    /// binding, as ssh does: every address it stands for (see
+    /// [`crate::config::forward::bind_plan`]).
+    ListenName {
+        /// The name as typed.
+        host: String,
+        /// The port (0: a free one).
+        port: u16,
+    },
     /// An ssh-style forward: the positional argument is then ssh's destination.
     Forward(crate::config::forward::LocalForward),
 }
@@ -337,6 +346,9 @@ pub fn parse_dash_l(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
         Ok(addr) => return Ok(DashL::Listen(addr)),
         Err(e) => e,
     };
+    if let Some((host, port)) = listen_name(input) {
+        return Ok(DashL::ListenName { host, port });
+    }
     match crate::config::forward::parse_local_forward(input, env) {
         Ok(forward) => Ok(DashL::Forward(forward)),
         // Something that looks like a listen address: its own reason is the clearer one.
@@ -348,6 +360,20 @@ pub fn parse_dash_l(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
              [bind_address:]port:host:hostport, port:remote_socket, local_socket:host:hostport",
         )),
     }
+}
+
+/// `NAME:PORT` with a host name (letters, digits, `-`, `.`, `_`; not all digits and dots,
+/// which would be a mistyped IPv4 address) and a port: a listen address to resolve.
+fn listen_name(input: &str) -> Option<(String, u16)> {
+    let (host, port) = input.split_once(':')?;
+    let name_chars = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let numeric = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if host.is_empty() || host.starts_with('-') || !name_chars || numeric {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
 }
 
 fn malformed(what: &'static str, input: &str, reason: impl Into<Cow<'static, str>>) -> SpecError {
@@ -501,6 +527,33 @@ mod tests {
         assert!(e.contains("must be an IP address"), "{e}");
         let e = parse_dash_l("a:b:c", &env).unwrap_err().to_string();
         assert!(e.contains("port:host:hostport"), "{e}");
+    }
+
+    /// Issue 14: `-L localhost:5555` was refused ("must be an IP address"); ssh takes it.
+    #[test]
+    fn dash_l_takes_a_host_name_to_listen_on() {
+        let env = |_: &str| None;
+        let name = |host: &str, port| {
+            Ok(DashL::ListenName {
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(
+            parse_dash_l("localhost:5555", &env),
+            name("localhost", 5555)
+        );
+        assert_eq!(parse_dash_l("my-host.lan:0", &env), name("my-host.lan", 0));
+        // Not names: a bad port, a mistyped IPv4 address, an option-like name.
+        for bad in [
+            "localhost:99999",
+            "localhost:",
+            "1.2.3.4.5:6000",
+            "-x:5555",
+            "a b:1",
+        ] {
+            assert!(parse_dash_l(bad, &env).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -171,25 +171,36 @@ pub fn psql_command(addr: SocketAddr) -> String {
 
 /// Serves every tunnel until `shutdown` resolves, or one of them ends by itself (its chain
 /// lost with reconnecting off, or re-establishing it refused): then the others are stopped
-/// too, each draining its connections. How each ended, in the tunnels' order.
+/// too, each draining its connections; `cut` resolving meanwhile closes every tunnel's open
+/// connections at once ([`Ended::Cut`]). How each ended, in the tunnels' order.
 pub async fn serve_all(
     tunnels: Vec<Tunnel>,
     shutdown: impl std::future::Future<Output = ()>,
+    cut: impl std::future::Future<Output = ()>,
 ) -> Vec<Ended> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (cut_all, cutting) = tokio::sync::watch::channel(false);
     let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let handles: Vec<_> = tunnels
         .into_iter()
         .map(|tunnel| {
             let mut stopped = stopped.clone();
+            let mut cutting = cutting.clone();
             let ended_tx = ended_tx.clone();
             tokio::spawn(async move {
                 let ended = tunnel
-                    .serve(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
+                    .serve_until(
+                        async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        },
+                        async move {
+                            if cutting.wait_for(|c| *c).await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        },
+                    )
                     .await;
-                if !matches!(ended, Ended::Shutdown { .. }) {
+                if !matches!(ended, Ended::Shutdown { .. } | Ended::Cut { .. }) {
                     let _ = ended_tx.send(());
                 }
                 ended
@@ -202,11 +213,21 @@ pub async fn serve_all(
         Some(()) = ended_rx.recv() => {}
     }
     stop.send_replace(true);
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(handle.await.unwrap_or(Ended::Shutdown {
-            closed_at_deadline: 0,
-        }));
+    let joined = async {
+        let mut out = Vec::with_capacity(handles.len());
+        for handle in handles {
+            out.push(handle.await.unwrap_or(Ended::Shutdown {
+                closed_at_deadline: 0,
+            }));
+        }
+        out
+    };
+    tokio::pin!(joined, cut);
+    tokio::select! {
+        out = &mut joined => out,
+        () = &mut cut => {
+            cut_all.send_replace(true);
+            joined.await
+        }
     }
-    out
 }

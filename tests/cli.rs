@@ -34,12 +34,17 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The first line of stderr that says what is wrong (clap adds a usage hint after it).
+/// The line of stderr that says what is wrong: clap's `error:` (it adds a usage hint after
+/// it), or pgtunnel's last line (progress lines come before it, a `hint:` after it).
 fn error_line(out: &Output) -> String {
     let text = stderr(out);
     let line = text
         .lines()
-        .find(|l| l.starts_with("error:") || l.starts_with("pgtunnel:"))
+        .find(|l| l.starts_with("error:"))
+        .or_else(|| {
+            text.lines()
+                .rfind(|l| l.starts_with("pgtunnel:") && !l.starts_with("pgtunnel: hint:"))
+        })
         .unwrap_or_else(|| panic!("no error line in {text:?}"))
         .to_string();
     assert!(!text.contains("panicked"), "panic: {text}");

@@ -757,7 +757,8 @@ async fn a_forward_that_cannot_listen_is_left_out_unless_exit_on_forward_failure
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{err}");
+    // 8: the local port (issue 14; it was 5, "a hop failed").
+    assert_eq!(out.status.code(), Some(8), "{err}");
     assert!(
         err.contains(&format!("pgtunnel: {busy}: cannot listen")),
         "{err}"

@@ -202,11 +202,7 @@ impl Demo {
                 addr.ip(),
                 addr.port()
             ),
-            Service::Echo(_) => format!(
-                "try it: nc {} {} (every line you type comes back)",
-                addr.ip(),
-                addr.port()
-            ),
+            Service::Echo(_) => echo_try_hint(addr, &installed),
         }
     }
 
@@ -509,5 +505,67 @@ async fn echo_service(listener: TcpListener) {
             let _ = tokio::io::copy(&mut r, &mut w).await;
             let _ = w.shutdown().await;
         });
+    }
+}
+
+/// What to try on the echo service at `addr`: the first client `has` finds (`nc`, `ncat`,
+/// `socat`, `telnet`), else bash's `/dev/tcp`, else `pgtunnel demo --check` (which pushes
+/// data through the tunnel itself). Pure.
+pub fn echo_try_hint(addr: SocketAddr, has: &dyn Fn(&str) -> bool) -> String {
+    let (ip, port) = (addr.ip(), addr.port());
+    let host = crate::spec::HostPort(&ip.to_string(), port).to_string();
+    let command = if has("nc") {
+        format!("nc {ip} {port}")
+    } else if has("ncat") {
+        format!("ncat {ip} {port}")
+    } else if has("socat") {
+        format!("socat - TCP:{host}")
+    } else if has("telnet") {
+        format!("telnet {ip} {port}")
+    } else if has("bash") {
+        format!("bash -c 'exec 3<>/dev/tcp/{ip}/{port}; cat <&3 & cat >&3'")
+    } else {
+        return "try it: pgtunnel demo --check --target echo (sends 1 MiB through the tunnel and \
+                checks it comes back; no nc, socat, telnet or bash found to type into it)"
+            .into();
+    };
+    format!("try it: {command} (every line you type comes back)")
+}
+
+/// Whether `program` is an executable file in a directory of `$PATH`.
+fn installed(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_echo_hint_names_a_client_that_is_installed() {
+        let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+        let only = |names: &'static [&'static str]| move |p: &str| names.contains(&p);
+        assert_eq!(
+            echo_try_hint(addr, &only(&["nc", "socat"])),
+            "try it: nc 127.0.0.1 4242 (every line you type comes back)"
+        );
+        assert_eq!(
+            echo_try_hint(addr, &only(&["socat", "bash"])),
+            "try it: socat - TCP:127.0.0.1:4242 (every line you type comes back)"
+        );
+        let v6: SocketAddr = "[::1]:4242".parse().unwrap();
+        assert!(echo_try_hint(v6, &only(&["socat"])).contains("socat - TCP:[::1]:4242"));
+        assert!(
+            echo_try_hint(addr, &only(&["bash"]))
+                .contains("bash -c 'exec 3<>/dev/tcp/127.0.0.1/4242; cat <&3 & cat >&3'")
+        );
+        assert!(echo_try_hint(addr, &only(&[])).starts_with("try it: pgtunnel demo --check"));
     }
 }

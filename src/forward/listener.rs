@@ -2,6 +2,7 @@
 //! refused at once) and a task of its own; the loop never waits for the chain or a
 //! connection. At the end, [`Connections::drain`] lets open connections finish.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -77,6 +78,17 @@ async fn accept(
         Poll::Pending
     })
     .await
+}
+
+/// How draining ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Drained {
+    /// Every connection finished in time.
+    Finished,
+    /// This many were still open at the deadline, and were closed.
+    AtDeadline(usize),
+    /// This many were still open when draining was cut short, and were closed at once.
+    Cut(usize),
 }
 
 /// The connections being served.
@@ -177,25 +189,42 @@ impl Listener {
 
 impl Connections {
     /// Lets open connections finish for up to `timeout` (saying so when `announce`), then
-    /// closes the rest. Returns how many were still open at the deadline.
-    pub(super) async fn drain(mut self, timeout: Duration, announce: bool) -> usize {
+    /// closes the rest; `cut` resolving first closes them at once.
+    pub(super) async fn drain(
+        mut self,
+        timeout: Duration,
+        announce: bool,
+        cut: impl Future<Output = ()>,
+    ) -> Drained {
         let open = self.tasks.len();
         if open > 0 && announce {
             info!(
-                open,
-                "waiting up to {}s for open connections to finish",
+                "waiting up to {}s for {open} open connection(s) to finish",
                 timeout.as_secs_f32()
             );
         }
-        if tokio::time::timeout(timeout, self.join_all()).await.is_ok() {
-            return 0;
-        }
-        let closed_at_deadline = self.tasks.len();
+        tokio::pin!(cut);
+        let cut_now = tokio::select! {
+            done = tokio::time::timeout(timeout, self.join_all()) => match done {
+                Ok(()) => return Drained::Finished,
+                Err(_) => false,
+            },
+            () = &mut cut => true,
+        };
+        let still_open = self.tasks.len();
         // Each connection closes its channel and socket on the stop signal.
         self.stop.send_replace(());
-        let _ = tokio::time::timeout(CLOSE_GRACE, self.join_all()).await;
+        let cut_now = cut_now
+            || tokio::select! {
+                _ = tokio::time::timeout(CLOSE_GRACE, self.join_all()) => false,
+                () = &mut cut => true,
+            };
         self.tasks.abort_all();
-        closed_at_deadline
+        self.join_all().await;
+        match cut_now {
+            true => Drained::Cut(still_open),
+            false => Drained::AtDeadline(still_open),
+        }
     }
 
     async fn join_all(&mut self) {

@@ -26,6 +26,7 @@
 
 mod client;
 mod conn;
+pub mod holder;
 mod limits;
 mod listener;
 pub mod probe;
@@ -51,8 +52,8 @@ pub type ConnObserver = Arc<dyn Fn(ConnEvent) + Send + Sync>;
 use crate::error::{ErrorKind, HopLabel};
 use crate::spec::Target;
 use crate::ssh::session::Sessions;
-use listener::Listener;
 pub use listener::Listeners;
+use listener::{Drained, Listener};
 use supervisor::Supervisor;
 
 /// How serving ended.
@@ -62,6 +63,12 @@ pub enum Ended {
     Shutdown {
         /// Connections still open at the drain deadline, then closed.
         closed_at_deadline: usize,
+    },
+    /// Shutdown was asked for, then asked again while connections drained: those still open
+    /// were closed at once.
+    Cut {
+        /// How many.
+        cut: usize,
     },
     /// A hop's session ended and reconnecting is off.
     ChainLost {
@@ -179,6 +186,16 @@ impl Tunnel {
     /// Serves until `shutdown` resolves, or the chain is lost and cannot be re-established;
     /// then drains and disconnects.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Ended {
+        self.serve_until(shutdown, std::future::pending()).await
+    }
+
+    /// Like [`Tunnel::serve`]; `cut` resolving while connections drain closes them at once
+    /// ([`Ended::Cut`]: a second Ctrl-C).
+    pub async fn serve_until(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut: impl Future<Output = ()>,
+    ) -> Ended {
         let Tunnel {
             listener,
             supervisor,
@@ -207,10 +224,19 @@ impl Tunnel {
         // back the chain that is up, if any, to disconnect once connections are done.
         let live = supervising.await.ok().flatten();
         let announce = !matches!(ended, Some(Ended::ChainLost { .. }));
-        let closed_at_deadline = conns.drain(limits.drain_timeout, announce).await;
+        let drained = conns.drain(limits.drain_timeout, announce, cut).await;
         if let Some(live) = live {
             live.sessions().disconnect().await;
         }
-        ended.unwrap_or(Ended::Shutdown { closed_at_deadline })
+        match (ended, drained) {
+            (Some(ended), _) => ended,
+            (None, Drained::Cut(cut)) => Ended::Cut { cut },
+            (None, Drained::AtDeadline(closed_at_deadline)) => {
+                Ended::Shutdown { closed_at_deadline }
+            }
+            (None, Drained::Finished) => Ended::Shutdown {
+                closed_at_deadline: 0,
+            },
+        }
     }
 }

@@ -25,6 +25,7 @@ mod host_key;
 pub(crate) mod pool;
 pub mod prompt;
 pub mod session;
+mod stage;
 mod transport;
 mod window;
 

@@ -21,7 +21,7 @@ use tracing::{debug, info};
 
 use crate::config::RekeyLimit;
 use crate::error::{ChannelOpenError, Error, HopError, HopLabel};
-use crate::event::{Event, Observer};
+use crate::event::{Event, Observer, Stage};
 use crate::plan::chain::{Chain, Hop};
 use crate::plan::path::{Negotiated, is_post_quantum_kex};
 use crate::ssh::algorithms;
@@ -31,6 +31,7 @@ use crate::ssh::host_key::HostKeyCheck;
 use crate::ssh::pool::HopIdentity;
 pub use crate::ssh::pool::HopPool;
 use crate::ssh::prompt::{PromptClock, Prompts, clean_server_line, clean_server_text};
+use crate::ssh::stage::BannerSeen;
 use crate::ssh::transport::{ByteStream, QuickAck, Route, connect_tcp};
 use crate::ssh::window::{ChannelWindows, PathRtt};
 
@@ -348,8 +349,15 @@ async fn connect_hop(
     let nested = !matches!(route, Route::Tcp);
     // A TCP hop connects first, ConnectionAttempts times if need be, each connect within
     // the limit; the handshake then has what is left of it (ssh's `timeout_ms`).
+    let waiting = |stage| {
+        opts.observer.emit(Event::Waiting {
+            hop: hop.label(),
+            stage,
+        })
+    };
     let (tcp, spent) = match route {
         Route::Tcp => {
+            waiting(Stage::TcpConnect);
             let (tcp, spent) = connect_tcp(hop, limit).await?;
             (Some(tcp), spent)
         }
@@ -363,6 +371,7 @@ async fn connect_hop(
             None => route.open(hop).await?,
         };
         heard.connected();
+        waiting(Stage::Banner);
         handshake(hop, stream, (opts, nested), &clock, &heard).await
     };
     let session = match limit {
@@ -390,6 +399,7 @@ async fn connect_hop(
             .await;
         return Err(e);
     }
+    waiting(Stage::Authentication);
     authenticate(session, hop, opts, &clock).await
 }
 
@@ -451,7 +461,13 @@ async fn handshake(
         windows: ChannelWindows::new(notes.rtt.clone()),
     };
     let config = client_config(hop, opts, preferred, nested)?;
-    let stream = Recording::new(stream, heard);
+    let (observer, hop_label) = (opts.observer.clone(), label.clone());
+    let stream = BannerSeen::new(Recording::new(stream, heard), move || {
+        observer.emit(Event::Waiting {
+            hop: hop_label,
+            stage: Stage::KeyExchange,
+        })
+    });
     let handle = client::connect_stream(Arc::new(config), stream, handler)
         .await
         .map_err(|e| match e {

@@ -26,7 +26,8 @@ Exit codes:
   0 stopped by Ctrl-C/SIGTERM   2 bad arguments or config   3 host key refused
   4 authentication failed       5 connection failed or lost
   6 --require-encrypted or --require-pq refused   7 the target did not answer
-  1 anything else               130 Ctrl-C while connecting";
+  8 cannot listen on the local port (in use)
+  1 anything else               130 Ctrl-C while connecting, or twice while draining";
 
 /// Forward a local port to a PostgreSQL server (or any TCP service) through SSH hops.
 #[derive(Debug, Parser)]
@@ -209,11 +210,22 @@ impl Common {
         self.listen_given().unwrap_or(spec::DEFAULT_LISTEN)
     }
 
-    /// `-L [ADDR:]PORT`, if given.
+    /// `-L [ADDR:]PORT`, if given (a name as its planned address: see [`Common::listen_name`]).
     pub fn listen_given(&self) -> Option<SocketAddr> {
         self.forwards.iter().find_map(|f| match f {
             DashL::Listen(addr) => Some(*addr),
+            DashL::ListenName { port, .. } => {
+                Some(SocketAddr::new(spec::DEFAULT_LISTEN.ip(), *port))
+            }
             DashL::Forward(_) => None,
+        })
+    }
+
+    /// `-L NAME:PORT`, if given: resolved when binding.
+    pub fn listen_name(&self) -> Option<(&str, u16)> {
+        self.forwards.iter().find_map(|f| match f {
+            DashL::ListenName { host, port } => Some((host.as_str(), *port)),
+            _ => None,
         })
     }
 
@@ -223,7 +235,7 @@ impl Common {
             .iter()
             .filter_map(|f| match f {
                 DashL::Forward(forward) => Some(forward.clone()),
-                DashL::Listen(_) => None,
+                DashL::Listen(_) | DashL::ListenName { .. } => None,
             })
             .collect()
     }

@@ -3,23 +3,37 @@
 
 use std::net::SocketAddr;
 
+use pgtunnel::error::Error;
+use pgtunnel::fleet::{self, ListenAt};
 use pgtunnel::forward::Listeners;
 use pgtunnel::forward::socket::SocketListener;
 use pgtunnel::pg::client::Endpoint;
+use pgtunnel::tunnel;
 use tokio::net::TcpListener;
+use tracing::warn;
 
 /// The bound listeners. The socket file is removed when this is dropped.
 pub struct Local {
-    /// The TCP listener and its address.
-    pub tcp: Option<(TcpListener, SocketAddr)>,
+    /// The TCP listeners and their addresses (several for a name: `-L localhost:PORT` is
+    /// 127.0.0.1 and ::1).
+    pub tcp: Vec<(TcpListener, SocketAddr)>,
     /// The Unix socket.
     pub socket: Option<SocketListener>,
 }
 
 impl Local {
-    /// The TCP address, if there is a TCP listener.
+    /// The (first) TCP address, if there is a TCP listener.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.tcp.as_ref().map(|(_, addr)| *addr)
+        self.tcp.first().map(|(_, addr)| *addr)
+    }
+
+    /// The address the path report judges the listener by: the least private one.
+    pub fn report_addr(&self) -> Option<SocketAddr> {
+        let mut addrs = self.tcp.iter().map(|(_, addr)| *addr);
+        addrs
+            .clone()
+            .find(|a| !a.ip().is_loopback())
+            .or(addrs.next())
     }
 
     /// Where clients are told to connect: the socket unless TLS is wanted (libpq uses none
@@ -43,17 +57,15 @@ impl Local {
         if let Some(socket) = &self.socket {
             parts.push(socket.path().display().to_string());
         }
-        if let Some(addr) = self.tcp_addr() {
-            parts.push(addr.to_string());
-        }
+        parts.extend(self.tcp.iter().map(|(_, addr)| addr.to_string()));
         parts.join(" and ")
     }
 
     /// Every address, for the status interface: the TCP address, the socket path.
     pub fn addresses(&self) -> Vec<String> {
-        self.tcp_addr()
-            .map(|a| a.to_string())
-            .into_iter()
+        self.tcp
+            .iter()
+            .map(|(_, a)| a.to_string())
             .chain(self.socket.iter().map(|s| s.path().display().to_string()))
             .collect()
     }
@@ -61,10 +73,40 @@ impl Local {
     /// The listeners, for the tunnel (the socket file stays until `self` is dropped).
     pub fn listeners(&mut self) -> Listeners {
         Listeners {
-            tcp: self.tcp.take().map(|(l, _)| l).into_iter().collect(),
+            tcp: std::mem::take(&mut self.tcp)
+                .into_iter()
+                .map(|(l, _)| l)
+                .collect(),
             unix: self.socket.as_mut().and_then(SocketListener::take),
         }
     }
+}
+
+/// Binds `listen`; or, for `-L NAME:PORT` (`name`), every address the name stands for, as
+/// ssh binds a forward's (`localhost`: 127.0.0.1 and ::1; another name: what it resolves
+/// to), an address that cannot be bound while others can being a warning.
+pub async fn bind_tcp(
+    listen: SocketAddr,
+    name: Option<(&str, u16)>,
+) -> Result<Vec<(TcpListener, SocketAddr)>, Error> {
+    let Some((host, port)) = name else {
+        let listener = tunnel::bind(listen).await?;
+        let addr = listener.local_addr().map_err(|source| Error::Listen {
+            addr: listen,
+            source,
+        })?;
+        return Ok(vec![(listener, addr)]);
+    };
+    let bound = fleet::bind_listen(&ListenAt::Forward {
+        bind: Some(host.to_string()),
+        gateway_ports: false,
+        port,
+    })
+    .await?;
+    for skipped in &bound.skipped {
+        warn!("-L {host}:{port}: could not listen on {skipped}");
+    }
+    Ok(bound.listeners.tcp.into_iter().zip(bound.addrs).collect())
 }
 
 /// The port in the socket's name (`.s.PGSQL.<port>`).

@@ -31,10 +31,10 @@ use pgtunnel::ssh::session::{AgentSource, ConnectOptions, Sessions, connect_chai
 use pgtunnel::tunnel::{self, ConfigSource, Request};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 mod args;
 mod local;
+mod logging;
 mod many;
 mod outputs;
 mod progress;
@@ -52,6 +52,7 @@ mod exit {
     pub const CONNECT: u8 = 5;
     pub const NOT_ENCRYPTED: u8 = 6;
     pub const PROBE: u8 = 7;
+    pub const LISTEN: u8 = 8;
     /// Ctrl-C while the chain was coming up.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -62,7 +63,7 @@ fn main() -> ExitCode {
         // `-- COMMAND`: the command owns the terminal; pgtunnel says only warnings and errors.
         args.common.quiet = true;
     }
-    init_logging(args.common());
+    logging::init(args.common());
     // `up`'s tunnels are planned before the runtime is built: the trees of sessions they make
     // decide its threads.
     let up = match &args.command {
@@ -89,9 +90,36 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pgtunnel: {}", chain_of(&e));
+            if let Some(hint) = port_in_use_hint(&e) {
+                eprintln!("pgtunnel: hint: {hint}");
+            }
             ExitCode::from(code_for(e.kind()))
         }
     }
+}
+
+/// After "cannot listen on ADDR: Address already in use": who holds the port (from /proc,
+/// where readable), and what to change.
+fn port_in_use_hint(e: &Error) -> Option<String> {
+    use pgtunnel::forward::holder;
+    let (addr, tunnel) = holder::in_use(e)?;
+    let advice = match tunnel {
+        None => "listen on another port (-L PORT), or leave -L out and the system picks a \
+                 free one"
+            .to_string(),
+        Some(name) => format!("give {name} another local port"),
+    };
+    let user = |uid| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    };
+    Some(holder::in_use_hint(
+        &holder::holders(addr.port()),
+        &advice,
+        &user,
+    ))
 }
 
 /// The async runtime: one thread where one chain does all the work (the TARGET form and
@@ -142,28 +170,7 @@ fn code_for(kind: ErrorKind) -> u8 {
         ErrorKind::Connect => exit::CONNECT,
         ErrorKind::NotEncrypted => exit::NOT_ENCRYPTED,
         ErrorKind::Probe => exit::PROBE,
-    }
-}
-
-fn init_logging(args: &Common) {
-    let default = match (args.quiet, args.verbose) {
-        (true, _) => "warn",
-        (_, 0) => "warn,pgtunnel=info",
-        (_, 1) => "info,pgtunnel=debug",
-        _ => "debug,pgtunnel=trace",
-    };
-    let filter =
-        EnvFilter::try_from_env("PGTUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    // Timestamps help when debugging; at the default level they are noise.
-    if args.verbose > 0 {
-        builder.init();
-    } else {
-        builder.without_time().init();
+        ErrorKind::Listen => exit::LISTEN,
     }
 }
 
@@ -736,9 +743,7 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         return Ok(ExitCode::from(exit::INTERRUPTED));
     };
     let report = path_report(&request, &chain, &local, &sessions);
-    if !common.quiet {
-        out.say(&report);
-    }
+    out.report(None, &report, common.quiet);
     let postgres = tunnel::is_postgres(&chain.target, postgres);
     let probe = Probe::for_target(probe, postgres);
     let Some(probed) = probe_or_interrupt(&sessions, &chain, probe).await? else {
@@ -758,12 +763,12 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         .target_alias
         .clone()
         .unwrap_or(chain.target.to_string());
-    let signal = shutdown_signal();
-    let (tunnel, watched) = many::announce(tunnel, &name, listen, &chain, report, &out);
+    let signals = shutdown_signals();
+    let (tunnel, watched) = many::announce(tunnel, &name, listen, &chain, report.to_string(), &out);
     let status = many::go_public(vec![watched], &out);
     let ready = format!("ready: {where_} -> {} ; {hint}", chain.target);
     let self_check = self_check.zip(self_addr);
-    let (ended, stop) = serve_until(tunnel, client, self_check, (&ready, signal), &out).await;
+    let (ended, stop) = serve_until(tunnel, client, self_check, (&ready, signals), &out).await;
     if let Some(status) = status {
         status.stop().await;
     }
@@ -773,12 +778,13 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
 }
 
 /// Serves until the `--` command ends, or else (after the ready line) `signal` (listened
-/// for since before the ready event) or the self-check stops it.
+/// for since before the ready event) or the self-check stops it; `again`, a second signal
+/// while connections drain, closes them at once.
 async fn serve_until(
     tunnel: Tunnel,
     client: Option<ClientCommand>,
     self_check: Option<(SelfCheck, SocketAddr)>,
-    (ready, signal): (&str, impl Future<Output = ()>),
+    (ready, (signal, again)): (&str, (impl Future<Output = ()>, impl Future<Output = ()>)),
     out: &outputs::Outputs,
 ) -> (Ended, Option<Stop>) {
     let mut stop = None;
@@ -792,7 +798,10 @@ async fn serve_until(
             out.say(ready);
             let self_check = self_check.map(|(check, addr)| start_self_check(check, addr));
             tunnel
-                .serve(async { stop = Some(stop_reason(self_check, signal).await) })
+                .serve_until(
+                    async { stop = Some(stop_reason(self_check, signal).await) },
+                    again,
+                )
                 .await
         }
     };
@@ -800,13 +809,18 @@ async fn serve_until(
 }
 
 /// The path report, now that every hop is up: each SSH segment says what it negotiated.
-fn path_report(request: &Request, chain: &Chain, local: &Local, sessions: &Sessions) -> String {
-    let mut report = path::analyze(local.tcp_addr().unwrap_or(request.listen), chain)
+fn path_report(
+    request: &Request,
+    chain: &Chain,
+    local: &Local,
+    sessions: &Sessions,
+) -> path::PathReport {
+    let mut report = path::analyze(local.report_addr().unwrap_or(request.listen), chain)
         .with_negotiated(&sessions.negotiated());
     if let Some(socket) = &local.socket {
-        report = report.with_local_socket(socket.path(), local.tcp.is_some());
+        report = report.with_local_socket(socket.path(), !local.tcp.is_empty());
     }
-    report.to_string()
+    report
 }
 
 /// Probes the target; `None` when Ctrl-C came first. Ctrl-C during the probe stops as
@@ -841,23 +855,21 @@ async fn plan_and_bind(
     tunnel::check_encryption(&planned, request.require_encrypted)?;
     // `--socket` alone opens no TCP port.
     let tcp = match socket.is_none() || common.listen_given().is_some() {
-        true => {
-            let listener = tunnel::bind(request.listen).await?;
-            let addr = listener.local_addr().map_err(|source| Error::Listen {
-                addr: request.listen,
-                source,
-            })?;
-            Some((listener, addr))
-        }
-        false => None,
+        true => local::bind_tcp(request.listen, common.listen_name()).await?,
+        false => Vec::new(),
     };
     let socket = socket
         .map(|dir| SocketListener::bind(dir, chain.target.port))
         .transpose()?;
+    let local = Local { tcp, socket };
+    // A name is judged by the addresses it resolved to.
+    if let (Some(_), Some(addr)) = (common.listen_name(), local.report_addr()) {
+        tunnel::check_encryption(&path::analyze(addr, chain), request.require_encrypted)?;
+    }
     if !common.quiet {
         out.say(&format!("pgtunnel: {chain}"));
     }
-    Ok(Local { tcp, socket })
+    Ok(local)
 }
 
 /// Brings the chain up, showing progress; `None` when Ctrl-C interrupted it.
@@ -1040,6 +1052,13 @@ fn exit_code(ended: Ended, stop: Option<Stop>) -> ExitCode {
                 Some(Stop::Signal) | None => ExitCode::SUCCESS,
             }
         }
+        Ended::Cut { cut } => {
+            eprintln!(
+                "pgtunnel: stopped at once (second Ctrl-C): {}",
+                cut_count(cut)
+            );
+            ExitCode::from(exit::INTERRUPTED)
+        }
         Ended::ChainLost { hop, reason } => {
             eprintln!(
                 "pgtunnel: lost the SSH session to {hop}: {reason} (--no-reconnect: exiting)"
@@ -1053,10 +1072,19 @@ fn exit_code(ended: Ended, stop: Option<Stop>) -> ExitCode {
     }
 }
 
+/// "1 open connection was cut", "2 open connections were cut".
+fn cut_count(cut: usize) -> String {
+    match cut {
+        1 => "1 open connection was cut".into(),
+        n => format!("{n} open connections were cut"),
+    }
+}
+
 /// The exit status for how serving ended (for `--json`'s `stopped` event).
 fn exit_number(ended: &Ended) -> i32 {
     match ended {
         Ended::Shutdown { .. } => 0,
+        Ended::Cut { .. } => i32::from(exit::INTERRUPTED),
         Ended::ChainLost { .. } => i32::from(exit::CONNECT),
         Ended::ReconnectRefused { kind, .. } => i32::from(code_for(*kind)),
     }
@@ -1092,23 +1120,59 @@ fn fit_connection_limit(requested: Option<u32>) -> usize {
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The signals are listened for from the call on (not from
-/// the first poll): a Ctrl-C right after the ready line is not lost.
+/// the first poll): a Ctrl-C right after the ready line is not lost. (The demo's set-up.)
+#[cfg(feature = "demo")]
 fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let first = nth_signal(counted_signals(), 1);
+    async move {
+        first.await;
+        info!("shutting down");
+    }
+}
+
+/// Two futures: the first Ctrl-C or SIGTERM (stop accepting, drain), and the second (close
+/// what is still open at once). Both count signals from the call on.
+fn shutdown_signals() -> (
+    impl Future<Output = ()> + Send + 'static,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let counted = counted_signals();
+    let (first, second) = (nth_signal(counted.clone(), 1), nth_signal(counted, 2));
+    let first = async move {
+        first.await;
+        info!("shutting down (Ctrl-C again to close open connections at once)");
+    };
+    (first, second)
+}
+
+/// How many Ctrl-Cs and SIGTERMs have arrived since the call.
+fn counted_signals() -> tokio::sync::watch::Receiver<u32> {
     use tokio::signal::unix::{SignalKind, signal};
+    let (count, counted) = tokio::sync::watch::channel(0u32);
     let int = signal(SignalKind::interrupt());
     let term = signal(SignalKind::terminate());
-    async move {
+    tokio::spawn(async move {
         match (int, term) {
-            (Ok(mut int), Ok(mut term)) => {
+            (Ok(mut int), Ok(mut term)) => loop {
                 tokio::select! {
                     _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
-            }
+                count.send_modify(|n| *n += 1);
+            },
             _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    count.send_modify(|n| *n += 1);
+                }
             }
         }
-        info!("shutting down");
+    });
+    counted
+}
+
+/// Resolves once `n` signals have arrived.
+async fn nth_signal(mut counted: tokio::sync::watch::Receiver<u32>, n: u32) {
+    if counted.wait_for(|c| *c >= n).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

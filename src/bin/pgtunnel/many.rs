@@ -24,7 +24,7 @@ use crate::outputs::Outputs;
 
 use crate::args::Common;
 use crate::progress::Progress;
-use crate::{Questions, exit, exit_code, limits, reconnect, shutdown_signal, terminal};
+use crate::{Questions, exit, exit_code, limits, reconnect, shutdown_signals, terminal};
 
 /// One planned tunnel, bound and (once connected) with its sessions.
 struct Ready {
@@ -68,7 +68,7 @@ pub async fn serve_many(
     progress.finish();
     let ready = probe_all(connected?, common, out).await?;
     // Listened for before the first ready line: a Ctrl-C right after it is not lost.
-    let signal = shutdown_signal();
+    let (signal, again) = shutdown_signals();
     let mut tunnels = Vec::with_capacity(ready.len());
     let mut watched = Vec::with_capacity(ready.len());
     let mut sockets = Vec::new();
@@ -79,26 +79,48 @@ pub async fn serve_many(
         tunnels.push(tunnel);
     }
     let status = go_public(watched, out);
-    let ended = tunnel::serve_all(tunnels, async {
-        signal.await;
-        out.notify_stopping();
-    })
+    let ended = tunnel::serve_all(
+        tunnels,
+        async {
+            signal.await;
+            out.notify_stopping();
+        },
+        again,
+    )
     .await;
     if let Some(server) = status {
         server.stop().await;
     }
     drop(sockets);
-    // The first tunnel that ended by itself says how pgtunnel ends.
-    let first = ended
-        .iter()
-        .find(|e| !matches!(e, Ended::Shutdown { .. }))
-        .or(ended.first())
-        .cloned()
-        .unwrap_or(Ended::Shutdown {
-            closed_at_deadline: 0,
-        });
+    let first = how_it_ended(&ended);
     out.stopped(&first);
     Ok(exit_code(first, None))
+}
+
+/// How pgtunnel ends, from how each tunnel did: as the first that ended by itself; else as a
+/// cut drain (every tunnel's cut connections counted together); else as a shutdown.
+fn how_it_ended(ended: &[Ended]) -> Ended {
+    let cut: usize = ended
+        .iter()
+        .map(|e| match e {
+            Ended::Cut { cut } => *cut,
+            _ => 0,
+        })
+        .sum();
+    ended
+        .iter()
+        .find(|e| !matches!(e, Ended::Shutdown { .. } | Ended::Cut { .. }))
+        .cloned()
+        .or_else(|| {
+            ended
+                .iter()
+                .any(|e| matches!(e, Ended::Cut { .. }))
+                .then_some(Ended::Cut { cut })
+        })
+        .or(ended.first().cloned())
+        .unwrap_or(Ended::Shutdown {
+            closed_at_deadline: 0,
+        })
 }
 
 /// Every tunnel is ready: the monitor follows them, `pgtunnel status` sees them, systemd
@@ -262,11 +284,9 @@ async fn connect_all(
 /// pgtunnel, another's is a warning (the tunnel is served anyway, as ssh would).
 async fn probe_all(ready: Vec<Ready>, common: &Common, out: &Outputs) -> Result<Vec<Ready>, Error> {
     for r in &ready {
-        if !common.quiet {
-            let report = path::analyze(r.bound.report_addr(), &r.plan.chain)
-                .with_negotiated(&r.sessions.negotiated());
-            out.say(&format!("{}:\n{report}", r.plan.name));
-        }
+        let report = path::analyze(r.bound.report_addr(), &r.plan.chain)
+            .with_negotiated(&r.sessions.negotiated());
+        out.report(Some(&r.plan.name), &report, common.quiet);
         match probe::probe(&r.sessions, &r.plan.chain.target, r.plan.probe).await {
             Ok(probed) => {
                 if let Some(found) = probed.describe() {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pgtunnel::fleet::monitor::Change;
 use pgtunnel::forward::{ConnEvent, ConnObserver};
 use pgtunnel::notify::Notifier;
+use pgtunnel::plan::path::PathReport;
 use pgtunnel::status::{EventWriter, JsonEvent};
 use tracing::warn;
 
@@ -39,6 +40,26 @@ impl Outputs {
         match self.json {
             Some(_) => eprintln!("{line}"),
             None => println!("{line}"),
+        }
+    }
+
+    /// A path report (after `heading`, if any); with `-q` only its warnings, as warnings on
+    /// stderr (an exposed listener, a key exchange that is not post-quantum).
+    pub fn report(&self, heading: Option<&str>, report: &PathReport, quiet: bool) {
+        if !quiet {
+            match heading {
+                Some(heading) => self.say(&format!("{heading}:\n{report}")),
+                None => self.say(&report.to_string()),
+            }
+            return;
+        }
+        for note in &report.notes {
+            if let Some(warning) = note.strip_prefix("Warning: ") {
+                match heading {
+                    Some(heading) => warn!("{heading}: {warning}"),
+                    None => warn!("{warning}"),
+                }
+            }
         }
     }
 
@@ -137,6 +158,9 @@ impl Outputs {
         self.event(&JsonEvent::Stopped {
             reason: match ended {
                 pgtunnel::forward::Ended::Shutdown { .. } => "shutdown".into(),
+                pgtunnel::forward::Ended::Cut { cut } => {
+                    format!("shutdown, cut short: {cut} open connection(s) closed at once")
+                }
                 pgtunnel::forward::Ended::ChainLost { hop, reason } => {
                     format!("lost the SSH session to {hop}: {reason}")
                 }

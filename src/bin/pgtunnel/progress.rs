@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pgtunnel::event::{Event, Observer};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Spinners per hop on a terminal, plain lines otherwise.
 pub struct Progress {
@@ -70,6 +70,8 @@ fn log(event: Event, quiet: bool) {
     match event {
         Event::Warning(w) => warn!("{w}"),
         Event::HopFailed { .. } => {}
+        // Where each hop stands is for the spinners, or -v.
+        Event::Waiting { .. } => debug!("{}", describe(&event)),
         other if !quiet => info!("{}", describe(&other)),
         _ => {}
     }
@@ -87,7 +89,7 @@ fn draw(bars: &MultiProgress, state: &mut HashMap<String, ProgressBar>, event: &
             bar.set_message(describe(event));
             state.insert(hop.to_string(), bar);
         }
-        Event::HostKeyVerified { hop, .. } => {
+        Event::Waiting { hop, .. } | Event::HostKeyVerified { hop, .. } => {
             if let Some(bar) = state.get(&hop.to_string()) {
                 bar.set_message(describe(event));
             }
@@ -116,6 +118,7 @@ fn draw(bars: &MultiProgress, state: &mut HashMap<String, ProgressBar>, event: &
 fn describe(event: &Event) -> String {
     match event {
         Event::Connecting { hop, how } => format!("{hop}: connecting ({how})"),
+        Event::Waiting { hop, stage } => format!("{hop}: waiting for {stage}"),
         Event::HostKeyVerified {
             hop,
             fingerprint,
