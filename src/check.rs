@@ -268,6 +268,7 @@ mod tests {
             hops: vec![hop.clone()],
             target: crate::spec::parse_target("localhost").unwrap(),
             target_alias: None,
+            names: Default::default(),
         };
         let label = hop.label();
         let ms = Duration::from_millis;

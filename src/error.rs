@@ -9,7 +9,8 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::config::known_hosts::CertRefusal;
-use crate::plan::chain::ChainError;
+use crate::plan::chain::{ChainError, Hop};
+use crate::plan::names::ConfigNames;
 use crate::spec::SpecError;
 
 /// Anything that stops pgtunnel from starting or serving.
@@ -24,8 +25,9 @@ pub enum Error {
     /// The hop chain cannot be built (loop, no hops, unsupported option).
     #[error(transparent)]
     Chain(#[from] ChainError),
-    /// One hop failed.
-    #[error("{hop}: {source}")]
+    /// One hop failed. A refusal by the previous hop's policy is told by that hop first
+    /// ([`hop_failure`]).
+    #[error("{}", hop_failure(hop, source))]
     Hop {
         /// Which hop.
         hop: HopLabel,
@@ -140,8 +142,20 @@ pub enum HopError {
         /// How many rounds of attempts were made (`ConnectionAttempts`).
         attempts: u32,
     },
+    /// Hop 1's host name does not resolve.
+    #[error("cannot resolve {host}: {source}{}", note.as_ref().map(|n| format!("; {n}")).unwrap_or_default())]
+    Resolve {
+        /// The name looked up (the HostName).
+        host: String,
+        /// The resolver's answer.
+        #[source]
+        source: std::io::Error,
+        /// The name is not an ssh_config alias (and which are close), see
+        /// [`HopError::with_names`].
+        note: Option<String>,
+    },
     /// The previous hop could not open a channel to this one.
-    #[error("the previous hop could not reach it: {via} said: {source}")]
+    #[error("{}", unreachable_words(via, source))]
     Unreachable {
         /// The previous hop.
         via: HopLabel,
@@ -305,6 +319,28 @@ pub enum HopError {
     },
 }
 
+impl HopError {
+    /// A name that does not resolve, on a hop written as a plain name (no HostName from the
+    /// config), is told apart from a typo of an alias: "`nosuchhost` is not an alias in
+    /// ~/.ssh/config (closest: `...`)".
+    pub fn with_names(self, hop: &Hop, names: &ConfigNames) -> HopError {
+        match self {
+            HopError::Resolve {
+                host,
+                source,
+                note: None,
+            } if hop.spec.host == hop.config.host_name && !names.is_alias(&hop.spec.host) => {
+                HopError::Resolve {
+                    note: Some(names.not_an_alias(&hop.spec.host)),
+                    host,
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 /// What was under way when an SSH session failed ([`HopError::Ssh`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SshStage {
@@ -354,6 +390,17 @@ pub enum ProxyCommandError {
     /// The command's stdin or stdout is missing.
     #[error("no pipes to the command")]
     NoPipes,
+    /// The command ended before any SSH server answered through it.
+    #[error(
+        "the command {status} before any SSH server answered through it{}",
+        last_line.as_ref().map(|l| format!("; the last line of its stderr: {l:?}")).unwrap_or_else(|| "; it wrote nothing on stderr".into())
+    )]
+    Ended {
+        /// "exited with status 127", "was killed by signal 9".
+        status: String,
+        /// The last non-empty line of its stderr.
+        last_line: Option<String>,
+    },
 }
 
 /// Why a `direct-tcpip` channel could not be opened.
@@ -381,7 +428,55 @@ pub enum ChannelOpenError {
     Ssh(#[source] russh::Error),
 }
 
+/// An [`Error::Hop`]'s message: "hop 2 (...): what went wrong", or, when the hop before it
+/// refused by its policy to open the channel (`administratively prohibited`: PermitOpen,
+/// AllowTcpForwarding), that hop first, as the one that said it.
+fn hop_failure(hop: &HopLabel, source: &HopError) -> String {
+    match source {
+        HopError::Unreachable { via, source: why } if why.by_policy() => {
+            format!("{via} refused to forward to {hop}: {source}")
+        }
+        _ => format!("{hop}: {source}"),
+    }
+}
+
+/// [`HopError::Unreachable`]'s words: the previous hop's refusal by its policy, or its
+/// failure to reach this hop.
+fn unreachable_words(via: &HopLabel, source: &ChannelOpenError) -> String {
+    if source.by_policy() {
+        format!(
+            "{source}. Its SSH server does not allow forwarding there (its PermitOpen, \
+             AllowTcpForwarding or a Match block): ask its admin, or check this hop's \
+             HostName and Port"
+        )
+    } else {
+        format!("the previous hop could not reach it: {via} said: {source}")
+    }
+}
+
+/// The words for a last hop that did not open a channel to the target: a refusal by its
+/// policy is not a failure to reach it.
+pub fn reach_words(e: &ChannelOpenError) -> &'static str {
+    if e.by_policy() {
+        "refused to forward to"
+    } else {
+        "could not reach"
+    }
+}
+
 impl ChannelOpenError {
+    /// Whether the server refused by its policy (`administratively prohibited`: PermitOpen,
+    /// AllowTcpForwarding, a Match block) rather than failing to reach the destination.
+    pub fn by_policy(&self) -> bool {
+        matches!(
+            self,
+            ChannelOpenError::Refused {
+                failure: russh::ChannelOpenFailure::AdministrativelyProhibited,
+                ..
+            }
+        )
+    }
+
     /// A refusal from the server's `code` and `text` (the text kept when it adds something).
     pub fn refused(failure: russh::ChannelOpenFailure, text: Option<String>) -> Self {
         let text = text
@@ -460,6 +555,7 @@ impl Error {
                 HopError::Auth { .. } => ErrorKind::Auth,
                 HopError::NotPostQuantum { .. } => ErrorKind::NotEncrypted,
                 HopError::Connect { .. }
+                | HopError::Resolve { .. }
                 | HopError::Unreachable { .. }
                 | HopError::Timeout { .. }
                 | HopError::ProxyCommand { .. }
@@ -569,6 +665,25 @@ mod tests {
             hop(refused),
             "hop 2 (bastion, 10.0.0.1:22): the previous hop could not reach it: hop 1 (bastion, \
              10.0.0.1:22) said: connect failed (Connection refused)"
+        );
+        // Issue 14: a refusal by the previous hop's policy is said by that hop, first.
+        let prohibited = HopError::Unreachable {
+            via: HopLabel {
+                index: 1,
+                name: "shell".into(),
+                addr: "127.0.0.1:2222".into(),
+            },
+            source: Box::new(ChannelOpenError::refused(
+                russh::ChannelOpenFailure::AdministrativelyProhibited,
+                Some("open failed".into()),
+            )),
+        };
+        assert_eq!(
+            hop(prohibited),
+            "hop 1 (shell, 127.0.0.1:2222) refused to forward to hop 2 (bastion, 10.0.0.1:22): \
+             administratively prohibited (open failed). Its SSH server does not allow \
+             forwarding there (its PermitOpen, AllowTcpForwarding or a Match block): ask its \
+             admin, or check this hop's HostName and Port"
         );
         // The server's text is left out when it only repeats the reason code.
         let plain = ChannelOpenError::refused(

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::forward::probe::Probe;
 use crate::forward::{Backoff, Ended, Reconnect, Tunnel};
 use crate::plan::chain::{Chain, resolve_chain};
+use crate::plan::names::ConfigNames;
 use crate::plan::path::PathReport;
 use crate::spec::{HopSpec, Target};
 use crate::ssh::session::{ConnectOptions, connect_chain};
@@ -103,12 +104,15 @@ pub fn load_config(source: &ConfigSource, env: &LocalEnv) -> Result<SshConfig, C
 }
 
 /// Resolves the hop chain for a request (pure, given the config).
+/// The chain knows the config's aliases ([`Chain::names`]), and a TARGET without a hop is
+/// told whether it is an alias (or close to one).
 pub fn plan(request: &Request, config: &SshConfig, env: &LocalEnv) -> Result<Chain, Error> {
-    Ok(resolve_chain(
-        request.via.as_deref(),
-        &request.target,
-        |q| config.resolve(q, env),
-    )?)
+    let names = ConfigNames::of(config);
+    let chain = resolve_chain(request.via.as_deref(), &request.target, |q| {
+        config.resolve(q, env)
+    })
+    .map_err(|e| e.with_names(&names))?;
+    Ok(Chain { names, ..chain })
 }
 
 /// Reads the request's ssh_config and resolves its hop chain: [`load_config`], then [`plan`].

@@ -614,6 +614,32 @@ impl SshConfig {
         out
     }
 
+    /// The names `Host` lines give literally (no `*` or `?`, not negated), includes
+    /// included, in reading order and each once: the aliases a user can type. For messages
+    /// about a name that is none of them.
+    pub fn aliases(&self) -> Vec<String> {
+        fn walk(file: &ConfigFile, out: &mut Vec<String>) {
+            for item in &file.items {
+                match &item.kind {
+                    ItemKind::Host(patterns) => {
+                        let literal = patterns.iter().filter(|p| {
+                            !p.starts_with('!') && !p.contains(['*', '?']) && !out.contains(p)
+                        });
+                        let literal: Vec<String> = literal.cloned().collect();
+                        out.extend(literal);
+                    }
+                    ItemKind::Include(files) => files.iter().for_each(|f| walk(f, out)),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for f in &self.files {
+            walk(f, &mut out);
+        }
+        out
+    }
+
     /// Resolves the configuration of one host, as `ssh -G [-l user] [-p port] host` would.
     pub fn resolve(&self, query: &HostQuery, env: &LocalEnv) -> Result<HostConfig, ConfigError> {
         let mut o = Options::default();
@@ -2594,6 +2620,16 @@ Host *
         assert_eq!(agent("$UNSET").as_deref(), Some("none"));
         assert_eq!(agent("~/a.sock").as_deref(), Some("/home/me/a.sock"));
         assert!(parse_err("IdentityAgent $BAD-NAME\n").contains("environment name"));
+    }
+
+    #[test]
+    fn literal_host_names_are_the_aliases() {
+        let env = LocalEnv::fixture();
+        let text =
+            "Host db-prod db-*\n  Port 2\nHost !bad bastion\nMatch host x\nHost db-prod ?q\n";
+        let config = SshConfig::parse_str(text, Path::new("/cfg"), &env.home).unwrap();
+        assert_eq!(config.aliases(), ["db-prod", "bastion"]);
+        assert!(SshConfig::empty().aliases().is_empty());
     }
 
     #[test]

@@ -175,8 +175,9 @@ impl Handler {
                         self.target
                     );
                     let message = format!(
-                        "pgtunnel: {} could not reach {}: {reason}",
+                        "pgtunnel: {} {} {}: {reason}",
                         last.label(),
+                        crate::error::reach_words(&reason),
                         self.target
                     );
                     if !self.tell(SqlState::CannotConnect, &message).await {

@@ -83,7 +83,8 @@ impl Probed {
 pub enum ProbeError {
     /// The last hop would not open the channel.
     #[error(
-        "{hop} could not reach {target}: {source}{}",
+        "{hop} {} {target}: {source}{}",
+        crate::error::reach_words(source),
         refusal_hint(source, target, hop)
     )]
     Refused {

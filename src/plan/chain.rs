@@ -35,6 +35,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::config::{ConfigError, HostConfig, HostQuery, ProxyJump};
+use crate::plan::names::ConfigNames;
 use crate::spec::{HopSpec, Target};
 
 /// At most this many hops; a longer chain is surely a mistake.
@@ -68,15 +69,20 @@ pub enum ChainError {
         user: String,
     },
     /// Neither `--via` nor a ProxyJump for TARGET.
-    #[error(
-        "no SSH hop for {target}: give one with --via HOP (e.g. `--via joe@shell.foo.com`), \
-         or make {host} an ssh_config alias with a ProxyJump"
-    )]
+    #[error("no SSH hop for {target}: {}", no_hops_advice(host, *port, *alias, close.as_deref()))]
     NoHops {
         /// TARGET as typed.
         target: String,
         /// TARGET's host.
         host: String,
+        /// TARGET's port.
+        port: u16,
+        /// TARGET's host is an ssh_config alias (one without a ProxyJump): most likely a hop
+        /// the user meant to go through (see [`ChainError::with_names`]).
+        alias: bool,
+        /// It is not, but some aliases are close: "`db-prd` is not an alias in FILE
+        /// (closest: `db-prod`)".
+        close: Option<String>,
     },
     /// TARGET is a name only an ssh_config alias can have (`unix/db`, `[db]`), and no alias
     /// with a ProxyJump gave it a HostName.
@@ -100,6 +106,42 @@ pub enum ChainError {
     /// A config lookup failed.
     #[error(transparent)]
     Config(#[from] ConfigError),
+}
+
+/// What to do when TARGET has no hop: an alias without ProxyJump is most likely the hop
+/// itself (`pgtunnel bastion` for `--via bastion localhost`).
+fn no_hops_advice(host: &str, port: u16, alias: bool, close: Option<&str>) -> String {
+    if alias {
+        return format!(
+            "{host} is an ssh_config alias without a ProxyJump, so there is nothing to go \
+             through. To reach a service on {host} itself, make it the hop: `pgtunnel --via \
+             {host} localhost:{port}` (or `--via {host} HOST:PORT` for one behind it)"
+        );
+    }
+    let close = close.map(|c| format!(" ({c})")).unwrap_or_default();
+    format!(
+        "give one with --via HOP (e.g. `--via joe@shell.foo.com`), or make {host} an \
+         ssh_config alias with a ProxyJump{close}"
+    )
+}
+
+impl ChainError {
+    /// The error with what the config's names tell: whether TARGET without a hop is an alias,
+    /// or close to one.
+    pub fn with_names(self, names: &ConfigNames) -> ChainError {
+        match self {
+            ChainError::NoHops {
+                target, host, port, ..
+            } => ChainError::NoHops {
+                alias: names.is_alias(&host),
+                close: (!names.closest(&host).is_empty()).then(|| names.not_an_alias(&host)),
+                target,
+                host,
+                port,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Why a hop is in the chain.
@@ -152,6 +194,9 @@ pub struct Chain {
     pub target: Target,
     /// TARGET as typed, when an alias's HostName replaced its host.
     pub target_alias: Option<String>,
+    /// The ssh_config's aliases and files, for messages about names that are none of them
+    /// (empty unless set by the caller that read the config, e.g. [`crate::tunnel::plan`]).
+    pub names: ConfigNames,
 }
 
 impl fmt::Display for Chain {
@@ -208,6 +253,9 @@ where
                     return Err(ChainError::NoHops {
                         target: target.to_string(),
                         host: target.host.clone(),
+                        port: target.port,
+                        alias: false,
+                        close: None,
                     });
                 }
             }
@@ -233,6 +281,7 @@ where
         hops,
         target,
         target_alias,
+        names: ConfigNames::default(),
     })
 }
 

@@ -340,6 +340,9 @@ fn target_notes(
     }
     match protection {
         Protection::Plain => {
+            // An alias keeps its HostName, Port and User as the new hop; its HostName alone
+            // would be reached on port 22 as the local user.
+            let hop_name = chain.target_alias.as_deref().unwrap_or(&target.host);
             let hops: Vec<String> = chain.hops.iter().map(|h| h.spec.to_string()).collect();
             let verified = conninfo(
                 listen.into(),
@@ -363,7 +366,7 @@ fn target_notes(
                  (--sslmode verify-full gives this string and sets it for `--` commands; \
                  sslmode=require encrypts without checking):\n      \
                  psql \"{verified}\"",
-                th = target.host,
+                th = hop_name,
                 via = hops.join(","),
                 port = target.port,
             );
@@ -400,6 +403,36 @@ mod tests {
             |q| cfg.resolve(q, &env),
         )
         .unwrap()
+    }
+
+    /// The chain of `pgtunnel TARGET` (no `--via`) under the ssh_config `text`.
+    fn alias_chain(text: &str, target: &str) -> Chain {
+        let env = LocalEnv::fixture();
+        let cfg = SshConfig::parse_str(text, std::path::Path::new("/cfg"), &env.home).unwrap();
+        resolve_chain(None, &parse_target(target).unwrap(), |q| {
+            cfg.resolve(q, &env)
+        })
+        .unwrap()
+    }
+
+    /// Issue 14: the suggestion names the alias, so that its HostName, Port and User apply
+    /// (`10.0.0.5` as a hop would be port 22 and the local user).
+    #[test]
+    fn the_suggested_hop_is_the_alias_not_its_host_name() {
+        let chain = alias_chain(
+            "Host db-prod\n  HostName 10.0.0.5\n  Port 2222\n  User dba\n  \
+             ProxyJump bastion,inner\n",
+            "db-prod",
+        );
+        let text = analyze(listen("127.0.0.1:5000"), &chain).to_string();
+        assert!(
+            text.contains("make db-prod a hop too")
+                && text.contains("pgtunnel --via bastion,inner,db-prod localhost:5432\n"),
+            "{text}"
+        );
+        assert!(!text.contains("inner,10.0.0.5"), "{text}");
+        // The segment still shows where the bytes go.
+        assert!(text.contains("inner -> 10.0.0.5:5432"), "{text}");
     }
 
     fn listen(s: &str) -> SocketAddr {

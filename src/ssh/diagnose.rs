@@ -8,15 +8,57 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::error::{HopError, SshStage};
+use crate::error::{HopError, ProxyCommandError, SshStage};
+use crate::ssh::transport::CommandWatch;
 
 /// russh's error in words for a handshake or a session end.
 pub(crate) fn describe_ssh_error(e: &russh::Error) -> String {
     match e {
         russh::Error::Disconnect => "the server closed the connection".into(),
         russh::Error::HUP => "the connection was closed during the handshake".into(),
+        russh::Error::KeepaliveTimeout => {
+            "no answer to keepalives (ServerAliveInterval x ServerAliveCountMax)".into()
+        }
         _ if is_closed(e) => "the connection was closed during the handshake".into(),
         other => other.to_string(),
+    }
+}
+
+/// Why a session that was up (`up_for`: since it authenticated) ended with `e`, or, when it
+/// was not up yet, what [`describe_ssh_error`] says: "after 12 s up: the other end closed
+/// the connection (EOF)".
+pub(crate) fn describe_loss(e: &russh::Error, up_for: Option<Duration>) -> String {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let Some(up_for) = up_for else {
+        return describe_ssh_error(e);
+    };
+    let why = match e {
+        russh::Error::HUP => "the other end closed the connection (EOF)".to_string(),
+        russh::Error::IO(io) if io.kind() == UnexpectedEof => {
+            "the other end closed the connection (EOF)".to_string()
+        }
+        russh::Error::IO(io) if io.kind() == ConnectionReset => {
+            "the connection was reset (by the server or something on the way)".to_string()
+        }
+        russh::Error::IO(io) if matches!(io.kind(), BrokenPipe | ConnectionAborted) => {
+            format!("the connection broke ({io})")
+        }
+        russh::Error::KeepaliveTimeout => {
+            "no answer to keepalives (ServerAliveInterval x ServerAliveCountMax)".to_string()
+        }
+        russh::Error::Disconnect => "the server closed the connection".to_string(),
+        other => other.to_string(),
+    };
+    format!("after {} up: {why}", up_time(up_for))
+}
+
+/// "12 s", "3 min 4 s", "2 h 5 min": how long a session was up.
+fn up_time(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -53,7 +95,14 @@ struct HeardState {
     connected: bool,
     /// The first [`HEARD_LIMIT`] bytes it sent.
     bytes: Vec<u8>,
+    /// The stream is a `ProxyCommand`'s (as run), and where its end is published.
+    command: Option<(String, CommandWatch)>,
 }
+
+/// How long a failed handshake waits for a `ProxyCommand` whose output closed to end (its
+/// exit status and stderr follow its stdout at once; a command that lives on is not
+/// waited for longer).
+const COMMAND_END_WAIT: Duration = Duration::from_secs(2);
 
 /// What the recorded bytes show.
 enum Said<'a> {
@@ -70,6 +119,37 @@ impl Heard {
         if let Ok(mut state) = self.0.lock() {
             state.connected = true;
         }
+    }
+
+    /// The stream is the `ProxyCommand` `command`'s; its end is published on `watch`.
+    pub(crate) fn command(&self, command: &str, watch: CommandWatch) {
+        if let Ok(mut state) = self.0.lock() {
+            state.command = Some((command.to_string(), watch));
+        }
+    }
+
+    /// [`Heard::failure`], but a `ProxyCommand` that ended before the server said anything
+    /// is the failure: its exit status and the last line of its stderr (`exec: nc: not
+    /// found`, status 127), rather than "the server closed the connection".
+    pub(crate) async fn failure_after_command(&self, e: russh::Error) -> HopError {
+        let (_, bytes) = self.snapshot();
+        let command = self.0.lock().ok().and_then(|s| s.command.clone());
+        let silent = matches!(said(&bytes), Said::Nothing) && is_closed(&e);
+        if let (true, Some((command, mut watch))) = (silent, command) {
+            let waited = tokio::time::timeout(COMMAND_END_WAIT, watch.wait_for(Option::is_some));
+            if let Ok(Ok(end)) = waited.await
+                && let Some(end) = end.clone()
+            {
+                return HopError::ProxyCommand {
+                    command,
+                    source: ProxyCommandError::Ended {
+                        status: end.status,
+                        last_line: end.last_line,
+                    },
+                };
+            }
+        }
+        self.failure(e)
     }
 
     /// Records `bytes`; false once the limit is reached (recording can stop).
@@ -141,6 +221,21 @@ impl Heard {
     }
 }
 
+/// The lines OpenSSH's sshd sends instead of its identification when its policy turns a
+/// connection away (`sshd.c`, `drop_connection`), and what they mean.
+const REFUSALS: &[(&str, &str)] = &[
+    (
+        "Exceeded MaxStartups",
+        "its MaxStartups limit: too many connections are waiting to log in; try again in a \
+         moment, or ask its admin to raise MaxStartups",
+    ),
+    (
+        "Not allowed at this time",
+        "its PerSourcePenalties: this address is penalised for earlier failures; try again \
+         later",
+    ),
+];
+
 /// Reads the first bytes a server sent the way russh does (`ssh_read.rs`): lines before the
 /// `SSH-2.0-`/`SSH-1.99-` line are allowed, a line may not exceed 255 bytes.
 fn said(bytes: &[u8]) -> Said<'_> {
@@ -172,6 +267,14 @@ fn said(bytes: &[u8]) -> Said<'_> {
         quoted
     };
     let too_long = first_end.map_or(bytes.len() >= MAX_ID_LINE, |e| e > MAX_ID_LINE);
+    if let Some((said, why)) = REFUSALS
+        .iter()
+        .find(|(line, _)| first.eq_ignore_ascii_case(line.as_bytes()))
+    {
+        return Said::NotSsh(format!(
+            "the SSH server refused the connection: it said \"{said}\" ({why})"
+        ));
+    }
     Said::NotSsh(if first.starts_with(b"SSH-") && too_long {
         format!(
             "the server's SSH identification line is longer than {MAX_ID_LINE} bytes (it sent \
@@ -303,6 +406,13 @@ mod tests {
             not_ssh(b"\xff\xfe\n"),
             "the server did not speak SSH (it sent \"\u{fffd}\u{fffd}\")"
         );
+        // Issue 14: sshd's policy turning the connection away is not "not SSH".
+        assert_eq!(
+            not_ssh(b"Exceeded MaxStartups\r\n"),
+            "the SSH server refused the connection: it said \"Exceeded MaxStartups\" (its \
+             MaxStartups limit: too many connections are waiting to log in; try again in a \
+             moment, or ask its admin to raise MaxStartups)"
+        );
         // A partial first line (the server is still sending, or stalled).
         assert_eq!(
             not_ssh(b"220 smtp.example ESMTP"),
@@ -346,6 +456,41 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    /// Issue 14: a session that was up is "lost after N s up", with why; one that was not is
+    /// still a handshake that failed.
+    #[test]
+    fn a_lost_session_says_how_long_it_was_up_and_why() {
+        let up = Some(Duration::from_secs(12));
+        let io = |kind: std::io::ErrorKind| russh::Error::IO(kind.into());
+        assert_eq!(
+            describe_loss(&russh::Error::HUP, up),
+            "after 12 s up: the other end closed the connection (EOF)"
+        );
+        assert_eq!(
+            describe_loss(&io(std::io::ErrorKind::UnexpectedEof), up),
+            "after 12 s up: the other end closed the connection (EOF)"
+        );
+        assert_eq!(
+            describe_loss(
+                &io(std::io::ErrorKind::ConnectionReset),
+                Some(Duration::from_secs(200))
+            ),
+            "after 3 min 20 s up: the connection was reset (by the server or something on the way)"
+        );
+        assert_eq!(
+            describe_loss(
+                &russh::Error::KeepaliveTimeout,
+                Some(Duration::from_secs(7300))
+            ),
+            "after 2 h 1 min up: no answer to keepalives (ServerAliveInterval x \
+             ServerAliveCountMax)"
+        );
+        assert_eq!(
+            describe_loss(&russh::Error::HUP, None),
+            "the connection was closed during the handshake"
+        );
     }
 
     #[test]

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use russh::ChannelId;
 use russh::client::{self, Handle, Msg};
 use russh::keys::PublicKeyOrCertificate;
-use russh::{ChannelId, ChannelOpenFailure};
 use tracing::{debug, info};
 
 use crate::config::RekeyLimit;
@@ -26,7 +26,7 @@ use crate::plan::chain::{Chain, Hop};
 use crate::plan::path::{Negotiated, is_post_quantum_kex};
 use crate::ssh::algorithms;
 use crate::ssh::auth::AuthContext;
-use crate::ssh::diagnose::{Heard, Recording, describe_ssh_error};
+use crate::ssh::diagnose::{Heard, Recording, describe_loss};
 use crate::ssh::host_key::HostKeyCheck;
 use crate::ssh::pool::HopIdentity;
 pub use crate::ssh::pool::HopPool;
@@ -104,11 +104,11 @@ pub struct HopSession {
 /// What a session's handler learns that the rest of the program asks about later.
 #[derive(Debug, Default)]
 struct HandlerNotes {
-    /// The last channel-open failure: its code and the server's text.
-    open_failure: Mutex<Option<(u32, String)>>,
     /// Why the session ended (a peer's disconnect message, a keepalive timeout, an I/O
     /// error); the first reason heard is kept.
     end_reason: Mutex<Option<String>>,
+    /// When the session was authenticated (up): a loss afterwards says how long it was up.
+    up_since: Mutex<Option<Instant>>,
     /// What the last key exchange negotiated (a rekey renegotiates).
     negotiated: Mutex<Option<Negotiated>>,
     /// The session's round-trip time, for its channels' windows ([`crate::ssh::window`]).
@@ -212,18 +212,17 @@ impl HopSession {
                 self.notes.rtt.record(asked.elapsed());
                 Ok(channel)
             }
+            // The server's text comes with its reason code (russh patch, part J): never one
+            // without the other, whatever the tasks' timing.
+            Err(russh::Error::ChannelOpenRefused {
+                reason,
+                description,
+            }) => Err(ChannelOpenError::refused(
+                reason,
+                Some(clean_server_line(&description)),
+            )),
             Err(russh::Error::ChannelOpenFailure(failure)) => {
-                // The handler records the server's text just after the failure is delivered.
-                tokio::task::yield_now().await;
-                let text = self
-                    .notes
-                    .open_failure
-                    .lock()
-                    .ok()
-                    .and_then(|mut slot| slot.take())
-                    .filter(|(code, _)| *code == failure.code())
-                    .map(|(_, text)| text);
-                Err(ChannelOpenError::refused(failure, text))
+                Err(ChannelOpenError::refused(failure, None))
             }
             Err(source) if self.handle.is_closed() => Err(ChannelOpenError::SessionEnded {
                 hop: self.label.clone(),
@@ -322,7 +321,7 @@ pub async fn connect_chain(chain: &Chain, opts: &ConnectOptions) -> Result<Sessi
                 done.disconnect().await;
                 return Err(Error::Hop {
                     hop: hop.label(),
-                    source: Box::new(source),
+                    source: Box::new(source.with_names(hop, &chain.names)),
                 });
             }
         }
@@ -368,7 +367,7 @@ async fn connect_hop(
     let setup = async {
         let stream: Box<dyn ByteStream> = match tcp {
             Some(tcp) => Box::new(QuickAck(tcp)),
-            None => route.open(hop).await?,
+            None => route.open(hop, &heard).await?,
         };
         heard.connected();
         waiting(Stage::Banner);
@@ -468,12 +467,11 @@ async fn handshake(
             stage: Stage::KeyExchange,
         })
     });
-    let handle = client::connect_stream(Arc::new(config), stream, handler)
-        .await
-        .map_err(|e| match e {
-            HandlerError::HostKey(e) => e,
-            HandlerError::Ssh(e) => heard.failure(e),
-        })?;
+    let handle = match client::connect_stream(Arc::new(config), stream, handler).await {
+        Ok(handle) => handle,
+        Err(HandlerError::HostKey(e)) => return Err(e),
+        Err(HandlerError::Ssh(e)) => return Err(heard.failure_after_command(e).await),
+    };
     Ok(Unauthenticated {
         handle,
         label,
@@ -638,20 +636,6 @@ impl client::Handler for HopHandler {
         Ok(())
     }
 
-    async fn channel_open_failure(
-        &mut self,
-        _channel: ChannelId,
-        reason: ChannelOpenFailure,
-        description: &str,
-        _language: &str,
-        _session: &mut client::Session,
-    ) -> Result<(), Self::Error> {
-        if let Ok(mut slot) = self.notes.open_failure.lock() {
-            *slot = Some((reason.code(), clean_server_line(description)));
-        }
-        Ok(())
-    }
-
     async fn disconnected(
         &mut self,
         reason: client::DisconnectReason<Self::Error>,
@@ -665,10 +649,10 @@ impl client::Handler for HopHandler {
                     format!("the server disconnected: {message}")
                 }
             }
-            client::DisconnectReason::Error(HandlerError::Ssh(russh::Error::KeepaliveTimeout)) => {
-                "no answer to keepalives (ServerAliveInterval x ServerAliveCountMax)".into()
+            client::DisconnectReason::Error(HandlerError::Ssh(e)) => {
+                let up_since = self.notes.up_since.lock().ok().and_then(|slot| *slot);
+                describe_loss(e, up_since.map(|t| t.elapsed()))
             }
-            client::DisconnectReason::Error(HandlerError::Ssh(e)) => describe_ssh_error(e),
             client::DisconnectReason::Error(HandlerError::HostKey(e)) => e.to_string(),
         };
         debug!(hop = %self.label, "session ended: {text}");
@@ -721,6 +705,9 @@ async fn authenticate(
             after: AUTH_TIMEOUT,
         })??;
     debug!(hop = %label, %how, "authenticated");
+    if let Ok(mut slot) = notes.up_since.lock() {
+        *slot = Some(Instant::now());
+    }
     opts.observer.emit(Event::Authenticated {
         hop: label.clone(),
         how,

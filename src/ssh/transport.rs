@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 use crate::config::{HostConfig, Tos};
 use crate::error::{HopError, ProxyCommandError};
 use crate::plan::chain::Hop;
+use crate::ssh::diagnose::Heard;
 use crate::ssh::session::HopSession;
 
 /// A byte stream a session can run over.
@@ -55,12 +56,20 @@ impl<'a> Route<'a> {
         }
     }
 
-    /// Opens the byte stream to `hop`.
-    pub(crate) async fn open(&self, hop: &Hop) -> Result<Box<dyn ByteStream>, HopError> {
+    /// Opens the byte stream to `hop`; a `ProxyCommand`'s end is watched through `heard`.
+    pub(crate) async fn open(
+        &self,
+        hop: &Hop,
+        heard: &Heard,
+    ) -> Result<Box<dyn ByteStream>, HopError> {
         match self {
             // Connections normally connect first, with the limit: see [`connect_tcp`].
             Route::Tcp => Ok(Box::new(connect_tcp(hop, None).await?.0)),
-            Route::ProxyCommand(command) => Ok(Box::new(ProxyCommandStream::spawn(command)?)),
+            Route::ProxyCommand(command) => {
+                let (stream, watch) = ProxyCommandStream::spawn(command)?;
+                heard.command(command, watch);
+                Ok(Box::new(stream))
+            }
             Route::Through(prev) => {
                 let origin = SocketAddr::from(([127, 0, 0, 1], 0));
                 let channel = prev
@@ -97,9 +106,16 @@ pub(crate) async fn connect_tcp(
 ) -> Result<(TcpStream, Duration), HopError> {
     let c = &hop.config;
     let attempts = c.connection_attempts.max(1);
-    let addrs = tokio::net::lookup_host((c.host_name.clone(), c.port))
+    let found = tokio::net::lookup_host((c.host_name.clone(), c.port))
         .await
-        .and_then(|found| c.address_family.filter(&c.host_name, found))
+        .map_err(|source| HopError::Resolve {
+            host: c.host_name.clone(),
+            source,
+            note: None,
+        })?;
+    let addrs = c
+        .address_family
+        .filter(&c.host_name, found)
         .map_err(|source| HopError::Connect {
             source,
             attempts: 1,
@@ -279,16 +295,35 @@ fn interface_address(name: &str, v6: bool, addrs: &[InterfaceAddress]) -> Option
 }
 
 /// A hop's byte stream through a `ProxyCommand`: the command's stdout is what the server
-/// sends, its stdin what we send. Run as OpenSSH does, `$SHELL -c "exec COMMAND"`, with its
-/// stderr passed through; the process is killed when the session ends.
+/// sends, its stdin what we send. Run as OpenSSH does, `$SHELL -c "exec COMMAND"`. Its
+/// stderr is read here (each line logged, the last kept) and its exit status awaited by a
+/// task of its own, so that a command that fails (`exec: nc: not found`, status 127) is
+/// reported as such ([`CommandEnd`]) rather than as a server that closed the connection.
+/// The process is killed when the stream is dropped (the session ended).
 struct ProxyCommandStream {
-    child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     stdout: tokio::process::ChildStdout,
+    /// Dropped with the stream: tells the task to kill the process.
+    _kill: tokio::sync::oneshot::Sender<()>,
 }
 
+/// How a `ProxyCommand` ended: its exit status and the last line it wrote to stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommandEnd {
+    /// The exit status in words: "exited with status 127", "was killed by signal 9".
+    pub(crate) status: String,
+    /// The last non-empty line of its stderr (cleaned for display), if any.
+    pub(crate) last_line: Option<String>,
+}
+
+/// Where a `ProxyCommand`'s end is published (`None` while it runs).
+pub(crate) type CommandWatch = tokio::sync::watch::Receiver<Option<CommandEnd>>;
+
+/// The longest stderr line kept for the error message.
+const STDERR_LINE_LIMIT: usize = 200;
+
 impl ProxyCommandStream {
-    fn spawn(command: &str) -> Result<Self, HopError> {
+    fn spawn(command: &str) -> Result<(Self, CommandWatch), HopError> {
         let shell = std::env::var_os("SHELL")
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "/bin/sh".into());
@@ -301,24 +336,83 @@ impl ProxyCommandStream {
             .arg(format!("exec {command}"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| fail(ProxyCommandError::Spawn { shell, source }))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             return Err(fail(ProxyCommandError::NoPipes));
         };
-        Ok(ProxyCommandStream {
-            child,
+        let (kill, killed) = tokio::sync::oneshot::channel();
+        let (ended, watch) = tokio::sync::watch::channel(None);
+        tokio::spawn(watch_command(child, stderr, killed, ended));
+        let stream = ProxyCommandStream {
             stdin,
             stdout,
-        })
+            _kill: kill,
+        };
+        Ok((stream, watch))
     }
 }
 
-impl Drop for ProxyCommandStream {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
+/// Reads the command's stderr to its end (logging each line, keeping the last), then its exit
+/// status, and publishes both; or kills it when the stream is dropped first.
+async fn watch_command(
+    mut child: tokio::process::Child,
+    stderr: tokio::process::ChildStderr,
+    killed: tokio::sync::oneshot::Receiver<()>,
+    ended: tokio::sync::watch::Sender<Option<CommandEnd>>,
+) {
+    let run = async {
+        let last_line = last_stderr_line(stderr).await;
+        let status = child.wait().await;
+        CommandEnd {
+            status: match status {
+                Ok(status) => exit_words(status),
+                Err(e) => format!("could not be waited for ({e})"),
+            },
+            last_line,
+        }
+    };
+    tokio::select! {
+        end = run => {
+            let _ = ended.send(Some(end));
+        }
+        // The stream was dropped: the session is over; `child` is killed on drop below.
+        _ = killed => {}
+    }
+    drop(child);
+}
+
+/// Reads `stderr` to its end: each line is logged; the last non-empty one is returned.
+async fn last_stderr_line(stderr: tokio::process::ChildStderr) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut reader = tokio::io::BufReader::new(stderr);
+    let mut last = None;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return last,
+            Ok(_) => {}
+        }
+        let text = crate::ssh::prompt::clean_server_line(String::from_utf8_lossy(&line).trim());
+        if !text.is_empty() {
+            tracing::info!("ProxyCommand: {text}");
+            last = Some(text.chars().take(STDERR_LINE_LIMIT).collect());
+        }
+    }
+}
+
+/// An exit status in words.
+fn exit_words(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => format!("ended ({status})"),
     }
 }
 

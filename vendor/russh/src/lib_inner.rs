@@ -153,6 +153,17 @@ pub enum Error {
     #[error("Failed to open channel ({0:?})")]
     ChannelOpenFailure(ChannelOpenFailure),
 
+    /// The server refused to open a channel the client asked for: its reason code and its
+    /// description, delivered together so that the caller never sees one without the other.
+    /// (Channel open failure text (patch, part J).)
+    #[error("Failed to open channel ({reason:?}: {description})")]
+    ChannelOpenRefused {
+        /// The reason code.
+        reason: ChannelOpenFailure,
+        /// The server's description (RFC 4254 section 5.1), as sent.
+        description: String,
+    },
+
     /// Disconnected
     #[error("Disconnected")]
     Disconnect,

@@ -115,6 +115,12 @@ pub enum ChannelMsg {
     /// (server only)
     Failure,
     OpenFailure(ChannelOpenFailure),
+    /// (client only) The server refused the channel: its reason code and description.
+    /// (Channel open failure text (patch, part J).)
+    OpenRefused {
+        reason: ChannelOpenFailure,
+        description: String,
+    },
 }
 
 #[derive(Clone, Debug)]

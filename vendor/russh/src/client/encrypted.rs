@@ -607,8 +607,15 @@ impl Session {
                     return Ok(());
                 }
 
+                // Channel open failure text (patch, part J): the description travels with
+                // the reason code. Upstream delivered the code alone here and the text only
+                // to `Handler::channel_open_failure` afterwards, so a caller of
+                // `channel_open_*` that wanted the text raced the handler for it.
                 if let Some(mut sender) = self.channels.remove(&channel_num) {
-                    sender.deliver(ChannelMsg::OpenFailure(reason_code.clone()))?;
+                    sender.deliver(ChannelMsg::OpenRefused {
+                        reason: reason_code.clone(),
+                        description: descr.clone(),
+                    })?;
                 }
 
                 let _ = self.sender.send(Reply::ChannelOpenFailure);

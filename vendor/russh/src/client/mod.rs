@@ -844,6 +844,16 @@ impl<H: Handler> Handle<H> {
                 Some(ChannelMsg::OpenFailure(reason)) => {
                     return Err(crate::Error::ChannelOpenFailure(reason));
                 }
+                // Channel open failure text (patch, part J).
+                Some(ChannelMsg::OpenRefused {
+                    reason,
+                    description,
+                }) => {
+                    return Err(crate::Error::ChannelOpenRefused {
+                        reason,
+                        description,
+                    });
+                }
                 None => {
                     debug!("channel confirmation sender was dropped");
                     return Err(crate::Error::Disconnect);
