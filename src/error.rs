@@ -26,7 +26,7 @@ pub enum Error {
     #[error(transparent)]
     Chain(#[from] ChainError),
     /// One hop failed. A refusal by the previous hop's policy is told by that hop first
-    /// ([`hop_failure`]).
+    /// (`hop_failure`).
     #[error("{}", hop_failure(hop, source))]
     Hop {
         /// Which hop.

@@ -35,7 +35,7 @@ impl ConfigNames {
     }
 
     /// The aliases close to `name` (a typo away: edit distance, a swap of two neighbours
-    /// counting once), closest first, at most [`MAX_SUGGESTIONS`].
+    /// counting once), closest first, at most `MAX_SUGGESTIONS`.
     pub fn closest(&self, name: &str) -> Vec<&str> {
         let name = name.to_ascii_lowercase();
         let limit = (name.chars().count() / 3).clamp(1, 3);
