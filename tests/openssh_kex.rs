@@ -403,7 +403,8 @@ async fn the_binary_refuses_with_exit_code_6_naming_the_hop() {
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     let line = stderr
         .lines()
-        .find(|l| l.starts_with("pgtunnel: hop 1"))
+        // The error is the last of the `pgtunnel: hop 1 ...` lines (progress comes first).
+        .rfind(|l| l.starts_with("pgtunnel: hop 1"))
         .unwrap_or_else(|| panic!("no error line: {stderr}"));
     assert!(
         line.contains("--require-pq") && line.contains("curve25519-sha256"),
