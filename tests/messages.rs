@@ -133,13 +133,46 @@ async fn a_hop_name_that_does_not_resolve_is_not_an_alias() {
         assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
         let line = last_line(&out);
         assert!(
-            line.starts_with(&format!("pgtunnel: hop 1 ({via}:22): cannot resolve {via}: "))
-                && line.ends_with(&format!("; {note}")),
+            line.starts_with(&format!(
+                "pgtunnel: hop 1 ({via}:22): cannot resolve {via}: "
+            )) && line.ends_with(&format!("; {note}")),
             "{line}"
         );
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-        assert!(!all.contains("pg_hba") && !all.contains("NOT encrypted"), "{all}");
+        assert!(
+            !all.contains("pg_hba") && !all.contains("NOT encrypted"),
+            "{all}"
+        );
     }
+}
+
+/// Item 3 for `pgtunnel check`: a chain that did not come up gets no path report (nor
+/// pg_hba.conf advice); the failure is the last line.
+#[tokio::test]
+async fn check_puts_the_failure_last_and_alone() {
+    let home = Home::new();
+    home.write_config("Host bastion.invalid\n  HostName 127.0.0.1\n  Port 1\n");
+    let args = [
+        "check",
+        "-F",
+        cfg(&home),
+        "--via",
+        "bastoin.invalid",
+        "localhost",
+    ];
+    let out = run(&home, &args).await;
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("pg_hba") && !stdout.contains("SSH (encrypted)"),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("check failed: hop 1 (bastoin.invalid:22): cannot resolve")
+            && last.ends_with("(closest: `bastion.invalid`)"),
+        "{stdout}"
+    );
 }
 
 /// Item 4: a ProxyCommand that cannot run is "the command failed", with its exit status and
@@ -174,7 +207,14 @@ async fn a_lost_session_says_it_was_up_and_why() {
     let target = echo.addr.to_string();
     let mut tunnel = Pgtunnel::start(
         &home,
-        &["-F", cfg(&home), "--no-reconnect", "--via", "shell", &target],
+        &[
+            "-F",
+            cfg(&home),
+            "--no-reconnect",
+            "--via",
+            "shell",
+            &target,
+        ],
     )
     .await;
     shell.kill_all();
@@ -238,7 +278,11 @@ async fn a_refusal_by_policy_names_the_hop_that_said_it() {
         "{}Host inner\n  HostName 127.0.0.1\n  Port 1\n",
         home.block("shell", shell.addr, &user, HOP_EXTRA)
     ));
-    let out = run(&home, &["-F", cfg(&home), "--via", "shell,inner", "localhost"]).await;
+    let out = run(
+        &home,
+        &["-F", cfg(&home), "--via", "shell,inner", "localhost"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert_eq!(
         last_line(&out),
