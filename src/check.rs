@@ -152,8 +152,12 @@ impl fmt::Display for CheckReport {
             Some(Err(e)) => writeln!(f, "target: FAILED: {e}")?,
             None => writeln!(f, "target: not tried (the chain did not come up)")?,
         }
-        writeln!(f)?;
-        write!(f, "{}", self.path)?;
+        // A chain that did not come up has no path to report (nor pg_hba.conf advice): the
+        // failure follows, alone (issue 14). `--json` keeps the planned path.
+        if self.target.is_some() {
+            writeln!(f)?;
+            write!(f, "{}", self.path)?;
+        }
         if let Some((_, e)) = &self.failure {
             writeln!(f)?;
             writeln!(f, "check failed: {e}")?;
@@ -316,5 +320,22 @@ mod tests {
         assert_eq!(j["hops"][0]["time_ms"], 45);
         assert_eq!(j["target"]["tls_offered"], true);
         assert!(report.to_string().contains("logged in    me (publickey)"));
+        assert!(report.to_string().contains("pg_hba.conf"));
+        // The chain did not come up: no path report, the failure last.
+        let failed = CheckReport {
+            target: None,
+            failure: Some((ErrorKind::Connect, "hop 1 (h): cannot resolve h".into())),
+            ..report
+        };
+        let text = failed.to_string();
+        assert!(
+            !text.contains("pg_hba") && !text.contains("SSH (encrypted)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\ncheck failed: hop 1 (h): cannot resolve h\n"),
+            "{text}"
+        );
+        assert!(failed.to_json()["path"]["segments"].is_array());
     }
 }

@@ -515,7 +515,7 @@ async fn psql_is_told_why_a_connection_cannot_be_carried() {
         assert!(
             err.starts_with(&format!(
                 "psql: error: connection to server at \"127.0.0.1\", port {port} failed: \
-                 FATAL:  pgtunnel: {db_label} could not reach {refused_target}: \
+                 FATAL:  pgtunnel: {db_label} refused to forward to {refused_target}: \
                  administratively prohibited"
             )),
             "{err}"
@@ -699,7 +699,7 @@ async fn the_target_is_probed_before_ready() {
     assert!(!stdout.contains("ready:"), "{stdout}");
     assert!(
         stderr.contains(&format!(
-            "{db_label} could not reach {refused}: administratively prohibited"
+            "{db_label} refused to forward to {refused}: administratively prohibited"
         )) && stderr.contains("does not allow forwarding to"),
         "{stderr}"
     );

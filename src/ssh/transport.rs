@@ -365,6 +365,7 @@ async fn watch_command(
     killed: tokio::sync::oneshot::Receiver<()>,
     ended: tokio::sync::watch::Sender<Option<CommandEnd>>,
 ) {
+    let pid = child.id();
     let run = async {
         let last_line = last_stderr_line(stderr).await;
         let status = child.wait().await;
@@ -376,15 +377,31 @@ async fn watch_command(
             last_line,
         }
     };
-    tokio::select! {
-        end = run => {
-            let _ = ended.send(Some(end));
+    tokio::pin!(run);
+    let end = tokio::select! {
+        end = &mut run => end,
+        // The stream was dropped: the session is over (or the handshake failed because the
+        // command is ending). Killed, its stderr and status follow at once; a grandchild
+        // holding stderr open is not waited for long.
+        _ = killed => {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                // Not reaped yet (nothing waited for it): the pid is still this child's.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            match tokio::time::timeout(COMMAND_KILL_WAIT, &mut run).await {
+                Ok(end) => end,
+                Err(_) => return,
+            }
         }
-        // The stream was dropped: the session is over; `child` is killed on drop below.
-        _ = killed => {}
-    }
-    drop(child);
+    };
+    let _ = ended.send(Some(end));
 }
+
+/// How long a killed `ProxyCommand`'s stderr and status are waited for.
+const COMMAND_KILL_WAIT: Duration = Duration::from_secs(2);
 
 /// Reads `stderr` to its end: each line is logged; the last non-empty one is returned.
 async fn last_stderr_line(stderr: tokio::process::ChildStderr) -> Option<String> {
