@@ -315,7 +315,7 @@ async fn sigterm_drains_open_connections_then_exits_0() {
     tcp.write_all(&data[..MIB]).await.expect("first part");
     tunnel.signal(Signal::SIGTERM);
     tunnel
-        .wait_for_stderr("waiting up to 30s for open connections to finish")
+        .wait_for_stderr("waiting up to 30s for 1 open connection(s) to finish")
         .await;
     // ...new connections are no longer accepted...
     assert!(
