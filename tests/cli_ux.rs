@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::process::{BIN, Pgtunnel};
+use support::tty::OnTty;
 use support::*;
 use tokio::io::AsyncWriteExt;
 
@@ -324,108 +324,5 @@ async fn the_spinner_says_what_it_waits_for() {
         .await
         .expect("banner");
     tty.expect(&format!("{hop}: waiting for the key exchange"));
-    tty.interrupt_and_expect_exit(130);
-}
-
-/// `pgtunnel` on a pseudo-terminal of its own (the session leader, as under a shell).
-struct OnTty {
-    child: std::process::Child,
-    master: std::fs::File,
-    screen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl OnTty {
-    fn spawn(home: &std::path::Path, args: &[&str]) -> OnTty {
-        let size = nix::pty::Winsize {
-            ws_row: 40,
-            ws_col: 200,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(&size, None).expect("openpty");
-        let master = std::fs::File::from(pty.master);
-        let slave = std::fs::File::from(pty.slave);
-        let io = |f: &std::fs::File| Stdio::from(f.try_clone().expect("dup the pty"));
-        let child = std::process::Command::new("setsid")
-            .arg("--ctty")
-            .arg(BIN)
-            .args(args)
-            .env_clear()
-            .env("HOME", home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("TERM", "xterm")
-            .stdin(io(&slave))
-            .stdout(io(&slave))
-            .stderr(io(&slave))
-            .spawn()
-            .expect("run pgtunnel under `setsid --ctty` (util-linux)");
-        let screen = Arc::new(Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().expect("dup the pty");
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("screen").extend_from_slice(&buf[..n]);
-            }
-        });
-        OnTty {
-            child,
-            master,
-            screen,
-        }
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.screen.lock().expect("screen")).into_owned()
-    }
-
-    /// Waits (bounded) until the terminal shows `text`.
-    fn expect(&mut self, text: &str) {
-        let deadline = Instant::now() + LIMIT;
-        while !self.screen().contains(text) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                assert!(
-                    self.screen().contains(text),
-                    "pgtunnel exited ({status}) without showing {text:?}:\n{}",
-                    self.screen()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{text:?} did not appear:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Ctrl-C typed on the terminal; pgtunnel must exit with `code`.
-    fn interrupt_and_expect_exit(&mut self, code: i32) {
-        self.master.write_all(&[0x03]).expect("type Ctrl-C");
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert_eq!(status.code(), Some(code), "{}", self.screen());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for OnTty {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    assert_eq!(tty.interrupt(), 130, "{}", tty.screen());
 }

@@ -5,6 +5,7 @@
 pub mod pg;
 pub mod process;
 pub mod sshd;
+pub mod tty;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
