@@ -444,11 +444,7 @@ fn split_host_port(what: &'static str, input: &str) -> Result<(String, Option<u1
     let port = match d.delim {
         None => None,
         Some(':') if !d.bracketed && d.after.contains(':') => {
-            return Err(malformed(
-                what,
-                input,
-                "write an IPv6 address in brackets, e.g. [fd00::5]:5432",
-            ));
+            return Err(malformed(what, input, colons(what, input)));
         }
         Some(':') => Some(d.after),
         Some(_) => return Err(malformed(what, input, "expected `:PORT` after `]`")),
@@ -471,6 +467,35 @@ fn split_host_port(what: &'static str, input: &str) -> Result<(String, Option<u1
         return Ok((format!("[{}]", d.host), port));
     }
     Ok((d.host.to_string(), port))
+}
+
+/// What is wrong with `host:port:more`: an IPv6 address without its brackets, or something
+/// after the port (ssh's forward syntax, `port:host:hostport`, is `-L`'s).
+fn colons(what: &'static str, input: &str) -> Cow<'static, str> {
+    // fd00::5, fe80::1%eth0, fd00:0:0:0:0:0:0:5; not `63333:db:5432` (hex digits too).
+    let hex = input
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+    let ipv6ish = input.contains("::") || (hex && input.matches(':').count() >= 3);
+    if ipv6ish || input.parse::<std::net::Ipv6Addr>().is_ok() {
+        return "write an IPv6 address in brackets, e.g. [fd00::5]:5432".into();
+    }
+    let mut parts = input.splitn(3, ':');
+    let (host, port, rest) = (parts.next(), parts.next(), parts.next());
+    let forward = match what {
+        "TARGET" => {
+            "; ssh's forwards, PORT:HOST:HOSTPORT, go with -L: pgtunnel -L \
+                     63333:db:5432 SSH_SERVER"
+        }
+        _ => "",
+    };
+    match (host, port, rest) {
+        (Some(host), Some(port), Some(rest)) if port.parse::<u16>().is_ok() => {
+            format!("`:{rest}` follows the port: {what} is host[:port] ({host}:{port}){forward}")
+                .into()
+        }
+        _ => format!("{what} is host[:port], with one `:`{forward}").into(),
+    }
 }
 
 fn check_host(what: &'static str, input: &str, host: &str) -> Result<(), SpecError> {
@@ -615,6 +640,26 @@ mod tests {
             "-oProxy", "a,b",
         ] {
             assert!(parse_target(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn target_with_more_than_one_colon_says_what_is_wrong() {
+        let reason = |input: &str| match parse_target(input) {
+            Err(SpecError::Malformed { reason, .. }) => reason.into_owned(),
+            other => panic!("{input}: {other:?}"),
+        };
+        for ipv6 in ["fd00::5", "fd00:0:0:0:0:0:0:5", "::1:5432", "fe80::1%eth0"] {
+            assert!(reason(ipv6).contains("IPv6 address in brackets"), "{ipv6}");
+        }
+        let extra = reason("db:5432:extra");
+        assert!(extra.starts_with("`:extra` follows the port: TARGET is host[:port] (db:5432)"));
+        assert!(extra.contains("go with -L"), "{extra}");
+        assert!(!extra.contains("IPv6"), "{extra}");
+        for forward in ["63333:db.foo.com:5432", "63333:db:5432"] {
+            let reason = reason(forward);
+            assert!(reason.contains("go with -L"), "{reason}");
+            assert!(!reason.contains("IPv6"), "{reason}");
         }
     }
 

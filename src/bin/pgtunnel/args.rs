@@ -109,16 +109,18 @@ pub struct Args {
 }
 
 impl Args {
-    /// The options every command has.
-    pub fn common(&self) -> &Common {
+    /// How much every command says (`-v`, `-q`).
+    pub fn output(&self) -> Output {
         match &self.command {
             #[cfg(feature = "demo")]
-            Some(Command::Demo { common, .. }) => common,
-            Some(Command::Explain { common, .. }) => common,
-            Some(Command::Check { common, .. }) => common,
-            Some(Command::Up { common, .. }) => common,
-            Some(Command::Status { .. }) | Some(Command::List { .. }) => &self.common,
-            None => &self.common,
+            Some(Command::Demo { common, .. }) => common.output,
+            Some(Command::Explain { output, .. })
+            | Some(Command::Check { output, .. })
+            | Some(Command::Up { output, .. })
+            | Some(Command::List { output, .. })
+            | Some(Command::Status { output, .. }) => *output,
+            Some(Command::Completions { .. }) | Some(Command::Man { .. }) => Output::default(),
+            None => self.common.output,
         }
     }
 }
@@ -148,7 +150,7 @@ impl Route {
     pub fn request(
         self,
         target: Target,
-        common: &Common,
+        forwards: &Forwards,
         require_encrypted: bool,
         require_pq: bool,
     ) -> Request {
@@ -156,29 +158,49 @@ impl Route {
             target,
             via: self.via,
             config: ConfigSource::from_arg(self.config.as_deref()),
-            listen: common.listen(),
+            listen: forwards.listen(),
             require_encrypted: require_encrypted || require_pq,
             require_pq,
         }
     }
 }
 
-/// Options shared by the tunnel and the subcommands.
+/// The options of the commands that serve a tunnel (the tunnel itself and `demo`): where
+/// it listens, how it serves, how much it says.
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// Local listen address [ADDR:]PORT (default 127.0.0.1 and a free port); or, repeatable,
-    /// ssh's own forwards [bind_address:]port:host:hostport (also local_socket:host:hostport),
-    /// the positional argument being then ssh's destination: `pgtunnel -L
-    /// 63333:db.foo.com:5432 joe@shell.foo.com`.
+    #[command(flatten)]
+    pub forwards: Forwards,
+
+    #[command(flatten)]
+    pub serve: Serve,
+
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `-L`: where the tunnel listens, or ssh's own forwards.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Forwards {
+    /// Local listen address [ADDR:]PORT (default 127.0.0.1 and a free port; ADDR may be a
+    /// name, every address it resolves to is used); or, repeatable, ssh's own forwards
+    /// [bind_address:]port:host:hostport (also local_socket:host:hostport), the positional
+    /// argument being then ssh's destination: `pgtunnel -L 63333:db.foo.com:5432
+    /// joe@shell.foo.com`.
     #[arg(
         short = 'L',
         long = "listen",
         value_name = "[ADDR:]PORT | [BIND:]PORT:HOST:HOSTPORT",
         value_parser = dash_l
     )]
-    pub forwards: Vec<DashL>,
+    pub given: Vec<DashL>,
+}
 
-    /// Seconds open connections may keep going after Ctrl-C/SIGTERM.
+/// How a tunnel is served: the tunnel's, `up`'s and `demo`'s.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Serve {
+    /// Seconds open connections may keep going after Ctrl-C/SIGTERM (a second Ctrl-C cuts
+    /// them at once).
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub drain_timeout: u64,
 
@@ -194,7 +216,11 @@ pub struct Common {
     /// open-file limit allows).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
+}
 
+/// How much is said on stderr: every command's.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Output {
     /// More output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -204,7 +230,7 @@ pub struct Common {
     pub quiet: bool,
 }
 
-impl Common {
+impl Forwards {
     /// `--listen`, or the default.
     pub fn listen(&self) -> SocketAddr {
         self.listen_given().unwrap_or(spec::DEFAULT_LISTEN)
@@ -212,7 +238,7 @@ impl Common {
 
     /// `-L [ADDR:]PORT`, if given (a name as its planned address: see [`Common::listen_name`]).
     pub fn listen_given(&self) -> Option<SocketAddr> {
-        self.forwards.iter().find_map(|f| match f {
+        self.given.iter().find_map(|f| match f {
             DashL::Listen(addr) => Some(*addr),
             DashL::ListenName { port, .. } => {
                 Some(SocketAddr::new(spec::DEFAULT_LISTEN.ip(), *port))
@@ -223,7 +249,7 @@ impl Common {
 
     /// `-L NAME:PORT`, if given: resolved when binding.
     pub fn listen_name(&self) -> Option<(&str, u16)> {
-        self.forwards.iter().find_map(|f| match f {
+        self.given.iter().find_map(|f| match f {
             DashL::ListenName { host, port } => Some((host.as_str(), *port)),
             _ => None,
         })
@@ -231,7 +257,7 @@ impl Common {
 
     /// The ssh-style `-L` forwards, in order.
     pub fn ssh_forwards(&self) -> Vec<LocalForward> {
-        self.forwards
+        self.given
             .iter()
             .filter_map(|f| match f {
                 DashL::Forward(forward) => Some(forward.clone()),
@@ -251,15 +277,20 @@ pub enum Command {
     /// Show, like `ssh -G` but for the whole chain, every hop's resolved settings and the
     /// file and line that set each one; then the path report. Connects to nothing.
     Explain {
-        /// The service as seen from the last hop: host[:port].
-        #[arg(value_name = "TARGET", value_parser = spec::parse_target)]
-        target: Target,
+        /// The service as seen from the last hop: host[:port] (with ssh-style -L forwards:
+        /// ssh's destination, [user@]host).
+        #[arg(value_name = "TARGET")]
+        target: String,
 
         #[command(flatten)]
         route: Route,
 
+        // -L: where the tunnel would listen (the path report judges it), or ssh's forwards.
         #[command(flatten)]
-        common: Common,
+        forwards: Forwards,
+
+        #[command(flatten)]
+        output: Output,
     },
     /// Connect every hop and open one connection to the target, report each step (address,
     /// time, host key and what vouched for it, authentication, what was negotiated; the
@@ -286,7 +317,7 @@ pub enum Command {
         no_pg: bool,
 
         #[command(flatten)]
-        common: Common,
+        output: Output,
     },
     /// Start the tunnels of a tunnels file (all, or those NAMEd), over shared hop sessions.
     Up {
@@ -308,13 +339,19 @@ pub enum Command {
         json: bool,
 
         #[command(flatten)]
-        common: Common,
+        serve: Serve,
+
+        #[command(flatten)]
+        output: Output,
     },
     /// Show the tunnels a tunnels file defines.
     List {
         /// The tunnels file (default as for `up`).
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: Option<std::path::PathBuf>,
+
+        #[command(flatten)]
+        output: Output,
     },
     /// Show every running pgtunnel of this user: each tunnel's listen address, chain with each
     /// hop's state (up / lost / reconnecting, since when), open connections, bytes each way,
@@ -324,6 +361,23 @@ pub enum Command {
         /// One JSON array of processes on stdout (for scripts).
         #[arg(long)]
         json: bool,
+
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Print a shell completion script for SHELL on stdout (bash, zsh, fish, elvish,
+    /// powershell): `source <(pgtunnel completions bash)`; README.md says where to install it.
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page pgtunnel(1) on stdout (`pgtunnel man | man -l -`); with DIR,
+    /// write it and a page per subcommand (pgtunnel-explain.1, ...) there.
+    Man {
+        /// The directory to write the pages to, e.g. ~/.local/share/man/man1.
+        #[arg(value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
     },
     #[cfg(feature = "demo")]
     /// Run the PostgreSQL manual's bastion topology in this process (two SSH servers on

@@ -12,11 +12,11 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::args::Common;
+use crate::args::Output;
 
 /// Sets up logging to stderr: `-q` warnings and errors only, `-v`/`-vv` more detail (and
 /// tracing's format); `PGTUNNEL_LOG` (an `EnvFilter`) overrides the levels.
-pub fn init(args: &Common) {
+pub fn init(args: Output) {
     let default = match (args.quiet, args.verbose) {
         (true, _) => "warn",
         (_, 0) => "warn,pgtunnel=info",

@@ -33,6 +33,8 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 mod args;
+mod argv;
+mod generated;
 mod local;
 mod logging;
 mod many;
@@ -40,7 +42,7 @@ mod outputs;
 mod progress;
 mod terminal;
 
-use args::{Args, Command, Common};
+use args::{Args, Command, Common, Forwards, Output, Serve};
 use progress::Progress;
 
 /// Exit codes (also in README.md and `--help`).
@@ -58,12 +60,12 @@ mod exit {
 }
 
 fn main() -> ExitCode {
-    let mut args = Args::parse();
-    if args.run.is_some() && args.common.verbose == 0 {
+    let mut args = parse_args();
+    if args.run.is_some() && args.common.output.verbose == 0 {
         // `-- COMMAND`: the command owns the terminal; pgtunnel says only warnings and errors.
-        args.common.quiet = true;
+        args.common.output.quiet = true;
     }
-    logging::init(args.common());
+    logging::init(args.output());
     // `up`'s tunnels are planned before the runtime is built: the trees of sessions they make
     // decide its threads.
     let up = match &args.command {
@@ -95,6 +97,19 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code_for(e.kind()))
         }
+    }
+}
+
+/// The command line, options written before a subcommand moved after it ([`argv`]); a
+/// mistake is reported as clap reports its own (exit 2).
+fn parse_args() -> Args {
+    use clap::CommandFactory;
+    let argv = std::env::args_os().collect();
+    match argv::reorder(&Args::command(), argv) {
+        Ok(argv) => Args::parse_from(argv),
+        Err(message) => Args::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit(),
     }
 }
 
@@ -141,6 +156,8 @@ fn runtime_for(args: &Args, trees: Option<usize>) -> tokio::runtime::Builder {
                 | Command::Explain { .. }
                 | Command::Status { .. }
                 | Command::List { .. }
+                | Command::Completions { .. }
+                | Command::Man { .. }
         )
     );
     match threads {
@@ -183,8 +200,10 @@ async fn run(args: Args, up: Option<Result<Vec<TunnelPlan>, Error>>) -> Result<E
             target,
             common,
         }) => run_demo(check, target, common).await,
-        Some(Command::Status { json }) => Ok(show_status(json).await),
-        Some(Command::List { file }) => {
+        Some(Command::Status { json, .. }) => Ok(show_status(json).await),
+        Some(Command::Completions { shell }) => Ok(generated::completions(shell)),
+        Some(Command::Man { dir }) => Ok(generated::man(dir.as_deref())),
+        Some(Command::List { file, .. }) => {
             let env = tunnel::local_env();
             let file = load_tunnels(file, &env)?;
             print!("{}", file.list());
@@ -195,40 +214,33 @@ async fn run(args: Args, up: Option<Result<Vec<TunnelPlan>, Error>>) -> Result<E
             file,
             config,
             json,
-            common,
+            serve,
+            output,
         }) => {
             let plans = match up {
                 Some(planned) => planned?,
                 None => plan_up(&names, file, config)?,
             };
-            many::serve_many(plans, &common, &outputs::Outputs::new(json)).await
+            let out = outputs::Outputs::new(json);
+            many::serve_many(plans, &serve, output, &out).await
         }
         Some(Command::Explain {
             target,
             route,
-            common,
-        }) => {
-            let request = route.request(target, &common, false, false);
-            let env = tunnel::local_env();
-            let config = tunnel::load_config(&request.config, &env);
-            if let (None, Ok(ssh)) = (&request.via, &config)
-                && let Some(plans) = explain_forwards(ssh, &env, &request.target)?
-            {
-                return Ok(plans);
-            }
-            explain(&request, &config?, &env)
-        }
+            forwards,
+            ..
+        }) => run_explain(target, route, &forwards),
         Some(Command::Check {
             target,
             route,
             json,
             pg,
             no_pg,
-            common,
+            output,
         }) => {
-            let request = route.request(target, &common, false, false);
+            let request = route.request(target, &Forwards::default(), false, false);
             let postgres = pg.then_some(true).or(no_pg.then_some(false));
-            run_check(&request, json, postgres, &common).await
+            run_check(&request, json, postgres, output).await
         }
         None => run_tunnel(args).await,
     }
@@ -246,20 +258,20 @@ async fn run_tunnel(args: Args) -> Result<ExitCode, Error> {
     let env = tunnel::local_env();
     let config = tunnel::load_config(&ConfigSource::from_arg(args.route.config.as_deref()), &env);
     let config = match config {
-        Err(e) if !args.common.ssh_forwards().is_empty() => return Err(e.into()),
+        Err(e) if !args.common.forwards.ssh_forwards().is_empty() => return Err(e.into()),
         config => config,
     };
     if let Ok(ssh) = &config
         && let Some(plans) = ssh_style(&args, &positional, ssh, &env)?
     {
         let out = outputs::Outputs::new(args.json);
-        return many::serve_many(plans, &args.common, &out).await;
+        return many::serve_many(plans, &args.common.serve, args.common.output, &out).await;
     }
     let target = spec::parse_target(&positional)?;
     let setup = Setup {
         request: args.route.request(
             target,
-            &args.common,
+            &args.common.forwards,
             args.require_encrypted,
             args.require_pq,
         ),
@@ -289,7 +301,7 @@ fn ssh_style(
     config: &SshConfig,
     env: &LocalEnv,
 ) -> Result<Option<Vec<TunnelPlan>>, Error> {
-    let forwards = args.common.ssh_forwards();
+    let forwards = args.common.forwards.ssh_forwards();
     let explicit = !forwards.is_empty();
     if !dash_l_form(args, explicit)? {
         return Ok(None);
@@ -348,7 +360,8 @@ fn plan_ssh_form(
 /// Whether the command line may be ssh's form (`explicit`: it has ssh-style `-L` forwards);
 /// options that cannot go with it are refused.
 fn dash_l_form(args: &Args, explicit: bool) -> Result<bool, Error> {
-    let listens = args.common.forwards.len() - args.common.ssh_forwards().len();
+    let dash_l = &args.common.forwards;
+    let listens = dash_l.given.len() - dash_l.ssh_forwards().len();
     if listens > 1 && !explicit {
         return Err(usage(
             "-L",
@@ -458,37 +471,34 @@ async fn show_status(json: bool) -> ExitCode {
     }
 }
 
-/// `pgtunnel explain ALIAS` for an alias with `LocalForward` lines: its chain, then each
-/// forward's path report (`None`: it has none, explain TARGET as usual).
+/// `pgtunnel explain` in ssh's form: `forwards` (`-L PORT:HOST:HOSTPORT`) through
+/// `destination`, or, with none given, the `LocalForward` lines of `destination`'s alias:
+/// its chain, then each forward's path report. `None`: no forward (explain TARGET as usual).
 fn explain_forwards(
     config: &SshConfig,
     env: &LocalEnv,
-    target: &spec::Target,
+    jumps: &[spec::HopSpec],
+    destination: &spec::HopSpec,
+    forwards: &[pgtunnel::config::forward::LocalForward],
 ) -> Result<Option<ExitCode>, Error> {
-    if target.port_given {
-        return Ok(None);
-    }
-    let destination = spec::HopSpec {
-        user: None,
-        host: target.host.clone(),
-        port: None,
-    };
     let options = ForwardOptions {
         probe: false,
         ..Default::default()
     };
-    let Ok(Some(plans)) = plan_ssh_form(config, env, &[], &destination, &[], options) else {
-        return Ok(None);
+    let plans = match plan_ssh_form(config, env, jumps, destination, forwards, options) {
+        Ok(Some(plans)) => plans,
+        Err(e) if !forwards.is_empty() => return Err(e),
+        _ => return Ok(None),
     };
     let Some(first) = plans.first() else {
         return Ok(None);
     };
-    let mut text = format!(
-        "{} opens its LocalForward lines (as ssh -N {} would):\n\n{}",
-        target.host,
-        target.host,
-        pgtunnel::plan::explain::explain(&first.chain)
-    );
+    let host = &destination.host;
+    let mut text = match forwards.is_empty() {
+        true => format!("{host} opens its LocalForward lines (as ssh -N {host} would):\n\n"),
+        false => format!("the -L forwards through {host} (as ssh -N would open them):\n\n"),
+    };
+    text.push_str(&pgtunnel::plan::explain::explain(&first.chain));
     for plan in &plans {
         let listen = plan.listen.as_ref().map(fleet::ListenAt::planned_addr);
         let report = path::analyze(listen.unwrap_or(spec::DEFAULT_LISTEN), &plan.chain);
@@ -496,6 +506,41 @@ fn explain_forwards(
     }
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(Some(ExitCode::SUCCESS))
+}
+
+/// `pgtunnel explain TARGET` (or ssh's form, with `-L PORT:HOST:HOSTPORT` forwards or an
+/// alias's `LocalForward` lines): connects to nothing.
+fn run_explain(target: String, route: args::Route, forwards: &Forwards) -> Result<ExitCode, Error> {
+    let env = tunnel::local_env();
+    let config = tunnel::load_config(&ConfigSource::from_arg(route.config.as_deref()), &env);
+    let ssh_forwards = forwards.ssh_forwards();
+    if !ssh_forwards.is_empty() && forwards.given.len() > ssh_forwards.len() {
+        return Err(usage(
+            "-L",
+            "-L [ADDR:]PORT (where TARGET's tunnel listens) and ssh-style -L \
+             PORT:HOST:HOSTPORT forwards cannot be mixed: write every forward as ssh does",
+        ));
+    }
+    if !ssh_forwards.is_empty() {
+        // ssh's form: TARGET is ssh's destination.
+        let destination = spec::parse_hop(&target)?;
+        let jumps = route.via.clone().unwrap_or_default();
+        return explain_forwards(&config?, &env, &jumps, &destination, &ssh_forwards)?
+            .ok_or_else(|| usage("-L", "no forward to explain"));
+    }
+    let target = spec::parse_target(&target)?;
+    if let (None, Ok(ssh), false) = (&route.via, &config, target.port_given) {
+        let destination = spec::HopSpec {
+            user: None,
+            host: target.host.clone(),
+            port: None,
+        };
+        if let Some(code) = explain_forwards(ssh, &env, &[], &destination, &[])? {
+            return Ok(code);
+        }
+    }
+    let request = route.request(target, forwards, false, false);
+    explain(&request, &config?, &env)
 }
 
 /// `pgtunnel explain`: every hop's settings and where they come from, then the path report.
@@ -516,11 +561,11 @@ async fn run_check(
     request: &Request,
     json: bool,
     postgres: Option<bool>,
-    common: &Common,
+    output: Output,
 ) -> Result<ExitCode, Error> {
     let env = tunnel::local_env();
     let chain = tunnel::resolve(request, &env)?;
-    let progress = Progress::new(common.quiet || json, std::io::stderr().is_terminal());
+    let progress = Progress::new(output.quiet || json, std::io::stderr().is_terminal());
     let opts = ConnectOptions {
         observer: progress.observer(),
         prompts: Questions::AskTheUser.prompts(&progress),
@@ -567,10 +612,10 @@ async fn run_demo(
     if let Some(reason) = demo.fallback_reason() {
         warn!("demo: using an echo service instead of PostgreSQL: {reason}");
     }
-    if !common.quiet {
+    if !common.output.quiet {
         introduce(&demo);
     }
-    let request = demo.request(common.listen());
+    let request = demo.request(common.forwards.listen());
     let env = tunnel::local_env().with_home(demo.dir());
     let setup = Setup {
         config: tunnel::load_config(&request.config, &env),
@@ -731,7 +776,8 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         (Some(hint), Some(addr)) => hint(addr),
         _ => connect_hint(endpoint, tls),
     };
-    let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
+    let quiet = common.output.quiet;
+    let progress = Progress::new(quiet, std::io::stderr().is_terminal());
     let opts = ConnectOptions {
         observer: progress.observer(),
         prompts: questions.prompts(&progress),
@@ -743,7 +789,7 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
         return Ok(ExitCode::from(exit::INTERRUPTED));
     };
     let report = path_report(&request, &chain, &local, &sessions);
-    out.report(None, &report, common.quiet);
+    out.report(None, &report, quiet);
     let postgres = tunnel::is_postgres(&chain.target, postgres);
     let probe = Probe::for_target(probe, postgres);
     let Some(probed) = probe_or_interrupt(&sessions, &chain, probe).await? else {
@@ -756,8 +802,8 @@ async fn serve(setup: Setup<'_>, common: &Common) -> Result<ExitCode, Error> {
     let self_addr = local.tcp_addr();
     let listen = local.addresses();
     let tunnel = Tunnel::with_listeners(local.listeners(), sessions, chain.target.clone())
-        .limits(limits(common))
-        .reconnect(reconnect(common, &chain, &opts, probe))
+        .limits(limits(&common.serve))
+        .reconnect(reconnect(&common.serve, quiet, &chain, &opts, probe))
         .postgres(postgres);
     let name = chain
         .target_alias
@@ -854,8 +900,9 @@ async fn plan_and_bind(
     let planned = path::analyze(request.listen, chain);
     tunnel::check_encryption(&planned, request.require_encrypted)?;
     // `--socket` alone opens no TCP port.
-    let tcp = match socket.is_none() || common.listen_given().is_some() {
-        true => local::bind_tcp(request.listen, common.listen_name()).await?,
+    let dash_l = &common.forwards;
+    let tcp = match socket.is_none() || dash_l.listen_given().is_some() {
+        true => local::bind_tcp(request.listen, dash_l.listen_name()).await?,
         false => Vec::new(),
     };
     let socket = socket
@@ -863,10 +910,10 @@ async fn plan_and_bind(
         .transpose()?;
     let local = Local { tcp, socket };
     // A name is judged by the addresses it resolved to.
-    if let (Some(_), Some(addr)) = (common.listen_name(), local.report_addr()) {
+    if let (Some(_), Some(addr)) = (dash_l.listen_name(), local.report_addr()) {
         tunnel::check_encryption(&path::analyze(addr, chain), request.require_encrypted)?;
     }
-    if !common.quiet {
+    if !common.output.quiet {
         out.say(&format!("pgtunnel: {chain}"));
     }
     Ok(local)
@@ -894,16 +941,17 @@ async fn connect(
 
 /// How to bring the chain up again, unless `--no-reconnect`.
 fn reconnect(
-    common: &Common,
+    serve: &Serve,
+    quiet: bool,
     chain: &Chain,
     opts: &ConnectOptions,
     probe: Probe,
 ) -> Option<Reconnect> {
-    (!common.no_reconnect).then(|| Reconnect {
+    (!serve.no_reconnect).then(|| Reconnect {
         chain: chain.clone(),
         opts: ConnectOptions {
             // Reconnection progress goes to the log: the spinners are done by now.
-            observer: Progress::new(common.quiet, false).observer(),
+            observer: Progress::new(quiet, false).observer(),
             ..opts.clone()
         },
         backoff: Backoff::default(),
@@ -911,11 +959,11 @@ fn reconnect(
     })
 }
 
-fn limits(common: &Common) -> Limits {
+fn limits(serve: &Serve) -> Limits {
     Limits {
-        drain_timeout: Duration::from_secs(common.drain_timeout),
-        pending_timeout: Duration::from_secs(common.wait_for_chain),
-        max_connections: fit_connection_limit(common.max_connections),
+        drain_timeout: Duration::from_secs(serve.drain_timeout),
+        pending_timeout: Duration::from_secs(serve.wait_for_chain),
+        max_connections: fit_connection_limit(serve.max_connections),
     }
 }
 

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use crate::outputs::Outputs;
 
-use crate::args::Common;
+use crate::args::{Output, Serve};
 use crate::progress::Progress;
 use crate::{Questions, exit, exit_code, limits, reconnect, shutdown_signals, terminal};
 
@@ -36,9 +36,11 @@ struct Ready {
 /// Serves `plans` until Ctrl-C/SIGTERM; the exit code of how that ended.
 pub async fn serve_many(
     plans: Vec<TunnelPlan>,
-    common: &Common,
+    serve: &Serve,
+    output: Output,
     out: &Outputs,
 ) -> Result<ExitCode, Error> {
+    let quiet = output.quiet;
     for plan in &plans {
         let listen = plan.listen.as_ref().map(ListenAt::planned_addr);
         let planned = path::analyze(
@@ -48,8 +50,8 @@ pub async fn serve_many(
         tunnel::check_encryption(&planned, plan.require_encrypted)
             .map_err(|e| named(&plan.name, e))?;
     }
-    let bound = bind_all(plans, common, out).await?;
-    let progress = Progress::new(common.quiet, std::io::stderr().is_terminal());
+    let bound = bind_all(plans, quiet, out).await?;
+    let progress = Progress::new(quiet, std::io::stderr().is_terminal());
     let opts = ConnectOptions {
         observer: progress.observer(),
         prompts: Questions::AskTheUser.prompts(&progress),
@@ -66,14 +68,14 @@ pub async fn serve_many(
         }
     };
     progress.finish();
-    let ready = probe_all(connected?, common, out).await?;
+    let ready = probe_all(connected?, quiet, out).await?;
     // Listened for before the first ready line: a Ctrl-C right after it is not lost.
     let (signal, again) = shutdown_signals();
     let mut tunnels = Vec::with_capacity(ready.len());
     let mut watched = Vec::with_capacity(ready.len());
     let mut sockets = Vec::new();
     for r in ready {
-        let (tunnel, w, socket) = go_live(r, common, &opts, out);
+        let (tunnel, w, socket) = go_live(r, (serve, quiet), &opts, out);
         watched.push(w);
         sockets.extend(socket);
         tunnels.push(tunnel);
@@ -166,7 +168,7 @@ pub fn announce(
 /// serve, what the monitor follows of it, and its PostgreSQL socket (kept until the end).
 fn go_live(
     r: Ready,
-    common: &Common,
+    (serve, quiet): (&Serve, bool),
     opts: &ConnectOptions,
     out: &Outputs,
 ) -> (Tunnel, Watched, Option<SocketListener>) {
@@ -192,8 +194,8 @@ fn go_live(
         ..opts.clone()
     };
     let tunnel = Tunnel::with_listeners(r.bound.listeners, r.sessions, r.plan.chain.target.clone())
-        .limits(limits(common))
-        .reconnect(reconnect(common, &r.plan.chain, &opts, r.plan.probe))
+        .limits(limits(serve))
+        .reconnect(reconnect(serve, quiet, &r.plan.chain, &opts, r.plan.probe))
         .postgres(r.plan.postgres);
     let (tunnel, watched) = announce(tunnel, &r.plan.name, listen, &r.plan.chain, report, out);
     (tunnel, watched, r.bound.socket)
@@ -225,7 +227,7 @@ fn named(name: &str, e: Error) -> Error {
 /// listening is an error.
 async fn bind_all(
     plans: Vec<TunnelPlan>,
-    common: &Common,
+    quiet: bool,
     out: &Outputs,
 ) -> Result<Vec<(TunnelPlan, Bound)>, Error> {
     let mut bound_all = Vec::new();
@@ -236,7 +238,7 @@ async fn bind_all(
                 for skipped in &bound.skipped {
                     warn!("{}: could not listen on {skipped}", plan.name);
                 }
-                if !common.quiet {
+                if !quiet {
                     out.say(&format!("pgtunnel: {}: {}", plan.name, plan.chain));
                 }
                 bound_all.push((plan, bound));
@@ -282,11 +284,11 @@ async fn connect_all(
 
 /// Prints each tunnel's path report and probes its target: a strict tunnel's failure stops
 /// pgtunnel, another's is a warning (the tunnel is served anyway, as ssh would).
-async fn probe_all(ready: Vec<Ready>, common: &Common, out: &Outputs) -> Result<Vec<Ready>, Error> {
+async fn probe_all(ready: Vec<Ready>, quiet: bool, out: &Outputs) -> Result<Vec<Ready>, Error> {
     for r in &ready {
         let report = path::analyze(r.bound.report_addr(), &r.plan.chain)
             .with_negotiated(&r.sessions.negotiated());
-        out.report(Some(&r.plan.name), &report, common.quiet);
+        out.report(Some(&r.plan.name), &report, quiet);
         match probe::probe(&r.sessions, &r.plan.chain.target, r.plan.probe).await {
             Ok(probed) => {
                 if let Some(found) = probed.describe() {
