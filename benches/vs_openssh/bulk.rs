@@ -45,7 +45,20 @@ pub async fn rows(lab: &Lab, rounds: usize, mib: u64) -> Vec<Row> {
             s.down.push(mib as f64 / down.as_secs_f64());
             s.cpu_per_gib.push(cpu / (2.0 * mib as f64 / 1024.0));
         }
-        eprintln!("bulk: round {} of {rounds} done", round + 1);
+        let last = |s: &Samples| {
+            let (up, down) = (s.up.last(), s.down.last());
+            format!(
+                "up {:.0} down {:.0} MiB/s",
+                up.unwrap_or(&0.0),
+                down.unwrap_or(&0.0)
+            )
+        };
+        eprintln!(
+            "bulk: round {} of {rounds} done: pgtunnel {}, ssh -J {}",
+            round + 1,
+            last(&samples[0]),
+            last(&samples[1])
+        );
     }
     let size = if mib.is_multiple_of(1024) {
         format!("{} GiB", mib / 1024)

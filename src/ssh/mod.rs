@@ -21,6 +21,7 @@
 mod algorithms;
 mod auth;
 mod diagnose;
+mod hop_tcp;
 mod host_key;
 pub(crate) mod pool;
 pub mod prompt;

@@ -27,12 +27,13 @@ use crate::plan::path::{Negotiated, is_post_quantum_kex};
 use crate::ssh::algorithms;
 use crate::ssh::auth::AuthContext;
 use crate::ssh::diagnose::{Heard, Recording, describe_loss};
+use crate::ssh::hop_tcp::HopTcp;
 use crate::ssh::host_key::HostKeyCheck;
 use crate::ssh::pool::HopIdentity;
 pub use crate::ssh::pool::HopPool;
 use crate::ssh::prompt::{PromptClock, Prompts, clean_server_line, clean_server_text};
 use crate::ssh::stage::BannerSeen;
-use crate::ssh::transport::{ByteStream, QuickAck, Route, connect_tcp};
+use crate::ssh::transport::{ByteStream, Route, connect_tcp};
 use crate::ssh::window::{ChannelWindows, PathRtt};
 
 /// Connect + SSH handshake limit when the config sets no ConnectTimeout.
@@ -366,7 +367,7 @@ async fn connect_hop(
     let heard = Heard::default();
     let setup = async {
         let stream: Box<dyn ByteStream> = match tcp {
-            Some(tcp) => Box::new(QuickAck(tcp)),
+            Some(tcp) => Box::new(HopTcp::new(tcp)),
             None => route.open(hop, &heard).await?,
         };
         heard.connected();
@@ -485,7 +486,7 @@ async fn handshake(
 /// followed by one of ours within [`NUDGE_AFTER`] (`nudge_peer`, russh patch part H): the hop
 /// in between then acknowledges the server's TCP segment at once, and sshd's Nagle does not
 /// hold its next small packet (EOF after data, a channel's confirmation after the previous
-/// one's CLOSE) for ~40 ms. Our own TCP socket acknowledges at once anyway ([`QuickAck`]).
+/// one's CLOSE) for ~40 ms. Our own TCP socket acknowledges at once anyway (`hop_tcp::HopTcp`).
 fn client_config(
     hop: &Hop,
     opts: &ConnectOptions,
