@@ -2,6 +2,7 @@
 //! channel to the target on the innermost session, copy bytes both ways with half-close, and
 //! reset the client (RST, never a clean EOF) when the chain carrying it is lost.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -245,29 +246,7 @@ async fn pump(
 ) -> Finish {
     let (mut rx, tx) = channel.split();
     let ends = HalfCloses::default();
-    let down = async {
-        loop {
-            match rx.wait().await {
-                Some(ChannelMsg::Data { data }) => {
-                    tcp_write
-                        .write_all(&data)
-                        .await
-                        .map_err(|e| Finish::Failed(format!("writing to the client: {e}")))?;
-                    Stats::add(&stats.bytes_down, data.len() as u64);
-                    Stats::add(&bytes.down, data.len() as u64);
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = tcp_write.shutdown().await;
-                    if ends.received_eof() {
-                        let _ = tx.close().await;
-                    }
-                }
-                Some(ChannelMsg::Close) => return Ok(()),
-                Some(_) => {}
-                None => return Err(Finish::Lost),
-            }
-        }
-    };
+    let down = downstream(&mut rx, &tx, tcp_write, &ends, (stats, bytes));
     let up = async {
         let mut buf = vec![0u8; FIRST_BUFFER];
         loop {
@@ -315,6 +294,106 @@ async fn pump(
     }
 }
 
+/// The target's side of [`pump`]: its data to the client, the data messages already queued
+/// gathered into one write ([`gather`]); its EOF, and the CLOSE that ends the channel.
+async fn downstream(
+    rx: &mut russh::ChannelReadHalf,
+    tx: &russh::ChannelWriteHalf<Msg>,
+    tcp_write: &mut (impl AsyncWrite + Unpin),
+    ends: &HalfCloses,
+    (stats, bytes): (&Stats, &Bytes),
+) -> Result<(), Finish> {
+    // A message `gather` took from the queue behind the data (`Some(None)`: it closed).
+    let mut carried = None;
+    loop {
+        let msg = match carried.take() {
+            Some(msg) => msg,
+            None => rx.wait().await,
+        };
+        match msg {
+            Some(ChannelMsg::Data { data }) => {
+                let (batch, next) = gather(data, || queued(rx));
+                carried = next;
+                let n: usize = batch.iter().map(bytes::Bytes::len).sum();
+                write_gathered(tcp_write, &batch)
+                    .await
+                    .map_err(|e| Finish::Failed(format!("writing to the client: {e}")))?;
+                Stats::add(&stats.bytes_down, n as u64);
+                Stats::add(&bytes.down, n as u64);
+            }
+            Some(ChannelMsg::Eof) => {
+                let _ = tcp_write.shutdown().await;
+                if ends.received_eof() {
+                    let _ = tx.close().await;
+                }
+            }
+            Some(ChannelMsg::Close) => return Ok(()),
+            Some(_) => {}
+            None => return Err(Finish::Lost),
+        }
+    }
+}
+
+/// At most this much of the target's data goes to the client in one write.
+const GATHER: usize = 256 * 1024;
+
+/// `first` and the data messages queued behind it (`queued` never waits: `None` when
+/// nothing is), up to [`GATHER`] bytes, for one write to the client instead of one per
+/// message (the hop's read brings in several packets at once). A message that is not data
+/// (or the queue's end, `Some(None)`) is handed back, to be handled after the write.
+fn gather(
+    first: bytes::Bytes,
+    mut queued: impl FnMut() -> Option<Option<ChannelMsg>>,
+) -> (Vec<bytes::Bytes>, Option<Option<ChannelMsg>>) {
+    let mut total = first.len();
+    let mut batch = vec![first];
+    while total < GATHER {
+        match queued() {
+            Some(Some(ChannelMsg::Data { data })) => {
+                total += data.len();
+                batch.push(data);
+            }
+            None => break,
+            other => return (batch, other),
+        }
+    }
+    (batch, None)
+}
+
+/// The channel's next message if it is there already, without waiting (`Some(None)`: the
+/// queue is closed). Polling `wait` once and dropping it loses nothing: the queue's receive
+/// is cancel-safe, and a message it returns is credited to the window in that same poll.
+fn queued(rx: &mut russh::ChannelReadHalf) -> Option<Option<ChannelMsg>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(rx.wait()).poll(&mut cx) {
+        std::task::Poll::Ready(msg) => Some(msg),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Writes every buffer of `batch`, in order, with as few (vectored) writes as the socket
+/// takes.
+async fn write_gathered(
+    w: &mut (impl AsyncWrite + Unpin),
+    batch: &[bytes::Bytes],
+) -> std::io::Result<()> {
+    if let [one] = batch {
+        return w.write_all(one).await;
+    }
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        batch.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut left = &mut slices[..];
+    std::io::IoSlice::advance_slices(&mut left, 0);
+    while !left.is_empty() {
+        let n = w.write_vectored(left).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut left, n);
+    }
+    Ok(())
+}
+
 /// Which EOFs a channel has seen, so that its CLOSE follows the second. Both directions
 /// are futures of one task, never run at once: the flags only need to be shareable.
 #[derive(Default)]
@@ -334,5 +413,136 @@ impl HalfCloses {
     fn received_eof(&self) -> bool {
         self.received.store(true, Ordering::Relaxed);
         self.sent.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::collections::VecDeque;
+
+    fn data(byte: u8, len: usize) -> Option<ChannelMsg> {
+        Some(ChannelMsg::Data {
+            data: Bytes::from(vec![byte; len]),
+        })
+    }
+
+    /// `gather` over a queue of what `queued` would return, front first.
+    fn gathered(
+        mut queue: VecDeque<Option<Option<ChannelMsg>>>,
+    ) -> (Vec<usize>, Option<Option<ChannelMsg>>, usize) {
+        let (batch, next) = gather(Bytes::from(vec![0; 100]), || queue.pop_front().flatten());
+        (batch.iter().map(Bytes::len).collect(), next, queue.len())
+    }
+
+    #[test]
+    fn queued_data_is_gathered_until_the_queue_is_empty() {
+        let queue = VecDeque::from([Some(data(1, 10)), Some(data(2, 20)), None, Some(data(3, 1))]);
+        let (lens, next, left) = gathered(queue);
+        assert_eq!(lens, [100, 10, 20]);
+        assert!(next.is_none());
+        assert_eq!(left, 1, "stops at the first empty poll");
+    }
+
+    #[test]
+    fn a_message_that_is_not_data_is_handed_back_in_order() {
+        let queue = VecDeque::from([
+            Some(data(1, 10)),
+            Some(Some(ChannelMsg::Eof)),
+            Some(data(2, 20)),
+        ]);
+        let (lens, next, left) = gathered(queue);
+        assert_eq!(lens, [100, 10]);
+        assert!(matches!(next, Some(Some(ChannelMsg::Eof))));
+        assert_eq!(left, 1);
+        // The queue's end too.
+        let (lens, next, _) = gathered(VecDeque::from([Some(data(1, 5)), Some(None)]));
+        assert_eq!(lens, [100, 5]);
+        assert!(matches!(next, Some(None)));
+    }
+
+    #[test]
+    fn gathering_stops_at_its_limit() {
+        let queue: VecDeque<_> = (0..100).map(|_| Some(data(1, 32 * 1024))).collect();
+        let (lens, next, left) = gathered(queue);
+        let total: usize = lens.iter().sum();
+        assert!((GATHER..GATHER + 32 * 1024).contains(&total), "{total}");
+        assert!(next.is_none());
+        assert_eq!(left, 100 - (lens.len() - 1));
+    }
+
+    /// A writer that takes at most `step` bytes per call, vectored or not.
+    struct Trickle {
+        got: Vec<u8>,
+        step: usize,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.step);
+            self.got.extend_from_slice(&buf[..n]);
+            self.calls += 1;
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.step - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.step {
+                    break;
+                }
+            }
+            self.calls += 1;
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gathered_batch_is_written_whole_and_in_order_through_partial_writes() {
+        let batch: Vec<Bytes> = (0..5u8)
+            .map(|i| Bytes::from(vec![i; 1000 + usize::from(i)]))
+            .collect();
+        let want: Vec<u8> = batch.iter().flat_map(|b| b.iter().copied()).collect();
+        for step in [1usize, 7, 999, 1000, 4096, 1 << 20] {
+            let mut w = Trickle {
+                got: Vec::new(),
+                step,
+                calls: 0,
+            };
+            write_gathered(&mut w, &batch).await.unwrap();
+            assert_eq!(w.got, want, "step {step}");
+            assert_eq!(w.calls, want.len().div_ceil(step), "step {step}");
+        }
     }
 }
