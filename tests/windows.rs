@@ -130,3 +130,89 @@ async fn windows_grow_on_a_slow_path_and_stay_on_a_fast_one() {
         "slow path: largest adjustments {outer} (outer) / {inner} (inner), want > 3 MiB"
     );
 }
+
+/// A TCP relay to `to` that passes what `to` sends at about `per_ms` bytes a millisecond
+/// (the other way at once): `to`'s output backs up, as a busy client's does.
+async fn throttled_relay(to: SocketAddr, per_ms: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+    let addr = listener.local_addr().expect("relay addr");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(to).await else {
+                continue;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; per_ms];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let _ = cw.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// The channels pgtunnel opens announce a 64 KiB maximum packet (OpenSSH's own are 32 KiB),
+/// and sshd fills it when its output backs up (it then goes on reading the target into the
+/// channel's buffer): a download arrives in CHANNEL_DATA messages above 32 KiB, fewer
+/// packets for every process on the path to handle. sshd's output to us is throttled by a
+/// relay, as a busy machine's is.
+#[tokio::test(flavor = "current_thread")]
+async fn sshd_sends_packets_of_up_to_64_kib() {
+    const SENT: usize = 16 * MIB;
+    let home = Home::new();
+    let source = TcpListener::bind("127.0.0.1:0").await.expect("bind source");
+    let port = source.local_addr().expect("source addr").port();
+    tokio::spawn(async move {
+        let (mut conn, _) = source.accept().await.expect("accept");
+        conn.write_all(&pattern(SENT, 3)).await.expect("send");
+        let _ = conn.shutdown().await;
+    });
+    let hop = Sshd::logging(&home, "127.0.0.1", ("127.0.0.1".into(), port), "DEBUG1");
+    let relay = throttled_relay(hop.addr, 16 * 1024).await;
+    home.trust_addr(relay, &hop.host_key);
+    let user = login_user();
+    home.write_config(&home.block("hop", relay, &user, "  BatchMode yes\n"));
+    let chain = home
+        .chain(Some("hop"), &format!("127.0.0.1:{port}"))
+        .expect("chain");
+    let sessions = pgtunnel::ssh::session::connect_chain(&chain, &options())
+        .await
+        .expect("connect");
+    let origin = "127.0.0.1:0".parse().expect("addr");
+    let mut channel = sessions
+        .last()
+        .expect("a session")
+        .open_channel_to(&chain.target, origin)
+        .await
+        .expect("channel");
+    let (mut got, mut largest) = (Vec::with_capacity(SENT), 0);
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            russh::ChannelMsg::Data { data } => {
+                largest = largest.max(data.len());
+                got.extend_from_slice(&data);
+            }
+            russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    sessions.disconnect().await;
+    assert!(got == pattern(SENT, 3), "the data arrived intact");
+    assert!(
+        hop.log().contains("max 65535"),
+        "sshd saw the announced maximum: {}",
+        hop.log()
+    );
+    assert!(
+        (32 * 1024 + 1..=65535).contains(&largest),
+        "largest message {largest} bytes"
+    );
+}

@@ -508,6 +508,10 @@ fn client_config(
         nudge_peer: nested.then_some(NUDGE_AFTER),
         preferred,
         limits: rekey_limits(hop.config.rekey_limit),
+        // The largest CHANNEL_DATA we take (OpenSSH's own channels say 32 KiB): sshd fills
+        // it when its output backs up, half the packets for every process on the path
+        // (issue 13; tests/windows.rs). russh warns beyond 65535, a TCP segment's size.
+        maximum_packet_size: 65535,
         ..Default::default()
     })
 }
