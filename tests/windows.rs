@@ -132,13 +132,16 @@ async fn windows_grow_on_a_slow_path_and_stay_on_a_fast_one() {
 }
 
 /// A TCP relay to `to` that passes what `to` sends at about `per_ms` bytes a millisecond
-/// (the other way at once): `to`'s output backs up, as a busy client's does.
+/// (the other way at once), through a 32 KiB receive buffer (which also stops the kernel
+/// growing it): `to`'s output backs up, as it does towards a busy client.
 async fn throttled_relay(to: SocketAddr, per_ms: usize) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
     let addr = listener.local_addr().expect("relay addr");
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(to).await else {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.set_recv_buffer_size(32 * 1024).expect("SO_RCVBUF");
+            let Ok(server) = socket.connect(to).await else {
                 continue;
             };
             let (mut cr, mut cw) = client.into_split();
