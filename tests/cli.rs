@@ -10,16 +10,9 @@ use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pgtunnel");
-
 fn command(home: &Home) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("HOME", home.dir.path())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("USER", "localuser")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = Command::from(support::process::clean_command(home.dir.path()));
+    cmd.kill_on_drop(true);
     cmd
 }
 

@@ -8,18 +8,11 @@ mod support;
 use std::process::{Command, Output, Stdio};
 
 use support::Home;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pgtunnel");
+use support::process::BIN;
 
 /// The binary in a clean environment (HOME the test's, no ssh-agent).
 fn pgtunnel(home: &Home) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("HOME", home.dir.path())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("USER", "localuser")
-        .stdin(Stdio::null());
-    cmd
+    support::process::clean_command(home.dir.path())
 }
 
 fn run(home: &Home, args: &[&str]) -> Output {

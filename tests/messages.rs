@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use support::process::Pgtunnel;
@@ -13,19 +13,12 @@ use support::*;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pgtunnel");
-
 /// Keeps a failing hop from retrying for long.
 const HOP_EXTRA: &str = "  ConnectTimeout 10\n  BatchMode yes\n";
 
 async fn run(home: &Home, args: &[&str]) -> Output {
-    let run = Command::new(BIN)
-        .env_clear()
-        .env("HOME", home.dir.path())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("USER", "localuser")
+    let run = Command::from(support::process::clean_command(home.dir.path()))
         .args(args)
-        .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
     tokio::time::timeout(Duration::from_secs(60), run)

@@ -305,6 +305,8 @@ async fn downstream(
 ) -> Result<(), Finish> {
     // A message `gather` took from the queue behind the data (`Some(None)`: it closed).
     let mut carried = None;
+    // Reused: no allocation per message.
+    let mut batch = Vec::new();
     loop {
         let msg = match carried.take() {
             Some(msg) => msg,
@@ -312,12 +314,11 @@ async fn downstream(
         };
         match msg {
             Some(ChannelMsg::Data { data }) => {
-                let (batch, next) = gather(data, || queued(rx));
-                carried = next;
+                carried = gather(data, &mut batch, || queued(rx));
                 let n: usize = batch.iter().map(bytes::Bytes::len).sum();
-                write_gathered(tcp_write, &batch)
-                    .await
-                    .map_err(|e| Finish::Failed(format!("writing to the client: {e}")))?;
+                let written = write_gathered(tcp_write, &batch).await;
+                batch.clear();
+                written.map_err(|e| Finish::Failed(format!("writing to the client: {e}")))?;
                 Stats::add(&stats.bytes_down, n as u64);
                 Stats::add(&bytes.down, n as u64);
             }
@@ -338,15 +339,17 @@ async fn downstream(
 const GATHER: usize = 256 * 1024;
 
 /// `first` and the data messages queued behind it (`queued` never waits: `None` when
-/// nothing is), up to [`GATHER`] bytes, for one write to the client instead of one per
-/// message (the hop's read brings in several packets at once). A message that is not data
-/// (or the queue's end, `Some(None)`) is handed back, to be handled after the write.
+/// nothing is), up to [`GATHER`] bytes, into the empty `batch`, for one write to the client
+/// instead of one per message (the hop's read brings in several packets at once). A message
+/// that is not data (or the queue's end, `Some(None)`) is handed back, to be handled after
+/// the write.
 fn gather(
     first: bytes::Bytes,
+    batch: &mut Vec<bytes::Bytes>,
     mut queued: impl FnMut() -> Option<Option<ChannelMsg>>,
-) -> (Vec<bytes::Bytes>, Option<Option<ChannelMsg>>) {
+) -> Option<Option<ChannelMsg>> {
     let mut total = first.len();
-    let mut batch = vec![first];
+    batch.push(first);
     while total < GATHER {
         match queued() {
             Some(Some(ChannelMsg::Data { data })) => {
@@ -354,10 +357,10 @@ fn gather(
                 batch.push(data);
             }
             None => break,
-            other => return (batch, other),
+            other => return other,
         }
     }
-    (batch, None)
+    None
 }
 
 /// The channel's next message if it is there already, without waiting (`Some(None)`: the
@@ -432,7 +435,10 @@ mod tests {
     fn gathered(
         mut queue: VecDeque<Option<Option<ChannelMsg>>>,
     ) -> (Vec<usize>, Option<Option<ChannelMsg>>, usize) {
-        let (batch, next) = gather(Bytes::from(vec![0; 100]), || queue.pop_front().flatten());
+        let mut batch = Vec::new();
+        let next = gather(Bytes::from(vec![0; 100]), &mut batch, || {
+            queue.pop_front().flatten()
+        });
         (batch.iter().map(Bytes::len).collect(), next, queue.len())
     }
 

@@ -18,6 +18,18 @@ use super::Home;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pgtunnel");
 
+/// The binary with `home` as $HOME in an otherwise clean environment (PATH kept, USER
+/// `localuser`, no ssh-agent) and stdin closed: where every test that runs it starts.
+pub fn clean_command(home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("USER", "localuser")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// A running `pgtunnel`, past its ready line.
 pub struct Pgtunnel {
     child: Child,
@@ -49,14 +61,9 @@ impl Pgtunnel {
         env: &[(&str, &OsStr)],
         tunnels: usize,
     ) -> Pgtunnel {
-        let mut child = Command::new(BIN)
+        let mut child = Command::from(clean_command(home))
             .args(args)
-            .env_clear()
-            .env("HOME", home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("USER", "localuser")
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

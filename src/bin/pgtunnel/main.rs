@@ -10,7 +10,6 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use local::Local;
 use pgtunnel::config::{ConfigError, LocalEnv, SshConfig};
 #[cfg(feature = "demo")]
@@ -114,14 +113,19 @@ fn raise_heap_trim_threshold() {
 /// The command line, options written before a subcommand moved after it ([`argv`]); a
 /// mistake is reported as clap reports its own (exit 2).
 fn parse_args() -> Args {
-    use clap::CommandFactory;
-    let argv = std::env::args_os().collect();
-    match argv::reorder(&Args::command(), argv) {
-        Ok(argv) => Args::parse_from(argv),
-        Err(message) => Args::command()
+    use clap::{CommandFactory, FromArgMatches};
+    // Built once: it is most of clap's start-up work.
+    let mut cmd = Args::command();
+    let argv = match argv::reorder(&cmd, std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(message) => cmd
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit(),
-    }
+    };
+    let mut matches = cmd
+        .try_get_matches_from_mut(argv)
+        .unwrap_or_else(|e| e.exit());
+    Args::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
 }
 
 /// After "cannot listen on ADDR: Address already in use": who holds the port (from /proc,
@@ -381,13 +385,7 @@ fn dash_l_form(args: &Args, explicit: bool) -> Result<bool, Error> {
              SSH server as the last argument",
         ));
     }
-    if listens > 0 && explicit {
-        return Err(usage(
-            "-L",
-            "-L [ADDR:]PORT (where TARGET's tunnel listens) and ssh-style -L \
-             PORT:HOST:HOSTPORT forwards cannot be mixed: write every forward as ssh does",
-        ));
-    }
+    refuse_mixed_forwards(dash_l)?;
     let target_form = listens > 0
         || args.route.via.is_some()
         || args.run.is_some()
@@ -410,6 +408,19 @@ fn dash_l_form(args: &Args, explicit: bool) -> Result<bool, Error> {
         }
     }
     Ok(true)
+}
+
+/// `-L [ADDR:]PORT` and ssh-style `-L PORT:HOST:HOSTPORT` forwards on one command line.
+fn refuse_mixed_forwards(forwards: &Forwards) -> Result<(), Error> {
+    let ssh = forwards.ssh_forwards().len();
+    if ssh > 0 && forwards.given.len() > ssh {
+        return Err(usage(
+            "-L",
+            "-L [ADDR:]PORT (where TARGET's tunnel listens) and ssh-style -L \
+             PORT:HOST:HOSTPORT forwards cannot be mixed: write every forward as ssh does",
+        ));
+    }
+    Ok(())
 }
 
 /// A command-line mistake, as the spec parsers report them.
@@ -525,13 +536,7 @@ fn run_explain(target: String, route: args::Route, forwards: &Forwards) -> Resul
     let env = tunnel::local_env();
     let config = tunnel::load_config(&ConfigSource::from_arg(route.config.as_deref()), &env);
     let ssh_forwards = forwards.ssh_forwards();
-    if !ssh_forwards.is_empty() && forwards.given.len() > ssh_forwards.len() {
-        return Err(usage(
-            "-L",
-            "-L [ADDR:]PORT (where TARGET's tunnel listens) and ssh-style -L \
-             PORT:HOST:HOSTPORT forwards cannot be mixed: write every forward as ssh does",
-        ));
-    }
+    refuse_mixed_forwards(forwards)?;
     if !ssh_forwards.is_empty() {
         // ssh's form: TARGET is ssh's destination.
         let destination = spec::parse_hop(&target)?;
