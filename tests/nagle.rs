@@ -157,3 +157,37 @@ async fn the_inner_servers_control_packets_are_answered() {
     assert_eq!(ignores(&shell), 0, "IGNOREs at hop 1");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_that_speaks_first_answers_the_confirmation_itself() {
+    // Every field bound: the home and the echo live as long as the test.
+    let Lab {
+        _home,
+        _echo,
+        shell,
+        db,
+        running,
+    } = Lab::start().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = ignores(&db);
+    // The client writes before the channel is open, as a PostgreSQL client does: its bytes
+    // go out right after the inner sshd's confirmation, and acknowledge it, so no IGNORE
+    // answers the confirmation. The echo is the one answer left unanswered (the connection
+    // stays open: no EOF or CLOSE to answer).
+    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+    tcp.write_all(&[7; 100]).await.expect("write");
+    let mut back = [0u8; 100];
+    tcp.read_exact(&mut back).await.expect("echo");
+    assert_eq!(back, [7; 100]);
+    eventually(|| ignores(&db) > before).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        ignores(&db),
+        before + 1,
+        "IGNOREs at the inner sshd for one connection whose client spoke first \
+         (one for the echo; one more would answer the confirmation)"
+    );
+    assert_eq!(ignores(&shell), 0, "IGNOREs at hop 1");
+    drop(tcp);
+    running.stop().await;
+}

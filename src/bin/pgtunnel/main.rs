@@ -1240,3 +1240,31 @@ async fn nth_signal(mut counted: tokio::sync::watch::Receiver<u32>, n: u32) {
         std::future::pending::<()>().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// glibc's chunk header: the size word just before the pointer, whose bit 1 says the
+    /// chunk was mapped by itself (`IS_MMAPPED`).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn mapped_by_itself(block: &[u8]) -> bool {
+        // SAFETY: glibc's malloc keeps the chunk's size word in the 8 bytes before every
+        // pointer it returns; the block is live while it is read.
+        let size_word = unsafe { block.as_ptr().cast::<usize>().sub(1).read_unaligned() };
+        size_word & 2 != 0
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn after_the_threshold_is_raised_a_half_mebibyte_block_comes_from_the_heap() {
+        // 512 KiB: above glibc's default mmap threshold (128 KiB), below the raised one
+        // (1 MiB), and so within the heap whose top is no longer trimmed below 2 MiB.
+        raise_heap_trim_threshold();
+        let block = std::hint::black_box(vec![1u8; 512 * 1024]);
+        assert!(!mapped_by_itself(&block), "a 512 KiB block was mmapped");
+        // The check itself is sound: a block above the raised threshold is mapped.
+        let big = std::hint::black_box(vec![1u8; 4 << 20]);
+        assert!(mapped_by_itself(&big), "a 4 MiB block came from the heap");
+    }
+}

@@ -1515,6 +1515,9 @@ impl Session {
         // out first, and how many packets had gone out.
         let mut nudge_at: Option<tokio::time::Instant> = None;
         let mut sent = self.common.packet_writer.sent();
+        // Patch, part H: a control or small packet came in and awaits its IGNORE, which goes
+        // after one yield unless the tasks it woke queue a packet of their own first.
+        let mut nudge_soon = false;
 
         #[allow(clippy::panic)] // false positive in select! macro
         while !self.common.disconnected {
@@ -1587,6 +1590,15 @@ impl Session {
                 () = &mut nudge_timer => {
                     nudge_at = None;
                     self.nudge_peer()?;
+                }
+                // Patch, part H: the tasks the packet woke (the opener of a confirmed
+                // channel, with its client's first bytes already read) have run; if they
+                // queued a message, it goes out next and acknowledges the server's segment.
+                () = tokio::task::yield_now(), if nudge_soon => {
+                    nudge_soon = false;
+                    if !(can_receive_outbound && !self.receiver.is_empty()) {
+                        self.nudge_peer()?;
+                    }
                 }
                 () = &mut keepalive_timer => {
                     keepalive_elapsed = true;
@@ -1666,11 +1678,10 @@ impl Session {
             if self.common.packet_writer.sent() != sent {
                 sent = self.common.packet_writer.sent();
                 nudge_at = None;
+                nudge_soon = false;
             } else if self.common.received_data && self.common.config.nudge_peer.is_some() {
                 if control_received {
-                    self.nudge_peer()?;
-                    self.flush()?;
-                    sent = self.common.packet_writer.sent();
+                    nudge_soon = true;
                     nudge_at = None;
                 } else if nudge_at.is_none() {
                     nudge_at = self
