@@ -10,7 +10,8 @@
 //! tunnels' difference), the read-only role [`PG_BENCH_USER`] with `trust` authentication
 //! (SCRAM would add the same ~6 ms of key stretching to both; see `Lab::bench_role`), no
 //! PG* variables from the environment. Each round also runs pgbench straight to the server,
-//! reported below the table as the floor no tunnel can beat.
+//! reported below the table as the floor no tunnel can beat; for the connection times, a row
+//! without a target gives what each tool adds to it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -85,6 +86,20 @@ async fn pgbench(lab: &Lab, addr: SocketAddr, run: &Run, seconds: u64) -> f64 {
         .unwrap_or_else(|| panic!("no {:?} in {}'s output:\n{text}", run.key, run.name))
 }
 
+/// What each tool adds to PostgreSQL's own connection time: the median over the rounds of
+/// the tool's time less the same round's time straight to the server (the floor moves
+/// between rounds more than the tunnel's share of it).
+fn above_the_floor(run: &Run, seconds: u64, (p, o): (&[f64], &[f64]), d: &[f64]) -> Row {
+    let above = |t: &[f64]| -> Vec<f64> { t.iter().zip(d).map(|(t, d)| t - d).collect() };
+    Row::new(
+        &format!("{} ({seconds} s), above the floor", run.name),
+        run.metric,
+        pick(&above(p), &above(o)),
+        Better::Lower,
+    )
+    .decimals(2)
+}
+
 /// The rows, and a note with the same runs straight to the server (no tunnel: the floor).
 pub async fn rows(lab: &Lab, rounds: usize, seconds: u64) -> (Vec<Row>, String) {
     let server = lab.pg.cluster.addr();
@@ -124,6 +139,9 @@ pub async fn rows(lab: &Lab, rounds: usize, seconds: u64) -> (Vec<Row>, String) 
             .target(run.target)
             .decimals(decimals),
         );
+        if matches!(run.better, Better::Lower) {
+            rows.push(above_the_floor(run, seconds, (&p, &o), &d));
+        }
     }
     let note = format!(
         "PostgreSQL without a tunnel (the floor, same runs): {}",
