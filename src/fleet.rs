@@ -204,7 +204,15 @@ where
             let postgres = crate::tunnel::is_postgres(&chain.target, def.pg);
             Ok(TunnelPlan {
                 name: def.name.clone(),
-                listen: def.tcp_listen().map(ListenAt::Addr),
+                listen: def.tcp_listen().map(|addr| match &def.listen_host {
+                    // `localhost:6543`: every address the name stands for, as `-L`.
+                    Some(host) => ListenAt::Forward {
+                        bind: Some(host.clone()),
+                        gateway_ports: false,
+                        port: addr.port(),
+                    },
+                    None => ListenAt::Addr(addr),
+                }),
                 socket_dir: def.socket.clone(),
                 sslmode: def.sslmode,
                 require_pq: def.require_pq,
@@ -567,7 +575,8 @@ mod tests {
             "[tunnel.a]\nvia = \"b\"\ntarget = \"db:5432\"\nlisten = 6543\n\
              require_encrypted = true\nsslmode = \"verify-full\"\n\
              [tunnel.c]\nvia = \"b\"\ntarget = \"cache:6379\"\nprobe = false\n\
-             require_pq = true\nsocket = \"/run/s\"\n",
+             require_pq = true\nsocket = \"/run/s\"\n\
+             [tunnel.d]\nvia = \"b\"\ntarget = \"db:5432\"\nlisten = \"localhost:6544\"\n",
             std::path::Path::new("/home/me"),
         )
         .unwrap();
@@ -586,6 +595,15 @@ mod tests {
         // Socket only, no TCP port; not PostgreSQL by its port; require_pq implies
         // require_encrypted.
         assert_eq!(c.listen, None);
+        // `localhost`: every loopback address, as `-L localhost:6544`.
+        assert_eq!(
+            plans[2].listen,
+            Some(ListenAt::Forward {
+                bind: Some("localhost".into()),
+                gateway_ports: false,
+                port: 6544
+            })
+        );
         assert_eq!(
             c.socket_dir.as_deref(),
             Some(std::path::Path::new("/run/s"))

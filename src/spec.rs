@@ -346,7 +346,7 @@ pub fn parse_dash_l(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
         Ok(addr) => return Ok(DashL::Listen(addr)),
         Err(e) => e,
     };
-    if let Some((host, port)) = listen_name(input) {
+    if let Some((host, port)) = parse_listen_name(input) {
         return Ok(DashL::ListenName { host, port });
     }
     match crate::config::forward::parse_local_forward(input, env) {
@@ -363,8 +363,9 @@ pub fn parse_dash_l(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
 }
 
 /// `NAME:PORT` with a host name (letters, digits, `-`, `.`, `_`; not all digits and dots,
-/// which would be a mistyped IPv4 address) and a port: a listen address to resolve.
-fn listen_name(input: &str) -> Option<(String, u16)> {
+/// which would be a mistyped IPv4 address) and a port: a listen address to resolve when
+/// binding (`-L localhost:5555`, a tunnels file's `listen = "localhost:6543"`).
+pub fn parse_listen_name(input: &str) -> Option<(String, u16)> {
     let (host, port) = input.split_once(':')?;
     let name_chars = host
         .bytes()

@@ -15,7 +15,8 @@
 //! [tunnel.prod]
 //! via = "joe@shell.foo.com,inner"     # or ["joe@shell.foo.com", "inner"]; optional (-J)
 //! target = "db.foo.com:5432"          # TARGET as on the command line (an alias allowed)
-//! listen = "127.0.0.1:6543"           # or 6543, or "6543"; optional (--listen; default a free
+//! listen = "127.0.0.1:6543"           # or 6543, "6543", "localhost:6543" (every loopback
+//!                                     # address, as -L); optional (--listen; default a free
 //!                                     # port on 127.0.0.1, or none when `socket` is given)
 //! socket = "/run/user/1000/pgtunnel"  # optional: --socket DIR (DIR/.s.PGSQL.<target port>)
 //! require_encrypted = true            # optional, default false
@@ -101,6 +102,10 @@ pub struct TunnelDef {
     /// `listen`: the local address (`--listen`); `None` when not given (see
     /// [`TunnelDef::tcp_listen`]).
     pub listen: Option<SocketAddr>,
+    /// `listen`'s host name when it gives one (`"localhost:6543"`): the tunnel listens on
+    /// every address the name stands for when binding, as with `-L NAME:PORT`; `listen` then
+    /// holds the planned address (127.0.0.1 and the port).
+    pub listen_host: Option<String>,
     /// `socket`: `--socket DIR`, `~/` expanded.
     pub socket: Option<PathBuf>,
     /// `require_encrypted` (true too when `require_pq` is, as on the command line).
@@ -400,8 +405,11 @@ fn first_note(first_line: Option<usize>) -> String {
 /// Why two different addresses conflict, when one is the unspecified address.
 fn overlap_note(first: &str, second: &str) -> &'static str {
     let unspecified = |e: &str| e.starts_with("0.0.0.0:") || e.starts_with("[::]:");
+    let localhost = |e: &str| e.starts_with("localhost:");
     if first != second && (unspecified(first) || unspecified(second)) {
         ", as 0.0.0.0 takes the port on every IPv4 address and [::] on every address"
+    } else if first != second && (localhost(first) || localhost(second)) {
+        ", as localhost listens on 127.0.0.1 and ::1"
     } else {
         ""
     }
@@ -549,17 +557,24 @@ impl TunnelsFile {
 }
 
 fn listen_text(t: &TunnelDef) -> String {
-    let tcp = t.tcp_listen().map(|addr| match addr.port() {
-        0 if addr.ip() == spec::DEFAULT_LISTEN.ip() => "a free port".to_string(),
-        0 => format!("a free port on {}", addr.ip()),
-        _ => addr.to_string(),
-    });
     let socket = t.socket_path().map(|p| p.display().to_string());
-    match (tcp, socket) {
+    match (tcp_text(t), socket) {
         (Some(tcp), Some(socket)) => format!("{tcp} and {socket}"),
         (Some(one), None) | (None, Some(one)) => one,
         (None, None) => String::new(),
     }
+}
+
+/// Where the tunnel listens on TCP, in words (`None`: on a socket only).
+fn tcp_text(t: &TunnelDef) -> Option<String> {
+    t.tcp_listen()
+        .map(|addr| match (addr.port(), &t.listen_host) {
+            (0, Some(host)) => format!("a free port on {host}"),
+            (port, Some(host)) => format!("{host}:{port}"),
+            (0, None) if addr.ip() == spec::DEFAULT_LISTEN.ip() => "a free port".to_string(),
+            (0, None) => format!("a free port on {}", addr.ip()),
+            (_, None) => addr.to_string(),
+        })
 }
 
 fn route_text(t: &TunnelDef) -> String {
@@ -850,16 +865,23 @@ fn convert(
         .map_err(|e| bad(raw.target.span().start, in_file_words(e, "target")))?;
     let line_of = |value: Option<Range<usize>>| value.map_or(line, |span| doc.line(span.start));
     let listen_line = line_of(raw.listen.as_ref().map(Spanned::span));
-    let listen = raw
-        .listen
-        .map(|l| {
+    let (listen, listen_host) = match raw.listen {
+        None => (None, None),
+        Some(l) => {
             let text = match l.get_ref() {
                 Listen::Port(n) => n.to_string(),
                 Listen::Text(s) => s.clone(),
             };
-            spec::parse_listen(&text).map_err(|e| bad(l.span().start, in_file_words(e, "listen")))
-        })
-        .transpose()?;
+            match (spec::parse_listen(&text), spec::parse_listen_name(&text)) {
+                (Ok(addr), _) => (Some(addr), None),
+                (Err(_), Some((host, port))) => (
+                    Some(SocketAddr::new(spec::DEFAULT_LISTEN.ip(), port)),
+                    Some(host),
+                ),
+                (Err(e), None) => return Err(bad(l.span().start, in_file_words(e, "listen"))),
+            }
+        }
+    };
     let socket_line = line_of(raw.socket.as_ref().map(Spanned::span));
     let socket = raw
         .socket
@@ -883,6 +905,7 @@ fn convert(
         via,
         target,
         listen,
+        listen_host,
         socket,
         require_encrypted: raw.require_encrypted || raw.require_pq,
         require_pq: raw.require_pq,
@@ -994,12 +1017,14 @@ fn check_conflicts(path: &Path, tunnels: &[Parsed]) -> Result<(), TunnelsError> 
             if let (Some(x), Some(y)) = (a.listen, b.listen)
                 && x.port() != 0
                 && x.port() == y.port()
-                && overlaps(x.ip(), y.ip())
+                && listen_ips(a)
+                    .iter()
+                    .any(|&i| listen_ips(b).iter().any(|&j| overlaps(i, j)))
             {
                 return Err(TunnelsError::ListenConflict {
                     path: path.to_path_buf(),
-                    first: claim(a, first.listen_line, x.to_string()),
-                    second: claim(b, second.listen_line, y.to_string()),
+                    first: claim(a, first.listen_line, tcp_text(a).unwrap_or_default()),
+                    second: claim(b, second.listen_line, tcp_text(b).unwrap_or_default()),
                 });
             }
             if let (Some(x), Some(y)) = (a.socket_path(), b.socket_path())
@@ -1014,6 +1039,19 @@ fn check_conflicts(path: &Path, tunnels: &[Parsed]) -> Result<(), TunnelsError> 
         }
     }
     Ok(())
+}
+
+/// The addresses a tunnel's `listen` stands for as far as the file tells: its address, or
+/// for `localhost` both loopback addresses; another name is resolved only when binding, and
+/// a clash of it is reported then.
+fn listen_ips(t: &TunnelDef) -> Vec<IpAddr> {
+    match (t.listen, t.listen_host.as_deref()) {
+        (Some(addr), None) => vec![addr.ip()],
+        (Some(_), Some(host)) => crate::config::forward::bind_plan(Some(host), false)
+            .addresses(crate::config::AddressFamily::Any)
+            .unwrap_or_default(),
+        (None, _) => Vec::new(),
+    }
 }
 
 fn claim(t: &TunnelDef, line: usize, endpoint: String) -> Box<Claim> {
@@ -1242,6 +1280,7 @@ mod tests {
             via: None,
             target: spec::parse_target(target).unwrap(),
             listen: None,
+            listen_host: None,
             socket: None,
             require_encrypted: false,
             require_pq: false,
@@ -1359,6 +1398,27 @@ metrics-v2.eu  /run/user/1000/pgtunnel/.s.PGSQL.5432  metrics:5432              
         assert!(
             err.to_string()
                 .starts_with("cannot read tunnels file /nonexistent/pgtunnel/tunnels.toml: "),
+            "{err}"
+        );
+    }
+
+    /// `listen = "localhost:6543"` is taken as `-L localhost:6543` is: every loopback address.
+    #[test]
+    fn listen_may_name_localhost() {
+        let file = parse_ok(
+            "[tunnel.a]\ntarget = 'db'\nlisten = 'localhost:6543'\n\
+             [tunnel.b]\ntarget = 'db'\nlisten = 'localhost:0'\n",
+        );
+        let a = &file.tunnels[0];
+        assert_eq!(a.listen, Some("127.0.0.1:6543".parse().unwrap()));
+        assert_eq!(a.listen_host.as_deref(), Some("localhost"));
+        assert_eq!(listen_text(a), "localhost:6543");
+        assert_eq!(listen_text(&file.tunnels[1]), "a free port on localhost");
+        assert_eq!(listen_ips(a).len(), 2);
+        // What neither reading takes is still refused, with the address's reason.
+        let err = message("[tunnel.a]\ntarget = 'db'\nlisten = 'local host:1'\n");
+        assert!(
+            err.starts_with("tunnels.toml:3: tunnel `a`: ") && err.contains("IP address"),
             "{err}"
         );
     }
@@ -1605,9 +1665,9 @@ socket = "~"
             ),
             ("listen = -1", "listen `-1`: expected `[ADDR:]PORT`"),
             (
-                "listen = 'localhost:5432'",
-                "listen `localhost:5432`: the address must be an IP address such as 127.0.0.1 \
-                 or [::1]",
+                "listen = '10.0.0.300:5432'",
+                "listen `10.0.0.300:5432`: the address must be an IP address such as \
+                 127.0.0.1 or [::1]",
             ),
             (
                 "sslmode = 'prefer'",
@@ -1751,6 +1811,10 @@ socket = "~"
             ("[::1]:6543", "[::]:6543"),
             ("[::]:6543", "[::]:6543"),
             ("[::ffff:127.0.0.1]:6543", "6543"),
+            ("localhost:6543", "[::1]:6543"),
+            ("6543", "localhost:6543"),
+            ("localhost:6543", "localhost:6543"),
+            ("[::]:6543", "localhost:6543"),
         ] {
             let err = listen_pair(a, b).unwrap_err();
             assert!(
@@ -1765,6 +1829,10 @@ socket = "~"
             ("0.0.0.0:6543", "[::1]:6543"),
             ("0", "0"),
             ("0.0.0.0:0", "127.0.0.1:0"),
+            ("localhost:6543", "127.0.0.2:6543"),
+            ("localhost:0", "localhost:0"),
+            // Another name is resolved when binding; a clash is reported then.
+            ("db.local:6543", "127.0.0.1:6543"),
         ] {
             assert!(listen_pair(a, b).is_ok(), "{a} {b}");
         }
@@ -1778,6 +1846,14 @@ socket = "~"
             "tunnels.toml:7: tunnel `two` listens on 0.0.0.0:6543, which conflicts with \
              tunnel `one` on 127.0.0.1:6543 (line 3), as 0.0.0.0 takes the port on every IPv4 \
              address and [::] on every address: give one of them another port"
+        );
+        assert_eq!(
+            listen_pair("localhost:6543", "[::1]:6543")
+                .unwrap_err()
+                .to_string(),
+            "tunnels.toml:7: tunnel `two` listens on [::1]:6543, which conflicts with \
+             tunnel `one` on localhost:6543 (line 3), as localhost listens on 127.0.0.1 and \
+             ::1: give one of them another port"
         );
         // A tunnel with no `listen` takes a free port: no conflict.
         parse_ok("[tunnel.a]\ntarget = 'db'\n[tunnel.b]\ntarget = 'db'\n");

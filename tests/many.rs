@@ -518,7 +518,7 @@ fn tunnels_file(t: &Three, ports: &[u16; 3]) -> std::path::PathBuf {
          [tunnel.near]\nvia = \"shell.foo.com\"\ntarget = \"127.0.0.1:{near}\"\nlisten = {p0}\n\
          pg = false\n\n\
          [tunnel.far1]\nvia = \"db.foo.com\"\ntarget = \"127.0.0.3:{e1}\"\nlisten = \"127.0.0.1:{p1}\"\n\n\
-         [tunnel.far2]\nvia = [\"db.foo.com\"]\ntarget = \"127.0.0.3:{e2}\"\nlisten = {p2}\npg = false\n",
+         [tunnel.far2]\nvia = [\"db.foo.com\"]\ntarget = \"127.0.0.3:{e2}\"\nlisten = \"localhost:{p2}\"\npg = false\n",
         config = t.home.config.display(),
         near = t.near.addr.port(),
         e1 = t.echoes[1].addr.port(),
@@ -572,6 +572,8 @@ async fn named_tunnels_behind_one_bastion_share_its_session_and_survive_the_inne
     );
     echo_round_trip(([127, 0, 0, 1], ports[1]).into(), 1 << 18, 1).await;
     echo_round_trip(([127, 0, 0, 1], ports[2]).into(), 1 << 18, 2).await;
+    // far2's `listen = "localhost:PORT"` is both loopback addresses, as `-L localhost:PORT`.
+    echo_round_trip((std::net::Ipv6Addr::LOCALHOST, ports[2]).into(), 4096, 5).await;
 
     // A transfer on `near` (bastion only) runs while the inner hop's sshd is killed and
     // restarted: it goes on intact, the tunnels through the inner hop recover.
