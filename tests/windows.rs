@@ -131,10 +131,13 @@ async fn windows_grow_on_a_slow_path_and_stay_on_a_fast_one() {
     );
 }
 
-/// A TCP relay to `to` that passes what `to` sends at about `per_ms` bytes a millisecond
-/// (the other way at once), through a 32 KiB receive buffer (which also stops the kernel
-/// growing it): `to`'s output backs up, as it does towards a busy client.
-async fn throttled_relay(to: SocketAddr, per_ms: usize) -> SocketAddr {
+/// A TCP relay to `to` that stops passing what `to` sends for 300 ms once 64 KiB have
+/// passed (past the handshake, into the transfer), then passes it at once; the other way
+/// goes at once throughout. Its 32 KiB receive buffer keeps the kernel from taking up what
+/// `to` sends meanwhile: `to`'s output backs up, as it does towards a busy client, however
+/// fast or loaded the machine.
+async fn stalling_relay(to: SocketAddr) -> SocketAddr {
+    const STALL_AFTER: usize = 64 * 1024;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
     let addr = listener.local_addr().expect("relay addr");
     tokio::spawn(async move {
@@ -148,12 +151,16 @@ async fn throttled_relay(to: SocketAddr, per_ms: usize) -> SocketAddr {
             let (mut sr, mut sw) = server.into_split();
             tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
             tokio::spawn(async move {
-                let mut buf = vec![0u8; per_ms];
+                let (mut buf, mut passed, mut stalled) = (vec![0u8; 32 * 1024], 0, false);
                 while let Ok(n) = sr.read(&mut buf).await {
                     if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    passed += n;
+                    if passed >= STALL_AFTER && !stalled {
+                        stalled = true;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
                 }
                 let _ = cw.shutdown().await;
             });
@@ -165,11 +172,11 @@ async fn throttled_relay(to: SocketAddr, per_ms: usize) -> SocketAddr {
 /// The channels pgtunnel opens announce a 64 KiB maximum packet (OpenSSH's own are 32 KiB),
 /// and sshd fills it when its output backs up (it then goes on reading the target into the
 /// channel's buffer): a download arrives in CHANNEL_DATA messages above 32 KiB, fewer
-/// packets for every process on the path to handle. sshd's output to us is throttled by a
+/// packets for every process on the path to handle. sshd's output to us is held up by a
 /// relay, as a busy machine's is.
 #[tokio::test(flavor = "current_thread")]
 async fn sshd_sends_packets_of_up_to_64_kib() {
-    const SENT: usize = 16 * MIB;
+    const SENT: usize = 4 * MIB;
     let home = Home::new();
     let source = TcpListener::bind("127.0.0.1:0").await.expect("bind source");
     let port = source.local_addr().expect("source addr").port();
@@ -179,7 +186,7 @@ async fn sshd_sends_packets_of_up_to_64_kib() {
         let _ = conn.shutdown().await;
     });
     let hop = Sshd::logging(&home, "127.0.0.1", ("127.0.0.1".into(), port), "DEBUG1");
-    let relay = throttled_relay(hop.addr, 16 * 1024).await;
+    let relay = stalling_relay(hop.addr).await;
     home.trust_addr(relay, &hop.host_key);
     let user = login_user();
     home.write_config(&home.block("hop", relay, &user, "  BatchMode yes\n"));
