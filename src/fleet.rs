@@ -382,12 +382,7 @@ impl Bound {
 
     /// The address the path report judges the listener by: the least private one.
     pub fn report_addr(&self) -> SocketAddr {
-        self.addrs
-            .iter()
-            .find(|a| !a.ip().is_loopback())
-            .or(self.addrs.first())
-            .copied()
-            .unwrap_or(crate::spec::DEFAULT_LISTEN)
+        least_private(&self.addrs).unwrap_or(crate::spec::DEFAULT_LISTEN)
     }
 }
 
@@ -498,7 +493,19 @@ async fn bind_all(addrs: &[SocketAddr]) -> Result<Bound, Error> {
     })
 }
 
-async fn resolve_bind(
+/// Of the addresses a listener is bound to, the one the path report judges it by: the first
+/// that is not loopback, else the first (pure).
+pub fn least_private(addrs: &[SocketAddr]) -> Option<SocketAddr> {
+    addrs
+        .iter()
+        .find(|a| !a.ip().is_loopback())
+        .or(addrs.first())
+        .copied()
+}
+
+/// The addresses a listener with bind address `bind` and `port` is bound to, as ssh decides
+/// them ([`bind_plan`]); a name is looked up (`getaddrinfo`).
+pub async fn resolve_bind(
     bind: Option<&str>,
     gateway_ports: bool,
     port: u16,
@@ -531,6 +538,21 @@ async fn resolve_bind(
 
 #[cfg(test)]
 mod tests {
+    /// The report judges a listener by its least private address.
+    #[test]
+    fn the_least_private_address_is_the_first_not_loopback() {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        assert_eq!(least_private(&[]), None);
+        assert_eq!(
+            least_private(&[a("[::1]:1"), a("127.0.0.1:1")]),
+            Some(a("[::1]:1"))
+        );
+        assert_eq!(
+            least_private(&[a("127.0.0.1:1"), a("10.0.0.5:1"), a("0.0.0.0:1")]),
+            Some(a("10.0.0.5:1"))
+        );
+    }
+
     use super::*;
 
     fn resolver(text: &str) -> impl Fn(&HostQuery) -> Result<HostConfig, ConfigError> + use<> {

@@ -234,6 +234,25 @@ fn explain_takes_ssh_style_forwards() {
     assert!(shown.contains("63333"), "{shown}");
 }
 
+/// `-L NAME:PORT` is judged by the addresses the tunnel would listen on (resolved as when
+/// binding); `localhost` is both loopback addresses, so the listener stays private.
+#[test]
+fn explain_judges_a_named_listener_by_its_addresses() {
+    let (home, cfg) = home_with_alias();
+    let out = run(
+        &home,
+        &["explain", "-F", &cfg, "-L", "localhost:5555", "db"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let line = shown
+        .lines()
+        .find(|l| l.trim_start().starts_with("you -> "))
+        .unwrap_or_else(|| panic!("no listener segment: {shown}"));
+    assert!(line.contains("127.0.0.1:5555"), "{line}");
+    assert!(line.contains("loopback only"), "{line}");
+}
+
 #[test]
 fn arguments_that_are_not_a_target_say_what_is_wrong() {
     let home = Home::new();

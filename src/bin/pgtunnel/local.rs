@@ -29,11 +29,8 @@ impl Local {
 
     /// The address the path report judges the listener by: the least private one.
     pub fn report_addr(&self) -> Option<SocketAddr> {
-        let mut addrs = self.tcp.iter().map(|(_, addr)| *addr);
-        addrs
-            .clone()
-            .find(|a| !a.ip().is_loopback())
-            .or(addrs.next())
+        let addrs: Vec<SocketAddr> = self.tcp.iter().map(|(_, addr)| *addr).collect();
+        fleet::least_private(&addrs)
     }
 
     /// Where clients are told to connect: the socket unless TLS is wanted (libpq uses none

@@ -244,7 +244,7 @@ async fn run(args: Args, up: Option<Result<Vec<TunnelPlan>, Error>>) -> Result<E
             route,
             forwards,
             ..
-        }) => run_explain(target, route, &forwards),
+        }) => run_explain(target, route, &forwards).await,
         Some(Command::Check {
             target,
             route,
@@ -532,7 +532,11 @@ fn explain_forwards(
 
 /// `pgtunnel explain TARGET` (or ssh's form, with `-L PORT:HOST:HOSTPORT` forwards or an
 /// alias's `LocalForward` lines): connects to nothing.
-fn run_explain(target: String, route: args::Route, forwards: &Forwards) -> Result<ExitCode, Error> {
+async fn run_explain(
+    target: String,
+    route: args::Route,
+    forwards: &Forwards,
+) -> Result<ExitCode, Error> {
     let env = tunnel::local_env();
     let config = tunnel::load_config(&ConfigSource::from_arg(route.config.as_deref()), &env);
     let ssh_forwards = forwards.ssh_forwards();
@@ -556,16 +560,30 @@ fn run_explain(target: String, route: args::Route, forwards: &Forwards) -> Resul
         }
     }
     let request = route.request(target, forwards, false, false);
-    explain(&request, &config?, &env)
+    // `-L NAME:PORT`: judged by the addresses the tunnel would listen on, as it is.
+    let listen = match forwards.listen_name() {
+        Some((host, port)) => {
+            fleet::least_private(&fleet::resolve_bind(Some(host), false, port).await?)
+                .unwrap_or(request.listen)
+        }
+        None => request.listen,
+    };
+    explain(&request, listen, &config?, &env)
 }
 
-/// `pgtunnel explain`: every hop's settings and where they come from, then the path report.
-fn explain(request: &Request, config: &SshConfig, env: &LocalEnv) -> Result<ExitCode, Error> {
+/// `pgtunnel explain`: every hop's settings and where they come from, then the path report
+/// for a listener on `listen`.
+fn explain(
+    request: &Request,
+    listen: SocketAddr,
+    config: &SshConfig,
+    env: &LocalEnv,
+) -> Result<ExitCode, Error> {
     let chain = tunnel::plan(request, config, env)?;
     let text = format!(
         "{}\n{}",
         pgtunnel::plan::explain::explain(&chain),
-        path::analyze(request.listen, &chain)
+        path::analyze(listen, &chain)
     );
     // A reader that stops early (`| head`) is not an error, as for any filter.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
