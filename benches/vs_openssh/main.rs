@@ -55,6 +55,29 @@ fn env_number(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) ->
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // Ctrl-C or SIGTERM: dropping the bench's future stops what the lab started (its sshds,
+    // PostgreSQL, the clients), which a killed process would leave running.
+    tokio::select! {
+        () = bench() => {}
+        () = interrupted() => {
+            eprintln!("interrupted: the lab's sshds, PostgreSQL and clients are stopped");
+            // Not waiting for a pgbench still running in a blocking task (it ends by its -T).
+            std::process::exit(130);
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM.
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn bench() {
     let rounds = env_number("BENCH_ROUNDS", 3, 1..=50) as usize;
     let bulk_mib = env_number("BENCH_BULK_MIB", 1024, 1..=16384);
     let pgbench_seconds = env_number("PGBENCH_SECONDS", 10, 1..=600);
