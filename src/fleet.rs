@@ -538,6 +538,8 @@ pub async fn resolve_bind(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// The report judges a listener by its least private address.
     #[test]
     fn the_least_private_address_is_the_first_not_loopback() {
@@ -552,8 +554,6 @@ mod tests {
             Some(a("10.0.0.5:1"))
         );
     }
-
-    use super::*;
 
     fn resolver(text: &str) -> impl Fn(&HostQuery) -> Result<HostConfig, ConfigError> + use<> {
         let env = crate::config::LocalEnv::fixture();

@@ -342,13 +342,14 @@ pub enum DashL {
 /// `[::1]:5555`), else as ssh parses `-L` (`${VAR}` looked up with `env`). An argument
 /// neither takes is refused with both readings' reasons.
 pub fn parse_dash_l(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<DashL, SpecError> {
-    let listen = match parse_listen(input) {
-        Ok(addr) => return Ok(DashL::Listen(addr)),
+    let listen = match parse_listen_or_name(input) {
+        Ok((addr, None)) => return Ok(DashL::Listen(addr)),
+        Ok((addr, Some(host))) => {
+            let port = addr.port();
+            return Ok(DashL::ListenName { host, port });
+        }
         Err(e) => e,
     };
-    if let Some((host, port)) = parse_listen_name(input) {
-        return Ok(DashL::ListenName { host, port });
-    }
     match crate::config::forward::parse_local_forward(input, env) {
         Ok(forward) => Ok(DashL::Forward(forward)),
         // Something that looks like a listen address: its own reason is the clearer one.
@@ -362,10 +363,23 @@ pub fn parse_dash_l(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
     }
 }
 
+/// Where a tunnel listens, as `-L` and a tunnels file's `listen` take it: an address
+/// ([`parse_listen`]), or `NAME:PORT` as its planned address (127.0.0.1 and the port) and
+/// the name, resolved when binding; else the address's reason.
+pub fn parse_listen_or_name(input: &str) -> Result<(SocketAddr, Option<String>), SpecError> {
+    let refused = match parse_listen(input) {
+        Ok(addr) => return Ok((addr, None)),
+        Err(e) => e,
+    };
+    parse_listen_name(input)
+        .map(|(host, port)| (SocketAddr::new(DEFAULT_LISTEN.ip(), port), Some(host)))
+        .ok_or(refused)
+}
+
 /// `NAME:PORT` with a host name (letters, digits, `-`, `.`, `_`; not all digits and dots,
 /// which would be a mistyped IPv4 address) and a port: a listen address to resolve when
-/// binding (`-L localhost:5555`, a tunnels file's `listen = "localhost:6543"`).
-pub fn parse_listen_name(input: &str) -> Option<(String, u16)> {
+/// binding.
+fn parse_listen_name(input: &str) -> Option<(String, u16)> {
     let (host, port) = input.split_once(':')?;
     let name_chars = host
         .bytes()

@@ -872,14 +872,9 @@ fn convert(
                 Listen::Port(n) => n.to_string(),
                 Listen::Text(s) => s.clone(),
             };
-            match (spec::parse_listen(&text), spec::parse_listen_name(&text)) {
-                (Ok(addr), _) => (Some(addr), None),
-                (Err(_), Some((host, port))) => (
-                    Some(SocketAddr::new(spec::DEFAULT_LISTEN.ip(), port)),
-                    Some(host),
-                ),
-                (Err(e), None) => return Err(bad(l.span().start, in_file_words(e, "listen"))),
-            }
+            let (addr, host) = spec::parse_listen_or_name(&text)
+                .map_err(|e| bad(l.span().start, in_file_words(e, "listen")))?;
+            (Some(addr), host)
         }
     };
     let socket_line = line_of(raw.socket.as_ref().map(Spanned::span));
