@@ -452,13 +452,16 @@ fn main() {
     for h in &heading {
         println!("{h}");
     }
-    print!("{}", table::text(&rows));
+    print!("{}", table::text(&rows, table::Versus::Ssh));
     for n in &notes {
         println!("({n})");
     }
     if let Some(path) = &settings.markdown {
         use std::io::Write;
-        let text = format!("\n{}", table::markdown(&heading, &rows, &notes));
+        let text = format!(
+            "\n{}",
+            table::markdown(&heading, &rows, &notes, table::Versus::Ssh)
+        );
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)

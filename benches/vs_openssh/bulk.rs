@@ -54,9 +54,11 @@ pub async fn rows(lab: &Lab, rounds: usize, mib: u64) -> Vec<Row> {
             )
         };
         eprintln!(
-            "bulk: round {} of {rounds} done: pgtunnel {}, ssh -J {}",
+            "bulk: round {} of {rounds} done: {} {}, {} {}",
             round + 1,
+            Tool::Pgtunnel.label(),
             last(&samples[0]),
+            Tool::Ssh.label(),
             last(&samples[1])
         );
     }

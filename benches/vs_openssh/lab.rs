@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -111,7 +112,24 @@ impl Lab {
     }
 }
 
-/// The two clients compared.
+/// `BENCH_BASELINE=PATH`: the second client is the pgtunnel binary at PATH instead of
+/// `ssh -J`, with the same arguments as the first: an A/B of two builds (the targets do not
+/// apply), or with the same binary twice an A/A that shows how noisy the machine is.
+pub fn baseline() -> Option<&'static str> {
+    static BASELINE: OnceLock<Option<String>> = OnceLock::new();
+    BASELINE
+        .get_or_init(|| {
+            let path = std::env::var("BENCH_BASELINE").ok()?;
+            assert!(
+                std::path::Path::new(&path).is_file(),
+                "BENCH_BASELINE={path}: no such file (the path of a pgtunnel binary)"
+            );
+            Some(path)
+        })
+        .as_deref()
+}
+
+/// The two clients compared: pgtunnel, and `ssh -J` (or the baseline build).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Tool {
     Pgtunnel,
@@ -119,6 +137,15 @@ pub enum Tool {
 }
 
 impl Tool {
+    /// Its name in the progress lines.
+    pub fn label(self) -> &'static str {
+        match (self, baseline()) {
+            (Tool::Pgtunnel, _) => "pgtunnel",
+            (Tool::Ssh, None) => crate::table::Versus::Ssh.name(),
+            (Tool::Ssh, Some(_)) => crate::table::Versus::Baseline.name(),
+        }
+    }
+
     /// Both, in the order a round runs them: alternating who goes first.
     pub fn order(round: usize) -> [Tool; 2] {
         if round.is_multiple_of(2) {
@@ -151,16 +178,18 @@ impl Client {
     pub fn spawn(lab: &Lab, tool: Tool, target: Target) -> Client {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut command = match tool {
-            Tool::Pgtunnel => {
-                let mut c = Command::new(BIN);
-                c.args(["-q", "-F", lab.config(), "--via", "shell,db", "-L"])
-                    .arg(addr.to_string())
-                    .arg(if target.postgres { "--pg" } else { "--no-pg" })
-                    .arg(target.addr.to_string());
-                c
-            }
-            Tool::Ssh => {
+        let pgtunnel = |bin: &str| {
+            let mut c = Command::new(bin);
+            c.args(["-q", "-F", lab.config(), "--via", "shell,db", "-L"])
+                .arg(addr.to_string())
+                .arg(if target.postgres { "--pg" } else { "--no-pg" })
+                .arg(target.addr.to_string());
+            c
+        };
+        let mut command = match (tool, baseline()) {
+            (Tool::Pgtunnel, _) => pgtunnel(BIN),
+            (Tool::Ssh, Some(bin)) => pgtunnel(bin),
+            (Tool::Ssh, None) => {
                 let mut c = Command::new("ssh");
                 c.args(["-F", lab.config(), "-N", "-o", "ExitOnForwardFailure=yes"])
                     .args(["-J", "shell", "-L"])

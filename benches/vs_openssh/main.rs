@@ -10,7 +10,9 @@
 //! Environment: `BENCH_ROUNDS` (default 3), `BENCH_BULK_MIB` (upload/download size, default
 //! 1024), `PGBENCH_SECONDS` (each pgbench run's `-T`, default 10), `BENCH_ONLY` (a comma list
 //! of sections: bulk, pgbench, startup, classic; all by default), `BENCH_MARKDOWN` (also
-//! write the table as Markdown to that file). `scripts/bench` runs this and the WAN bench.
+//! write the table as Markdown to that file), `BENCH_BASELINE` (the path of another pgtunnel
+//! binary: it takes ssh's place, for an A/B of two builds; the same binary twice shows the
+//! machine's noise). `scripts/bench` runs this and the WAN bench.
 //!
 //! Needs `sshd` and `ssh` (openssh-server, openssh-client), PostgreSQL's server binaries and
 //! `pgbench` (postgresql, postgresql-client), `openssl`; scripts/test installs them all.
@@ -81,12 +83,21 @@ async fn bench() {
     let rounds = env_number("BENCH_ROUNDS", 3, 1..=50) as usize;
     let bulk_mib = env_number("BENCH_BULK_MIB", 1024, 1..=16384);
     let pgbench_seconds = env_number("PGBENCH_SECONDS", 10, 1..=600);
+    let (versus, against) = match lab::baseline() {
+        None => (
+            table::Versus::Ssh,
+            format!("`ssh -J shell -L … db` ({})", procfs::ssh_version()),
+        ),
+        Some(bin) => (
+            table::Versus::Baseline,
+            format!("the baseline build {bin} (an A/B: no targets)"),
+        ),
+    };
+    // A wrong BENCH_BASELINE fails before the lab takes its minute to start.
     let lab = lab::Lab::start().await;
     let heading = vec![
         format!(
-            "pgtunnel vs `ssh -J shell -L … db` ({}), 2 OpenSSH sshd hops on loopback, \
-             medians of {rounds} rounds",
-            procfs::ssh_version()
+            "pgtunnel vs {against}, 2 OpenSSH sshd hops on loopback, medians of {rounds} rounds"
         ),
         format!("machine: {}", procfs::machine()),
         format!(
@@ -101,11 +112,14 @@ async fn bench() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
     let mut rows = Vec::new();
-    let mut notes = vec![
-        "pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says which way is better; \
-         targets are issue 13's"
+    let mut notes = vec![match versus {
+        table::Versus::Ssh => "pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says \
+                               which way is better; targets are issue 13's"
             .to_string(),
-    ];
+        table::Versus::Baseline => "pgtunnel/baseline: pgtunnel's median over the baseline's; \
+                                    \"better\" says which way is better"
+            .to_string(),
+    }];
     if wanted("bulk") {
         rows.extend(bulk::rows(&lab, rounds, bulk_mib).await);
     }
@@ -124,12 +138,12 @@ async fn bench() {
     for h in &heading {
         println!("{h}");
     }
-    print!("{}", table::text(&rows));
+    print!("{}", table::text(&rows, versus));
     for n in &notes {
         println!("({n})");
     }
     if let Ok(path) = std::env::var("BENCH_MARKDOWN") {
-        std::fs::write(&path, table::markdown(&heading, &rows, &notes))
+        std::fs::write(&path, table::markdown(&heading, &rows, &notes, versus))
             .unwrap_or_else(|e| panic!("write BENCH_MARKDOWN={path}: {e}"));
         println!("(Markdown written to {path})");
     }

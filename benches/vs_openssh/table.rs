@@ -1,5 +1,6 @@
-//! The result table: one row per workload, pgtunnel and `ssh -J` side by side, the ratio
-//! pgtunnel / ssh, which direction is better, the issue's target and whether it is met.
+//! The result table: one row per workload, pgtunnel and `ssh -J` (or a baseline build) side
+//! by side, the ratio pgtunnel / ssh, which direction is better, the issue's target and
+//! whether it is met (no targets against a baseline build).
 //! Printed as text, and as Markdown to `BENCH_MARKDOWN` if set.
 
 /// Which way a metric is better.
@@ -48,14 +49,15 @@ impl Row {
         self.pgtunnel / self.ssh
     }
 
-    fn cells(&self) -> [String; 8] {
+    fn cells(&self, versus: Versus) -> [String; 8] {
         let d = self.decimals;
         let (better, op) = match self.better {
             Better::Higher => ("higher", "≥"),
             Better::Lower => ("lower", "≤"),
         };
         let ratio = self.ratio();
-        let (target, met) = match self.target {
+        let target = self.target.filter(|_| versus == Versus::Ssh);
+        let (target, met) = match target {
             None => ("—".to_string(), "—".to_string()),
             Some(t) => {
                 let met = match self.better {
@@ -94,21 +96,47 @@ fn target_text(t: f64) -> String {
     }
 }
 
-const HEADER: [&str; 8] = [
-    "workload",
-    "metric",
-    "pgtunnel",
-    "ssh -J",
-    "pgtunnel/ssh",
-    "better",
-    "target",
-    "met",
-];
+/// What the second column is: `ssh -J` (issue 13's targets apply), or another build of
+/// pgtunnel (an A/B, which has no targets).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Versus {
+    Ssh,
+    Baseline,
+}
+
+impl Versus {
+    /// The second column's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Versus::Ssh => "ssh -J",
+            Versus::Baseline => "baseline",
+        }
+    }
+
+    fn header(self) -> [String; 8] {
+        let ratio = match self {
+            Versus::Ssh => "pgtunnel/ssh",
+            Versus::Baseline => "pgtunnel/baseline",
+        };
+        [
+            "workload",
+            "metric",
+            "pgtunnel",
+            self.name(),
+            ratio,
+            "better",
+            "target",
+            "met",
+        ]
+        .map(String::from)
+    }
+}
 
 /// The table as aligned text.
-pub fn text(rows: &[Row]) -> String {
-    let cells: Vec<[String; 8]> = rows.iter().map(Row::cells).collect();
-    let mut width = HEADER.map(|h| h.chars().count());
+pub fn text(rows: &[Row], versus: Versus) -> String {
+    let cells: Vec<[String; 8]> = rows.iter().map(|r| r.cells(versus)).collect();
+    let header = versus.header();
+    let mut width = header.each_ref().map(|h| h.chars().count());
     for row in &cells {
         for (w, c) in width.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
@@ -130,7 +158,7 @@ pub fn text(rows: &[Row]) -> String {
         }
         out.trim_end().to_string() + "\n"
     };
-    let mut out = line(&HEADER.map(String::from));
+    let mut out = line(&header);
     out.push_str(&"-".repeat(width.iter().sum::<usize>() + 2 * (width.len() - 1)));
     out.push('\n');
     for row in &cells {
@@ -140,17 +168,17 @@ pub fn text(rows: &[Row]) -> String {
 }
 
 /// The table as Markdown, after `heading` lines (machine, rounds), `notes` below it.
-pub fn markdown(heading: &[String], rows: &[Row], notes: &[String]) -> String {
+pub fn markdown(heading: &[String], rows: &[Row], notes: &[String], versus: Versus) -> String {
     let mut out = String::new();
     for h in heading {
         out.push_str(h);
         out.push_str("  \n");
     }
     out.push('\n');
-    out.push_str(&format!("| {} |\n", HEADER.join(" | ")));
+    out.push_str(&format!("| {} |\n", versus.header().join(" | ")));
     out.push_str("|---|---|---:|---:|---:|---|---|---|\n");
     for row in rows {
-        out.push_str(&format!("| {} |\n", row.cells().join(" | ")));
+        out.push_str(&format!("| {} |\n", row.cells(versus).join(" | ")));
     }
     out.push('\n');
     for n in notes {
