@@ -15,6 +15,7 @@ use crate::support::pg::{PG_USER, TestPg};
 use crate::support::process::BIN;
 use crate::support::sshd::{Sshd, SshdOptions, login_user};
 use crate::support::{Echo, Home};
+use crate::table::Versus;
 
 const SERVICES: &str = "127.0.0.3";
 /// The role pgbench logs in as through the tunnels (see [`Lab::bench_role`]).
@@ -129,6 +130,14 @@ pub fn baseline() -> Option<&'static str> {
         .as_deref()
 }
 
+/// What the second column is, by `BENCH_BASELINE`.
+pub fn versus() -> Versus {
+    match baseline() {
+        None => Versus::Ssh,
+        Some(_) => Versus::Baseline,
+    }
+}
+
 /// The two clients compared: pgtunnel, and `ssh -J` (or the baseline build).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Tool {
@@ -139,10 +148,9 @@ pub enum Tool {
 impl Tool {
     /// Its name in the progress lines.
     pub fn label(self) -> &'static str {
-        match (self, baseline()) {
-            (Tool::Pgtunnel, _) => "pgtunnel",
-            (Tool::Ssh, None) => crate::table::Versus::Ssh.name(),
-            (Tool::Ssh, Some(_)) => crate::table::Versus::Baseline.name(),
+        match self {
+            Tool::Pgtunnel => "pgtunnel",
+            Tool::Ssh => versus().name(),
         }
     }
 

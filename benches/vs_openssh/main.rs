@@ -83,15 +83,10 @@ async fn bench() {
     let rounds = env_number("BENCH_ROUNDS", 3, 1..=50) as usize;
     let bulk_mib = env_number("BENCH_BULK_MIB", 1024, 1..=16384);
     let pgbench_seconds = env_number("PGBENCH_SECONDS", 10, 1..=600);
-    let (versus, against) = match lab::baseline() {
-        None => (
-            table::Versus::Ssh,
-            format!("`ssh -J shell -L … db` ({})", procfs::ssh_version()),
-        ),
-        Some(bin) => (
-            table::Versus::Baseline,
-            format!("the baseline build {bin} (an A/B: no targets)"),
-        ),
+    let versus = lab::versus();
+    let against = match lab::baseline() {
+        None => format!("`ssh -J shell -L … db` ({})", procfs::ssh_version()),
+        Some(bin) => format!("the baseline build {bin} (an A/B: no targets)"),
     };
     // A wrong BENCH_BASELINE fails before the lab takes its minute to start.
     let lab = lab::Lab::start().await;
@@ -112,14 +107,7 @@ async fn bench() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
     let mut rows = Vec::new();
-    let mut notes = vec![match versus {
-        table::Versus::Ssh => "pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says \
-                               which way is better; targets are issue 13's"
-            .to_string(),
-        table::Versus::Baseline => "pgtunnel/baseline: pgtunnel's median over the baseline's; \
-                                    \"better\" says which way is better"
-            .to_string(),
-    }];
+    let mut notes = vec![versus.note().to_string()];
     if wanted("bulk") {
         rows.extend(bulk::rows(&lab, rounds, bulk_mib).await);
     }

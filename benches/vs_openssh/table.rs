@@ -113,6 +113,21 @@ impl Versus {
         }
     }
 
+    /// The note under the table that reads its ratio column.
+    #[allow(dead_code)] // the WAN bench, which shares this file, writes its own note
+    pub fn note(self) -> &'static str {
+        match self {
+            Versus::Ssh => {
+                "pgtunnel/ssh: pgtunnel's median over ssh's; \"better\" says which way is \
+                 better; targets are issue 13's"
+            }
+            Versus::Baseline => {
+                "pgtunnel/baseline: pgtunnel's median over the baseline's; \"better\" says \
+                 which way is better"
+            }
+        }
+    }
+
     fn header(self) -> [String; 8] {
         let ratio = match self {
             Versus::Ssh => "pgtunnel/ssh",
