@@ -18,8 +18,8 @@
 //! channel never grows; and all channels' growth together stays within [`BUDGET`], which
 //! bounds what a process can buffer for readers that stall later.
 //!
-//! The pure parts ([`window_for`], [`next_target`]) decide; [`ChannelWindows`] holds one
-//! session's channels and takes from the process-wide budget.
+//! The pure parts ([`flow_rtt`], [`window_for`], [`next_target`]) decide;
+//! [`ChannelWindows`] holds one session's channels and takes from the process-wide budget.
 
 use std::collections::HashMap;
 use std::sync::Arc;
